@@ -1,0 +1,97 @@
+"""The collection catalogue: what collections exist and how they are built, persisted as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from protos.errors import AlreadyExists, NotFound
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_CATALOG_FILE = "catalog.json"
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """Everything fixed when a collection is created."""
+
+    name: str
+    uid: str
+    dim: int
+    metric: str
+    shards: int
+    m: int
+    ef_construction: int
+    ef_search: int
+    created_at: str
+
+    @staticmethod
+    def new(name: str, dim: int, metric: str, shards: int, m: int, ef_construction: int,
+            ef_search: int) -> CollectionSpec:
+        """A spec with a fresh uid and creation time."""
+        return CollectionSpec(name=name, uid=uuid.uuid4().hex[:12], dim=dim, metric=metric, shards=shards,
+                              m=m, ef_construction=ef_construction, ef_search=ef_search,
+                              created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def valid_name(name: str) -> bool:
+    """Collection names: letters, digits, _ . - (not first), at most 128 characters."""
+    return bool(_NAME_RE.match(name))
+
+
+class Catalog:
+    """Collections by name; every change is written to disk (temp file, fsync, rename) before it counts."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._path = data_dir / _CATALOG_FILE
+        self._lock = threading.Lock()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._specs: dict[str, CollectionSpec] = {}
+        if self._path.exists():
+            raw = json.loads(self._path.read_text(encoding="utf-8"))
+            self._specs = {c["name"]: CollectionSpec(**c) for c in raw["collections"]}
+
+    def _persist(self, specs: dict[str, CollectionSpec]) -> None:
+        tmp = self._path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"collections": [dataclasses.asdict(s) for s in specs.values()]}, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._path)
+
+    def add(self, spec: CollectionSpec) -> None:
+        """Record a new collection."""
+        with self._lock:
+            if spec.name in self._specs:
+                raise AlreadyExists(f"collection {spec.name!r} already exists")
+            specs = {**self._specs, spec.name: spec}
+            self._persist(specs)
+            self._specs = specs
+
+    def remove(self, name: str) -> CollectionSpec:
+        """Forget a collection; returns its spec."""
+        with self._lock:
+            spec = self.get(name)
+            specs = {k: v for k, v in self._specs.items() if k != name}
+            self._persist(specs)
+            self._specs = specs
+            return spec
+
+    def get(self, name: str) -> CollectionSpec:
+        """The spec of a collection, or NotFound."""
+        spec = self._specs.get(name)
+        if spec is None:
+            known = ", ".join(sorted(self._specs)) or "none"
+            raise NotFound(f"collection {name!r} does not exist (collections: {known})")
+        return spec
+
+    def all(self) -> list[CollectionSpec]:
+        """Every collection, by name."""
+        return [self._specs[k] for k in sorted(self._specs)]

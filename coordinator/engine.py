@@ -1,0 +1,216 @@
+"""The coordinator's domain logic: collections, routed writes, fanned-out reads, merged results."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from coordinator.catalog import Catalog, CollectionSpec, valid_name
+from coordinator.fanout import ShardPool
+from coordinator.merge import merge_top_k
+from coordinator.router import group_by_shard
+from coordinator.settings import MAX_DIM, MAX_ID_BYTES, MAX_SHARDS, CoordinatorSettings
+from coordinator.shards import ShardPlacer
+from protos import common_pb2, shard_pb2
+from protos.errors import InvalidArgument
+from protos.wire import METRICS, check_vectors, pack_matrix
+from shard_node.client import ShardClient
+
+
+@dataclass
+class Hit:
+    """One merged search result."""
+
+    id: str
+    score: float
+    distance: float
+    payload: common_pb2.Payload | None
+
+
+@dataclass
+class ShardStatus:
+    """A shard's address and figures, for DescribeCollection."""
+
+    index: int
+    address: str
+    stats: shard_pb2.ShardStats
+
+
+def score_of(metric: str, distances: np.ndarray) -> np.ndarray:
+    """User-facing score: similarity for cosine/ip (higher is better), squared distance for l2."""
+    return distances if metric == "l2" else 1.0 - distances
+
+
+def check_ids(ids: Sequence[str], max_batch: int) -> None:
+    """Refuse empty, oversized or repeated ids and oversized batches."""
+    if len(ids) > max_batch:
+        raise InvalidArgument(f"{len(ids)} ids in one request; the limit is {max_batch} (split the batch)")
+    seen: set[str] = set()
+    for pos, doc_id in enumerate(ids):
+        if not doc_id:
+            raise InvalidArgument(f"id at position {pos} is empty; ids must be non-empty strings")
+        if len(doc_id.encode("utf-8")) > MAX_ID_BYTES:
+            raise InvalidArgument(f"id at position {pos} is longer than {MAX_ID_BYTES} bytes")
+        if doc_id in seen:
+            raise InvalidArgument(f"id {doc_id!r} appears more than once in the request")
+        seen.add(doc_id)
+
+
+class Engine:
+    """Everything the public API does, on plain values."""
+
+    def __init__(self, settings: CoordinatorSettings, placer: ShardPlacer, pool: ShardPool) -> None:
+        self.settings = settings
+        self.catalog = Catalog(Path(settings.data_dir))
+        self._placer = placer
+        self._pool = pool
+
+    async def start(self) -> None:
+        """Bring up the shard actors of every catalogued collection (they recover from disk)."""
+        await asyncio.gather(*(asyncio.to_thread(self._placer.ensure, s) for s in self.catalog.all()))
+
+    # ---- collections ---------------------------------------------------------------------
+    async def create_collection(self, name: str, dim: int, metric: str, shards: int, m: int,
+                                ef_construction: int, ef_search: int) -> CollectionSpec:
+        """Create a collection and start its shard actors."""
+        s = self.settings
+        if not valid_name(name):
+            raise InvalidArgument(f"collection name {name!r} is not valid: use 1-128 letters, digits, "
+                                  "'_', '.' or '-', not starting with '.' or '-'")
+        if not 1 <= dim <= MAX_DIM:
+            raise InvalidArgument(f"dim must be between 1 and {MAX_DIM}, got {dim}")
+        metric = metric or "cosine"
+        if metric not in METRICS:
+            raise InvalidArgument(f"metric {metric!r} is unknown; use one of {', '.join(METRICS)}")
+        shards = shards or s.default_shards
+        if not 1 <= shards <= MAX_SHARDS:
+            raise InvalidArgument(f"shards must be between 1 and {MAX_SHARDS}, got {shards}")
+        m = m or s.hnsw_m
+        ef_construction = ef_construction or s.hnsw_ef_construction
+        ef_search = ef_search or s.hnsw_ef_search
+        if not 2 <= m <= 256:
+            raise InvalidArgument(f"hnsw m must be between 2 and 256, got {m}")
+        if not 1 <= ef_search <= s.max_ef or not 1 <= ef_construction <= s.max_ef:
+            raise InvalidArgument(f"ef_search and ef_construction must be between 1 and {s.max_ef}")
+        spec = CollectionSpec.new(name, dim, metric, shards, m, ef_construction, ef_search)
+        self.catalog.add(spec)
+        try:
+            await asyncio.to_thread(self._placer.ensure, spec)
+        except BaseException:
+            self.catalog.remove(name)
+            await asyncio.to_thread(self._placer.drop, spec)
+            raise
+        return spec
+
+    async def drop_collection(self, name: str) -> None:
+        """Remove a collection, its shard actors and its data."""
+        spec = self.catalog.remove(name)
+        await self._pool.forget(spec)
+        await asyncio.to_thread(self._placer.drop, spec)
+
+    def list_collections(self) -> list[CollectionSpec]:
+        """Every collection."""
+        return self.catalog.all()
+
+    async def describe(self, name: str) -> tuple[CollectionSpec, list[ShardStatus]]:
+        """A collection's spec and each shard's figures."""
+        spec = self.catalog.get(name)
+        timeout = self.settings.shard_timeout_s
+
+        async def stats(i: int, c: ShardClient) -> ShardStatus:
+            return ShardStatus(i, c.address, await c.stats(timeout))
+
+        return spec, await self._pool.each(spec, range(spec.shards), stats, "Stats")
+
+    async def count(self, name: str) -> int:
+        """Live documents in a collection."""
+        _, shards = await self.describe(name)
+        return sum(s.stats.live for s in shards)
+
+    # ---- writes --------------------------------------------------------------------------
+    async def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray,
+                     payloads: Sequence[common_pb2.Payload]) -> int:
+        """Validate the whole batch, then write each shard's part durably."""
+        spec = self.catalog.get(name)
+        check_ids(ids, self.settings.max_batch)
+        if len(ids) == 0:
+            raise InvalidArgument("upsert needs at least one id")
+        if vectors.shape[0] != len(ids):
+            raise InvalidArgument(f"{len(ids)} ids but {vectors.shape[0]} vectors; give one vector per id")
+        if payloads and len(payloads) != len(ids):
+            raise InvalidArgument(f"{len(ids)} ids but {len(payloads)} payloads; give none or one per id")
+        check_vectors(vectors, spec.dim, "vector")
+        groups = group_by_shard(ids, spec.shards)
+        timeout = self.settings.shard_timeout_s
+
+        async def write(i: int, c: ShardClient) -> int:
+            rows = groups[i]
+            part_payloads = [payloads[r] for r in rows] if payloads else []
+            return await c.upsert([ids[r] for r in rows], pack_matrix(vectors[rows]), part_payloads, timeout)
+
+        return sum(await self._pool.each(spec, sorted(groups), write, "Upsert"))
+
+    async def delete(self, name: str, ids: Sequence[str]) -> int:
+        """Delete documents by id; returns how many existed."""
+        spec = self.catalog.get(name)
+        check_ids(ids, self.settings.max_batch)
+        groups = group_by_shard(ids, spec.shards)
+        timeout = self.settings.shard_timeout_s
+
+        async def remove(i: int, c: ShardClient) -> int:
+            return await c.delete([ids[r] for r in groups[i]], timeout)
+
+        return sum(await self._pool.each(spec, sorted(groups), remove, "Delete"))
+
+    # ---- reads ---------------------------------------------------------------------------
+    async def get(self, name: str, ids: Sequence[str], with_vectors: bool) -> list[common_pb2.Document]:
+        """Stored documents among ids, in the order asked."""
+        spec = self.catalog.get(name)
+        check_ids(ids, self.settings.max_batch)
+        groups = group_by_shard(ids, spec.shards)
+        timeout = self.settings.shard_timeout_s
+
+        async def fetch(i: int, c: ShardClient) -> Sequence[common_pb2.Document]:
+            return await c.get([ids[r] for r in groups[i]], with_vectors, timeout)
+
+        found = {d.id: d for docs in await self._pool.each(spec, sorted(groups), fetch, "Get") for d in docs}
+        return [found[i] for i in ids if i in found]
+
+    async def search(self, name: str, queries: np.ndarray, k: int, ef: int, with_payload: bool
+                     ) -> list[list[Hit]]:
+        """Global top-k of every query row: each shard's local top-k, merged."""
+        spec = self.catalog.get(name)
+        s = self.settings
+        if not 1 <= k <= s.max_k:
+            raise InvalidArgument(f"k must be between 1 and {s.max_k}, got {k}")
+        if ef and not 1 <= ef <= s.max_ef:
+            raise InvalidArgument(f"ef must be between 1 and {s.max_ef} (or 0 for the default), got {ef}")
+        if queries.shape[0] == 0:
+            raise InvalidArgument("search needs at least one query vector")
+        if queries.shape[0] > s.max_batch:
+            raise InvalidArgument(f"{queries.shape[0]} queries in one request; the limit is {s.max_batch}")
+        check_vectors(queries, spec.dim, "query vector")
+        packed = pack_matrix(queries)
+        timeout = s.shard_timeout_s
+
+        async def local(i: int, c: ShardClient):  # noqa: ANN202 - list[LocalHits]
+            return await c.search(packed, k, ef, with_payload, timeout)
+
+        per_shard = await self._pool.each(spec, range(spec.shards), local, "Search")
+        out: list[list[Hit]] = []
+        for q in range(queries.shape[0]):
+            parts = [shard[q] for shard in per_shard]
+            shard_idx, pos = merge_top_k([p.ids for p in parts], [p.distances for p in parts], k)
+            dists = np.array([parts[s_].distances[p_] for s_, p_ in zip(shard_idx, pos, strict=True)],
+                             dtype=np.float32)
+            scores = score_of(spec.metric, dists)
+            out.append([
+                Hit(parts[s_].ids[p_], float(scores[j]), float(dists[j]),
+                    parts[s_].payloads[p_] if with_payload else None)
+                for j, (s_, p_) in enumerate(zip(shard_idx, pos, strict=True))
+            ])
+        return out

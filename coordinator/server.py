@@ -1,0 +1,65 @@
+"""Wires the coordinator: Ray connection, engine, gRPC server with health, reflection and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+import grpc
+from prometheus_client import start_http_server
+
+from coordinator import shards
+from coordinator.engine import Engine
+from coordinator.fanout import ShardPool
+from coordinator.metrics import CoordinatorMetrics
+from coordinator.servicer import CoordinatorServicer
+from coordinator.settings import CoordinatorSettings
+from protos import coordinator_pb2, coordinator_pb2_grpc
+from protos.serving import add_health_and_reflection, grpc_options, load_settings, mark_serving_async
+
+SERVICE_NAME = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
+log = logging.getLogger("shoal.coordinator")
+
+
+async def serve(settings: CoordinatorSettings) -> None:
+    """Run the coordinator until SIGTERM/SIGINT."""
+    await asyncio.to_thread(shards.connect, settings.ray_address)
+    metrics = CoordinatorMetrics()
+    placer = shards.ShardPlacer(settings)
+    engine = Engine(settings, placer, ShardPool(placer, settings, metrics))
+    server = grpc.aio.server(options=grpc_options(settings.max_message_bytes))
+    coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(engine, metrics), server)
+    health = add_health_and_reflection(server, [SERVICE_NAME])
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise SystemExit(f"cannot bind {settings.host}:{settings.port}")
+    if settings.metrics_port >= 0:
+        http, _ = start_http_server(settings.metrics_port, addr=settings.host, registry=metrics.registry)
+        log.info("metrics on %s:%d", settings.host, http.server_port)
+    await engine.start()
+    await server.start()
+    await mark_serving_async(health, [SERVICE_NAME])
+    # One machine-readable line so supervisors and tests know where we listen.
+    print(f"coordinator serving on {settings.host}:{port} (pid {os.getpid()})", flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop(grace=2.0)
+    shards.disconnect()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: `python -m coordinator.server [--flags]`."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(load_settings(CoordinatorSettings, argv, prog="coordinator.server")))
+
+
+if __name__ == "__main__":
+    main()

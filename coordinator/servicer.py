@@ -1,0 +1,110 @@
+"""The public Coordinator gRPC service: proto in, Engine calls, proto out."""
+
+from __future__ import annotations
+
+import grpc
+
+from coordinator.catalog import CollectionSpec
+from coordinator.engine import Engine, ShardStatus
+from coordinator.metrics import CoordinatorMetrics
+from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from protos.errors import rpc_edge
+from protos.serving import observe
+from protos.wire import metric_from_proto, metric_to_proto, unpack_matrix
+
+
+def collection_to_proto(spec: CollectionSpec, shards: list[ShardStatus] | None = None
+                        ) -> coordinator_pb2.CollectionInfo:
+    """A CollectionSpec (and optionally its shards' figures) as CollectionInfo."""
+    info = coordinator_pb2.CollectionInfo(
+        name=spec.name, dim=spec.dim, metric=metric_to_proto(spec.metric), shards=spec.shards,
+        hnsw=common_pb2.HnswParams(m=spec.m, ef_construction=spec.ef_construction, ef_search=spec.ef_search),
+        created_at=spec.created_at,
+    )
+    for s in shards or []:
+        info.shard_info.add(index=s.index, address=s.address, live=s.stats.live,
+                            tombstones=s.stats.tombstones, wal_bytes=s.stats.wal_bytes)
+        info.count += s.stats.live
+    return info
+
+
+class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
+    """Serves the Engine over gRPC (asyncio)."""
+
+    def __init__(self, engine: Engine, metrics: CoordinatorMetrics) -> None:
+        self._engine = engine
+        self._metrics = metrics
+
+    def _observe(self, method: str) -> observe:
+        return observe(self._metrics.requests, self._metrics.latency, (), method)
+
+    @rpc_edge
+    async def CreateCollection(self, request: coordinator_pb2.CreateCollectionRequest,
+                               context: grpc.aio.ServicerContext) -> coordinator_pb2.CollectionInfo:
+        with self._observe("CreateCollection"):
+            spec = await self._engine.create_collection(
+                request.name, request.dim, metric_from_proto(request.metric), request.shards,
+                request.hnsw.m, request.hnsw.ef_construction, request.hnsw.ef_search)
+            return collection_to_proto(spec)
+
+    @rpc_edge
+    async def DropCollection(self, request: coordinator_pb2.DropCollectionRequest,
+                             context: grpc.aio.ServicerContext) -> coordinator_pb2.DropCollectionResponse:
+        with self._observe("DropCollection"):
+            await self._engine.drop_collection(request.name)
+            return coordinator_pb2.DropCollectionResponse()
+
+    @rpc_edge
+    async def ListCollections(self, request: coordinator_pb2.ListCollectionsRequest,
+                              context: grpc.aio.ServicerContext) -> coordinator_pb2.ListCollectionsResponse:
+        with self._observe("ListCollections"):
+            return coordinator_pb2.ListCollectionsResponse(
+                collections=[collection_to_proto(s) for s in self._engine.list_collections()])
+
+    @rpc_edge
+    async def DescribeCollection(self, request: coordinator_pb2.DescribeCollectionRequest,
+                                 context: grpc.aio.ServicerContext) -> coordinator_pb2.CollectionInfo:
+        with self._observe("DescribeCollection"):
+            spec, shards = await self._engine.describe(request.name)
+            return collection_to_proto(spec, shards)
+
+    @rpc_edge
+    async def Upsert(self, request: coordinator_pb2.UpsertRequest,
+                     context: grpc.aio.ServicerContext) -> coordinator_pb2.UpsertResponse:
+        with self._observe("Upsert"):
+            n = await self._engine.upsert(request.collection, list(request.ids), unpack_matrix(request.vectors),
+                                          list(request.payloads))
+            return coordinator_pb2.UpsertResponse(upserted=n)
+
+    @rpc_edge
+    async def Delete(self, request: coordinator_pb2.DeleteRequest,
+                     context: grpc.aio.ServicerContext) -> coordinator_pb2.DeleteResponse:
+        with self._observe("Delete"):
+            n = await self._engine.delete(request.collection, list(request.ids))
+            return coordinator_pb2.DeleteResponse(deleted=n)
+
+    @rpc_edge
+    async def Get(self, request: coordinator_pb2.GetRequest,
+                  context: grpc.aio.ServicerContext) -> coordinator_pb2.GetResponse:
+        with self._observe("Get"):
+            docs = await self._engine.get(request.collection, list(request.ids), request.with_vectors)
+            return coordinator_pb2.GetResponse(documents=docs)
+
+    @rpc_edge
+    async def Count(self, request: coordinator_pb2.CountRequest,
+                    context: grpc.aio.ServicerContext) -> coordinator_pb2.CountResponse:
+        with self._observe("Count"):
+            return coordinator_pb2.CountResponse(count=await self._engine.count(request.collection))
+
+    @rpc_edge
+    async def Search(self, request: coordinator_pb2.SearchRequest,
+                     context: grpc.aio.ServicerContext) -> coordinator_pb2.SearchResponse:
+        with self._observe("Search"):
+            results = await self._engine.search(request.collection, unpack_matrix(request.vectors, "query vectors"),
+                                                request.k, request.ef, request.with_payload)
+            return coordinator_pb2.SearchResponse(results=[
+                coordinator_pb2.QueryResult(hits=[
+                    common_pb2.Hit(id=h.id, score=h.score, distance=h.distance, payload=h.payload)
+                    for h in hits
+                ]) for hits in results
+            ])

@@ -1,0 +1,46 @@
+"""Settings of the coordinator, from flags and SHOAL_* environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shard_node.settings import DEFAULT_MAX_MESSAGE_BYTES
+
+DEFAULT_PORT = 50051
+MAX_K = 10_000          # largest k a search may ask for
+MAX_EF = 10_000         # largest ef a search may ask for
+MAX_BATCH = 100_000     # most documents or queries in one request
+MAX_DIM = 65_536
+MAX_SHARDS = 256
+MAX_ID_BYTES = 512
+
+
+@dataclass(frozen=True)
+class CoordinatorSettings:
+    """Coordinator settings."""
+
+    host: str = field(default="127.0.0.1", metadata={"help": "address the public gRPC server binds"})
+    port: int = field(default=DEFAULT_PORT, metadata={"help": "port of the public gRPC server (0 = any)"})
+    data_dir: str = field(default=".shoal-data", metadata={
+        "help": "where the catalogue and (on a single machine) shard data live"})
+    ray_address: str = field(default="", metadata={
+        "help": "Ray cluster to join (host:port); empty starts a local Ray instance in this process"})
+    default_shards: int = field(default=3, metadata={"help": "shards of a collection that names none"})
+    hnsw_m: int = field(default=16, metadata={"help": "default HNSW M"})
+    hnsw_ef_construction: int = field(default=200, metadata={"help": "default HNSW ef_construction"})
+    hnsw_ef_search: int = field(default=128, metadata={"help": "default HNSW ef at search time"})
+    max_k: int = field(default=MAX_K, metadata={"help": "largest k a search may ask for"})
+    max_ef: int = field(default=MAX_EF, metadata={"help": "largest ef a search may ask for"})
+    max_batch: int = field(default=MAX_BATCH, metadata={"help": "most documents or queries per request"})
+    max_message_bytes: int = field(default=DEFAULT_MAX_MESSAGE_BYTES, metadata={
+        "help": "largest gRPC message accepted or sent"})
+    shard_timeout_s: float = field(default=30.0, metadata={"help": "deadline of one call to a shard"})
+    shard_restart_wait_s: float = field(default=60.0, metadata={
+        "help": "how long to wait for a restarting shard actor before answering UNAVAILABLE"})
+    shard_bind_host: str = field(default="127.0.0.1", metadata={
+        "help": "address shard actors bind (0.0.0.0 on a multi-node Ray cluster)"})
+    shard_data_dir: str = field(default="", metadata={
+        "help": "root of shard data on the nodes (default: <data_dir>/collections)"})
+    shard_metrics: bool = field(default=True, metadata={"help": "shard actors serve Prometheus metrics"})
+    metrics_port: int = field(default=-1, metadata={
+        "help": "Prometheus metrics port of the coordinator (0 = any free port, -1 = off)"})

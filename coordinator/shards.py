@@ -1,0 +1,121 @@
+"""Where shards live: the one module that talks to Ray (placing, finding, killing shard actors)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError
+
+from coordinator.catalog import CollectionSpec
+from coordinator.settings import CoordinatorSettings
+from protos.errors import Unavailable
+from shard_node.actor import ShardActor
+from shard_node.settings import PartitionSpec, ShardSettings
+
+NAMESPACE = "shoal"
+_RemoteShard = ray.remote(ShardActor)
+
+
+@dataclass(frozen=True)
+class ShardLocation:
+    """Where one shard serves right now."""
+
+    address: str
+    pid: int
+    host: str
+    metrics_port: int
+
+
+def actor_name(spec: CollectionSpec, index: int) -> str:
+    """Ray name of a shard actor; the uid keeps a re-created collection apart from a dropped one."""
+    return f"shard-{spec.name}-{spec.uid}-{index}"
+
+
+def connect(address: str) -> None:
+    """Join the Ray cluster at `address`, or start a local Ray instance when it is empty."""
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+    else:
+        ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False,
+                 _node_ip_address="127.0.0.1")
+
+
+def disconnect() -> None:
+    """Leave Ray (stops a local instance this process started)."""
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+class ShardPlacer:
+    """Creates, finds and removes the shard actors of collections."""
+
+    def __init__(self, settings: CoordinatorSettings) -> None:
+        self._settings = settings
+        root = settings.shard_data_dir or str(Path(settings.data_dir).resolve() / "collections")
+        self._root = Path(root)
+        self._shard_settings = ShardSettings(
+            bind_host=settings.shard_bind_host, max_message_bytes=settings.max_message_bytes,
+            metrics_port=0 if settings.shard_metrics else -1,
+        ).to_dict()
+
+    def _data_dir(self, spec: CollectionSpec, index: int) -> str:
+        return str(self._root / f"{spec.name}-{spec.uid}" / f"shard-{index}")
+
+    def _handle(self, spec: CollectionSpec, index: int) -> Any:
+        part = PartitionSpec(dim=spec.dim, metric=spec.metric, m=spec.m,
+                             ef_construction=spec.ef_construction, ef_search=spec.ef_search)
+        return _RemoteShard.options(
+            name=actor_name(spec, index), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+            max_restarts=-1, max_task_retries=-1, num_cpus=0,
+        ).remote(spec.name, index, part.to_dict(), self._data_dir(spec, index), self._shard_settings)
+
+    def ensure(self, spec: CollectionSpec) -> list[ShardLocation]:
+        """Start (or find) every shard actor of a collection and wait until each serves."""
+        handles = [self._handle(spec, i) for i in range(spec.shards)]
+        return [self._info(h) for h in handles]
+
+    def locate(self, spec: CollectionSpec, index: int) -> ShardLocation:
+        """Where a shard serves now, waiting for it if Ray is restarting it."""
+        try:
+            handle = ray.get_actor(actor_name(spec, index), namespace=NAMESPACE)
+        except ValueError:
+            handle = self._handle(spec, index)
+        return self._info(handle)
+
+    def _info(self, handle: Any) -> ShardLocation:
+        try:
+            info = ray.get(handle.info.remote(), timeout=self._settings.shard_restart_wait_s)
+        except (GetTimeoutError, RayActorError) as exc:
+            raise Unavailable(f"shard actor did not come up within {self._settings.shard_restart_wait_s}s: "
+                              f"{exc}") from None
+        return ShardLocation(**info)
+
+    def drop(self, spec: CollectionSpec) -> None:
+        """Stop every shard actor of a collection and delete its data."""
+        for i in range(spec.shards):
+            try:
+                handle = ray.get_actor(actor_name(spec, i), namespace=NAMESPACE)
+            except ValueError:
+                continue
+            try:
+                ray.get(handle.destroy.remote(), timeout=self._settings.shard_restart_wait_s)
+            except (GetTimeoutError, RayActorError):
+                pass
+            ray.kill(handle, no_restart=True)
+
+    def kill(self, spec: CollectionSpec, index: int, how: str = "ray") -> ShardLocation:
+        """Kill a shard actor the hard way (for fault tests and chaos): `ray` = ray.kill, `sigkill`."""
+        handle = ray.get_actor(actor_name(spec, index), namespace=NAMESPACE)
+        where = self._info(handle)
+        if how == "sigkill":
+            os.kill(where.pid, signal.SIGKILL)
+        else:
+            ray.kill(handle, no_restart=False)
+        return where

@@ -1,0 +1,1 @@
+"""Wire contract of Shoal: the .proto sources, their generated Python, and small wire helpers."""

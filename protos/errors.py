@@ -1,0 +1,118 @@
+"""Domain errors shared by every Shoal process, and their one mapping to gRPC status codes."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+
+
+class ShoalError(Exception):
+    """Base of every error Shoal reports to a caller; `code` is its gRPC status."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+
+class InvalidArgument(ShoalError):
+    """The request itself is wrong (bad dimension, NaN, empty id, k out of range, ...)."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(ShoalError):
+    """A named collection (or other object) does not exist."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(ShoalError):
+    """Creating something whose name is taken."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(ShoalError):
+    """The request is well-formed but does not fit the state it targets."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unavailable(ShoalError):
+    """A shard or service cannot be reached now; retrying later may succeed."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(ShoalError):
+    """The work did not finish within the request's deadline."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class ResourceExhausted(ShoalError):
+    """A limit (message size, batch size, concurrency) was exceeded."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+_BY_CODE: dict[grpc.StatusCode, type[ShoalError]] = {
+    cls.code: cls
+    for cls in (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, Unavailable,
+                DeadlineExceeded, ResourceExhausted)
+}
+
+
+def error_from_rpc(err: grpc.RpcError) -> ShoalError:
+    """Turn a failed call's status back into the matching domain error."""
+    code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+    details = err.details() if hasattr(err, "details") else str(err)
+    cls = _BY_CODE.get(code, ShoalError)
+    exc = cls(details or code.name)
+    if cls is ShoalError:
+        exc.code = code
+    return exc
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _abort_args(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    if isinstance(exc, ShoalError):
+        return exc.code, str(exc)
+    if isinstance(exc, grpc.RpcError):
+        mapped = error_from_rpc(exc)
+        return mapped.code, str(mapped)
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+
+
+def rpc_edge(method: F) -> F:
+    """Wrap a servicer method so domain errors leave it as a gRPC status with their message."""
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def async_wrapper(self: Any, request: Any, context: Any) -> Any:
+            try:
+                return await method(self, request, context)
+            except Exception as exc:  # noqa: BLE001 - every failure must become a status
+                if isinstance(exc, grpc.aio.AbortError):
+                    raise
+                await context.abort(*_abort_args(exc))
+
+        return async_wrapper  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except Exception as exc:  # noqa: BLE001 - every failure must become a status
+            context.abort(*_abort_args(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def raise_from(err: grpc.RpcError) -> NoReturn:
+    """Re-raise a failed call as its domain error (for clients)."""
+    raise error_from_rpc(err) from None

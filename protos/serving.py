@@ -1,0 +1,110 @@
+"""Plumbing every Shoal server shares: settings from flags and SHOAL_* env, health, reflection."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+ENV_PREFIX = "SHOAL_"
+S = TypeVar("S")
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _base_type(tp: Any) -> Any:
+    """The concrete type of `X | None` (or X itself)."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0]
+    return tp
+
+
+def load_settings(cls: type[S], argv: Sequence[str] | None = None,
+                  env: Mapping[str, str] | None = None, prog: str | None = None) -> S:
+    """Build a settings dataclass: flag `--some-field` beats env `SHOAL_SOME_FIELD` beats the default."""
+    env = os.environ if env is None else env
+    hints = typing.get_type_hints(cls)
+    parser = argparse.ArgumentParser(prog=prog, description=(cls.__doc__ or "").strip())
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        kind = _base_type(hints[field.name])
+        convert = _parse_bool if kind is bool else kind
+        env_name = ENV_PREFIX + field.name.upper()
+        help_text = field.metadata.get("help", "")
+        parser.add_argument("--" + field.name.replace("_", "-"), dest=field.name, type=convert,
+                            default=None, help=f"{help_text} [env {env_name}]")
+        if env_name in env:
+            try:
+                values[field.name] = convert(env[env_name])
+            except ValueError as exc:
+                raise SystemExit(f"{env_name}: {exc}") from None
+    parsed = parser.parse_args(list(argv) if argv is not None else None)
+    values.update({k: v for k, v in vars(parsed).items() if v is not None})
+    return cls(**values)
+
+
+def grpc_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """Channel/server options that set the message size limit both ways."""
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+
+
+def add_health_and_reflection(server: grpc.Server | grpc.aio.Server,
+                              service_names: Sequence[str]) -> Any:
+    """Register the standard health service (all SERVING) and server reflection; return the health servicer."""
+    is_aio = isinstance(server, grpc.aio.Server)
+    servicer = health.aio.HealthServicer() if is_aio else health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    names = [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(names, server)
+    return servicer
+
+
+async def mark_serving_async(servicer: Any, service_names: Sequence[str]) -> None:
+    """Set every named service (and the server as a whole) SERVING on an aio health servicer."""
+    for name in ("", *service_names):
+        await servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+
+def mark_serving(servicer: Any, service_names: Sequence[str]) -> None:
+    """Set every named service (and the server as a whole) SERVING on a sync health servicer."""
+    for name in ("", *service_names):
+        servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+
+class observe:  # noqa: N801 - used like a function: `with observe(...):`
+    """Count an RPC by method and status code and time it; the metric objects are the caller's."""
+
+    def __init__(self, requests: Any, latency: Any, labels: Sequence[str], method: str) -> None:
+        self._requests = requests
+        self._latency = latency
+        self._labels = tuple(labels)
+        self._method = method
+
+    def __enter__(self) -> observe:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        code = "OK" if exc is None else getattr(getattr(exc, "code", None), "name", "INTERNAL")
+        self._requests.labels(*self._labels, self._method, code).inc()
+        self._latency.labels(*self._labels, self._method).observe(time.perf_counter() - self._start)

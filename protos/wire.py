@@ -1,0 +1,141 @@
+"""Conversions between wire messages and plain Python/numpy values, used once per side."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from protos import common_pb2
+from protos.errors import InvalidArgument
+
+PayloadDict = dict[str, Any]
+_F32 = np.dtype("<f4")
+
+# Metric names inside Shoal, and their wire enum.
+METRICS = ("cosine", "l2", "ip")
+_METRIC_ENUM = {"cosine": common_pb2.COSINE, "l2": common_pb2.L2, "ip": common_pb2.IP}
+
+
+def metric_to_proto(metric: str) -> int:
+    """Metric name -> shoal.v1.Metric value."""
+    return _METRIC_ENUM[metric]
+
+
+def metric_from_proto(value: int) -> str:
+    """shoal.v1.Metric value -> metric name ('' for METRIC_UNSPECIFIED)."""
+    for name, enum in _METRIC_ENUM.items():
+        if enum == value:
+            return name
+    if value == common_pb2.METRIC_UNSPECIFIED:
+        return ""
+    raise InvalidArgument(f"unknown metric enum value {value}; use COSINE, L2 or IP")
+
+
+def check_vectors(vectors: np.ndarray, dim: int, what: str = "vector") -> None:
+    """Refuse vectors of the wrong dimension or with NaN/Inf, naming the first bad row."""
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        got = vectors.shape[1] if vectors.ndim == 2 else vectors.shape
+        raise InvalidArgument(f"{what} dimension is {got}, but this collection has dimension {dim}")
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise InvalidArgument(f"{what} {row} contains NaN or Inf; every component must be a finite number")
+
+
+def pack_matrix(vectors: Any) -> common_pb2.FloatMatrix:
+    """Pack a 2-D array-like of floats as little-endian float32 bytes."""
+    arr = np.asarray(vectors, dtype=_F32)
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2:
+        raise InvalidArgument(f"vectors must be a 2-D array (rows x dim), got {arr.ndim} dimensions")
+    arr = np.ascontiguousarray(arr)
+    return common_pb2.FloatMatrix(data=arr.tobytes(), rows=arr.shape[0], dim=arr.shape[1])
+
+
+def unpack_matrix(msg: common_pb2.FloatMatrix, what: str = "vectors") -> np.ndarray:
+    """Unpack a FloatMatrix into a (rows, dim) float32 array, checking its size."""
+    expected = int(msg.rows) * int(msg.dim) * 4
+    if len(msg.data) != expected:
+        raise InvalidArgument(
+            f"{what}: {len(msg.data)} bytes do not hold {msg.rows} rows x {msg.dim} float32 "
+            f"(expected {expected} bytes)"
+        )
+    return np.frombuffer(msg.data, dtype=_F32).reshape(int(msg.rows), int(msg.dim))
+
+
+def pack_vector(vector: np.ndarray) -> bytes:
+    """One vector as little-endian float32 bytes."""
+    return np.ascontiguousarray(vector, dtype=_F32).tobytes()
+
+
+def unpack_vector(data: bytes) -> np.ndarray:
+    """Inverse of pack_vector."""
+    return np.frombuffer(data, dtype=_F32)
+
+
+def pack_floats(values: np.ndarray) -> bytes:
+    """A 1-D float32 array (distances) as little-endian bytes."""
+    return np.ascontiguousarray(values, dtype=_F32).tobytes()
+
+
+def unpack_floats(data: bytes) -> np.ndarray:
+    """Inverse of pack_floats."""
+    return np.frombuffer(data, dtype=_F32)
+
+
+def _value_to_proto(value: Any, key: str) -> common_pb2.Value:
+    # bool before int: bool is a subclass of int in Python.
+    if isinstance(value, bool):
+        return common_pb2.Value(bool_value=value)
+    if isinstance(value, (int, np.integer)):
+        if not -(2**63) <= int(value) < 2**63:
+            raise InvalidArgument(f"payload field {key!r}: integer {value} does not fit in 64 bits")
+        return common_pb2.Value(int_value=int(value))
+    if isinstance(value, (float, np.floating)):
+        return common_pb2.Value(float_value=float(value))
+    if isinstance(value, str):
+        return common_pb2.Value(string_value=value)
+    if isinstance(value, (list, tuple)):
+        items = [_value_to_proto(v, key) for v in value]
+        return common_pb2.Value(list_value=common_pb2.ValueList(values=items))
+    raise InvalidArgument(
+        f"payload field {key!r}: unsupported value type {type(value).__name__} "
+        "(use str, int, float, bool or a list of those)"
+    )
+
+
+def _value_from_proto(value: common_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "list_value":
+        return [_value_from_proto(v) for v in value.list_value.values]
+    if kind is None:
+        return None
+    return getattr(value, kind)
+
+
+def payload_to_proto(payload: Mapping[str, Any] | None) -> common_pb2.Payload:
+    """A dict of str -> str/int/float/bool/list as a Payload message."""
+    msg = common_pb2.Payload()
+    for key, value in (payload or {}).items():
+        if not isinstance(key, str) or not key:
+            raise InvalidArgument(f"payload keys must be non-empty strings, got {key!r}")
+        msg.fields[key].CopyFrom(_value_to_proto(value, key))
+    return msg
+
+
+def payload_from_proto(msg: common_pb2.Payload) -> PayloadDict:
+    """Inverse of payload_to_proto."""
+    return {key: _value_from_proto(value) for key, value in msg.fields.items()}
+
+
+def payloads_to_proto(payloads: Iterable[Mapping[str, Any] | None]) -> list[common_pb2.Payload]:
+    """payload_to_proto over a sequence."""
+    return [payload_to_proto(p) for p in payloads]
+
+
+def payloads_from_proto(msgs: Sequence[common_pb2.Payload]) -> list[PayloadDict]:
+    """payload_from_proto over a sequence."""
+    return [payload_from_proto(m) for m in msgs]

@@ -1,0 +1,79 @@
+"""Async client of one shard's gRPC service, used by the coordinator; failures come back as domain errors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+
+from protos import common_pb2, shard_pb2, shard_pb2_grpc
+from protos.errors import raise_from
+from protos.serving import grpc_options
+from protos.wire import unpack_floats
+
+
+@dataclass
+class LocalHits:
+    """One query's local top-k from one shard, best first."""
+
+    ids: list[str]
+    distances: np.ndarray
+    payloads: Sequence[common_pb2.Payload]
+
+
+class ShardClient:
+    """Calls one shard at one address."""
+
+    def __init__(self, address: str, max_message_bytes: int) -> None:
+        self.address = address
+        self._channel = grpc.aio.insecure_channel(address, options=grpc_options(max_message_bytes))
+        self._stub = shard_pb2_grpc.ShardStub(self._channel)
+
+    async def upsert(self, ids: Sequence[str], vectors: common_pb2.FloatMatrix,
+                     payloads: Sequence[common_pb2.Payload], timeout: float) -> int:
+        """Durably upsert; returns how many documents were written."""
+        req = shard_pb2.ShardUpsertRequest(ids=ids, vectors=vectors, payloads=payloads)
+        try:
+            return (await self._stub.Upsert(req, timeout=timeout)).affected
+        except grpc.RpcError as err:
+            raise_from(err)
+
+    async def delete(self, ids: Sequence[str], timeout: float) -> int:
+        """Durably delete; returns how many of the ids existed."""
+        try:
+            return (await self._stub.Delete(shard_pb2.ShardDeleteRequest(ids=ids), timeout=timeout)).affected
+        except grpc.RpcError as err:
+            raise_from(err)
+
+    async def get(self, ids: Sequence[str], with_vectors: bool, timeout: float
+                  ) -> Sequence[common_pb2.Document]:
+        """Documents that exist among ids."""
+        try:
+            resp = await self._stub.Get(shard_pb2.ShardGetRequest(ids=ids, with_vectors=with_vectors),
+                                        timeout=timeout)
+        except grpc.RpcError as err:
+            raise_from(err)
+        return resp.documents
+
+    async def search(self, queries: common_pb2.FloatMatrix, k: int, ef: int, with_payload: bool,
+                     timeout: float) -> list[LocalHits]:
+        """Local top-k for each query row."""
+        req = shard_pb2.ShardSearchRequest(queries=queries, k=k, ef=ef, with_payload=with_payload)
+        try:
+            resp = await self._stub.Search(req, timeout=timeout)
+        except grpc.RpcError as err:
+            raise_from(err)
+        return [LocalHits(list(r.ids), unpack_floats(r.distances), r.payloads) for r in resp.results]
+
+    async def stats(self, timeout: float) -> shard_pb2.ShardStats:
+        """The shard's figures."""
+        try:
+            return await self._stub.Stats(shard_pb2.ShardStatsRequest(), timeout=timeout)
+        except grpc.RpcError as err:
+            raise_from(err)
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self._channel.close()

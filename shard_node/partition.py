@@ -1,0 +1,221 @@
+"""One HNSW partition in memory: hnswlib graph, raw vectors, string id <-> label map, payloads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import hnswlib
+import numpy as np
+
+from protos.errors import InvalidArgument
+from shard_node.rwlock import SearchGate
+from shard_node.settings import PartitionSpec
+
+METRIC_TO_SPACE = {"cosine": "cosine", "l2": "l2", "ip": "ip"}  # Shoal metric -> hnswlib space
+_RANDOM_SEED = 100
+
+
+def exact_distances(metric: str, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """hnswlib-compatible distances (lower is better) of every query to every vector, by numpy."""
+    if metric == "l2":
+        q2 = np.einsum("ij,ij->i", queries, queries)[:, None]
+        v2 = np.einsum("ij,ij->i", vectors, vectors)[None, :]
+        return np.maximum(q2 + v2 - 2.0 * queries @ vectors.T, 0.0)
+    if metric == "cosine":
+        queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-30)
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-30)
+    return 1.0 - queries @ vectors.T
+
+
+def top_k_rows(distances: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices and values of the k smallest entries of each row, sorted ascending."""
+    k = min(k, distances.shape[1])
+    if k == 0:
+        empty = np.empty((distances.shape[0], 0))
+        return empty.astype(np.int64), empty.astype(np.float32)
+    part = np.argpartition(distances, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(distances, part, axis=1)
+    order = np.argsort(vals, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
+
+
+class Partition:
+    """The in-memory state of one shard; thread-safe. Durability is the ShardStore's job."""
+
+    def __init__(self, spec: PartitionSpec, capacity: int = 1024, search_threads: int = 1,
+                 index_file: Path | None = None) -> None:
+        if spec.metric not in METRIC_TO_SPACE:
+            raise InvalidArgument(f"unknown metric {spec.metric!r}; use one of {sorted(METRIC_TO_SPACE)}")
+        self.spec = spec
+        self._search_threads = search_threads
+        self._gate = SearchGate()
+        self._index = hnswlib.Index(space=METRIC_TO_SPACE[spec.metric], dim=spec.dim)
+        if index_file is None:
+            self._index.init_index(max_elements=capacity, M=spec.m, ef_construction=spec.ef_construction,
+                                   random_seed=_RANDOM_SEED)
+        else:
+            self._index.load_index(str(index_file), max_elements=capacity)
+        self._vectors = np.zeros((capacity, spec.dim), dtype=np.float32)
+        self._deleted = np.zeros(capacity, dtype=bool)
+        self._ids = np.empty(capacity, dtype=object)
+        self._labels: dict[str, int] = {}
+        self._payloads: dict[int, dict[str, Any]] = {}
+        self._size = 0  # labels handed out
+        self._tombstones = 0
+
+    # ---- figures -------------------------------------------------------------------------
+    @property
+    def live(self) -> int:
+        """Documents that exist now."""
+        return self._size - self._tombstones
+
+    @property
+    def tombstones(self) -> int:
+        """Deleted documents still in the graph."""
+        return self._tombstones
+
+    @property
+    def capacity(self) -> int:
+        """Elements the index holds before it must grow."""
+        return len(self._deleted)
+
+    # ---- writes --------------------------------------------------------------------------
+    def _grow(self, needed: int) -> None:
+        new_cap = self.capacity
+        while new_cap < needed:
+            new_cap *= 2
+        if new_cap == self.capacity:
+            return
+        self._index.resize_index(new_cap)
+        extra = new_cap - self.capacity
+        self._vectors = np.concatenate([self._vectors, np.zeros((extra, self.spec.dim), np.float32)])
+        self._deleted = np.concatenate([self._deleted, np.zeros(extra, bool)])
+        self._ids = np.concatenate([self._ids, np.empty(extra, dtype=object)])
+
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray,
+               payloads: Sequence[dict[str, Any]] | None = None) -> int:
+        """Insert or replace documents; a later duplicate id in the batch wins."""
+        if len(ids) == 0:
+            return 0
+        with self._gate.write():
+            labels = np.empty(len(ids), dtype=np.int64)
+            fresh = 0
+            for i, doc_id in enumerate(ids):
+                label = self._labels.get(doc_id)
+                if label is None:
+                    label = self._size + fresh
+                    self._labels[doc_id] = label
+                    fresh += 1
+                labels[i] = label
+            self._grow(self._size + fresh)
+            self._ids[labels] = np.asarray(ids, dtype=object)
+            self._size += fresh
+            revived = int(self._deleted[labels].sum())
+            # hnswlib un-marks a deleted label when it is added again.
+            self._index.add_items(vectors, labels, num_threads=self._search_threads)
+            self._vectors[labels] = vectors
+            self._deleted[labels] = False
+            self._tombstones -= revived
+            if payloads is not None:
+                for label, payload in zip(labels.tolist(), payloads, strict=True):
+                    self._payloads[label] = payload
+            return len(ids)
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Tombstone documents; unknown or already-deleted ids are ignored. Returns how many existed."""
+        with self._gate.write():
+            removed = 0
+            for doc_id in ids:
+                label = self._labels.get(doc_id)
+                if label is None or self._deleted[label]:
+                    continue
+                self._index.mark_deleted(label)
+                self._deleted[label] = True
+                self._payloads.pop(label, None)
+                removed += 1
+            self._tombstones += removed
+            return removed
+
+    # ---- reads ---------------------------------------------------------------------------
+    def get(self, ids: Sequence[str], with_vectors: bool = False
+            ) -> list[tuple[str, np.ndarray | None, dict[str, Any]]]:
+        """Stored documents for the ids that exist, in the order asked."""
+        out = []
+        with self._gate.read(-1):
+            for doc_id in ids:
+                label = self._labels.get(doc_id)
+                if label is None or self._deleted[label]:
+                    continue
+                vec = self._vectors[label].copy() if with_vectors else None
+                out.append((doc_id, vec, self._payloads.get(label, {})))
+        return out
+
+    def payloads_of(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Payloads of ids known to be live (search results)."""
+        return [self._payloads.get(self._labels[i], {}) for i in ids]
+
+    def search(self, queries: np.ndarray, k: int, ef: int | None = None
+               ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query, the ids and distances of its local top-k (best first)."""
+        ef = max(ef or self.spec.ef_search, k)
+        with self._gate.read(ef) as must_set:
+            live = self.live
+            k_eff = min(k, live)
+            if k_eff == 0:
+                empty = (np.empty(0, dtype=object), np.empty(0, dtype=np.float32))
+                return [empty for _ in range(len(queries))]
+            if must_set:
+                self._index.set_ef(ef)
+            try:
+                labels, dists = self._index.knn_query(queries, k=k_eff, num_threads=self._search_threads)
+            except RuntimeError:
+                # Tombstones can leave the graph walk short of k live hits: answer exactly instead.
+                labels, dists = self._exact(queries, k_eff)
+            ids = self._ids[labels.astype(np.int64)]
+            return [(ids[i], dists[i].astype(np.float32)) for i in range(len(queries))]
+
+    def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        live_labels = np.flatnonzero(~self._deleted[: self._size])
+        d = exact_distances(self.spec.metric, queries, self._vectors[live_labels])
+        cols, vals = top_k_rows(d, k)
+        return live_labels[cols], vals
+
+    # ---- persistence ---------------------------------------------------------------------
+    def save(self, directory: Path) -> None:
+        """Write the partition's state as files in `directory` (which must exist)."""
+        with self._gate.write():
+            self._index.save_index(str(directory / "index.hnsw"))
+            np.save(directory / "vectors.npy", self._vectors[: self._size], allow_pickle=False)
+            np.save(directory / "deleted.npy", self._deleted[: self._size], allow_pickle=False)
+            with open(directory / "ids.json", "w", encoding="utf-8") as f:
+                json.dump(self._ids[: self._size].tolist(), f)
+            with open(directory / "payloads.jsonl", "w", encoding="utf-8") as f:
+                for label, payload in self._payloads.items():
+                    f.write(json.dumps([label, payload], ensure_ascii=False))
+                    f.write("\n")
+
+    @classmethod
+    def load(cls, directory: Path, spec: PartitionSpec, search_threads: int = 1) -> Partition:
+        """Read a partition written by save()."""
+        vectors = np.load(directory / "vectors.npy", allow_pickle=False)
+        deleted = np.load(directory / "deleted.npy", allow_pickle=False)
+        with open(directory / "ids.json", encoding="utf-8") as f:
+            ids = json.load(f)
+        size = len(ids)
+        capacity = max(1024, 1 << max(size - 1, 1).bit_length())
+        part = cls(spec, capacity=capacity, search_threads=search_threads,
+                   index_file=directory / "index.hnsw")
+        part._vectors[:size] = vectors
+        part._deleted[:size] = deleted
+        part._ids[:size] = ids
+        part._labels = {doc_id: label for label, doc_id in enumerate(ids)}
+        part._size = size
+        part._tombstones = int(deleted.sum())
+        with open(directory / "payloads.jsonl", encoding="utf-8") as f:
+            for line in f:
+                label, payload = json.loads(line)
+                part._payloads[int(label)] = payload
+        return part

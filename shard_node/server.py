@@ -1,0 +1,95 @@
+"""Runs one shard's gRPC server (inside a Ray actor, or standalone with `python -m shard_node.server`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import threading
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from prometheus_client import start_http_server
+
+from protos import shard_pb2, shard_pb2_grpc
+from protos.serving import add_health_and_reflection, grpc_options, load_settings, mark_serving
+from shard_node.metrics import ShardMetrics
+from shard_node.servicer import ShardServicer
+from shard_node.settings import PartitionSpec, ShardSettings
+from shard_node.store import ShardStore
+
+SERVICE_NAME = shard_pb2.DESCRIPTOR.services_by_name["Shard"].full_name
+
+
+def advertised_host(settings: ShardSettings) -> str:
+    """The host name other processes should dial."""
+    if settings.advertise_host:
+        return settings.advertise_host
+    if settings.bind_host in ("0.0.0.0", "::", ""):
+        return socket.gethostbyname(socket.gethostname())
+    return settings.bind_host
+
+
+class ShardServer:
+    """A ShardStore opened from disk and served over gRPC until stop()."""
+
+    def __init__(self, name: str, shard_index: int, spec: PartitionSpec, data_dir: Path,
+                 settings: ShardSettings) -> None:
+        self.data_dir = data_dir
+        self.store = ShardStore(data_dir, spec, settings)
+        self.metrics = ShardMetrics()
+        servicer = ShardServicer(self.store, self.metrics, (name, str(shard_index)))
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_workers),
+                                   options=grpc_options(settings.max_message_bytes))
+        shard_pb2_grpc.add_ShardServicer_to_server(servicer, self._server)
+        health = add_health_and_reflection(self._server, [SERVICE_NAME])
+        port = self._server.add_insecure_port(f"{settings.bind_host}:{settings.port}")
+        self.address = f"{advertised_host(settings)}:{port}"
+        self.metrics_port = -1
+        if settings.metrics_port >= 0:
+            http_server, _ = start_http_server(settings.metrics_port, addr=settings.bind_host,
+                                               registry=self.metrics.registry)
+            self.metrics_port = http_server.server_port
+        self._server.start()
+        mark_serving(health, [SERVICE_NAME])
+
+    def stop(self, grace: float = 1.0) -> None:
+        """Stop serving and close the WAL."""
+        self._server.stop(grace).wait()
+        self.store.close()
+
+    def destroy(self) -> None:
+        """Stop and delete this shard's data (its collection was dropped)."""
+        self.stop(0)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def wait(self) -> None:
+        """Block until the server stops."""
+        self._server.wait_for_termination()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve one shard from a data directory until SIGTERM/SIGINT."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="shard_node.server", add_help=False)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--dim", type=int, required=True)
+    parser.add_argument("--metric", default="cosine")
+    parser.add_argument("--name", default="standalone")
+    known, rest = parser.parse_known_args(argv)
+    settings = load_settings(ShardSettings, rest, prog="shard_node.server")
+    server = ShardServer(known.name, 0, PartitionSpec(dim=known.dim, metric=known.metric),
+                         Path(known.data_dir), settings)
+    print(f"shard serving on {server.address} (pid {os.getpid()})", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

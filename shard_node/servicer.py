@@ -1,0 +1,105 @@
+"""The Shard gRPC service: proto in, ShardStore calls, proto out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from protos import common_pb2, shard_pb2, shard_pb2_grpc
+from protos.errors import InvalidArgument, rpc_edge
+from protos.serving import observe
+from protos.wire import check_vectors, pack_floats, pack_vector, payload_to_proto, unpack_matrix
+from shard_node.metrics import ShardMetrics
+from shard_node.store import ShardFigures, ShardStore
+
+
+def figures_to_proto(f: ShardFigures) -> shard_pb2.ShardStats:
+    """ShardFigures as a ShardStats message."""
+    return shard_pb2.ShardStats(live=f.live, tombstones=f.tombstones, capacity=f.capacity,
+                                last_lsn=f.last_lsn, snapshot_lsn=f.snapshot_lsn, wal_bytes=f.wal_bytes)
+
+
+class ShardServicer(shard_pb2_grpc.ShardServicer):
+    """Serves one ShardStore."""
+
+    def __init__(self, store: ShardStore, metrics: ShardMetrics, labels: tuple[str, str]) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._labels = labels
+
+    def _observed(self, method: str, fn: Callable[[], Any]) -> Any:
+        with observe(self._metrics.requests, self._metrics.latency, self._labels, method):
+            return fn()
+
+    def _update_gauges(self) -> None:
+        f = self._store.figures()
+        self._metrics.vectors.labels(*self._labels).set(f.live)
+        self._metrics.tombstones.labels(*self._labels).set(f.tombstones)
+        self._metrics.wal_bytes.labels(*self._labels).set(f.wal_bytes)
+
+    @rpc_edge
+    def Upsert(self, request: shard_pb2.ShardUpsertRequest, context: grpc.ServicerContext
+               ) -> shard_pb2.ShardWriteResponse:
+        def run() -> shard_pb2.ShardWriteResponse:
+            vectors = unpack_matrix(request.vectors)
+            lsn, n = self._store.upsert(list(request.ids), vectors, list(request.payloads))
+            self._update_gauges()
+            return shard_pb2.ShardWriteResponse(lsn=lsn, affected=n)
+
+        return self._observed("Upsert", run)
+
+    @rpc_edge
+    def Delete(self, request: shard_pb2.ShardDeleteRequest, context: grpc.ServicerContext
+               ) -> shard_pb2.ShardWriteResponse:
+        def run() -> shard_pb2.ShardWriteResponse:
+            lsn, n = self._store.delete(list(request.ids))
+            self._update_gauges()
+            return shard_pb2.ShardWriteResponse(lsn=lsn, affected=n)
+
+        return self._observed("Delete", run)
+
+    @rpc_edge
+    def Get(self, request: shard_pb2.ShardGetRequest, context: grpc.ServicerContext
+            ) -> shard_pb2.ShardGetResponse:
+        def run() -> shard_pb2.ShardGetResponse:
+            docs = self._store.partition.get(list(request.ids), request.with_vectors)
+            return shard_pb2.ShardGetResponse(documents=[
+                common_pb2.Document(id=doc_id, vector=pack_vector(vec) if vec is not None else b"",
+                                    payload=payload_to_proto(payload))
+                for doc_id, vec, payload in docs
+            ])
+
+        return self._observed("Get", run)
+
+    @rpc_edge
+    def Search(self, request: shard_pb2.ShardSearchRequest, context: grpc.ServicerContext
+               ) -> shard_pb2.ShardSearchResponse:
+        def run() -> shard_pb2.ShardSearchResponse:
+            queries = unpack_matrix(request.queries, "queries")
+            check_vectors(queries, self._store.spec.dim, "query vector")
+            if request.k == 0:
+                raise InvalidArgument("k must be at least 1")
+            part = self._store.partition
+            results = []
+            for ids, dists in part.search(queries, int(request.k), int(request.ef) or None):
+                id_list = ids.tolist()
+                payloads = ([payload_to_proto(p) for p in part.payloads_of(id_list)]
+                            if request.with_payload else [])
+                results.append(shard_pb2.ShardQueryResult(ids=id_list, distances=pack_floats(dists),
+                                                          payloads=payloads))
+            return shard_pb2.ShardSearchResponse(results=results)
+
+        return self._observed("Search", run)
+
+    @rpc_edge
+    def Stats(self, request: shard_pb2.ShardStatsRequest, context: grpc.ServicerContext
+              ) -> shard_pb2.ShardStats:
+        return figures_to_proto(self._store.figures())
+
+    @rpc_edge
+    def Snapshot(self, request: shard_pb2.ShardSnapshotRequest, context: grpc.ServicerContext
+                 ) -> shard_pb2.ShardStats:
+        self._store.snapshot()
+        return figures_to_proto(self._store.figures())

@@ -1,0 +1,54 @@
+"""Settings of a shard node, from flags and SHOAL_* environment."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+# Defaults live here, once.
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+DEFAULT_SNAPSHOT_EVERY_OPS = 100_000
+DEFAULT_SNAPSHOT_WAL_BYTES = 512 * 1024 * 1024
+DEFAULT_INITIAL_CAPACITY = 1024
+
+
+@dataclass(frozen=True)
+class ShardSettings:
+    """Shard node settings."""
+
+    bind_host: str = field(default="127.0.0.1", metadata={"help": "address the Shard gRPC server binds"})
+    advertise_host: str = field(default="", metadata={
+        "help": "host others use to reach this shard (default: bind host, or this host's IP for 0.0.0.0)"})
+    port: int = field(default=0, metadata={"help": "port of the Shard gRPC server (0 = any free port)"})
+    grpc_workers: int = field(default=8, metadata={"help": "threads serving gRPC calls"})
+    search_threads: int = field(default=1, metadata={
+        "help": "hnswlib threads per batched search call (calls already run in parallel)"})
+    max_message_bytes: int = field(default=DEFAULT_MAX_MESSAGE_BYTES, metadata={
+        "help": "largest gRPC message accepted or sent"})
+    snapshot_every_ops: int = field(default=DEFAULT_SNAPSHOT_EVERY_OPS, metadata={
+        "help": "write a snapshot after this many documents written since the last one"})
+    snapshot_wal_bytes: int = field(default=DEFAULT_SNAPSHOT_WAL_BYTES, metadata={
+        "help": "write a snapshot once the WAL holds this many bytes"})
+    initial_capacity: int = field(default=DEFAULT_INITIAL_CAPACITY, metadata={
+        "help": "starting HNSW capacity; the index doubles as it fills"})
+    metrics_port: int = field(default=-1, metadata={
+        "help": "Prometheus metrics port (0 = any free port, -1 = off)"})
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain dict, to hand the settings to a shard actor."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """What a shard's partition is: fixed when its collection is created."""
+
+    dim: int
+    metric: str  # "cosine" | "l2" | "ip"
+    m: int = 16
+    ef_construction: int = 200
+    ef_search: int = 128
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain dict (JSON, Ray arguments)."""
+        return dataclasses.asdict(self)

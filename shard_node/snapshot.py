@@ -1,0 +1,65 @@
+"""Snapshots of a partition: written to a temp directory, fsynced, then renamed into place."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from shard_node.partition import Partition
+from shard_node.settings import PartitionSpec
+from shard_node.wal import fsync_dir
+
+_PREFIX = "snap-"
+_TMP_SUFFIX = ".tmp"
+_META = "meta.json"  # written last: a snapshot without it is not one
+
+
+def _lsn_of(path: Path) -> int:
+    return int(path.name[len(_PREFIX):])
+
+
+def complete_snapshots(root: Path) -> list[Path]:
+    """Finished snapshots under root, oldest first (temp or torn ones are never listed)."""
+    if not root.exists():
+        return []
+    found = [p for p in root.glob(_PREFIX + "*")
+             if p.is_dir() and not p.name.endswith(_TMP_SUFFIX) and (p / _META).exists()]
+    return sorted(found, key=_lsn_of)
+
+
+def write_snapshot(root: Path, partition: Partition, lsn: int) -> Path:
+    """Persist the partition as of `lsn`; returns the snapshot directory."""
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f"{_PREFIX}{lsn:020d}{_TMP_SUFFIX}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    partition.save(tmp)
+    (tmp / _META).write_text(json.dumps({"lsn": lsn, "spec": partition.spec.to_dict()}))
+    for child in tmp.iterdir():
+        with open(child, "rb") as f:
+            os.fsync(f.fileno())
+    fsync_dir(tmp)
+    final = root / f"{_PREFIX}{lsn:020d}"
+    if final.exists():
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    fsync_dir(root)
+    for old in complete_snapshots(root):
+        if old != final:
+            shutil.rmtree(old)
+    for stale in root.glob(_PREFIX + "*" + _TMP_SUFFIX):
+        shutil.rmtree(stale)
+    return final
+
+
+def load_latest(root: Path, spec: PartitionSpec, search_threads: int) -> tuple[Partition, int] | None:
+    """The newest complete snapshot as (partition, lsn), or None when there is none."""
+    snaps = complete_snapshots(root)
+    if not snaps:
+        return None
+    latest = snaps[-1]
+    meta = json.loads((latest / _META).read_text())
+    return Partition.load(latest, spec, search_threads=search_threads), int(meta["lsn"])

@@ -1,0 +1,175 @@
+"""The Python client of a Shoal cluster."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+
+from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from protos.errors import InvalidArgument, error_from_rpc
+from protos.serving import grpc_options
+from protos.wire import (
+    metric_from_proto,
+    metric_to_proto,
+    pack_matrix,
+    payload_from_proto,
+    payloads_to_proto,
+    unpack_vector,
+)
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_RETRY_CODES = (grpc.StatusCode.UNAVAILABLE,)
+T = TypeVar("T")
+
+
+@dataclass
+class Hit:
+    """One search result: cosine/ip score is a similarity (higher is better), l2 a squared distance."""
+
+    id: str
+    score: float
+    payload: dict[str, Any] = field(default_factory=dict)
+    distance: float = 0.0
+
+
+@dataclass
+class Document:
+    """A stored document."""
+
+    id: str
+    vector: np.ndarray | None
+    payload: dict[str, Any]
+
+
+@dataclass
+class Collection:
+    """A collection's settings (and, from describe, its size and shards)."""
+
+    name: str
+    dim: int
+    metric: str
+    shards: int
+    m: int
+    ef_construction: int
+    ef_search: int
+    created_at: str
+    count: int = 0
+    shard_info: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _collection(info: coordinator_pb2.CollectionInfo) -> Collection:
+    return Collection(
+        name=info.name, dim=info.dim, metric=metric_from_proto(info.metric), shards=info.shards,
+        m=info.hnsw.m, ef_construction=info.hnsw.ef_construction, ef_search=info.hnsw.ef_search,
+        created_at=info.created_at, count=info.count,
+        shard_info=[{"index": s.index, "address": s.address, "live": s.live, "tombstones": s.tombstones,
+                     "wal_bytes": s.wal_bytes} for s in info.shard_info],
+    )
+
+
+def _hits(result: coordinator_pb2.QueryResult) -> list[Hit]:
+    return [Hit(h.id, h.score, payload_from_proto(h.payload), h.distance) for h in result.hits]
+
+
+class Client:
+    """Talks to a coordinator. Idempotent calls are retried with backoff while the cluster is unavailable."""
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 60.0, retries: int = 5,
+                 backoff: float = 0.2) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._channel = grpc.insecure_channel(address, options=grpc_options(_MAX_MESSAGE_BYTES))
+        self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, fn: Callable[..., T], request: Any, idempotent: bool = True) -> T:
+        attempt = 0
+        while True:
+            try:
+                return fn(request, timeout=self.timeout)
+            except grpc.RpcError as err:
+                if idempotent and err.code() in _RETRY_CODES and attempt < self.retries:
+                    time.sleep(self.backoff * (2**attempt) * (0.5 + random.random()))
+                    attempt += 1
+                    continue
+                raise error_from_rpc(err) from None
+
+    # ---- collections ---------------------------------------------------------------------
+    def create_collection(self, name: str, dim: int, metric: str = "cosine", shards: int = 0, m: int = 0,
+                          ef_construction: int = 0, ef_search: int = 0) -> Collection:
+        """Create a collection (0 takes the server's default for shards and HNSW parameters)."""
+        req = coordinator_pb2.CreateCollectionRequest(
+            name=name, dim=dim, metric=metric_to_proto(metric), shards=shards,
+            hnsw=common_pb2.HnswParams(m=m, ef_construction=ef_construction, ef_search=ef_search))
+        return _collection(self._call(self._stub.CreateCollection, req, idempotent=False))
+
+    def drop_collection(self, name: str) -> None:
+        """Delete a collection and all its data."""
+        self._call(self._stub.DropCollection, coordinator_pb2.DropCollectionRequest(name=name), idempotent=False)
+
+    def list_collections(self) -> list[Collection]:
+        """Every collection."""
+        resp = self._call(self._stub.ListCollections, coordinator_pb2.ListCollectionsRequest())
+        return [_collection(c) for c in resp.collections]
+
+    def describe_collection(self, name: str) -> Collection:
+        """A collection's settings, live count and per-shard figures."""
+        return _collection(self._call(self._stub.DescribeCollection,
+                                      coordinator_pb2.DescribeCollectionRequest(name=name)))
+
+    # ---- documents -----------------------------------------------------------------------
+    def upsert(self, name: str, ids: Sequence[str], vectors: Any,
+               payloads: Sequence[dict[str, Any] | None] | None = None) -> int:
+        """Insert or replace documents; returns how many were written (all, or an error is raised)."""
+        req = coordinator_pb2.UpsertRequest(collection=name, ids=list(ids), vectors=pack_matrix(vectors),
+                                            payloads=payloads_to_proto(payloads) if payloads is not None else [])
+        return self._call(self._stub.Upsert, req).upserted
+
+    def delete(self, name: str, ids: Sequence[str]) -> int:
+        """Delete documents; returns how many of the ids existed."""
+        return self._call(self._stub.Delete, coordinator_pb2.DeleteRequest(collection=name, ids=list(ids))).deleted
+
+    def get(self, name: str, ids: Sequence[str], with_vectors: bool = True) -> list[Document]:
+        """Stored documents among ids, in the order asked (missing ids are left out)."""
+        resp = self._call(self._stub.Get, coordinator_pb2.GetRequest(collection=name, ids=list(ids),
+                                                                     with_vectors=with_vectors))
+        return [Document(d.id, unpack_vector(d.vector).copy() if d.vector else None, payload_from_proto(d.payload))
+                for d in resp.documents]
+
+    def count(self, name: str) -> int:
+        """Live documents in a collection."""
+        return self._call(self._stub.Count, coordinator_pb2.CountRequest(collection=name)).count
+
+    # ---- search --------------------------------------------------------------------------
+    def search(self, name: str, vector: Any, k: int = 10, ef: int | None = None,
+               with_payload: bool = True) -> list[Hit]:
+        """The k nearest documents to one vector, best first."""
+        arr = np.asarray(vector, dtype=np.float32)
+        if arr.ndim != 1:
+            raise InvalidArgument("search takes one vector; use search_batch for many")
+        return self.search_batch(name, arr.reshape(1, -1), k=k, ef=ef, with_payload=with_payload)[0]
+
+    def search_batch(self, name: str, vectors: Any, k: int = 10, ef: int | None = None,
+                     with_payload: bool = True) -> list[list[Hit]]:
+        """The k nearest documents to each row of vectors, in one call."""
+        req = coordinator_pb2.SearchRequest(collection=name, vectors=pack_matrix(vectors), k=k, ef=ef or 0,
+                                            with_payload=with_payload)
+        return [_hits(r) for r in self._call(self._stub.Search, req).results]
