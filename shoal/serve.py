@@ -1,0 +1,205 @@
+"""Run a whole Shoal cluster on this machine as child processes: Ray head, coordinator (and what joins them).
+
+`shoal serve` uses it in the foreground; tests and the benchmark use it as a context manager. The
+processes are started by command line, so the SDK stays free of server imports.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+RAY_START_TIMEOUT_S = 120.0
+COORDINATOR_START_TIMEOUT_S = 180.0
+STOP_GRACE_S = 20.0
+_READY_RE = re.compile(r"coordinator serving on (\S+) \(pid (\d+)\)")
+# Ray rewrites a loopback cluster address to the host's own IP unless this is 0; a one-machine
+# cluster here must stay on loopback, so every process of it (and any driver joining it) sets it.
+LOOPBACK_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+                    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    """Block until host:port accepts TCP connections (or fail if the process died)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with code {proc.returncode} before {host}:{port} opened")
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"{host}:{port} did not open within {timeout:.0f}s")
+
+
+def wait_serving(address: str, timeout: float) -> None:
+    """Block until the gRPC health service at address answers SERVING."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status == \
+                        health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise TimeoutError(f"{address} was not SERVING within {timeout:.0f}s")
+
+
+def _stop_process(proc: subprocess.Popen | None, grace: float = STOP_GRACE_S) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _tee(stream: IO[str], sink: IO[str], echo: bool, on_line: list) -> None:
+    for line in stream:
+        sink.write(line)
+        sink.flush()
+        if echo:
+            sys.stderr.write(line)
+        for callback in on_line:
+            callback(line)
+
+
+class LocalCluster:
+    """A Ray head and a coordinator on loopback; stop() ends every process it started."""
+
+    def __init__(self, data_dir: str | Path, port: int = 0, ray_address: str = "", num_cpus: int | None = None,
+                 coordinator_args: list[str] | None = None, echo: bool = False) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port or free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.ray_address = ray_address
+        self._own_ray = not ray_address
+        self._num_cpus = num_cpus or os.cpu_count() or 2
+        self._coordinator_args = coordinator_args or []
+        self._echo = echo
+        # Ray's token authentication, with a token of this cluster's own that every member gets.
+        self.ray_env = {**LOOPBACK_RAY_ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+        self._ray: subprocess.Popen | None = None
+        self._coordinator: subprocess.Popen | None = None
+        self.coordinator_pid = 0
+        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+
+    def _spawn(self, args: list[str], log_name: str, ready: re.Pattern[str] | None = None
+               ) -> tuple[subprocess.Popen, threading.Event, list[str]]:
+        env = {**os.environ, **self.ray_env, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                start_new_session=True, stdin=subprocess.DEVNULL)
+        seen = threading.Event()
+        found: list[str] = []
+
+        def watch(line: str) -> None:
+            if ready is not None and not seen.is_set():
+                m = ready.search(line)
+                if m:
+                    found.extend(m.groups())
+                    seen.set()
+
+        log = open(self.data_dir / "logs" / log_name, "a", encoding="utf-8")  # noqa: SIM115 - closed by EOF
+        threading.Thread(target=_tee, args=(proc.stdout, log, self._echo, [watch]), daemon=True).start()
+        return proc, seen, found
+
+    def start_ray(self) -> None:
+        """Start a Ray head on loopback (unless joining an existing cluster)."""
+        if not self._own_ray:
+            return
+        gcs = free_port()
+        args = [
+            sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+            f"--port={gcs}", "--node-ip-address=127.0.0.1", f"--num-cpus={self._num_cpus}",
+            "--include-dashboard=false", "--disable-usage-stats",
+            f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+            "--object-store-memory=200000000",
+        ]
+        self._ray, _, _ = self._spawn(args, "ray.log")
+        wait_for_port("127.0.0.1", gcs, RAY_START_TIMEOUT_S, self._ray)
+        self.ray_address = f"127.0.0.1:{gcs}"
+
+    def start_coordinator(self) -> None:
+        """Start the coordinator process and wait until it serves."""
+        args = [
+            sys.executable, "-m", "coordinator.server", f"--port={self.port}", "--host=127.0.0.1",
+            f"--data-dir={self.data_dir}", f"--ray-address={self.ray_address}", *self._coordinator_args,
+        ]
+        self._coordinator, seen, found = self._spawn(args, "coordinator.log", _READY_RE)
+        deadline = time.monotonic() + COORDINATOR_START_TIMEOUT_S
+        while not seen.wait(0.5):
+            if self._coordinator.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"coordinator did not start; see {self.data_dir / 'logs' / 'coordinator.log'}")
+        self.coordinator_pid = int(found[1])
+        wait_serving(self.address, COORDINATOR_START_TIMEOUT_S)
+
+    def start(self) -> LocalCluster:
+        """Start Ray and the coordinator."""
+        try:
+            self.start_ray()
+            self.start_coordinator()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop_coordinator(self, sig: int = signal.SIGTERM) -> None:
+        """Stop (SIGTERM) or kill (SIGKILL) the coordinator process."""
+        if self._coordinator is None:
+            return
+        if sig == signal.SIGKILL and self._coordinator.poll() is None:
+            os.killpg(self._coordinator.pid, signal.SIGKILL)
+            self._coordinator.wait()
+        _stop_process(self._coordinator)
+        self._coordinator = None
+
+    def restart_coordinator(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the coordinator and start a new one on the same port and data."""
+        self.stop_coordinator(sig)
+        self.start_coordinator()
+
+    def stop(self) -> None:
+        """Stop the coordinator, then Ray (which takes the shard actors with it)."""
+        self.stop_coordinator()
+        if self._own_ray:
+            _stop_process(self._ray)
+            self._ray = None
+
+    def wait(self) -> int:
+        """Block until the coordinator exits; returns its exit code."""
+        return self._coordinator.wait() if self._coordinator else 0
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
