@@ -119,3 +119,33 @@ class ShardPlacer:
         else:
             ray.kill(handle, no_restart=False)
         return where
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Operator tool: `python -m coordinator.shards kill|locate --collection C --shard I [--how ray|sigkill]`."""
+    import argparse
+    import dataclasses
+    import json
+
+    from coordinator.catalog import Catalog
+    from protos.serving import load_settings
+
+    parser = argparse.ArgumentParser(prog="coordinator.shards", add_help=False)
+    parser.add_argument("action", choices=["kill", "locate"])
+    parser.add_argument("--collection", required=True)
+    parser.add_argument("--shard", type=int, required=True)
+    parser.add_argument("--how", choices=["ray", "sigkill"], default="ray")
+    known, rest = parser.parse_known_args(argv)
+    settings = load_settings(CoordinatorSettings, rest, prog="coordinator.shards")
+    spec = Catalog(Path(settings.data_dir)).get(known.collection)
+    connect(settings.ray_address)
+    placer = ShardPlacer(settings)
+    if known.action == "kill":
+        where = placer.kill(spec, known.shard, known.how)
+    else:
+        where = placer.locate(spec, known.shard)
+    print(json.dumps(dataclasses.asdict(where)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

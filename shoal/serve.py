@@ -194,6 +194,19 @@ class LocalCluster:
             _stop_process(self._ray)
             self._ray = None
 
+    def shard_tool(self, action: str, collection: str, shard: int, how: str = "ray") -> dict:
+        """Run `coordinator.shards` against this cluster (kill or locate a shard actor); returns its answer."""
+        import json
+
+        args = [sys.executable, "-m", "coordinator.shards", action, f"--collection={collection}",
+                f"--shard={shard}", f"--how={how}", f"--data-dir={self.data_dir}",
+                f"--ray-address={self.ray_address}"]
+        out = subprocess.run(args, capture_output=True, text=True, env={**os.environ, **self.ray_env},
+                             timeout=COORDINATOR_START_TIMEOUT_S, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"coordinator.shards {action} failed: {out.stderr[-2000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
     def wait(self) -> int:
         """Block until the coordinator exits; returns its exit code."""
         return self._coordinator.wait() if self._coordinator else 0
