@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from dataclasses import dataclass
@@ -104,10 +105,9 @@ class ShardPlacer:
                 handle = ray.get_actor(actor_name(spec, i), namespace=NAMESPACE)
             except ValueError:
                 continue
-            try:
+            # A shard that cannot clean up is killed anyway; its directory is then left behind.
+            with contextlib.suppress(GetTimeoutError, RayActorError):
                 ray.get(handle.destroy.remote(), timeout=self._settings.shard_restart_wait_s)
-            except (GetTimeoutError, RayActorError):
-                pass
             ray.kill(handle, no_restart=True)
 
     def kill(self, spec: CollectionSpec, index: int, how: str = "ray") -> ShardLocation:
@@ -140,10 +140,9 @@ def main(argv: list[str] | None = None) -> None:
     spec = Catalog(Path(settings.data_dir)).get(known.collection)
     connect(settings.ray_address)
     placer = ShardPlacer(settings)
-    if known.action == "kill":
-        where = placer.kill(spec, known.shard, known.how)
-    else:
-        where = placer.locate(spec, known.shard)
+    act = {"kill": lambda: placer.kill(spec, known.shard, known.how),
+           "locate": lambda: placer.locate(spec, known.shard)}
+    where = act[known.action]()
     print(json.dumps(dataclasses.asdict(where)), flush=True)
 
 

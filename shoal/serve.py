@@ -207,9 +207,9 @@ class LocalCluster:
             raise RuntimeError(f"coordinator.shards {action} failed: {out.stderr[-2000:]}")
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    def wait(self) -> int:
-        """Block until the coordinator exits; returns its exit code."""
-        return self._coordinator.wait() if self._coordinator else 0
+    def wait_nonblocking(self) -> int | None:
+        """The coordinator's exit code if it has exited, else None."""
+        return self._coordinator.poll() if self._coordinator else 0
 
     def __enter__(self) -> LocalCluster:
         return self.start()

@@ -1,0 +1,257 @@
+"""The `shoal` command: run a local cluster, manage collections, ingest and search."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from shoal.client import DEFAULT_ADDRESS, Client, Hit
+from shoal.errors import ShoalError
+
+INGEST_BATCH = 1000
+PAYLOAD_PREVIEW_CHARS = 70
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.address)
+
+
+# ---- serve ---------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run Ray, the shard actors and the coordinator here until Ctrl-C, then stop them all."""
+    from shoal.demo import DEMO_COLLECTION, load_demo
+    from shoal.serve import LocalCluster
+
+    port = int(args.address.rsplit(":", 1)[1])
+    cluster = LocalCluster(args.data_dir, port=port, ray_address=args.ray_address, echo=args.verbose)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"starting Shoal: data in {Path(args.data_dir).resolve()}, logs in {cluster.data_dir / 'logs'}",
+          file=sys.stderr)
+    try:
+        cluster.start()
+        print(f"coordinator listening on {cluster.address} (Ray at {cluster.ray_address})", file=sys.stderr)
+        if not args.no_demo and not stop.is_set():
+            with Client(cluster.address) as client:
+                count = load_demo(client)
+            print(f"demo collection {DEMO_COLLECTION!r} holds {count} documents; try:\n"
+                  f"  shoal search 'python http client library'", file=sys.stderr)
+        print("Shoal is up. Ctrl-C stops it.", file=sys.stderr)
+        while not stop.wait(1.0):
+            if cluster.wait_nonblocking() is not None:
+                print("the coordinator exited; stopping", file=sys.stderr)
+                return 1
+    finally:
+        print("stopping Shoal ...", file=sys.stderr)
+        cluster.stop()
+    return 0
+
+
+# ---- collections ---------------------------------------------------------------------------
+def cmd_collections(args: argparse.Namespace) -> int:
+    """List collections with their size."""
+    with _client(args) as client:
+        rows = [("NAME", "DIM", "METRIC", "SHARDS", "COUNT")]
+        for c in client.list_collections():
+            rows.append((c.name, str(c.dim), c.metric, str(c.shards), str(client.count(c.name))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    """Create a collection."""
+    with _client(args) as client:
+        c = client.create_collection(args.name, dim=args.dim, metric=args.metric, shards=args.shards)
+    print(f"created {c.name}: dim {c.dim}, {c.metric}, {c.shards} shards")
+    return 0
+
+
+def cmd_drop(args: argparse.Namespace) -> int:
+    """Drop a collection."""
+    with _client(args) as client:
+        client.drop_collection(args.name)
+    print(f"dropped {args.name}")
+    return 0
+
+
+def cmd_count(args: argparse.Namespace) -> int:
+    """Print a collection's live document count."""
+    with _client(args) as client:
+        print(client.count(args.name))
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    """Print stored documents as JSON lines."""
+    with _client(args) as client:
+        for d in client.get(args.name, args.ids, with_vectors=args.vectors):
+            out: dict[str, Any] = {"id": d.id, "payload": d.payload}
+            if d.vector is not None:
+                out["vector"] = d.vector.tolist()
+            print(json.dumps(out, ensure_ascii=False))
+    return 0
+
+
+# ---- ingest --------------------------------------------------------------------------------
+def _read_jsonl(path: Path, bar: tqdm) -> Iterator[dict[str, Any]]:
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            bar.update(len(raw))
+            if not raw.strip():
+                continue
+            try:
+                doc = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise SystemExit(f"{path}:{lineno}: not valid JSON: {exc}") from None
+            if "id" not in doc or "vector" not in doc:
+                raise SystemExit(f"{path}:{lineno}: each line needs \"id\" and \"vector\"")
+            yield doc
+
+
+def _flush(client: Client, name: str, batch: list[dict[str, Any]]) -> int:
+    ids = [str(d["id"]) for d in batch]
+    vectors = np.asarray([d["vector"] for d in batch], dtype=np.float32)
+    payloads = [d.get("payload") or {k: v for k, v in d.items() if k not in ("id", "vector")} for d in batch]
+    return client.upsert(name, ids, vectors, payloads)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Upsert documents from a JSON-lines file: {"id": ..., "vector": [...], "payload": {...}} per line."""
+    path = Path(args.file)
+    with _client(args) as client:
+        if args.create_dim:
+            client.create_collection(args.collection, dim=args.create_dim, metric=args.metric, shards=args.shards)
+        done = 0
+        with tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"ingest {path.name}") as bar:
+            batch: list[dict[str, Any]] = []
+            for doc in _read_jsonl(path, bar):
+                batch.append(doc)
+                if len(batch) >= args.batch:
+                    done += _flush(client, args.collection, batch)
+                    batch = []
+            if batch:
+                done += _flush(client, args.collection, batch)
+    print(f"upserted {done} documents into {args.collection}")
+    return 0
+
+
+# ---- search --------------------------------------------------------------------------------
+def _query_vector(args: argparse.Namespace, client: Client) -> np.ndarray:
+    if args.vector:
+        return np.asarray(json.loads(args.vector), dtype=np.float32)
+    if args.like:
+        docs = client.get(args.collection, [args.like], with_vectors=True)
+        if not docs:
+            raise SystemExit(f"no document {args.like!r} in {args.collection}")
+        return docs[0].vector
+    from shoal.demo import hashed_bow
+
+    return hashed_bow([args.text])[0]
+
+
+def _print_hits(hits: list[Hit]) -> None:
+    for rank, h in enumerate(hits, 1):
+        preview = json.dumps(dict(sorted(h.payload.items())), ensure_ascii=False)
+        if len(preview) > PAYLOAD_PREVIEW_CHARS:
+            preview = preview[:PAYLOAD_PREVIEW_CHARS - 3] + "..."
+        print(f"{rank:>3}  {h.score:8.4f}  {h.id:<32}  {preview}")
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Search a collection by a vector, by an existing document (--like) or by words (--text)."""
+    if sum(bool(x) for x in (args.vector, args.like, args.text)) != 1:
+        raise SystemExit("give exactly one of QUERY text, --vector or --like")
+    with _client(args) as client:
+        hits = client.search(args.collection, _query_vector(args, client), k=args.k, ef=args.ef)
+    if args.json:
+        print(json.dumps([h.__dict__ for h in hits], ensure_ascii=False))
+    else:
+        _print_hits(hits)
+    return 0
+
+
+# ---- wiring --------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `shoal` command."""
+    p = argparse.ArgumentParser(prog="shoal", description="Shoal vector search cluster")
+    p.add_argument("--address", default=os.environ.get("SHOAL_ADDRESS", DEFAULT_ADDRESS),
+                   help="coordinator host:port [env SHOAL_ADDRESS]")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run a local cluster in the foreground (Ctrl-C stops everything)")
+    s.add_argument("--data-dir", default=os.environ.get("SHOAL_DATA_DIR", ".shoal-data"))
+    s.add_argument("--ray-address", default=os.environ.get("SHOAL_RAY_ADDRESS", ""),
+                   help="join this Ray cluster instead of starting a local one [env SHOAL_RAY_ADDRESS]")
+    s.add_argument("--no-demo", action="store_true", help="do not create the demo collection")
+    s.add_argument("--verbose", action="store_true", help="echo the coordinator's and Ray's logs")
+    s.set_defaults(fn=cmd_serve)
+
+    sub.add_parser("collections", help="list collections").set_defaults(fn=cmd_collections)
+
+    s = sub.add_parser("create", help="create a collection")
+    s.add_argument("name")
+    s.add_argument("--dim", type=int, required=True)
+    s.add_argument("--metric", default="cosine", choices=["cosine", "l2", "ip"])
+    s.add_argument("--shards", type=int, default=0)
+    s.set_defaults(fn=cmd_create)
+
+    s = sub.add_parser("drop", help="drop a collection and its data")
+    s.add_argument("name")
+    s.set_defaults(fn=cmd_drop)
+
+    s = sub.add_parser("count", help="live documents in a collection")
+    s.add_argument("name")
+    s.set_defaults(fn=cmd_count)
+
+    s = sub.add_parser("get", help="print documents by id")
+    s.add_argument("name")
+    s.add_argument("ids", nargs="+")
+    s.add_argument("--vectors", action="store_true")
+    s.set_defaults(fn=cmd_get)
+
+    s = sub.add_parser("ingest", help="upsert a JSON-lines file of {id, vector, payload}")
+    s.add_argument("file")
+    s.add_argument("--collection", "-c", required=True)
+    s.add_argument("--create-dim", type=int, default=0, help="create the collection first with this dim")
+    s.add_argument("--metric", default="cosine", choices=["cosine", "l2", "ip"])
+    s.add_argument("--shards", type=int, default=0)
+    s.add_argument("--batch", type=int, default=INGEST_BATCH)
+    s.set_defaults(fn=cmd_ingest)
+
+    s = sub.add_parser("search", help="nearest documents to a vector, a document or words")
+    s.add_argument("text", nargs="?", default="", help="words (demo collection's lexical stand-in embedding)")
+    s.add_argument("--collection", "-c", default="debian")
+    s.add_argument("--vector", help="query vector as a JSON list")
+    s.add_argument("--like", help="use the vector of this stored document id")
+    s.add_argument("-k", type=int, default=10)
+    s.add_argument("--ef", type=int, default=None)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_search)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `shoal` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except ShoalError as exc:
+        print(f"error ({type(exc).__name__}): {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
