@@ -14,7 +14,7 @@ from pathlib import Path
 
 from protos.errors import AlreadyExists, NotFound
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_NAME_RE = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")  # \Z: "$" would accept a trailing newline
 _CATALOG_FILE = "catalog.json"
 
 

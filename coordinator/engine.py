@@ -143,7 +143,7 @@ class Engine:
             raise InvalidArgument(f"{len(ids)} ids but {vectors.shape[0]} vectors; give one vector per id")
         if payloads and len(payloads) != len(ids):
             raise InvalidArgument(f"{len(ids)} ids but {len(payloads)} payloads; give none or one per id")
-        check_vectors(vectors, spec.dim, "vector")
+        check_vectors(vectors, spec.dim, "vector", spec.metric)
         groups = group_by_shard(ids, spec.shards)
         timeout = self.settings.shard_timeout_s
 
@@ -193,7 +193,7 @@ class Engine:
             raise InvalidArgument("search needs at least one query vector")
         if queries.shape[0] > s.max_batch:
             raise InvalidArgument(f"{queries.shape[0]} queries in one request; the limit is {s.max_batch}")
-        check_vectors(queries, spec.dim, "query vector")
+        check_vectors(queries, spec.dim, "query vector", spec.metric)
         packed = pack_matrix(queries)
         timeout = s.shard_timeout_s
 

@@ -14,10 +14,13 @@ def merge_top_k(ids_per_shard: Sequence[Sequence[str]], dists_per_shard: Sequenc
     total = sum(sizes)
     if total == 0:
         return [], []
-    ids = np.array([i for ids in ids_per_shard for i in ids], dtype=str)
+    flat = [i for ids in ids_per_shard for i in ids]
+    # Rank ids in Python: a numpy str array would drop trailing NULs and merge "a" with "a\x00".
+    rank = {doc_id: r for r, doc_id in enumerate(sorted(set(flat)))}
+    keys = np.fromiter((rank[i] for i in flat), dtype=np.int64, count=total)
     dists = np.concatenate([np.asarray(d, dtype=np.float32) for d in dists_per_shard])
-    order = np.lexsort((ids, dists))
-    _, first = np.unique(ids[order], return_index=True)
+    order = np.lexsort((keys, dists))
+    _, first = np.unique(keys[order], return_index=True)
     winners = order[np.sort(first)][:k]
     shard_of = np.repeat(np.arange(len(sizes)), sizes)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])

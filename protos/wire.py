@@ -33,8 +33,8 @@ def metric_from_proto(value: int) -> str:
     raise InvalidArgument(f"unknown metric enum value {value}; use COSINE, L2 or IP")
 
 
-def check_vectors(vectors: np.ndarray, dim: int, what: str = "vector") -> None:
-    """Refuse vectors of the wrong dimension or with NaN/Inf, naming the first bad row."""
+def check_vectors(vectors: np.ndarray, dim: int, what: str = "vector", metric: str = "") -> None:
+    """Refuse vectors of the wrong dimension, with NaN/Inf, or all-zero under cosine, naming the first bad row."""
     if vectors.ndim != 2 or vectors.shape[1] != dim:
         got = vectors.shape[1] if vectors.ndim == 2 else vectors.shape
         raise InvalidArgument(f"{what} dimension is {got}, but this collection has dimension {dim}")
@@ -42,6 +42,11 @@ def check_vectors(vectors: np.ndarray, dim: int, what: str = "vector") -> None:
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
         raise InvalidArgument(f"{what} {row} contains NaN or Inf; every component must be a finite number")
+    if metric == "cosine":
+        zero = ~np.any(vectors, axis=1)
+        if zero.any():
+            row = int(np.flatnonzero(zero)[0])
+            raise InvalidArgument(f"{what} {row} is all zeros, which has no direction under the cosine metric")
 
 
 def pack_matrix(vectors: Any) -> common_pb2.FloatMatrix:
@@ -88,8 +93,8 @@ def unpack_floats(data: bytes) -> np.ndarray:
 
 def _value_to_proto(value: Any, key: str) -> common_pb2.Value:
     # bool before int: bool is a subclass of int in Python.
-    if isinstance(value, bool):
-        return common_pb2.Value(bool_value=value)
+    if isinstance(value, (bool, np.bool_)):
+        return common_pb2.Value(bool_value=bool(value))
     if isinstance(value, (int, np.integer)):
         if not -(2**63) <= int(value) < 2**63:
             raise InvalidArgument(f"payload field {key!r}: integer {value} does not fit in 64 bits")

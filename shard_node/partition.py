@@ -113,7 +113,7 @@ class Partition:
             self._grow(self._size + fresh)
             self._ids[labels] = np.asarray(ids, dtype=object)
             self._size += fresh
-            revived = int(self._deleted[labels].sum())
+            revived = int(self._deleted[np.unique(labels)].sum())  # an id may repeat in the batch
             # hnswlib un-marks a deleted label when it is added again.
             self._index.add_items(vectors, labels, num_threads=self._search_threads)
             self._vectors[labels] = vectors

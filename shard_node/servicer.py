@@ -78,7 +78,7 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
                ) -> shard_pb2.ShardSearchResponse:
         def run() -> shard_pb2.ShardSearchResponse:
             queries = unpack_matrix(request.queries, "queries")
-            check_vectors(queries, self._store.spec.dim, "query vector")
+            check_vectors(queries, self._store.spec.dim, "query vector", self._store.spec.metric)
             if request.k == 0:
                 raise InvalidArgument("k must be at least 1")
             part = self._store.partition

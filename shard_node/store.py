@@ -97,7 +97,10 @@ class ShardStore:
     def upsert(self, ids: Sequence[str], vectors: np.ndarray,
                payloads: Sequence[common_pb2.Payload] = ()) -> tuple[int, int]:
         """Durably insert or replace documents; returns (lsn, count)."""
-        check_vectors(vectors, self.spec.dim)
+        # Check the float32 values that will be logged: a finite float64 can overflow to Inf here.
+        with np.errstate(over="ignore"):
+            vectors = np.asarray(vectors, dtype=np.float32)
+        check_vectors(vectors, self.spec.dim, "vector", self.spec.metric)
         if len(vectors) != len(ids):
             raise InvalidArgument(f"{len(ids)} ids but {len(vectors)} vectors")
         if payloads and len(payloads) != len(ids):

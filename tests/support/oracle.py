@@ -1,0 +1,46 @@
+"""Exact brute-force answers (numpy) to score approximate search against."""
+
+from __future__ import annotations
+
+import numpy as np
+
+TIE_EPS = 1e-5
+
+
+def exact_distances(metric: str, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Distances with hnswlib's conventions (lower is better): 1-cos, 1-ip, squared l2."""
+    q = queries.astype(np.float64)
+    v = vectors.astype(np.float64)
+    if metric == "l2":
+        return (q * q).sum(1)[:, None] + (v * v).sum(1)[None, :] - 2 * q @ v.T
+    if metric == "cosine":
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+        v = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return 1.0 - q @ v.T
+
+
+def exact_top_k(metric: str, queries: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices and distances of each query's exact top-k, best first (ties by index)."""
+    d = exact_distances(metric, queries, vectors)
+    idx = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return idx, np.take_along_axis(d, idx, axis=1)
+
+
+def recall_at_k(found_dists: list[np.ndarray], true_dists: np.ndarray) -> float:
+    """Mean share of the true top-k matched, counting a hit as right when it is no farther than the k-th
+    true neighbour (so exact ties at the boundary do not count as misses)."""
+    k = true_dists.shape[1]
+    hits = [min(int((np.asarray(f) <= t[-1] + TIE_EPS).sum()), k) for f, t in zip(found_dists, true_dists, strict=True)]
+    return float(np.mean(hits) / k)
+
+
+def same_set_up_to_ties(a_ids: list[str], a_d: np.ndarray, b_ids: list[str], b_d: np.ndarray) -> bool:
+    """Two top-k lists name the same documents, except where they differ only among equally distant ones."""
+    if len(a_ids) != len(b_ids):
+        return False
+    differ = set(a_ids) ^ set(b_ids)
+    if not differ:
+        return True
+    boundary = max(float(np.max(a_d)), float(np.max(b_d)))
+    dist = {**dict(zip(a_ids, a_d, strict=True)), **dict(zip(b_ids, b_d, strict=True))}
+    return all(abs(float(dist[i]) - boundary) <= TIE_EPS for i in differ)
