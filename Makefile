@@ -18,9 +18,10 @@ protos: $(STAMP)
 run: $(STAMP)
 	$(PYTHON) -m shoal.cli serve
 
-## Install what the tests need, then run every test.
+## Install what the tests need, then lint and run every test (unit, property, integration, fault).
 test: $(STAMP)
-	$(PYTHON) -m pytest -q -ra
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m pytest -q -ra --durations=10
 
 test-unit: $(STAMP)
 	$(PYTHON) -m pytest -q tests/unit
