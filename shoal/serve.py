@@ -105,8 +105,10 @@ class LocalCluster:
         self._num_cpus = num_cpus or os.cpu_count() or 2
         self._coordinator_args = coordinator_args or []
         self._echo = echo
-        # Ray's token authentication, with a token of this cluster's own that every member gets.
-        self.ray_env = {**LOOPBACK_RAY_ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+        # A Ray head of our own stays on loopback and gets a token of its own that every member shares;
+        # joining someone else's cluster takes its address and token from the caller's environment.
+        self.ray_env = ({**LOOPBACK_RAY_ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+                        if self._own_ray else {"RAY_USAGE_STATS_ENABLED": "0"})
         self._ray: subprocess.Popen | None = None
         self._coordinator: subprocess.Popen | None = None
         self.coordinator_pid = 0
