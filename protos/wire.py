@@ -43,7 +43,8 @@ def check_vectors(vectors: np.ndarray, dim: int, what: str = "vector", metric: s
         row = int(np.flatnonzero(~finite)[0])
         raise InvalidArgument(f"{what} {row} contains NaN or Inf; every component must be a finite number")
     if metric == "cosine":
-        zero = ~np.any(vectors, axis=1)
+        # float32 norms that underflow to 0 are as directionless to hnswlib as exact zeros.
+        zero = np.einsum("ij,ij->i", vectors.astype(np.float32), vectors.astype(np.float32)) == 0
         if zero.any():
             row = int(np.flatnonzero(zero)[0])
             raise InvalidArgument(f"{what} {row} is all zeros, which has no direction under the cosine metric")

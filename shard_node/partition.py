@@ -42,6 +42,17 @@ def top_k_rows(distances: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
 
 
+def _last_occurrences(ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]] | None
+                      ) -> tuple[list[str], np.ndarray, list[dict[str, Any]] | None]:
+    """Drop all but the last occurrence of each id, so the graph, vectors and payloads agree on the winner."""
+    last = {doc_id: i for i, doc_id in enumerate(ids)}
+    if len(last) == len(ids):
+        return list(ids), vectors, list(payloads) if payloads is not None else None
+    keep = sorted(last.values())
+    return ([ids[i] for i in keep], vectors[keep],
+            [payloads[i] for i in keep] if payloads is not None else None)
+
+
 class Partition:
     """The in-memory state of one shard; thread-safe. Durability is the ShardStore's job."""
 
@@ -97,9 +108,10 @@ class Partition:
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray,
                payloads: Sequence[dict[str, Any]] | None = None) -> int:
-        """Insert or replace documents; a later duplicate id in the batch wins."""
+        """Insert or replace whole documents (no payload = empty payload); a later duplicate id in the batch wins."""
         if len(ids) == 0:
             return 0
+        ids, vectors, payloads = _last_occurrences(ids, vectors, payloads)
         with self._gate.write():
             labels = np.empty(len(ids), dtype=np.int64)
             fresh = 0
@@ -107,21 +119,20 @@ class Partition:
                 label = self._labels.get(doc_id)
                 if label is None:
                     label = self._size + fresh
-                    self._labels[doc_id] = label
                     fresh += 1
                 labels[i] = label
             self._grow(self._size + fresh)
+            # hnswlib un-marks a deleted label when it is added again; it validates before we commit the maps.
+            self._index.add_items(vectors, labels, num_threads=self._search_threads)
+            for doc_id, label in zip(ids, labels.tolist(), strict=True):
+                self._labels[doc_id] = label
             self._ids[labels] = np.asarray(ids, dtype=object)
             self._size += fresh
-            revived = int(self._deleted[np.unique(labels)].sum())  # an id may repeat in the batch
-            # hnswlib un-marks a deleted label when it is added again.
-            self._index.add_items(vectors, labels, num_threads=self._search_threads)
+            self._tombstones -= int(self._deleted[labels].sum())
             self._vectors[labels] = vectors
             self._deleted[labels] = False
-            self._tombstones -= revived
-            if payloads is not None:
-                for label, payload in zip(labels.tolist(), payloads, strict=True):
-                    self._payloads[label] = payload
+            for i, label in enumerate(labels.tolist()):
+                self._payloads[label] = payloads[i] if payloads is not None else {}
             return len(ids)
 
     def delete(self, ids: Sequence[str]) -> int:
@@ -150,7 +161,7 @@ class Partition:
                 if label is None or self._deleted[label]:
                     continue
                 vec = self._vectors[label].copy() if with_vectors else None
-                out.append((doc_id, vec, self._payloads.get(label, {})))
+                out.append((doc_id, vec, dict(self._payloads.get(label, {}))))
         return out
 
     def payloads_of(self, ids: Sequence[str]) -> list[dict[str, Any]]:

@@ -39,7 +39,8 @@ def read_segment(path: Path) -> tuple[list[shard_pb2.WalRecord], int]:
     while pos + _HEADER.size <= len(data):
         length, crc = _HEADER.unpack_from(data, pos)
         body = data[pos + _HEADER.size: pos + _HEADER.size + length]
-        if len(body) != length or zlib.crc32(body) != crc:
+        # A record is never empty, so a zero length is zero-filled (torn) space, not a record.
+        if length == 0 or len(body) != length or zlib.crc32(body) != crc:
             break
         record = shard_pb2.WalRecord()
         record.ParseFromString(body)

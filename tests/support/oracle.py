@@ -8,14 +8,20 @@ TIE_EPS = 1e-5
 
 
 def exact_distances(metric: str, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """Distances with hnswlib's conventions (lower is better): 1-cos, 1-ip, squared l2."""
-    q = queries.astype(np.float64)
-    v = vectors.astype(np.float64)
+    """Distances with hnswlib's conventions (lower is better), in float64: 1-cos, 1-ip, squared l2.
+
+    A zero vector has cosine distance 1 to everything, as in hnswlib (which normalises it to zero)."""
+    q = np.asarray(queries, dtype=np.float64)
+    v = np.asarray(vectors, dtype=np.float64)
     if metric == "l2":
-        return (q * q).sum(1)[:, None] + (v * v).sum(1)[None, :] - 2 * q @ v.T
+        return np.maximum((q * q).sum(1)[:, None] + (v * v).sum(1)[None, :] - 2 * q @ v.T, 0.0)
     if metric == "cosine":
-        q = q / np.linalg.norm(q, axis=1, keepdims=True)
-        v = v / np.linalg.norm(v, axis=1, keepdims=True)
+        qn = np.linalg.norm(q, axis=1, keepdims=True)
+        vn = np.linalg.norm(v, axis=1, keepdims=True)
+        q = np.divide(q, qn, out=np.zeros_like(q), where=qn > 0)
+        v = np.divide(v, vn, out=np.zeros_like(v), where=vn > 0)
+    elif metric != "ip":
+        raise ValueError(f"unknown metric {metric!r}")
     return 1.0 - q @ v.T
 
 
@@ -44,3 +50,8 @@ def same_set_up_to_ties(a_ids: list[str], a_d: np.ndarray, b_ids: list[str], b_d
     boundary = max(float(np.max(a_d)), float(np.max(b_d)))
     dist = {**dict(zip(a_ids, a_d, strict=True)), **dict(zip(b_ids, b_d, strict=True))}
     return all(abs(float(dist[i]) - boundary) <= TIE_EPS for i in differ)
+
+
+def id_recall(found: list[list[str]], truth: list[list[str]]) -> float:
+    """Mean fraction of each true top-k id list that was found."""
+    return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)]))

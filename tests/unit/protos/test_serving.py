@@ -1,0 +1,99 @@
+"""load_settings: flag > SHOAL_* env > default, type conversion and bool parsing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from protos.serving import grpc_options, load_settings
+from shard_node.settings import ShardSettings
+
+
+@dataclass(frozen=True)
+class Demo:
+    """Demo settings."""
+
+    host: str = field(default="127.0.0.1", metadata={"help": "where to bind"})
+    port: int = 0
+    ratio: float = 0.5
+    verbose: bool = False
+    limit: int | None = None
+    some_long_name: str = "d"
+
+
+@pytest.mark.parametrize(("argv", "env", "expected"), [
+    ([], {}, Demo()),
+    ([], {"SHOAL_PORT": "7"}, Demo(port=7)),
+    (["--port", "9"], {"SHOAL_PORT": "7"}, Demo(port=9)),
+    (["--port", "9"], {}, Demo(port=9)),
+    ([], {"SHOAL_SOME_LONG_NAME": "env"}, Demo(some_long_name="env")),
+    (["--some-long-name", "flag"], {"SHOAL_SOME_LONG_NAME": "env"}, Demo(some_long_name="flag")),
+    (["--host", ""], {"SHOAL_HOST": "0.0.0.0"}, Demo(host="")),
+    ([], {"SHOAL_LIMIT": "12", "SHOAL_RATIO": "2.25"}, Demo(limit=12, ratio=2.25)),
+    (["--verbose", "false"], {"SHOAL_VERBOSE": "true"}, Demo(verbose=False)),
+    ([], {"PORT": "5", "shoal_port": "6", "SHOAL_UNRELATED": "x"}, Demo()),
+])
+def test_precedence(argv: list[str], env: dict[str, str], expected: Demo) -> None:
+    assert load_settings(Demo, argv, env=env) == expected
+
+
+def test_types_are_converted() -> None:
+    s = load_settings(Demo, ["--limit", "3"], env={"SHOAL_RATIO": "1e-3", "SHOAL_VERBOSE": "1"})
+    assert type(s.limit) is int and type(s.ratio) is float and s.verbose is True
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("1", True), ("true", True), ("TRUE", True), ("Yes", True), (" on ", True),
+    ("0", False), ("false", False), ("No", False), ("off", False), ("", False),
+])
+def test_bool_parsing(text: str, value: bool) -> None:
+    assert load_settings(Demo, [], env={"SHOAL_VERBOSE": text}).verbose is value
+    assert load_settings(Demo, ["--verbose", text], env={}).verbose is value
+
+
+@pytest.mark.parametrize(("name", "text", "fragment"), [
+    ("SHOAL_PORT", "eighty", "SHOAL_PORT: invalid literal for int()"),
+    ("SHOAL_RATIO", "half", "SHOAL_RATIO: could not convert string to float"),
+    ("SHOAL_VERBOSE", "maybe", "SHOAL_VERBOSE: not a boolean: 'maybe'"),
+    ("SHOAL_LIMIT", "1.5", "SHOAL_LIMIT:"),
+])
+def test_bad_env_exits_with_message(name: str, text: str, fragment: str) -> None:
+    with pytest.raises(SystemExit) as info:
+        load_settings(Demo, [], env={name: text})
+    assert isinstance(info.value.code, str) and info.value.code.startswith(fragment)
+
+
+def test_bad_flag_exits(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        load_settings(Demo, ["--port", "eighty"], env={}, prog="demo")
+    assert info.value.code == 2
+    assert "--port" in capsys.readouterr().err
+
+
+def test_unknown_flag_exits() -> None:
+    with pytest.raises(SystemExit):
+        load_settings(Demo, ["--no-such-flag", "1"], env={})
+
+
+def test_help_mentions_env_names(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        load_settings(Demo, ["--help"], env={}, prog="demo")
+    out = capsys.readouterr().out
+    assert "Demo settings." in out and "[env SHOAL_SOME_LONG_NAME]" in out and "where to bind" in out
+
+
+def test_os_environ_is_the_default_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOAL_PORT", "4321")
+    monkeypatch.setenv("SHOAL_VERBOSE", "yes")
+    assert load_settings(Demo, []) == Demo(port=4321, verbose=True)
+
+
+def test_real_shard_settings() -> None:
+    s = load_settings(ShardSettings, ["--snapshot-every-ops", "10"],
+                      env={"SHOAL_INITIAL_CAPACITY": "64", "SHOAL_SNAPSHOT_EVERY_OPS": "5"})
+    assert s == ShardSettings(initial_capacity=64, snapshot_every_ops=10)
+
+
+def test_grpc_options() -> None:
+    assert dict(grpc_options(123)) == {"grpc.max_receive_message_length": 123, "grpc.max_send_message_length": 123}
