@@ -11,14 +11,14 @@ import numpy as np
 
 from coordinator.catalog import Catalog, CollectionSpec, valid_name
 from coordinator.fanout import ShardPool
-from coordinator.merge import merge_top_k
+from coordinator.merge import merge_top_k_rows
 from coordinator.router import group_by_shard
 from coordinator.settings import MAX_DIM, MAX_ID_BYTES, MAX_SHARDS, CoordinatorSettings
 from coordinator.shards import ShardPlacer
 from protos import common_pb2, shard_pb2
 from protos.errors import InvalidArgument
 from protos.wire import METRICS, check_vectors, pack_matrix
-from shard_node.client import ShardClient
+from shard_node.client import LocalHits, ShardClient
 
 
 @dataclass
@@ -197,20 +197,24 @@ class Engine:
         packed = pack_matrix(queries)
         timeout = s.shard_timeout_s
 
-        async def local(i: int, c: ShardClient):  # noqa: ANN202 - list[LocalHits]
+        async def local(i: int, c: ShardClient) -> LocalHits:
             return await c.search(packed, k, ef, with_payload, timeout)
 
         per_shard = await self._pool.each(spec, range(spec.shards), local, "Search")
+        ids = np.concatenate([p.ids for p in per_shard], axis=1)
+        dists = np.concatenate([p.distances for p in per_shard], axis=1)
+        scores = score_of(spec.metric, dists)
+        widths = [p.ids.shape[1] for p in per_shard]
+        starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
         out: list[list[Hit]] = []
-        for q in range(queries.shape[0]):
-            parts = [shard[q] for shard in per_shard]
-            shard_idx, pos = merge_top_k([p.ids for p in parts], [p.distances for p in parts], k)
-            dists = np.array([parts[s_].distances[p_] for s_, p_ in zip(shard_idx, pos, strict=True)],
-                             dtype=np.float32)
-            scores = score_of(spec.metric, dists)
-            out.append([
-                Hit(parts[s_].ids[p_], float(scores[j]), float(dists[j]),
-                    parts[s_].payloads[p_] if with_payload else None)
-                for j, (s_, p_) in enumerate(zip(shard_idx, pos, strict=True))
-            ])
+        winners = merge_top_k_rows([p.ids for p in per_shard], [p.distances for p in per_shard], k)
+        for q, cols in enumerate(winners):
+            if with_payload:
+                shard = np.searchsorted(starts, cols, side="right") - 1
+                flat = q * np.asarray(widths)[shard] + (cols - starts[shard])
+                payloads = [per_shard[s_].payloads[f] for s_, f in zip(shard.tolist(), flat.tolist(), strict=True)]
+            else:
+                payloads = [None] * len(cols)
+            out.append([Hit(i, s_, d, p) for i, s_, d, p in zip(ids[q, cols].tolist(), scores[q, cols].tolist(),
+                                                                dists[q, cols].tolist(), payloads, strict=True)])
         return out

@@ -26,3 +26,32 @@ def merge_top_k(ids_per_shard: Sequence[Sequence[str]], dists_per_shard: Sequenc
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     shards = shard_of[winners]
     return shards.tolist(), (winners - starts[shards]).tolist()
+
+
+def merge_top_k_rows(ids_per_shard: Sequence[np.ndarray], dists_per_shard: Sequence[np.ndarray], k: int
+                     ) -> list[np.ndarray]:
+    """Global top-k of every query at once, from each shard's (queries, hits) arrays, best first.
+
+    Returns, per query, the winning columns of the shards' arrays laid side by side. Sorting by
+    distance is vectorised; the rare rows with equal distances or a repeated id take merge_top_k.
+    """
+    widths = [d.shape[1] for d in dists_per_shard]
+    dists = np.concatenate(dists_per_shard, axis=1)
+    rows, total = dists.shape
+    if total == 0:
+        return [np.empty(0, dtype=np.int64) for _ in range(rows)]
+    ids = np.concatenate(ids_per_shard, axis=1)
+    order = np.argsort(dists, axis=1, kind="stable")
+    head = np.take_along_axis(dists, order[:, :k + 1], axis=1)
+    tied = (head[:, 1:] == head[:, :-1]).any(axis=1)
+    starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
+    out = []
+    for q in range(rows):
+        row_ids = ids[q]
+        if tied[q] or len(set(row_ids.tolist())) < total:
+            parts = np.split(np.arange(total), starts[1:])
+            shard, pos = merge_top_k([row_ids[p] for p in parts], [dists[q, p] for p in parts], k)
+            out.append(starts[shard] + np.asarray(pos, dtype=np.int64))
+        else:
+            out.append(order[q, :k])
+    return out

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from protos import common_pb2 as protos_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12protos/shard.proto\x12\x08shoal.v1\x1a\x13protos/common.proto\"n\n\x12ShardUpsertRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12&\n\x07vectors\x18\x02 \x01(\x0b\x32\x15.shoal.v1.FloatMatrix\x12#\n\x08payloads\x18\x03 \x03(\x0b\x32\x11.shoal.v1.Payload\"!\n\x12ShardDeleteRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"3\n\x12ShardWriteResponse\x12\x0b\n\x03lsn\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x66\x66\x65\x63ted\x18\x02 \x01(\r\"4\n\x0fShardGetRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x14\n\x0cwith_vectors\x18\x02 \x01(\x08\"9\n\x10ShardGetResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\"i\n\x12ShardSearchRequest\x12&\n\x07queries\x18\x01 \x01(\x0b\x32\x15.shoal.v1.FloatMatrix\x12\t\n\x01k\x18\x02 \x01(\r\x12\n\n\x02\x65\x66\x18\x03 \x01(\r\x12\x14\n\x0cwith_payload\x18\x04 \x01(\x08\"W\n\x10ShardQueryResult\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x11\n\tdistances\x18\x02 \x01(\x0c\x12#\n\x08payloads\x18\x03 \x03(\x0b\x32\x11.shoal.v1.Payload\"B\n\x13ShardSearchResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.shoal.v1.ShardQueryResult\"\x13\n\x11ShardStatsRequest\"\x16\n\x14ShardSnapshotRequest\"{\n\nShardStats\x12\x0c\n\x04live\x18\x01 \x01(\x04\x12\x12\n\ntombstones\x18\x02 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x04\x12\x10\n\x08last_lsn\x18\x04 \x01(\x04\x12\x14\n\x0csnapshot_lsn\x18\x05 \x01(\x04\x12\x11\n\twal_bytes\x18\x06 \x01(\x04\"~\n\tWalRecord\x12\x0b\n\x03lsn\x18\x01 \x01(\x04\x12.\n\x06upsert\x18\x02 \x01(\x0b\x32\x1c.shoal.v1.ShardUpsertRequestH\x00\x12.\n\x06\x64\x65lete\x18\x03 \x01(\x0b\x32\x1c.shoal.v1.ShardDeleteRequestH\x00\x42\x04\n\x02op2\x96\x03\n\x05Shard\x12\x44\n\x06Upsert\x12\x1c.shoal.v1.ShardUpsertRequest\x1a\x1c.shoal.v1.ShardWriteResponse\x12\x44\n\x06\x44\x65lete\x12\x1c.shoal.v1.ShardDeleteRequest\x1a\x1c.shoal.v1.ShardWriteResponse\x12<\n\x03Get\x12\x19.shoal.v1.ShardGetRequest\x1a\x1a.shoal.v1.ShardGetResponse\x12\x45\n\x06Search\x12\x1c.shoal.v1.ShardSearchRequest\x1a\x1d.shoal.v1.ShardSearchResponse\x12:\n\x05Stats\x12\x1b.shoal.v1.ShardStatsRequest\x1a\x14.shoal.v1.ShardStats\x12@\n\x08Snapshot\x12\x1e.shoal.v1.ShardSnapshotRequest\x1a\x14.shoal.v1.ShardStatsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12protos/shard.proto\x12\x08shoal.v1\x1a\x13protos/common.proto\"n\n\x12ShardUpsertRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12&\n\x07vectors\x18\x02 \x01(\x0b\x32\x15.shoal.v1.FloatMatrix\x12#\n\x08payloads\x18\x03 \x03(\x0b\x32\x11.shoal.v1.Payload\"!\n\x12ShardDeleteRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"3\n\x12ShardWriteResponse\x12\x0b\n\x03lsn\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x66\x66\x65\x63ted\x18\x02 \x01(\r\"4\n\x0fShardGetRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x14\n\x0cwith_vectors\x18\x02 \x01(\x08\"9\n\x10ShardGetResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\"i\n\x12ShardSearchRequest\x12&\n\x07queries\x18\x01 \x01(\x0b\x32\x15.shoal.v1.FloatMatrix\x12\t\n\x01k\x18\x02 \x01(\r\x12\n\n\x02\x65\x66\x18\x03 \x01(\r\x12\x14\n\x0cwith_payload\x18\x04 \x01(\x08\"r\n\x13ShardSearchResponse\x12\x16\n\x0ehits_per_query\x18\x01 \x01(\r\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x11\n\tdistances\x18\x03 \x01(\x0c\x12#\n\x08payloads\x18\x04 \x03(\x0b\x32\x11.shoal.v1.Payload\"\x13\n\x11ShardStatsRequest\"\x16\n\x14ShardSnapshotRequest\"{\n\nShardStats\x12\x0c\n\x04live\x18\x01 \x01(\x04\x12\x12\n\ntombstones\x18\x02 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x04\x12\x10\n\x08last_lsn\x18\x04 \x01(\x04\x12\x14\n\x0csnapshot_lsn\x18\x05 \x01(\x04\x12\x11\n\twal_bytes\x18\x06 \x01(\x04\"~\n\tWalRecord\x12\x0b\n\x03lsn\x18\x01 \x01(\x04\x12.\n\x06upsert\x18\x02 \x01(\x0b\x32\x1c.shoal.v1.ShardUpsertRequestH\x00\x12.\n\x06\x64\x65lete\x18\x03 \x01(\x0b\x32\x1c.shoal.v1.ShardDeleteRequestH\x00\x42\x04\n\x02op2\x96\x03\n\x05Shard\x12\x44\n\x06Upsert\x12\x1c.shoal.v1.ShardUpsertRequest\x1a\x1c.shoal.v1.ShardWriteResponse\x12\x44\n\x06\x44\x65lete\x12\x1c.shoal.v1.ShardDeleteRequest\x1a\x1c.shoal.v1.ShardWriteResponse\x12<\n\x03Get\x12\x19.shoal.v1.ShardGetRequest\x1a\x1a.shoal.v1.ShardGetResponse\x12\x45\n\x06Search\x12\x1c.shoal.v1.ShardSearchRequest\x1a\x1d.shoal.v1.ShardSearchResponse\x12:\n\x05Stats\x12\x1b.shoal.v1.ShardStatsRequest\x1a\x14.shoal.v1.ShardStats\x12@\n\x08Snapshot\x12\x1e.shoal.v1.ShardSnapshotRequest\x1a\x14.shoal.v1.ShardStatsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,18 +44,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SHARDGETRESPONSE']._serialized_end=364
   _globals['_SHARDSEARCHREQUEST']._serialized_start=366
   _globals['_SHARDSEARCHREQUEST']._serialized_end=471
-  _globals['_SHARDQUERYRESULT']._serialized_start=473
-  _globals['_SHARDQUERYRESULT']._serialized_end=560
-  _globals['_SHARDSEARCHRESPONSE']._serialized_start=562
-  _globals['_SHARDSEARCHRESPONSE']._serialized_end=628
-  _globals['_SHARDSTATSREQUEST']._serialized_start=630
-  _globals['_SHARDSTATSREQUEST']._serialized_end=649
-  _globals['_SHARDSNAPSHOTREQUEST']._serialized_start=651
-  _globals['_SHARDSNAPSHOTREQUEST']._serialized_end=673
-  _globals['_SHARDSTATS']._serialized_start=675
-  _globals['_SHARDSTATS']._serialized_end=798
-  _globals['_WALRECORD']._serialized_start=800
-  _globals['_WALRECORD']._serialized_end=926
-  _globals['_SHARD']._serialized_start=929
-  _globals['_SHARD']._serialized_end=1335
+  _globals['_SHARDSEARCHRESPONSE']._serialized_start=473
+  _globals['_SHARDSEARCHRESPONSE']._serialized_end=587
+  _globals['_SHARDSTATSREQUEST']._serialized_start=589
+  _globals['_SHARDSTATSREQUEST']._serialized_end=608
+  _globals['_SHARDSNAPSHOTREQUEST']._serialized_start=610
+  _globals['_SHARDSNAPSHOTREQUEST']._serialized_end=632
+  _globals['_SHARDSTATS']._serialized_start=634
+  _globals['_SHARDSTATS']._serialized_end=757
+  _globals['_WALRECORD']._serialized_start=759
+  _globals['_WALRECORD']._serialized_end=885
+  _globals['_SHARD']._serialized_start=888
+  _globals['_SHARD']._serialized_end=1294
 # @@protoc_insertion_point(module_scope)

@@ -57,21 +57,17 @@ class ShardSearchRequest(_message.Message):
     with_payload: bool
     def __init__(self, queries: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ...) -> None: ...
 
-class ShardQueryResult(_message.Message):
-    __slots__ = ("ids", "distances", "payloads")
+class ShardSearchResponse(_message.Message):
+    __slots__ = ("hits_per_query", "ids", "distances", "payloads")
+    HITS_PER_QUERY_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     DISTANCES_FIELD_NUMBER: _ClassVar[int]
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
+    hits_per_query: int
     ids: _containers.RepeatedScalarFieldContainer[str]
     distances: bytes
     payloads: _containers.RepeatedCompositeFieldContainer[_common_pb2.Payload]
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., distances: _Optional[bytes] = ..., payloads: _Optional[_Iterable[_Union[_common_pb2.Payload, _Mapping]]] = ...) -> None: ...
-
-class ShardSearchResponse(_message.Message):
-    __slots__ = ("results",)
-    RESULTS_FIELD_NUMBER: _ClassVar[int]
-    results: _containers.RepeatedCompositeFieldContainer[ShardQueryResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[ShardQueryResult, _Mapping]]] = ...) -> None: ...
+    def __init__(self, hits_per_query: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., distances: _Optional[bytes] = ..., payloads: _Optional[_Iterable[_Union[_common_pb2.Payload, _Mapping]]] = ...) -> None: ...
 
 class ShardStatsRequest(_message.Message):
     __slots__ = ()

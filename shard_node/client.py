@@ -16,11 +16,11 @@ from protos.wire import unpack_floats
 
 @dataclass
 class LocalHits:
-    """One query's local top-k from one shard, best first."""
+    """Every query's local top-k from one shard: one row per query, best first."""
 
-    ids: list[str]
-    distances: np.ndarray
-    payloads: Sequence[common_pb2.Payload]
+    ids: np.ndarray                          # (queries, hits) object array of str
+    distances: np.ndarray                    # (queries, hits) float32
+    payloads: Sequence[common_pb2.Payload]   # flat, row-major, when asked for
 
 
 class ShardClient:
@@ -58,14 +58,17 @@ class ShardClient:
         return resp.documents
 
     async def search(self, queries: common_pb2.FloatMatrix, k: int, ef: int, with_payload: bool,
-                     timeout: float) -> list[LocalHits]:
-        """Local top-k for each query row."""
+                     timeout: float) -> LocalHits:
+        """Local top-k of every query row."""
         req = shard_pb2.ShardSearchRequest(queries=queries, k=k, ef=ef, with_payload=with_payload)
         try:
             resp = await self._stub.Search(req, timeout=timeout)
         except grpc.RpcError as err:
             raise_from(err)
-        return [LocalHits(list(r.ids), unpack_floats(r.distances), r.payloads) for r in resp.results]
+        rows, per = int(queries.rows), int(resp.hits_per_query)
+        ids = np.empty(rows * per, dtype=object)
+        ids[:] = list(resp.ids)
+        return LocalHits(ids.reshape(rows, per), unpack_floats(resp.distances).reshape(rows, per), resp.payloads)
 
     async def stats(self, timeout: float) -> shard_pb2.ShardStats:
         """The shard's figures."""

@@ -168,16 +168,15 @@ class Partition:
         """Payloads of ids known to be live (search results)."""
         return [self._payloads.get(self._labels[i], {}) for i in ids]
 
-    def search(self, queries: np.ndarray, k: int, ef: int | None = None
-               ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per query, the ids and distances of its local top-k (best first)."""
+    def search_matrix(self, queries: np.ndarray, k: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Ids (object array) and distances of every query's local top-k, one row per query, best first.
+
+        Every row has min(k, live) entries."""
         ef = max(ef or self.spec.ef_search, k)
         with self._gate.read(ef) as must_set:
-            live = self.live
-            k_eff = min(k, live)
+            k_eff = min(k, self.live)
             if k_eff == 0:
-                empty = (np.empty(0, dtype=object), np.empty(0, dtype=np.float32))
-                return [empty for _ in range(len(queries))]
+                return np.empty((len(queries), 0), dtype=object), np.empty((len(queries), 0), dtype=np.float32)
             if must_set:
                 self._index.set_ef(ef)
             try:
@@ -185,8 +184,12 @@ class Partition:
             except RuntimeError:
                 # Tombstones can leave the graph walk short of k live hits: answer exactly instead.
                 labels, dists = self._exact(queries, k_eff)
-            ids = self._ids[labels.astype(np.int64)]
-            return [(ids[i], dists[i].astype(np.float32)) for i in range(len(queries))]
+            return self._ids[labels.astype(np.int64)], dists.astype(np.float32, copy=False)
+
+    def search(self, queries: np.ndarray, k: int, ef: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query, the ids and distances of its local top-k (best first)."""
+        ids, dists = self.search_matrix(queries, k, ef)
+        return list(zip(ids, dists, strict=True))
 
     def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         live_labels = np.flatnonzero(~self._deleted[: self._size])

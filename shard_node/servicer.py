@@ -82,14 +82,11 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
             if request.k == 0:
                 raise InvalidArgument("k must be at least 1")
             part = self._store.partition
-            results = []
-            for ids, dists in part.search(queries, int(request.k), int(request.ef) or None):
-                id_list = ids.tolist()
-                payloads = ([payload_to_proto(p) for p in part.payloads_of(id_list)]
-                            if request.with_payload else [])
-                results.append(shard_pb2.ShardQueryResult(ids=id_list, distances=pack_floats(dists),
-                                                          payloads=payloads))
-            return shard_pb2.ShardSearchResponse(results=results)
+            ids, dists = part.search_matrix(queries, int(request.k), int(request.ef) or None)
+            flat_ids = ids.ravel().tolist()
+            payloads = [payload_to_proto(p) for p in part.payloads_of(flat_ids)] if request.with_payload else []
+            return shard_pb2.ShardSearchResponse(hits_per_query=ids.shape[1], ids=flat_ids,
+                                                 distances=pack_floats(dists.ravel()), payloads=payloads)
 
         return self._observed("Search", run)
 

@@ -75,7 +75,8 @@ def _collection(info: coordinator_pb2.CollectionInfo) -> Collection:
 
 
 def _hits(result: coordinator_pb2.QueryResult) -> list[Hit]:
-    return [Hit(h.id, h.score, payload_from_proto(h.payload), h.distance) for h in result.hits]
+    return [Hit(h.id, h.score, payload_from_proto(h.payload) if h.payload.fields else {}, h.distance)
+            for h in result.hits]
 
 
 class Client:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.merge import merge_top_k
+from coordinator.merge import merge_top_k, merge_top_k_rows
 
 Shard = list[tuple[str, float]]
 
@@ -84,3 +85,19 @@ def test_accepts_object_arrays_as_returned_by_partitions() -> None:
 def test_ids_differing_only_by_trailing_nul_are_distinct() -> None:
     shards = [[("a", 0.25)], [("a\x00", 0.5)], [("a", 0.75)]]
     assert run(shards, 5) == [("a", 0.25), ("a\x00", 0.5)]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_merge_rows_equals_merge_per_row(seed: int) -> None:
+    """The vectorised batch merge picks exactly what merge_top_k picks, row by row, ties and repeats included."""
+    rng = np.random.default_rng(seed)
+    rows, k = 30, 5
+    widths = [int(w) for w in rng.integers(0, 7, size=3)]
+    # Few distinct distances and ids, so that ties and ids repeated across shards are common.
+    ids = [rng.choice([f"d{i}" for i in range(12)], size=(rows, w)).astype(object) for w in widths]
+    dists = [rng.integers(0, 4, size=(rows, w)).astype(np.float32) / 4 for w in widths]
+    got = merge_top_k_rows(ids, dists, k)
+    starts = np.concatenate([[0], np.cumsum(widths)[:-1]])
+    for q in range(rows):
+        shard, pos = merge_top_k([i[q] for i in ids], [d[q] for d in dists], k)
+        assert got[q].tolist() == (starts[shard] + np.asarray(pos, dtype=np.int64)).tolist()
