@@ -21,6 +21,8 @@ P50_TARGET_MS = 3.0
 TARGET_LATENCY_EF = 128
 TARGET_N, TARGET_DIM, TARGET_SHARDS = 100_000, 384, 4
 SHOAL, HNSWLIB, BRUTE = "shoal", "hnswlib", "brute"
+# Latency floors of the path a Shoal query takes: one empty gRPC hop, and one shard called directly.
+RPC_FLOOR, ONE_SHARD = "rpc_floor", "one_shard"
 
 
 @dataclass
@@ -200,14 +202,18 @@ def _latency_table(r: Results) -> list[str]:
     """p50/p99 of one-at-a-time queries."""
     rows = ["| system | ef | queries | p50 ms | p99 ms | mean ms | max ms |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for role in (SHOAL, HNSWLIB, BRUTE):
+    for role in (SHOAL, HNSWLIB, BRUTE, ONE_SHARD, RPC_FLOOR):
         for x in r.latency.get(role, []):
-            ef = "exact" if role == BRUTE else str(x.ef)
+            ef = {BRUTE: "exact", RPC_FLOOR: "-"}.get(role, str(x.ef))
             rows.append(f"| {r.names[role]} | {ef} | {x.queries:,} | {x.p50_ms:.3f} | {x.p99_ms:.3f} | "
                         f"{x.mean_ms:.3f} | {x.max_ms:.3f} |")
     for x in latency_ratios(r):
         rows.append(f"\nShoal / hnswlib at ef={x['ef']}: p50 {x['p50_ratio']:.1f}x "
                     f"({x['shoal_p50_ms']:.3f} ms vs {x['hnswlib_p50_ms']:.3f} ms), p99 {x['p99_ratio']:.1f}x.")
+    if RPC_FLOOR in r.latency:
+        rows.append("\nA Shoal query is one gRPC hop from the client to the coordinator plus a fan-out of one hop to "
+                    "every shard; the last two rows measure those hops alone on this machine, so the share of "
+                    "Shoal's latency that is transport (rather than search) can be read off the table.")
     return rows
 
 

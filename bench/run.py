@@ -23,8 +23,19 @@ import shoal
 from bench.data import DataSpec, make_dataset
 from bench.machine import load_average, machine_facts
 from bench.measure import CurvePoint, measure_curve, measure_ingest, measure_latency, run_batched
-from bench.report import BRUTE, HNSWLIB, SHOAL, Results, plot_curves, render_section, write_json, write_section
-from bench.systems import BruteForce, Hnswlib, Shoal
+from bench.report import (
+    BRUTE,
+    HNSWLIB,
+    ONE_SHARD,
+    RPC_FLOOR,
+    SHOAL,
+    Results,
+    plot_curves,
+    render_section,
+    write_json,
+    write_section,
+)
+from bench.systems import BruteForce, Hnswlib, OneShard, RpcFloor, Shoal
 from shoal.serve import LocalCluster
 
 REPO = Path(__file__).resolve().parent.parent
@@ -161,6 +172,10 @@ def run_shoal(args: argparse.Namespace, vectors: np.ndarray, queries: np.ndarray
             res.curves[SHOAL] = measure_curve(system, queries, truth, args.ef, args.batch, args.repeats)
             lat_q = latency_sample(queries, args.latency_queries)
             res.latency[SHOAL] = [measure_latency(system, lat_q, K, ef) for ef in args.latency_ef]
+            shard_address = client.describe_collection(COLLECTION).shard_info[0]["address"]
+            for role, floor in ((ONE_SHARD, OneShard(shard_address)), (RPC_FLOOR, RpcFloor(cluster.address))):
+                res.names[role] = floor.name
+                res.latency[role] = [measure_latency(floor, lat_q, K, ef) for ef in args.latency_ef[:1]]
         ok = True
     finally:
         if not ok:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 
+import grpc
 import hnswlib
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tqdm import tqdm
 
 import shoal
 from bench.measure import batch_slices, pad_labels
+from protos import shard_pb2, shard_pb2_grpc
+from protos.wire import pack_matrix
 
 RANDOM_SEED = 100  # hnswlib's level-generator seed, the same one Shoal's partitions use
 
@@ -130,3 +134,32 @@ class Shoal:
     def search_one(self, query: np.ndarray, k: int, ef: int) -> list[shoal.Hit]:
         """client.search of one vector, without payloads."""
         return self.client.search(self.collection, query, k=k, ef=ef, with_payload=False)
+
+
+class RpcFloor:
+    """One gRPC round trip that does no work (Health.Check on the coordinator): the latency floor of a hop."""
+
+    name = "gRPC round trip, no work (Health.Check)"
+
+    def __init__(self, address: str) -> None:
+        self._channel = grpc.insecure_channel(address)
+        self._stub = health_pb2_grpc.HealthStub(self._channel)
+        self._request = health_pb2.HealthCheckRequest()
+
+    def search_one(self, query: np.ndarray, k: int, ef: int) -> object:
+        """Ignore the query; one empty round trip."""
+        return self._stub.Check(self._request)
+
+
+class OneShard:
+    """One shard's own Search RPC, called directly (what the coordinator fans out to each shard)."""
+
+    name = "one shard, direct Shard.Search"
+
+    def __init__(self, address: str) -> None:
+        self._channel = grpc.insecure_channel(address)
+        self._stub = shard_pb2_grpc.ShardStub(self._channel)
+
+    def search_one(self, query: np.ndarray, k: int, ef: int) -> object:
+        """Local top-k of one query on this shard."""
+        return self._stub.Search(shard_pb2.ShardSearchRequest(queries=pack_matrix(query), k=k, ef=ef))
