@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,8 @@ class ShardPlacer:
             with contextlib.suppress(GetTimeoutError, RayActorError):
                 ray.get(handle.destroy.remote(), timeout=self._settings.shard_restart_wait_s)
             ray.kill(handle, no_restart=True)
+        # The shards removed their own directories; on one machine the collection's folder is here too.
+        shutil.rmtree(self._root / f"{spec.name}-{spec.uid}", ignore_errors=True)
 
     def kill(self, spec: CollectionSpec, index: int, how: str = "ray") -> ShardLocation:
         """Kill a shard actor the hard way (for fault tests and chaos): `ray` = ray.kill, `sigkill`."""

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 import shoal
+from shoal.serve import LocalCluster
 from tests.support.data import random_vectors
 from tests.support.oracle import exact_top_k
 
 
-def test_collection_lifecycle(client: shoal.Client, collection_name: str) -> None:
-    """Create, list, describe and drop; the spec comes back as given."""
+def test_collection_lifecycle(cluster: LocalCluster, client: shoal.Client, collection_name: str) -> None:
+    """Create, list, describe and drop; the spec comes back as given; dropping deletes the shards' data."""
     info = client.create_collection(collection_name, dim=8, metric="l2", shards=2, m=8, ef_construction=64,
                                     ef_search=32)
     assert (info.dim, info.metric, info.shards, info.m, info.ef_construction, info.ef_search) == \
@@ -19,7 +20,12 @@ def test_collection_lifecycle(client: shoal.Client, collection_name: str) -> Non
     assert collection_name in [c.name for c in client.list_collections()]
     described = client.describe_collection(collection_name)
     assert described.count == 0 and len(described.shard_info) == 2
+    client.upsert(collection_name, ["a"], np.ones((1, 8)))
+    shard_dirs = list((cluster.data_dir / "collections").glob(f"{collection_name}-*/shard-*"))
+    assert len(shard_dirs) == 2
     client.drop_collection(collection_name)
+    assert not any(d.exists() for d in shard_dirs)
+    assert not shard_dirs[0].parent.exists()
     assert collection_name not in [c.name for c in client.list_collections()]
     with pytest.raises(shoal.NotFound):
         client.count(collection_name)
