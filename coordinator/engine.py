@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from coordinator.catalog import Catalog, CollectionSpec, valid_name
+from coordinator.deadline import time_left
 from coordinator.fanout import ShardPool
 from coordinator.merge import merge_top_k_rows
 from coordinator.router import group_by_shard
@@ -119,7 +120,7 @@ class Engine:
     async def describe(self, name: str) -> tuple[CollectionSpec, list[ShardStatus]]:
         """A collection's spec and each shard's figures."""
         spec = self.catalog.get(name)
-        timeout = self.settings.shard_timeout_s
+        timeout = time_left(self.settings.shard_timeout_s)
 
         async def stats(i: int, c: ShardClient) -> ShardStatus:
             return ShardStatus(i, c.address, await c.stats(timeout))
@@ -145,7 +146,7 @@ class Engine:
             raise InvalidArgument(f"{len(ids)} ids but {len(payloads)} payloads; give none or one per id")
         check_vectors(vectors, spec.dim, "vector", spec.metric)
         groups = group_by_shard(ids, spec.shards)
-        timeout = self.settings.shard_timeout_s
+        timeout = time_left(self.settings.shard_timeout_s)
 
         async def write(i: int, c: ShardClient) -> int:
             rows = groups[i]
@@ -159,7 +160,7 @@ class Engine:
         spec = self.catalog.get(name)
         check_ids(ids, self.settings.max_batch)
         groups = group_by_shard(ids, spec.shards)
-        timeout = self.settings.shard_timeout_s
+        timeout = time_left(self.settings.shard_timeout_s)
 
         async def remove(i: int, c: ShardClient) -> int:
             return await c.delete([ids[r] for r in groups[i]], timeout)
@@ -172,7 +173,7 @@ class Engine:
         spec = self.catalog.get(name)
         check_ids(ids, self.settings.max_batch)
         groups = group_by_shard(ids, spec.shards)
-        timeout = self.settings.shard_timeout_s
+        timeout = time_left(self.settings.shard_timeout_s)
 
         async def fetch(i: int, c: ShardClient) -> Sequence[common_pb2.Document]:
             return await c.get([ids[r] for r in groups[i]], with_vectors, timeout)
@@ -195,7 +196,7 @@ class Engine:
             raise InvalidArgument(f"{queries.shape[0]} queries in one request; the limit is {s.max_batch}")
         check_vectors(queries, spec.dim, "query vector", spec.metric)
         packed = pack_matrix(queries)
-        timeout = s.shard_timeout_s
+        timeout = time_left(s.shard_timeout_s)
 
         async def local(i: int, c: ShardClient) -> LocalHits:
             return await c.search(packed, k, ef, with_payload, timeout)

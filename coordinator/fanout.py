@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from coordinator.catalog import CollectionSpec
+from coordinator.deadline import deadline
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.settings import CoordinatorSettings
 from coordinator.shards import ShardPlacer
@@ -44,7 +45,7 @@ class ShardPool:
 
     async def call(self, spec: CollectionSpec, index: int, fn: ShardCall[T], method: str) -> T:
         """Run fn against one shard; if it is unreachable, wait for Ray to bring it back and retry."""
-        deadline = time.monotonic() + self._settings.shard_restart_wait_s
+        give_up = deadline(self._settings.shard_restart_wait_s)
         client = await self._client(spec, index)
         while True:
             start = time.perf_counter()
@@ -52,7 +53,7 @@ class ShardPool:
                 result = await fn(client)
             except Unavailable:
                 self._metrics.shard_calls.labels("unavailable").inc()
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= give_up:
                     raise Unavailable(f"shard {index} of collection {spec.name!r} is unavailable") from None
                 await asyncio.sleep(0.2)
                 client = await self._client(spec, index, stale=client)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from coordinator.catalog import CollectionSpec
+from coordinator.deadline import set_request_deadline
 from coordinator.engine import Engine, ShardStatus
 from coordinator.metrics import CoordinatorMetrics
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc
@@ -35,13 +36,14 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self._engine = engine
         self._metrics = metrics
 
-    def _observe(self, method: str) -> observe:
+    def _observe(self, method: str, context: grpc.aio.ServicerContext) -> observe:
+        set_request_deadline(context.time_remaining())
         return observe(self._metrics.requests, self._metrics.latency, (), method)
 
     @rpc_edge
     async def CreateCollection(self, request: coordinator_pb2.CreateCollectionRequest,
                                context: grpc.aio.ServicerContext) -> coordinator_pb2.CollectionInfo:
-        with self._observe("CreateCollection"):
+        with self._observe("CreateCollection", context):
             spec = await self._engine.create_collection(
                 request.name, request.dim, metric_from_proto(request.metric), request.shards,
                 request.hnsw.m, request.hnsw.ef_construction, request.hnsw.ef_search)
@@ -50,28 +52,28 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     @rpc_edge
     async def DropCollection(self, request: coordinator_pb2.DropCollectionRequest,
                              context: grpc.aio.ServicerContext) -> coordinator_pb2.DropCollectionResponse:
-        with self._observe("DropCollection"):
+        with self._observe("DropCollection", context):
             await self._engine.drop_collection(request.name)
             return coordinator_pb2.DropCollectionResponse()
 
     @rpc_edge
     async def ListCollections(self, request: coordinator_pb2.ListCollectionsRequest,
                               context: grpc.aio.ServicerContext) -> coordinator_pb2.ListCollectionsResponse:
-        with self._observe("ListCollections"):
+        with self._observe("ListCollections", context):
             return coordinator_pb2.ListCollectionsResponse(
                 collections=[collection_to_proto(s) for s in self._engine.list_collections()])
 
     @rpc_edge
     async def DescribeCollection(self, request: coordinator_pb2.DescribeCollectionRequest,
                                  context: grpc.aio.ServicerContext) -> coordinator_pb2.CollectionInfo:
-        with self._observe("DescribeCollection"):
+        with self._observe("DescribeCollection", context):
             spec, shards = await self._engine.describe(request.name)
             return collection_to_proto(spec, shards)
 
     @rpc_edge
     async def Upsert(self, request: coordinator_pb2.UpsertRequest,
                      context: grpc.aio.ServicerContext) -> coordinator_pb2.UpsertResponse:
-        with self._observe("Upsert"):
+        with self._observe("Upsert", context):
             n = await self._engine.upsert(request.collection, list(request.ids), unpack_matrix(request.vectors),
                                           list(request.payloads))
             return coordinator_pb2.UpsertResponse(upserted=n)
@@ -79,27 +81,27 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     @rpc_edge
     async def Delete(self, request: coordinator_pb2.DeleteRequest,
                      context: grpc.aio.ServicerContext) -> coordinator_pb2.DeleteResponse:
-        with self._observe("Delete"):
+        with self._observe("Delete", context):
             n = await self._engine.delete(request.collection, list(request.ids))
             return coordinator_pb2.DeleteResponse(deleted=n)
 
     @rpc_edge
     async def Get(self, request: coordinator_pb2.GetRequest,
                   context: grpc.aio.ServicerContext) -> coordinator_pb2.GetResponse:
-        with self._observe("Get"):
+        with self._observe("Get", context):
             docs = await self._engine.get(request.collection, list(request.ids), request.with_vectors)
             return coordinator_pb2.GetResponse(documents=docs)
 
     @rpc_edge
     async def Count(self, request: coordinator_pb2.CountRequest,
                     context: grpc.aio.ServicerContext) -> coordinator_pb2.CountResponse:
-        with self._observe("Count"):
+        with self._observe("Count", context):
             return coordinator_pb2.CountResponse(count=await self._engine.count(request.collection))
 
     @rpc_edge
     async def Search(self, request: coordinator_pb2.SearchRequest,
                      context: grpc.aio.ServicerContext) -> coordinator_pb2.SearchResponse:
-        with self._observe("Search"):
+        with self._observe("Search", context):
             results = await self._engine.search(request.collection, unpack_matrix(request.vectors, "query vectors"),
                                                 request.k, request.ef, request.with_payload)
             return coordinator_pb2.SearchResponse(results=[
