@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 # Defaults live here, once.
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-DEFAULT_SNAPSHOT_EVERY_OPS = 100_000
+DEFAULT_SNAPSHOT_EVERY_OPS = 20_000  # bounds WAL replay at start-up to seconds
 DEFAULT_SNAPSHOT_WAL_BYTES = 512 * 1024 * 1024
 DEFAULT_INITIAL_CAPACITY = 1024
 

@@ -20,6 +20,7 @@ from shoal.errors import ShoalError
 
 INGEST_BATCH = 1000
 PAYLOAD_PREVIEW_CHARS = 70
+PREVIEW_FIRST = ("section", "summary", "title", "name")  # payload fields most telling in one line
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -164,7 +165,8 @@ def _query_vector(args: argparse.Namespace, client: Client) -> np.ndarray:
 
 def _print_hits(hits: list[Hit]) -> None:
     for rank, h in enumerate(hits, 1):
-        preview = json.dumps(dict(sorted(h.payload.items())), ensure_ascii=False)
+        first = {k: h.payload[k] for k in PREVIEW_FIRST if k in h.payload}
+        preview = json.dumps({**first, **dict(sorted(h.payload.items()))}, ensure_ascii=False)
         if len(preview) > PAYLOAD_PREVIEW_CHARS:
             preview = preview[:PAYLOAD_PREVIEW_CHARS - 3] + "..."
         print(f"{rank:>3}  {h.score:8.4f}  {h.id:<32}  {preview}")
