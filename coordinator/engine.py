@@ -12,7 +12,7 @@ import numpy as np
 from coordinator.catalog import Catalog, CollectionSpec, valid_name
 from coordinator.deadline import time_left
 from coordinator.fanout import ShardPool
-from coordinator.merge import merge_top_k_rows
+from coordinator.merge import column_starts, merge_top_k_rows
 from coordinator.router import group_by_shard
 from coordinator.settings import MAX_DIM, MAX_ID_BYTES, MAX_SHARDS, CoordinatorSettings
 from coordinator.shards import ShardPlacer
@@ -206,9 +206,9 @@ class Engine:
         dists = np.concatenate([p.distances for p in per_shard], axis=1)
         scores = score_of(spec.metric, dists)
         widths = [p.ids.shape[1] for p in per_shard]
-        starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
+        starts = column_starts(widths)
         out: list[list[Hit]] = []
-        winners = merge_top_k_rows([p.ids for p in per_shard], [p.distances for p in per_shard], k)
+        winners = merge_top_k_rows(ids, dists, widths, k)
         for q, cols in enumerate(winners):
             if with_payload:
                 shard = np.searchsorted(starts, cols, side="right") - 1

@@ -28,23 +28,24 @@ def merge_top_k(ids_per_shard: Sequence[Sequence[str]], dists_per_shard: Sequenc
     return shards.tolist(), (winners - starts[shards]).tolist()
 
 
-def merge_top_k_rows(ids_per_shard: Sequence[np.ndarray], dists_per_shard: Sequence[np.ndarray], k: int
-                     ) -> list[np.ndarray]:
-    """Global top-k of every query at once, from each shard's (queries, hits) arrays, best first.
+def column_starts(widths: Sequence[int]) -> np.ndarray:
+    """Where each shard's columns begin when the shards' (queries, hits) arrays stand side by side."""
+    return np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
 
-    Returns, per query, the winning columns of the shards' arrays laid side by side. Sorting by
-    distance is vectorised; the rare rows with equal distances or a repeated id take merge_top_k.
+
+def merge_top_k_rows(ids: np.ndarray, dists: np.ndarray, widths: Sequence[int], k: int) -> list[np.ndarray]:
+    """Global top-k of every query at once, best first, from the shards' (queries, hits) arrays side by side.
+
+    `widths` are the shards' column counts. Returns, per query, the winning columns. Sorting by distance is
+    vectorised; the rare rows with equal distances or a repeated id take merge_top_k.
     """
-    widths = [d.shape[1] for d in dists_per_shard]
-    dists = np.concatenate(dists_per_shard, axis=1)
     rows, total = dists.shape
     if total == 0:
         return [np.empty(0, dtype=np.int64) for _ in range(rows)]
-    ids = np.concatenate(ids_per_shard, axis=1)
     order = np.argsort(dists, axis=1, kind="stable")
     head = np.take_along_axis(dists, order[:, :k + 1], axis=1)
     tied = (head[:, 1:] == head[:, :-1]).any(axis=1)
-    starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
+    starts = column_starts(widths)
     out = []
     for q in range(rows):
         row_ids = ids[q]

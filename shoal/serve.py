@@ -83,13 +83,14 @@ def _stop_process(proc: subprocess.Popen | None, grace: float = STOP_GRACE_S) ->
 
 
 def _tee(stream: IO[str], sink: IO[str], echo: bool, on_line: list) -> None:
-    for line in stream:
-        sink.write(line)
-        sink.flush()
-        if echo:
-            sys.stderr.write(line)
-        for callback in on_line:
-            callback(line)
+    with sink:
+        for line in stream:
+            sink.write(line)
+            sink.flush()
+            if echo:
+                sys.stderr.write(line)
+            for callback in on_line:
+                callback(line)
 
 
 class LocalCluster:
@@ -129,7 +130,7 @@ class LocalCluster:
                     found.extend(m.groups())
                     seen.set()
 
-        log = open(self.data_dir / "logs" / log_name, "a", encoding="utf-8")  # noqa: SIM115 - closed by EOF
+        log = open(self.data_dir / "logs" / log_name, "a", encoding="utf-8")  # noqa: SIM115 - _tee closes it
         threading.Thread(target=_tee, args=(proc.stdout, log, self._echo, [watch]), daemon=True).start()
         return proc, seen, found
 

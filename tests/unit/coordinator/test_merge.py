@@ -96,7 +96,7 @@ def test_merge_rows_equals_merge_per_row(seed: int) -> None:
     # Few distinct distances and ids, so that ties and ids repeated across shards are common.
     ids = [rng.choice([f"d{i}" for i in range(12)], size=(rows, w)).astype(object) for w in widths]
     dists = [rng.integers(0, 4, size=(rows, w)).astype(np.float32) / 4 for w in widths]
-    got = merge_top_k_rows(ids, dists, k)
+    got = merge_top_k_rows(np.concatenate(ids, axis=1), np.concatenate(dists, axis=1), widths, k)
     starts = np.concatenate([[0], np.cumsum(widths)[:-1]])
     for q in range(rows):
         shard, pos = merge_top_k([i[q] for i in ids], [d[q] for d in dists], k)
