@@ -18,7 +18,7 @@ from coordinator.metrics import CoordinatorMetrics
 from coordinator.servicer import CoordinatorServicer
 from coordinator.settings import CoordinatorSettings
 from protos import coordinator_pb2, coordinator_pb2_grpc
-from protos.serving import add_health_and_reflection, grpc_options, load_settings, mark_serving_async
+from protos.serving import add_health_and_reflection, load_settings, mark_serving_async, server_options
 
 SERVICE_NAME = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
 log = logging.getLogger("shoal.coordinator")
@@ -30,12 +30,15 @@ async def serve(settings: CoordinatorSettings) -> None:
     metrics = CoordinatorMetrics()
     placer = shards.ShardPlacer(settings)
     engine = Engine(settings, placer, ShardPool(placer, settings, metrics))
-    server = grpc.aio.server(options=grpc_options(settings.max_message_bytes))
+    server = grpc.aio.server(options=server_options(settings.max_message_bytes))
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(engine, metrics), server)
     health = add_health_and_reflection(server, [SERVICE_NAME])
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    try:
+        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise SystemExit(f"cannot bind {settings.host}:{settings.port}")
+        raise SystemExit(f"cannot listen on {settings.host}:{settings.port}: is another Shoal (or anything) using it?")
     if settings.metrics_port >= 0:
         http, _ = start_http_server(settings.metrics_port, addr=settings.host, registry=metrics.registry)
         log.info("metrics on %s:%d", settings.host, http.server_port)

@@ -68,6 +68,11 @@ def grpc_options(max_message_bytes: int) -> list[tuple[str, int]]:
     ]
 
 
+def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """Server options: the message size limit, and no port sharing (two servers on one port is a mistake)."""
+    return [*grpc_options(max_message_bytes), ("grpc.so_reuseport", 0)]
+
+
 def add_health_and_reflection(server: grpc.Server | grpc.aio.Server,
                               service_names: Sequence[str]) -> Any:
     """Register the standard health service (all SERVING) and server reflection; return the health servicer."""

@@ -14,7 +14,7 @@ import grpc
 from prometheus_client import start_http_server
 
 from protos import shard_pb2, shard_pb2_grpc
-from protos.serving import add_health_and_reflection, grpc_options, load_settings, mark_serving
+from protos.serving import add_health_and_reflection, load_settings, mark_serving, server_options
 from shard_node.metrics import ShardMetrics
 from shard_node.servicer import ShardServicer
 from shard_node.settings import PartitionSpec, ShardSettings
@@ -42,7 +42,7 @@ class ShardServer:
         self.metrics = ShardMetrics()
         servicer = ShardServicer(self.store, self.metrics, (name, str(shard_index)))
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_workers),
-                                   options=grpc_options(settings.max_message_bytes))
+                                   options=server_options(settings.max_message_bytes))
         shard_pb2_grpc.add_ShardServicer_to_server(servicer, self._server)
         health = add_health_and_reflection(self._server, [SERVICE_NAME])
         port = self._server.add_insecure_port(f"{settings.bind_host}:{settings.port}")

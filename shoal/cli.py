@@ -41,7 +41,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"starting Shoal: data in {Path(args.data_dir).resolve()}, logs in {cluster.data_dir / 'logs'}",
           file=sys.stderr)
     try:
-        cluster.start()
+        try:
+            cluster.start()
+        except (RuntimeError, TimeoutError) as exc:
+            log = cluster.data_dir / "logs" / "coordinator.log"
+            tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+            print(f"Shoal did not start: {exc}", *tail, sep="\n", file=sys.stderr)
+            return 1
         print(f"coordinator listening on {cluster.address} (Ray at {cluster.ray_address})", file=sys.stderr)
         if not args.no_demo and not stop.is_set():
             with Client(cluster.address) as client:
