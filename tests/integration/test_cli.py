@@ -96,3 +96,20 @@ def test_demo_loader_on_a_corpus_sample(client: shoal.Client, tmp_path: Path) ->
         assert hits[0].id == target["id"] or np.isclose(hits[0].score, 1.0, atol=1e-4)
     finally:
         client.drop_collection(DEMO_COLLECTION)
+
+
+def test_serve_on_a_taken_port_says_so(tmp_path: Path) -> None:
+    """A second Shoal on the same port fails with a message naming the port, and leaves nothing running."""
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        address = f"127.0.0.1:{holder.getsockname()[1]}"
+        r = subprocess.run([sys.executable, "-m", "shoal.cli", "--address", address, "serve", "--no-demo",
+                            "--data-dir", str(tmp_path / "data")], capture_output=True, text=True,
+                           timeout=SERVE_TIMEOUT_S, check=False)
+    assert r.returncode == 1, r.stderr
+    assert f"cannot listen on {address}" in r.stderr
+    log = (tmp_path / "data" / "logs" / "coordinator.log").read_text()
+    ray_address = re.search(r"Ray cluster at address: (\S+?)\.*$", log, re.M).group(1)
+    assert not port_open(ray_address), "the Ray head started for this attempt is still running"
