@@ -16,6 +16,7 @@ from shard_node.settings import PartitionSpec
 
 METRIC_TO_SPACE = {"cosine": "cosine", "l2": "l2", "ip": "ip"}  # Shoal metric -> hnswlib space
 _RANDOM_SEED = 100
+WRITE_CHUNK = 64  # documents inserted per hold of the gate: searches wait for one chunk, not a whole batch
 
 
 def exact_distances(metric: str, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
@@ -108,32 +109,41 @@ class Partition:
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray,
                payloads: Sequence[dict[str, Any]] | None = None) -> int:
-        """Insert or replace whole documents (no payload = empty payload); a later duplicate id in the batch wins."""
+        """Insert or replace whole documents (no payload = empty payload); a later duplicate id in the batch wins.
+
+        Large batches go in chunks, each under the gate on its own, so searches run between them;
+        every document is whole whenever a search sees it."""
         if len(ids) == 0:
             return 0
         ids, vectors, payloads = _last_occurrences(ids, vectors, payloads)
-        with self._gate.write():
-            labels = np.empty(len(ids), dtype=np.int64)
-            fresh = 0
-            for i, doc_id in enumerate(ids):
-                label = self._labels.get(doc_id)
-                if label is None:
-                    label = self._size + fresh
-                    fresh += 1
-                labels[i] = label
-            self._grow(self._size + fresh)
-            # hnswlib un-marks a deleted label when it is added again; it validates before we commit the maps.
-            self._index.add_items(vectors, labels, num_threads=self._search_threads)
-            for doc_id, label in zip(ids, labels.tolist(), strict=True):
-                self._labels[doc_id] = label
-            self._ids[labels] = np.asarray(ids, dtype=object)
-            self._size += fresh
-            self._tombstones -= int(self._deleted[labels].sum())
-            self._vectors[labels] = vectors
-            self._deleted[labels] = False
-            for i, label in enumerate(labels.tolist()):
-                self._payloads[label] = payloads[i] if payloads is not None else {}
-            return len(ids)
+        for start in range(0, len(ids), WRITE_CHUNK):
+            end = start + WRITE_CHUNK
+            with self._gate.write():
+                self._upsert_locked(ids[start:end], vectors[start:end],
+                                    payloads[start:end] if payloads is not None else None)
+        return len(ids)
+
+    def _upsert_locked(self, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]] | None) -> None:
+        labels = np.empty(len(ids), dtype=np.int64)
+        fresh = 0
+        for i, doc_id in enumerate(ids):
+            label = self._labels.get(doc_id)
+            if label is None:
+                label = self._size + fresh
+                fresh += 1
+            labels[i] = label
+        self._grow(self._size + fresh)
+        # hnswlib un-marks a deleted label when it is added again; it validates before we commit the maps.
+        self._index.add_items(vectors, labels, num_threads=self._search_threads)
+        for doc_id, label in zip(ids, labels.tolist(), strict=True):
+            self._labels[doc_id] = label
+        self._ids[labels] = np.asarray(ids, dtype=object)
+        self._size += fresh
+        self._tombstones -= int(self._deleted[labels].sum())
+        self._vectors[labels] = vectors
+        self._deleted[labels] = False
+        for i, label in enumerate(labels.tolist()):
+            self._payloads[label] = payloads[i] if payloads is not None else {}
 
     def delete(self, ids: Sequence[str]) -> int:
         """Tombstone documents; unknown or already-deleted ids are ignored. Returns how many existed."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -319,3 +320,29 @@ def test_get_returns_copies_of_payloads() -> None:
     part.upsert(["a"], np.ones((1, 8), np.float32), [{"x": 1}])
     part.get(["a"])[0][2]["x"] = 99
     assert part.get(["a"])[0][2] == {"x": 1}
+
+
+def test_searches_run_between_the_chunks_of_a_large_upsert() -> None:
+    """A big batch is inserted chunk by chunk, so a concurrent search finishes before the batch does."""
+    import threading
+
+    from shard_node.partition import WRITE_CHUNK
+
+    part = make(dim=32, capacity=64)
+    rng = np.random.default_rng(5)
+    part.upsert(ids_of(100), rand(rng, 100, 32))
+    big = rand(rng, WRITE_CHUNK * 40, 32)
+    finished = threading.Event()
+
+    def ingest() -> None:
+        part.upsert([f"big{i}" for i in range(len(big))], big)
+        finished.set()
+
+    t = threading.Thread(target=ingest)
+    t.start()
+    time.sleep(0.01)
+    part.search(rand(rng, 1, 32), k=5)
+    searched_during_ingest = not finished.is_set()
+    t.join()
+    assert searched_during_ingest
+    assert part.live == 100 + len(big)

@@ -1,0 +1,90 @@
+"""The search gate: same-ef readers share, writers are alone, and neither side can starve the other."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from shard_node.rwlock import SearchGate
+
+HOLD_S = 0.005
+
+
+def test_back_to_back_writes_do_not_lock_out_a_reader() -> None:
+    """A reader that arrives during a stream of writes gets in after the current write, not after the stream."""
+    gate = SearchGate()
+    writes_done = []
+    reader_saw: list[int] = []
+
+    def writer() -> None:
+        for i in range(200):
+            with gate.write():
+                time.sleep(HOLD_S)
+            writes_done.append(i)
+
+    w = threading.Thread(target=writer)
+    w.start()
+    time.sleep(0.05)
+    with gate.read(10):
+        reader_saw.append(len(writes_done))
+    w.join()
+    assert reader_saw[0] < 100, f"the reader waited for {reader_saw[0]} writes"
+
+
+def test_readers_with_the_same_ef_share_and_writers_wait() -> None:
+    """Two same-ef readers overlap; a writer waits until both have left."""
+    gate = SearchGate()
+    inside = threading.Barrier(2, timeout=5)
+    order: list[str] = []
+
+    def reader(name: str) -> None:
+        with gate.read(32):
+            inside.wait()  # both readers are in the gate at once, or this times out
+            time.sleep(0.05)
+            order.append(name)
+
+    readers = [threading.Thread(target=reader, args=(n,)) for n in ("r1", "r2")]
+    for t in readers:
+        t.start()
+    time.sleep(0.01)
+    with gate.write():
+        order.append("w")
+    for t in readers:
+        t.join()
+    assert order[-1] == "w"
+
+
+def test_readers_with_different_ef_do_not_overlap() -> None:
+    """hnswlib's ef is index-wide, so a search at another ef waits for the current ones."""
+    gate = SearchGate()
+    active: list[int] = []
+    overlaps = []
+
+    def reader(ef: int) -> None:
+        for _ in range(20):
+            with gate.read(ef):
+                active.append(ef)
+                overlaps.append(set(active))
+                time.sleep(0.001)
+                active.remove(ef)
+
+    threads = [threading.Thread(target=reader, args=(ef,)) for ef in (16, 64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(len(s) == 1 for s in overlaps)
+
+
+def test_must_set_is_reported_when_ef_changes() -> None:
+    """The first reader at a new ef (or after a write) must set it; the next one at the same ef need not."""
+    gate = SearchGate()
+    with gate.read(16) as first:
+        pass
+    with gate.read(16) as again:
+        pass
+    with gate.write():
+        pass
+    with gate.read(16) as after_write:
+        pass
+    assert (first, again, after_write) == (True, False, True)
