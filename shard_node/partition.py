@@ -209,8 +209,8 @@ class Partition:
 
     # ---- persistence ---------------------------------------------------------------------
     def save(self, directory: Path) -> None:
-        """Write the partition's state as files in `directory` (which must exist)."""
-        with self._gate.write():
+        """Write the partition's state as files in `directory` (which must exist); searches go on meanwhile."""
+        with self._gate.freeze():
             self._index.save_index(str(directory / "index.hnsw"))
             np.save(directory / "vectors.npy", self._vectors[: self._size], allow_pickle=False)
             np.save(directory / "deleted.npy", self._deleted[: self._size], allow_pickle=False)

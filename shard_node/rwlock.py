@@ -24,6 +24,7 @@ class SearchGate:
         self._writers_waiting = 0
         self._readers_waiting = 0
         self._read_turn = False
+        self._frozen = 0
 
     @contextmanager
     def read(self, ef: int) -> Iterator[bool]:
@@ -53,7 +54,7 @@ class SearchGate:
         """Hold the gate alone."""
         with self._cond:
             self._writers_waiting += 1
-            while self._writer or self._readers or self._read_turn:
+            while self._writer or self._readers or self._read_turn or self._frozen:
                 self._cond.wait()
             self._writers_waiting -= 1
             self._writer = True
@@ -64,4 +65,18 @@ class SearchGate:
                 self._writer = False
                 self._reader_ef = -1
                 self._read_turn = self._readers_waiting > 0
+                self._cond.notify_all()
+
+    @contextmanager
+    def freeze(self) -> Iterator[None]:
+        """Keep writers out while searches at any ef go on (for reading the whole state, e.g. a snapshot)."""
+        with self._cond:
+            while self._writer:
+                self._cond.wait()
+            self._frozen += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._frozen -= 1
                 self._cond.notify_all()

@@ -88,3 +88,24 @@ def test_must_set_is_reported_when_ef_changes() -> None:
     with gate.read(16) as after_write:
         pass
     assert (first, again, after_write) == (True, False, True)
+
+
+def test_freeze_keeps_writers_out_but_not_readers() -> None:
+    """While frozen (a snapshot is being written), searches at any ef run and a write waits for the thaw."""
+    gate = SearchGate()
+    order: list[str] = []
+
+    def write() -> None:
+        with gate.write():
+            order.append("write")
+
+    with gate.freeze():
+        for ef in (16, 64):
+            with gate.read(ef):
+                order.append(f"read {ef}")
+        writer = threading.Thread(target=write)
+        writer.start()
+        time.sleep(0.05)
+        order.append("thaw")
+    writer.join(timeout=5)
+    assert order == ["read 16", "read 64", "thaw", "write"]
