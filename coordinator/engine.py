@@ -71,8 +71,10 @@ class Engine:
         self._pool = pool
 
     async def start(self) -> None:
-        """Bring up the shard actors of every catalogued collection (they recover from disk)."""
-        await asyncio.gather(*(asyncio.to_thread(self._placer.ensure, s) for s in self.catalog.all()))
+        """Stop orphaned shard actors, then bring up those of every catalogued collection (they recover from disk)."""
+        specs = self.catalog.all()
+        await asyncio.to_thread(self._placer.reap_orphans, specs)
+        await asyncio.gather(*(asyncio.to_thread(self._placer.ensure, s) for s in specs))
 
     # ---- collections ---------------------------------------------------------------------
     async def create_collection(self, name: str, dim: int, metric: str, shards: int, m: int,

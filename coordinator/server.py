@@ -26,7 +26,7 @@ log = logging.getLogger("shoal.coordinator")
 
 async def serve(settings: CoordinatorSettings) -> None:
     """Run the coordinator until SIGTERM/SIGINT."""
-    await asyncio.to_thread(shards.connect, settings.ray_address)
+    await asyncio.to_thread(shards.connect, settings.ray_address, settings.ray_namespace)
     metrics = CoordinatorMetrics()
     placer = shards.ShardPlacer(settings)
     engine = Engine(settings, placer, ShardPool(placer, settings, metrics))

@@ -25,6 +25,8 @@ class CoordinatorSettings:
         "help": "where the catalogue and (on a single machine) shard data live"})
     ray_address: str = field(default="", metadata={
         "help": "Ray cluster to join (host:port); empty starts a local Ray instance in this process"})
+    ray_namespace: str = field(default="shoal", metadata={
+        "help": "Ray namespace of this deployment's shard actors (one per coordinator catalogue)"})
     default_shards: int = field(default=3, metadata={"help": "shards of a collection that names none"})
     hnsw_m: int = field(default=16, metadata={"help": "default HNSW M"})
     hnsw_ef_construction: int = field(default=200, metadata={"help": "default HNSW ef_construction"})

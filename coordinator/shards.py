@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -19,7 +20,8 @@ from protos.errors import Unavailable
 from shard_node.actor import ShardActor
 from shard_node.settings import PartitionSpec, ShardSettings
 
-NAMESPACE = "shoal"
+_ACTOR_PREFIX = "shard-"
+log = logging.getLogger("shoal.coordinator.shards")
 _RemoteShard = ray.remote(ShardActor)
 
 
@@ -35,17 +37,17 @@ class ShardLocation:
 
 def actor_name(spec: CollectionSpec, index: int) -> str:
     """Ray name of a shard actor; the uid keeps a re-created collection apart from a dropped one."""
-    return f"shard-{spec.name}-{spec.uid}-{index}"
+    return f"{_ACTOR_PREFIX}{spec.name}-{spec.uid}-{index}"
 
 
-def connect(address: str) -> None:
+def connect(address: str, namespace: str) -> None:
     """Join the Ray cluster at `address`, or start a local Ray instance when it is empty."""
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+        ray.init(address=address, namespace=namespace, log_to_driver=False)
     else:
-        ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False,
+        ray.init(address="local", namespace=namespace, include_dashboard=False, log_to_driver=False,
                  _node_ip_address="127.0.0.1")
 
 
@@ -60,6 +62,7 @@ class ShardPlacer:
 
     def __init__(self, settings: CoordinatorSettings) -> None:
         self._settings = settings
+        self._namespace = settings.ray_namespace
         root = settings.shard_data_dir or str(Path(settings.data_dir).resolve() / "collections")
         self._root = Path(root)
         self._shard_settings = ShardSettings(
@@ -74,7 +77,7 @@ class ShardPlacer:
         part = PartitionSpec(dim=spec.dim, metric=spec.metric, m=spec.m,
                              ef_construction=spec.ef_construction, ef_search=spec.ef_search)
         return _RemoteShard.options(
-            name=actor_name(spec, index), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+            name=actor_name(spec, index), namespace=self._namespace, lifetime="detached", get_if_exists=True,
             max_restarts=-1, max_task_retries=-1, num_cpus=0,
         ).remote(spec.name, index, part.to_dict(), self._data_dir(spec, index), self._shard_settings)
 
@@ -86,7 +89,7 @@ class ShardPlacer:
     def locate(self, spec: CollectionSpec, index: int) -> ShardLocation:
         """Where a shard serves now, waiting for it if Ray is restarting it."""
         try:
-            handle = ray.get_actor(actor_name(spec, index), namespace=NAMESPACE)
+            handle = ray.get_actor(actor_name(spec, index), namespace=self._namespace)
         except ValueError:
             handle = self._handle(spec, index)
         return self._info(handle)
@@ -103,7 +106,7 @@ class ShardPlacer:
         """Stop every shard actor of a collection and delete its data."""
         for i in range(spec.shards):
             try:
-                handle = ray.get_actor(actor_name(spec, i), namespace=NAMESPACE)
+                handle = ray.get_actor(actor_name(spec, i), namespace=self._namespace)
             except ValueError:
                 continue
             # A shard that cannot clean up is killed anyway; its directory is then left behind.
@@ -113,9 +116,25 @@ class ShardPlacer:
         # The shards removed their own directories; on one machine the collection's folder is here too.
         shutil.rmtree(self._root / f"{spec.name}-{spec.uid}", ignore_errors=True)
 
+    def shard_actors(self) -> list[str]:
+        """Names of every shard actor in this deployment's namespace."""
+        return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                      if a["namespace"] == self._namespace and a["name"].startswith(_ACTOR_PREFIX))
+
+    def reap_orphans(self, specs: list[CollectionSpec]) -> list[str]:
+        """Stop shard actors of collections the catalogue no longer has (a crash between the two); keep their data."""
+        wanted = {actor_name(s, i) for s in specs for i in range(s.shards)}
+        orphans = [name for name in self.shard_actors() if name not in wanted]
+        for name in orphans:
+            with contextlib.suppress(ValueError):
+                ray.kill(ray.get_actor(name, namespace=self._namespace), no_restart=True)
+            log.warning("stopped shard actor %s: its collection is not in the catalogue (data left in %s)",
+                        name, self._root)
+        return orphans
+
     def kill(self, spec: CollectionSpec, index: int, how: str = "ray") -> ShardLocation:
         """Kill a shard actor the hard way (for fault tests and chaos): `ray` = ray.kill, `sigkill`."""
-        handle = ray.get_actor(actor_name(spec, index), namespace=NAMESPACE)
+        handle = ray.get_actor(actor_name(spec, index), namespace=self._namespace)
         where = self._info(handle)
         if how == "sigkill":
             os.kill(where.pid, signal.SIGKILL)
@@ -125,7 +144,7 @@ class ShardPlacer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Operator tool: `python -m coordinator.shards kill|locate --collection C --shard I [--how ray|sigkill]`."""
+    """Operator tool: `python -m coordinator.shards list`, or `kill|locate --collection C --shard I [--how H]`."""
     import argparse
     import dataclasses
     import json
@@ -134,15 +153,18 @@ def main(argv: list[str] | None = None) -> None:
     from protos.serving import load_settings
 
     parser = argparse.ArgumentParser(prog="coordinator.shards", add_help=False)
-    parser.add_argument("action", choices=["kill", "locate"])
-    parser.add_argument("--collection", required=True)
-    parser.add_argument("--shard", type=int, required=True)
+    parser.add_argument("action", choices=["kill", "locate", "list"])
+    parser.add_argument("--collection", default="")
+    parser.add_argument("--shard", type=int, default=0)
     parser.add_argument("--how", choices=["ray", "sigkill"], default="ray")
     known, rest = parser.parse_known_args(argv)
     settings = load_settings(CoordinatorSettings, rest, prog="coordinator.shards")
-    spec = Catalog(Path(settings.data_dir)).get(known.collection)
-    connect(settings.ray_address)
+    connect(settings.ray_address, settings.ray_namespace)
     placer = ShardPlacer(settings)
+    if known.action == "list":
+        print(json.dumps(placer.shard_actors()), flush=True)
+        return
+    spec = Catalog(Path(settings.data_dir)).get(known.collection)
     act = {"kill": lambda: placer.kill(spec, known.shard, known.how),
            "locate": lambda: placer.locate(spec, known.shard)}
     where = act[known.action]()

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -197,8 +197,8 @@ class LocalCluster:
             _stop_process(self._ray)
             self._ray = None
 
-    def shard_tool(self, action: str, collection: str, shard: int, how: str = "ray") -> dict:
-        """Run `coordinator.shards` against this cluster (kill or locate a shard actor); returns its answer."""
+    def shard_tool(self, action: str, collection: str = "", shard: int = 0, how: str = "ray") -> Any:
+        """Run `coordinator.shards` against this cluster (list, locate or kill shard actors); returns its answer."""
         import json
 
         args = [sys.executable, "-m", "coordinator.shards", action, f"--collection={collection}",

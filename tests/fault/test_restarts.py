@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -57,3 +58,24 @@ def test_full_cluster_restart_recovers_from_disk(tmp_path: Path) -> None:
         before = snapshot_state(client, names, queries)
     with LocalCluster(tmp_path / "c") as lc, shoal.Client(lc.address) as client:
         assert snapshot_state(client, names, queries) == before
+
+
+def test_orphaned_shard_actors_are_stopped_at_start_but_their_data_kept(tmp_path: Path) -> None:
+    """Actors whose collection left the catalogue (a crash mid-drop) are stopped when a coordinator starts."""
+    with LocalCluster(tmp_path / "c") as lc, shoal.Client(lc.address) as client:
+        names = fill(client)
+        before = lc.shard_tool("list")
+        assert len(before) == 5
+        lc.stop_coordinator()
+        catalog = lc.data_dir / "catalog.json"
+        raw = json.loads(catalog.read_text())
+        gone = next(c for c in raw["collections"] if c["name"] == "beta")
+        raw["collections"] = [c for c in raw["collections"] if c["name"] != "beta"]
+        catalog.write_text(json.dumps(raw))
+        lc.start_coordinator()
+        after = lc.shard_tool("list")
+        assert after == [n for n in before if not n.startswith(f"shard-beta-{gone['uid']}-")]
+        assert len(after) == 3
+        assert [c.name for c in client.list_collections()] == ["alpha"]
+        assert client.count(names[0]) == 498
+        assert (lc.data_dir / "collections" / f"beta-{gone['uid']}" / "shard-0").is_dir()
