@@ -31,7 +31,9 @@ class ShardPool:
 
     async def _client(self, spec: CollectionSpec, index: int, stale: ShardClient | None = None) -> ShardClient:
         key = (spec.uid, index)
-        lock = self._locks.setdefault(key, asyncio.Lock())
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
         async with lock:
             current = self._clients.get(key)
             if current is not None and current is not stale:

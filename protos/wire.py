@@ -44,7 +44,8 @@ def check_vectors(vectors: np.ndarray, dim: int, what: str = "vector", metric: s
         raise InvalidArgument(f"{what} {row} contains NaN or Inf; every component must be a finite number")
     if metric == "cosine":
         # float32 norms that underflow to 0 are as directionless to hnswlib as exact zeros.
-        zero = np.einsum("ij,ij->i", vectors.astype(np.float32), vectors.astype(np.float32)) == 0
+        as_f32 = vectors.astype(np.float32, copy=False)
+        zero = np.einsum("ij,ij->i", as_f32, as_f32) == 0
         if zero.any():
             row = int(np.flatnonzero(zero)[0])
             raise InvalidArgument(f"{what} {row} is all zeros, which has no direction under the cosine metric")

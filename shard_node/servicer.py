@@ -43,8 +43,7 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
     def Upsert(self, request: shard_pb2.ShardUpsertRequest, context: grpc.ServicerContext
                ) -> shard_pb2.ShardWriteResponse:
         def run() -> shard_pb2.ShardWriteResponse:
-            vectors = unpack_matrix(request.vectors)
-            lsn, n = self._store.upsert(list(request.ids), vectors, list(request.payloads))
+            lsn, n = self._store.upsert_request(request)
             self._update_gauges()
             return shard_pb2.ShardWriteResponse(lsn=lsn, affected=n)
 

@@ -97,17 +97,23 @@ class ShardStore:
     def upsert(self, ids: Sequence[str], vectors: np.ndarray,
                payloads: Sequence[common_pb2.Payload] = ()) -> tuple[int, int]:
         """Durably insert or replace documents; returns (lsn, count)."""
-        # Check the float32 values that will be logged: a finite float64 can overflow to Inf here.
+        if np.ndim(vectors) != 2:
+            raise InvalidArgument(f"vectors must be a 2-D array (rows x dim), got {np.ndim(vectors)} dimensions")
+        # Pack first, then check what will be logged: a finite float64 can overflow to Inf as float32.
         with np.errstate(over="ignore"):
-            vectors = np.asarray(vectors, dtype=np.float32)
+            packed = pack_matrix(vectors)
+        return self.upsert_request(shard_pb2.ShardUpsertRequest(ids=ids, vectors=packed, payloads=payloads))
+
+    def upsert_request(self, req: shard_pb2.ShardUpsertRequest) -> tuple[int, int]:
+        """Check an upsert as it arrived on the wire and log that very message; returns (lsn, count)."""
+        vectors = unpack_matrix(req.vectors)
         check_vectors(vectors, self.spec.dim, "vector", self.spec.metric)
-        if len(vectors) != len(ids):
-            raise InvalidArgument(f"{len(ids)} ids but {len(vectors)} vectors")
-        if payloads and len(payloads) != len(ids):
-            raise InvalidArgument(f"{len(ids)} ids but {len(payloads)} payloads")
-        if any(not i for i in ids):
+        if len(vectors) != len(req.ids):
+            raise InvalidArgument(f"{len(req.ids)} ids but {len(vectors)} vectors")
+        if req.payloads and len(req.payloads) != len(req.ids):
+            raise InvalidArgument(f"{len(req.ids)} ids but {len(req.payloads)} payloads")
+        if any(not i for i in req.ids):
             raise InvalidArgument("document ids must be non-empty strings")
-        req = shard_pb2.ShardUpsertRequest(ids=ids, vectors=pack_matrix(vectors), payloads=payloads)
         return self._log_and_apply(shard_pb2.WalRecord(upsert=req))
 
     def delete(self, ids: Sequence[str]) -> tuple[int, int]:

@@ -6,6 +6,7 @@ processes are started by command line, so the SDK stays free of server imports.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -199,8 +200,6 @@ class LocalCluster:
 
     def shard_tool(self, action: str, collection: str = "", shard: int = 0, how: str = "ray") -> Any:
         """Run `coordinator.shards` against this cluster (list, locate or kill shard actors); returns its answer."""
-        import json
-
         args = [sys.executable, "-m", "coordinator.shards", action, f"--collection={collection}",
                 f"--shard={shard}", f"--how={how}", f"--data-dir={self.data_dir}",
                 f"--ray-address={self.ray_address}"]

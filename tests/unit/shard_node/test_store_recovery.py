@@ -113,6 +113,13 @@ def snapshot_dirs(store_dir: Path) -> list[str]:
 
 
 # ---- recovery -------------------------------------------------------------------------------------
+
+def assert_recovered(again: ShardStore, figs: object, before: object, model: Model, queries: np.ndarray) -> None:
+    """A reopened store has the figures, exact search results and documents it had before it closed."""
+    assert figures(again) == figs
+    assert state(again, queries, ef=EXACT_EF) == before
+    assert_matches_model(again, model, queries)
+
 def test_reopen_wal_only(opened: Callable[..., ShardStore], tmp_path: Path, queries: np.ndarray) -> None:
     store = opened()
     model: Model = {}
@@ -142,9 +149,7 @@ def test_reopen_snapshot_plus_wal_tail(opened: Callable[..., ShardStore], tmp_pa
     store.close()
     assert snapshot_dirs(tmp_path / "shard") == [f"snap-{40:020d}"]
     again = opened()
-    assert figures(again) == figs
-    assert state(again, queries, ef=EXACT_EF) == before
-    assert_matches_model(again, model, queries)
+    assert_recovered(again, figs, before, model, queries)
 
 
 def test_several_snapshots_only_latest_kept(opened: Callable[..., ShardStore], tmp_path: Path,
@@ -163,9 +168,7 @@ def test_several_snapshots_only_latest_kept(opened: Callable[..., ShardStore], t
     before = state(store, queries, ef=EXACT_EF)
     store.close()
     again = opened()
-    assert figures(again) == figs
-    assert state(again, queries, ef=EXACT_EF) == before
-    assert_matches_model(again, model, queries)
+    assert_recovered(again, figs, before, model, queries)
 
 
 def test_snapshot_with_no_writes_since_last(opened: Callable[..., ShardStore], tmp_path: Path,
@@ -250,9 +253,7 @@ def test_leftover_tmp_and_incomplete_snapshot_are_ignored(opened: Callable[..., 
     (torn / "meta.json").unlink()
     (torn / "index.hnsw").write_bytes(b"not an index")
     again = opened()
-    assert figures(again) == figs
-    assert state(again, queries, ef=EXACT_EF) == before
-    assert_matches_model(again, model, queries)
+    assert_recovered(again, figs, before, model, queries)
     again.snapshot()  # the next snapshot sweeps away the leftover temp directory
     assert f"snap-{40:020d}.tmp" not in snapshot_dirs(tmp_path / "shard")
     assert f"snap-{40:020d}" in snapshot_dirs(tmp_path / "shard")
