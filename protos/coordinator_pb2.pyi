@@ -1,4 +1,5 @@
 from protos import common_pb2 as _common_pb2
+from protos import query_pb2 as _query_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -8,21 +9,37 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dim", "metric", "shards", "hnsw")
+    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "fields")
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     HNSW_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: _common_pb2.Metric
     shards: int
     hnsw: _common_pb2.HnswParams
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ...) -> None: ...
+    fields: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "created_at", "count", "shard_info")
+    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "created_at", "count", "shard_info", "fields")
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +48,7 @@ class CollectionInfo(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     SHARD_INFO_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: _common_pb2.Metric
@@ -39,7 +57,8 @@ class CollectionInfo(_message.Message):
     created_at: str
     count: int
     shard_info: _containers.RepeatedCompositeFieldContainer[ShardInfo]
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., created_at: _Optional[str] = ..., count: _Optional[int] = ..., shard_info: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ...) -> None: ...
+    fields: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., created_at: _Optional[str] = ..., count: _Optional[int] = ..., shard_info: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ShardInfo(_message.Message):
     __slots__ = ("index", "address", "live", "tombstones", "wal_bytes")
@@ -142,18 +161,34 @@ class CountResponse(_message.Message):
     def __init__(self, count: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "vectors", "k", "ef", "with_payload")
+    __slots__ = ("collection", "vectors", "k", "ef", "with_payload", "filter", "filter_tree", "query", "query_tree", "ranking", "vector_weight", "text_weight", "explain")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     EF_FIELD_NUMBER: _ClassVar[int]
     WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    FILTER_TREE_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    QUERY_TREE_FIELD_NUMBER: _ClassVar[int]
+    RANKING_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vectors: _common_pb2.FloatMatrix
     k: int
     ef: int
     with_payload: bool
-    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ...) -> None: ...
+    filter: str
+    filter_tree: _query_pb2.QueryNode
+    query: str
+    query_tree: _query_pb2.Query
+    ranking: _query_pb2.Ranking
+    vector_weight: float
+    text_weight: float
+    explain: bool
+    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., filter: _Optional[str] = ..., filter_tree: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., query: _Optional[str] = ..., query_tree: _Optional[_Union[_query_pb2.Query, _Mapping]] = ..., ranking: _Optional[_Union[_query_pb2.Ranking, str]] = ..., vector_weight: _Optional[float] = ..., text_weight: _Optional[float] = ..., explain: _Optional[bool] = ...) -> None: ...
 
 class QueryResult(_message.Message):
     __slots__ = ("hits",)
@@ -162,7 +197,9 @@ class QueryResult(_message.Message):
     def __init__(self, hits: _Optional[_Iterable[_Union[_common_pb2.Hit, _Mapping]]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "plans")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    PLANS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[QueryResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[QueryResult, _Mapping]]] = ...) -> None: ...
+    plans: _containers.RepeatedCompositeFieldContainer[_query_pb2.QueryPlan]
+    def __init__(self, results: _Optional[_Iterable[_Union[QueryResult, _Mapping]]] = ..., plans: _Optional[_Iterable[_Union[_query_pb2.QueryPlan, _Mapping]]] = ...) -> None: ...

@@ -23,37 +23,48 @@ _sym_db = _symbol_database.Default()
 
 
 from protos import common_pb2 as protos_dot_common__pb2
+from protos import query_pb2 as protos_dot_query__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12protos/shard.proto\x12\x08shoal.v1\x1a\x13protos/common.proto\"n\n\x12ShardUpsertRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12&\n\x07vectors\x18\x02 \x01(\x0b\x32\x15.shoal.v1.FloatMatrix\x12#\n\x08payloads\x18\x03 \x03(\x0b\x32\x11.shoal.v1.Payload\"!\n\x12ShardDeleteRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"3\n\x12ShardWriteResponse\x12\x0b\n\x03lsn\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x66\x66\x65\x63ted\x18\x02 \x01(\r\"4\n\x0fShardGetRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x14\n\x0cwith_vectors\x18\x02 \x01(\x08\"9\n\x10ShardGetResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\"i\n\x12ShardSearchRequest\x12&\n\x07queries\x18\x01 \x01(\x0b\x32\x15.shoal.v1.FloatMatrix\x12\t\n\x01k\x18\x02 \x01(\r\x12\n\n\x02\x65\x66\x18\x03 \x01(\r\x12\x14\n\x0cwith_payload\x18\x04 \x01(\x08\"r\n\x13ShardSearchResponse\x12\x16\n\x0ehits_per_query\x18\x01 \x01(\r\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x11\n\tdistances\x18\x03 \x01(\x0c\x12#\n\x08payloads\x18\x04 \x03(\x0b\x32\x11.shoal.v1.Payload\"\x13\n\x11ShardStatsRequest\"\x16\n\x14ShardSnapshotRequest\"{\n\nShardStats\x12\x0c\n\x04live\x18\x01 \x01(\x04\x12\x12\n\ntombstones\x18\x02 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x04\x12\x10\n\x08last_lsn\x18\x04 \x01(\x04\x12\x14\n\x0csnapshot_lsn\x18\x05 \x01(\x04\x12\x11\n\twal_bytes\x18\x06 \x01(\x04\"~\n\tWalRecord\x12\x0b\n\x03lsn\x18\x01 \x01(\x04\x12.\n\x06upsert\x18\x02 \x01(\x0b\x32\x1c.shoal.v1.ShardUpsertRequestH\x00\x12.\n\x06\x64\x65lete\x18\x03 \x01(\x0b\x32\x1c.shoal.v1.ShardDeleteRequestH\x00\x42\x04\n\x02op2\x96\x03\n\x05Shard\x12\x44\n\x06Upsert\x12\x1c.shoal.v1.ShardUpsertRequest\x1a\x1c.shoal.v1.ShardWriteResponse\x12\x44\n\x06\x44\x65lete\x12\x1c.shoal.v1.ShardDeleteRequest\x1a\x1c.shoal.v1.ShardWriteResponse\x12<\n\x03Get\x12\x19.shoal.v1.ShardGetRequest\x1a\x1a.shoal.v1.ShardGetResponse\x12\x45\n\x06Search\x12\x1c.shoal.v1.ShardSearchRequest\x1a\x1d.shoal.v1.ShardSearchResponse\x12:\n\x05Stats\x12\x1b.shoal.v1.ShardStatsRequest\x1a\x14.shoal.v1.ShardStats\x12@\n\x08Snapshot\x12\x1e.shoal.v1.ShardSnapshotRequest\x1a\x14.shoal.v1.ShardStatsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12protos/shard.proto\x12\x08shoal.v1\x1a\x13protos/common.proto\x1a\x12protos/query.proto\"n\n\x12ShardUpsertRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12&\n\x07vectors\x18\x02 \x01(\x0b\x32\x15.shoal.v1.FloatMatrix\x12#\n\x08payloads\x18\x03 \x03(\x0b\x32\x11.shoal.v1.Payload\"!\n\x12ShardDeleteRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"3\n\x12ShardWriteResponse\x12\x0b\n\x03lsn\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x66\x66\x65\x63ted\x18\x02 \x01(\r\"4\n\x0fShardGetRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x14\n\x0cwith_vectors\x18\x02 \x01(\x08\"9\n\x10ShardGetResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\"i\n\x12ShardSearchRequest\x12&\n\x07queries\x18\x01 \x01(\x0b\x32\x15.shoal.v1.FloatMatrix\x12\t\n\x01k\x18\x02 \x01(\r\x12\n\n\x02\x65\x66\x18\x03 \x01(\r\x12\x14\n\x0cwith_payload\x18\x04 \x01(\x08\"r\n\x13ShardSearchResponse\x12\x16\n\x0ehits_per_query\x18\x01 \x01(\r\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x11\n\tdistances\x18\x03 \x01(\x0c\x12#\n\x08payloads\x18\x04 \x03(\x0b\x32\x11.shoal.v1.Payload\"\x13\n\x11ShardStatsRequest\"\x16\n\x14ShardSnapshotRequest\"{\n\nShardStats\x12\x0c\n\x04live\x18\x01 \x01(\x04\x12\x12\n\ntombstones\x18\x02 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x04\x12\x10\n\x08last_lsn\x18\x04 \x01(\x04\x12\x14\n\x0csnapshot_lsn\x18\x05 \x01(\x04\x12\x11\n\twal_bytes\x18\x06 \x01(\x04\"~\n\tWalRecord\x12\x0b\n\x03lsn\x18\x01 \x01(\x04\x12.\n\x06upsert\x18\x02 \x01(\x0b\x32\x1c.shoal.v1.ShardUpsertRequestH\x00\x12.\n\x06\x64\x65lete\x18\x03 \x01(\x0b\x32\x1c.shoal.v1.ShardDeleteRequestH\x00\x42\x04\n\x02op\"\xb8\x01\n\x11ShardQueryRequest\x12#\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x13.shoal.v1.QueryNode\x12\x0e\n\x06vector\x18\x02 \x01(\x0c\x12\x1e\n\x05match\x18\x03 \x01(\x0b\x32\x0f.shoal.v1.Match\x12\t\n\x01k\x18\x04 \x01(\r\x12\n\n\x02\x65\x66\x18\x05 \x01(\r\x12\x14\n\x0cwith_payload\x18\x06 \x01(\x08\x12\x0f\n\x07\x65xplain\x18\x07 \x01(\x08\x12\x10\n\x08strategy\x18\x08 \x01(\t\")\n\nRankedList\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x0e\n\x06scores\x18\x02 \x01(\x0c\"\x8d\x02\n\x12ShardQueryResponse\x12)\n\x0bvector_hits\x18\x01 \x01(\x0b\x32\x14.shoal.v1.RankedList\x12\'\n\ttext_hits\x18\x02 \x01(\x0b\x32\x14.shoal.v1.RankedList\x12<\n\x08payloads\x18\x03 \x03(\x0b\x32*.shoal.v1.ShardQueryResponse.PayloadsEntry\x12!\n\x04plan\x18\x04 \x01(\x0b\x32\x13.shoal.v1.ShardPlan\x1a\x42\n\rPayloadsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12 \n\x05value\x18\x02 \x01(\x0b\x32\x11.shoal.v1.Payload:\x02\x38\x01\x32\xda\x03\n\x05Shard\x12\x44\n\x06Upsert\x12\x1c.shoal.v1.ShardUpsertRequest\x1a\x1c.shoal.v1.ShardWriteResponse\x12\x44\n\x06\x44\x65lete\x12\x1c.shoal.v1.ShardDeleteRequest\x1a\x1c.shoal.v1.ShardWriteResponse\x12<\n\x03Get\x12\x19.shoal.v1.ShardGetRequest\x1a\x1a.shoal.v1.ShardGetResponse\x12\x45\n\x06Search\x12\x1c.shoal.v1.ShardSearchRequest\x1a\x1d.shoal.v1.ShardSearchResponse\x12:\n\x05Stats\x12\x1b.shoal.v1.ShardStatsRequest\x1a\x14.shoal.v1.ShardStats\x12@\n\x08Snapshot\x12\x1e.shoal.v1.ShardSnapshotRequest\x1a\x14.shoal.v1.ShardStats\x12\x42\n\x05Query\x12\x1b.shoal.v1.ShardQueryRequest\x1a\x1c.shoal.v1.ShardQueryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.shard_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SHARDUPSERTREQUEST']._serialized_start=53
-  _globals['_SHARDUPSERTREQUEST']._serialized_end=163
-  _globals['_SHARDDELETEREQUEST']._serialized_start=165
-  _globals['_SHARDDELETEREQUEST']._serialized_end=198
-  _globals['_SHARDWRITERESPONSE']._serialized_start=200
-  _globals['_SHARDWRITERESPONSE']._serialized_end=251
-  _globals['_SHARDGETREQUEST']._serialized_start=253
-  _globals['_SHARDGETREQUEST']._serialized_end=305
-  _globals['_SHARDGETRESPONSE']._serialized_start=307
-  _globals['_SHARDGETRESPONSE']._serialized_end=364
-  _globals['_SHARDSEARCHREQUEST']._serialized_start=366
-  _globals['_SHARDSEARCHREQUEST']._serialized_end=471
-  _globals['_SHARDSEARCHRESPONSE']._serialized_start=473
-  _globals['_SHARDSEARCHRESPONSE']._serialized_end=587
-  _globals['_SHARDSTATSREQUEST']._serialized_start=589
-  _globals['_SHARDSTATSREQUEST']._serialized_end=608
-  _globals['_SHARDSNAPSHOTREQUEST']._serialized_start=610
-  _globals['_SHARDSNAPSHOTREQUEST']._serialized_end=632
-  _globals['_SHARDSTATS']._serialized_start=634
-  _globals['_SHARDSTATS']._serialized_end=757
-  _globals['_WALRECORD']._serialized_start=759
-  _globals['_WALRECORD']._serialized_end=885
-  _globals['_SHARD']._serialized_start=888
-  _globals['_SHARD']._serialized_end=1294
+  _globals['_SHARDQUERYRESPONSE_PAYLOADSENTRY']._loaded_options = None
+  _globals['_SHARDQUERYRESPONSE_PAYLOADSENTRY']._serialized_options = b'8\001'
+  _globals['_SHARDUPSERTREQUEST']._serialized_start=73
+  _globals['_SHARDUPSERTREQUEST']._serialized_end=183
+  _globals['_SHARDDELETEREQUEST']._serialized_start=185
+  _globals['_SHARDDELETEREQUEST']._serialized_end=218
+  _globals['_SHARDWRITERESPONSE']._serialized_start=220
+  _globals['_SHARDWRITERESPONSE']._serialized_end=271
+  _globals['_SHARDGETREQUEST']._serialized_start=273
+  _globals['_SHARDGETREQUEST']._serialized_end=325
+  _globals['_SHARDGETRESPONSE']._serialized_start=327
+  _globals['_SHARDGETRESPONSE']._serialized_end=384
+  _globals['_SHARDSEARCHREQUEST']._serialized_start=386
+  _globals['_SHARDSEARCHREQUEST']._serialized_end=491
+  _globals['_SHARDSEARCHRESPONSE']._serialized_start=493
+  _globals['_SHARDSEARCHRESPONSE']._serialized_end=607
+  _globals['_SHARDSTATSREQUEST']._serialized_start=609
+  _globals['_SHARDSTATSREQUEST']._serialized_end=628
+  _globals['_SHARDSNAPSHOTREQUEST']._serialized_start=630
+  _globals['_SHARDSNAPSHOTREQUEST']._serialized_end=652
+  _globals['_SHARDSTATS']._serialized_start=654
+  _globals['_SHARDSTATS']._serialized_end=777
+  _globals['_WALRECORD']._serialized_start=779
+  _globals['_WALRECORD']._serialized_end=905
+  _globals['_SHARDQUERYREQUEST']._serialized_start=908
+  _globals['_SHARDQUERYREQUEST']._serialized_end=1092
+  _globals['_RANKEDLIST']._serialized_start=1094
+  _globals['_RANKEDLIST']._serialized_end=1135
+  _globals['_SHARDQUERYRESPONSE']._serialized_start=1138
+  _globals['_SHARDQUERYRESPONSE']._serialized_end=1407
+  _globals['_SHARDQUERYRESPONSE_PAYLOADSENTRY']._serialized_start=1341
+  _globals['_SHARDQUERYRESPONSE_PAYLOADSENTRY']._serialized_end=1407
+  _globals['_SHARD']._serialized_start=1410
+  _globals['_SHARD']._serialized_end=1884
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,5 @@
 from protos import common_pb2 as _common_pb2
+from protos import query_pb2 as _query_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -102,3 +103,50 @@ class WalRecord(_message.Message):
     upsert: ShardUpsertRequest
     delete: ShardDeleteRequest
     def __init__(self, lsn: _Optional[int] = ..., upsert: _Optional[_Union[ShardUpsertRequest, _Mapping]] = ..., delete: _Optional[_Union[ShardDeleteRequest, _Mapping]] = ...) -> None: ...
+
+class ShardQueryRequest(_message.Message):
+    __slots__ = ("filter", "vector", "match", "k", "ef", "with_payload", "explain", "strategy")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
+    MATCH_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    EF_FIELD_NUMBER: _ClassVar[int]
+    WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    filter: _query_pb2.QueryNode
+    vector: bytes
+    match: _query_pb2.Match
+    k: int
+    ef: int
+    with_payload: bool
+    explain: bool
+    strategy: str
+    def __init__(self, filter: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., vector: _Optional[bytes] = ..., match: _Optional[_Union[_query_pb2.Match, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., explain: _Optional[bool] = ..., strategy: _Optional[str] = ...) -> None: ...
+
+class RankedList(_message.Message):
+    __slots__ = ("ids", "scores")
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    scores: bytes
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., scores: _Optional[bytes] = ...) -> None: ...
+
+class ShardQueryResponse(_message.Message):
+    __slots__ = ("vector_hits", "text_hits", "payloads", "plan")
+    class PayloadsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _common_pb2.Payload
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_common_pb2.Payload, _Mapping]] = ...) -> None: ...
+    VECTOR_HITS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_HITS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOADS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    vector_hits: RankedList
+    text_hits: RankedList
+    payloads: _containers.MessageMap[str, _common_pb2.Payload]
+    plan: _query_pb2.ShardPlan
+    def __init__(self, vector_hits: _Optional[_Union[RankedList, _Mapping]] = ..., text_hits: _Optional[_Union[RankedList, _Mapping]] = ..., payloads: _Optional[_Mapping[str, _common_pb2.Payload]] = ..., plan: _Optional[_Union[_query_pb2.ShardPlan, _Mapping]] = ...) -> None: ...

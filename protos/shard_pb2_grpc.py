@@ -64,6 +64,11 @@ class ShardStub:
                 request_serializer=protos_dot_shard__pb2.ShardSnapshotRequest.SerializeToString,
                 response_deserializer=protos_dot_shard__pb2.ShardStats.FromString,
                 _registered_method=True)
+        self.Query = channel.unary_unary(
+                '/shoal.v1.Shard/Query',
+                request_serializer=protos_dot_shard__pb2.ShardQueryRequest.SerializeToString,
+                response_deserializer=protos_dot_shard__pb2.ShardQueryResponse.FromString,
+                _registered_method=True)
 
 
 class ShardServicer:
@@ -105,6 +110,13 @@ class ShardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Query(self, request, context):
+        """One filtered / full-text / hybrid query: each ranking's local top-k among the allowed documents.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +149,11 @@ def add_ShardServicer_to_server(servicer, server):
                     servicer.Snapshot,
                     request_deserializer=protos_dot_shard__pb2.ShardSnapshotRequest.FromString,
                     response_serializer=protos_dot_shard__pb2.ShardStats.SerializeToString,
+            ),
+            'Query': grpc.unary_unary_rpc_method_handler(
+                    servicer.Query,
+                    request_deserializer=protos_dot_shard__pb2.ShardQueryRequest.FromString,
+                    response_serializer=protos_dot_shard__pb2.ShardQueryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -301,6 +318,33 @@ class Shard:
             '/shoal.v1.Shard/Snapshot',
             protos_dot_shard__pb2.ShardSnapshotRequest.SerializeToString,
             protos_dot_shard__pb2.ShardStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Query(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Shard/Query',
+            protos_dot_shard__pb2.ShardQueryRequest.SerializeToString,
+            protos_dot_shard__pb2.ShardQueryResponse.FromString,
             options,
             channel_credentials,
             insecure,

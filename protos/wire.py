@@ -93,7 +93,8 @@ def unpack_floats(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=_F32)
 
 
-def _value_to_proto(value: Any, key: str) -> common_pb2.Value:
+def value_to_proto(value: Any, key: str) -> common_pb2.Value:
+    """A str/int/float/bool (or a list of those) as a Value; `key` names it in errors."""
     # bool before int: bool is a subclass of int in Python.
     if isinstance(value, (bool, np.bool_)):
         return common_pb2.Value(bool_value=bool(value))
@@ -106,7 +107,7 @@ def _value_to_proto(value: Any, key: str) -> common_pb2.Value:
     if isinstance(value, str):
         return common_pb2.Value(string_value=value)
     if isinstance(value, (list, tuple)):
-        items = [_value_to_proto(v, key) for v in value]
+        items = [value_to_proto(v, key) for v in value]
         return common_pb2.Value(list_value=common_pb2.ValueList(values=items))
     raise InvalidArgument(
         f"payload field {key!r}: unsupported value type {type(value).__name__} "
@@ -114,10 +115,11 @@ def _value_to_proto(value: Any, key: str) -> common_pb2.Value:
     )
 
 
-def _value_from_proto(value: common_pb2.Value) -> Any:
+def value_from_proto(value: common_pb2.Value) -> Any:
+    """Inverse of value_to_proto (None for an empty Value)."""
     kind = value.WhichOneof("kind")
     if kind == "list_value":
-        return [_value_from_proto(v) for v in value.list_value.values]
+        return [value_from_proto(v) for v in value.list_value.values]
     if kind is None:
         return None
     return getattr(value, kind)
@@ -129,13 +131,13 @@ def payload_to_proto(payload: Mapping[str, Any] | None) -> common_pb2.Payload:
     for key, value in (payload or {}).items():
         if not isinstance(key, str) or not key:
             raise InvalidArgument(f"payload keys must be non-empty strings, got {key!r}")
-        msg.fields[key].CopyFrom(_value_to_proto(value, key))
+        msg.fields[key].CopyFrom(value_to_proto(value, key))
     return msg
 
 
 def payload_from_proto(msg: common_pb2.Payload) -> PayloadDict:
     """Inverse of payload_to_proto."""
-    return {key: _value_from_proto(value) for key, value in msg.fields.items()}
+    return {key: value_from_proto(value) for key, value in msg.fields.items()}
 
 
 def payloads_to_proto(payloads: Iterable[Mapping[str, Any] | None]) -> list[common_pb2.Payload]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,10 @@ import hnswlib
 import numpy as np
 
 from protos.errors import InvalidArgument
+from shard_node.bm25 import TextIndex
+from shard_node.fields import FieldIndexes
 from shard_node.rwlock import SearchGate
+from shard_node.schema import TEXT
 from shard_node.settings import PartitionSpec
 
 METRIC_TO_SPACE = {"cosine": "cosine", "l2": "l2", "ip": "ip"}  # Shoal metric -> hnswlib space
@@ -77,6 +81,8 @@ class Partition:
         self._payloads: dict[int, dict[str, Any]] = {}
         self._size = 0  # labels handed out
         self._tombstones = 0
+        self.fields = FieldIndexes(spec.fields, capacity)
+        self.text = TextIndex([name for name, ftype in spec.fields.items() if ftype == TEXT])
 
     # ---- figures -------------------------------------------------------------------------
     @property
@@ -106,6 +112,7 @@ class Partition:
         self._vectors = np.concatenate([self._vectors, np.zeros((extra, self.spec.dim), np.float32)])
         self._deleted = np.concatenate([self._deleted, np.zeros(extra, bool)])
         self._ids = np.concatenate([self._ids, np.empty(extra, dtype=object)])
+        self.fields.grow(new_cap)
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray,
                payloads: Sequence[dict[str, Any]] | None = None) -> int:
@@ -144,11 +151,19 @@ class Partition:
         self._deleted[labels] = False
         for i, label in enumerate(labels.tolist()):
             self._payloads[label] = payloads[i] if payloads is not None else {}
+        self._index_payloads(labels.tolist())
+
+    def _index_payloads(self, labels: list[int]) -> None:
+        if self.spec.fields:
+            docs = [self._payloads[label] for label in labels]
+            self.fields.set(labels, docs)
+            self.text.set(labels, docs)
 
     def delete(self, ids: Sequence[str]) -> int:
         """Tombstone documents; unknown or already-deleted ids are ignored. Returns how many existed."""
         with self._gate.write():
             removed = 0
+            gone = []
             for doc_id in ids:
                 label = self._labels.get(doc_id)
                 if label is None or self._deleted[label]:
@@ -156,7 +171,11 @@ class Partition:
                 self._index.mark_deleted(label)
                 self._deleted[label] = True
                 self._payloads.pop(label, None)
+                gone.append(label)
                 removed += 1
+            if self.spec.fields and gone:
+                self.fields.clear(gone)
+                self.text.clear(gone)
             self._tombstones += removed
             return removed
 
@@ -177,6 +196,43 @@ class Partition:
     def payloads_of(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Payloads of ids known to be live (search results)."""
         return [self._payloads.get(self._labels[i], {}) for i in ids]
+
+    @contextmanager
+    def searching(self, ef: int) -> Iterator[None]:
+        """Hold the gate for reading, with the graph's ef set to `ef`."""
+        with self._gate.read(ef) as must_set:
+            if must_set:
+                self._index.set_ef(ef)
+            yield
+
+    @property
+    def size(self) -> int:
+        """Labels handed out (live and deleted)."""
+        return self._size
+
+    @property
+    def graph(self) -> hnswlib.Index:
+        """The HNSW graph; read it only while `searching`."""
+        return self._index
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """Raw vectors by label (rows past `size` are unused)."""
+        return self._vectors
+
+    def live_mask(self) -> np.ndarray:
+        """Bool mask of live labels over [0, size)."""
+        return ~self._deleted[: self._size]
+
+    def labels_of(self, ids: Sequence[str]) -> np.ndarray:
+        """Labels of the live documents among ids."""
+        found = [self._labels.get(i) for i in ids]
+        labels = np.asarray([x for x in found if x is not None], dtype=np.int64)
+        return labels[~self._deleted[labels]] if len(labels) else labels
+
+    def ids_of(self, labels: np.ndarray) -> list[str]:
+        """Document ids of labels."""
+        return self._ids[labels].tolist()
 
     def search_matrix(self, queries: np.ndarray, k: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Ids (object array) and distances of every query's local top-k, one row per query, best first.
@@ -242,4 +298,6 @@ class Partition:
             for line in f:
                 label, payload = json.loads(line)
                 part._payloads[int(label)] = payload
+        # Field and text indexes are rebuilt from the payloads rather than stored in the snapshot.
+        part._index_payloads(sorted(part._payloads))
         return part

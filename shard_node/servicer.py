@@ -12,6 +12,7 @@ from protos.errors import InvalidArgument, rpc_edge
 from protos.serving import observe
 from protos.wire import check_vectors, pack_floats, pack_vector, payload_to_proto, unpack_matrix
 from shard_node.metrics import ShardMetrics
+from shard_node.query import run_query
 from shard_node.store import ShardFigures, ShardStore
 
 
@@ -88,6 +89,11 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
                                                  distances=pack_floats(dists.ravel()), payloads=payloads)
 
         return self._observed("Search", run)
+
+    @rpc_edge
+    def Query(self, request: shard_pb2.ShardQueryRequest, context: grpc.ServicerContext
+              ) -> shard_pb2.ShardQueryResponse:
+        return self._observed("Query", lambda: run_query(self._store.partition, request, int(self._labels[1])))
 
     @rpc_edge
     def Stats(self, request: shard_pb2.ShardStatsRequest, context: grpc.ServicerContext

@@ -11,6 +11,13 @@ DEFAULT_SNAPSHOT_EVERY_OPS = 20_000  # bounds WAL replay at start-up to seconds
 DEFAULT_SNAPSHOT_WAL_BYTES = 512 * 1024 * 1024
 DEFAULT_INITIAL_CAPACITY = 1024
 
+# Query planner (see shard_node/planner.py; calibrated by `make bench-filter`).
+PLAN_EXACT_ALWAYS = 1024      # allowed sets this small are always scanned exactly
+PLAN_OVERSAMPLE = 2.0         # post-filtered HNSW asks for k / selectivity * this many neighbours
+PLAN_GROWTH = 4               # and this many times more in each deeper round
+PLAN_EXACT_PER_HNSW_EF = 12   # an exact scan of this many vectors costs about one unit of HNSW ef
+HYBRID_DEPTH = 100            # each ranking's depth fused by RRF
+
 
 @dataclass(frozen=True)
 class ShardSettings:
@@ -48,6 +55,7 @@ class PartitionSpec:
     m: int = 16
     ef_construction: int = 200
     ef_search: int = 128
+    fields: dict[str, str] = field(default_factory=dict)  # indexed payload fields: name -> type
 
     def to_dict(self) -> dict[str, object]:
         """Plain dict (JSON, Ray arguments)."""
