@@ -8,7 +8,7 @@ import os
 import re
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,14 +31,16 @@ class CollectionSpec:
     ef_construction: int
     ef_search: int
     created_at: str
+    fields: dict[str, str] = field(default_factory=dict)  # indexed payload fields: name -> type
 
     @staticmethod
     def new(name: str, dim: int, metric: str, shards: int, m: int, ef_construction: int,
-            ef_search: int) -> CollectionSpec:
+            ef_search: int, fields: dict[str, str] | None = None) -> CollectionSpec:
         """A spec with a fresh uid and creation time."""
         return CollectionSpec(name=name, uid=uuid.uuid4().hex[:12], dim=dim, metric=metric, shards=shards,
                               m=m, ef_construction=ef_construction, ef_search=ef_search,
-                              created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                              created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                              fields=dict(fields or {}))
 
 
 def valid_name(name: str) -> bool:

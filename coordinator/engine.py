@@ -13,13 +13,18 @@ from coordinator.catalog import Catalog, CollectionSpec, valid_name
 from coordinator.deadline import time_left
 from coordinator.fanout import ShardPool
 from coordinator.merge import column_starts, merge_top_k_rows
+from coordinator.payload_check import check_payloads
+from coordinator.query_bind import RANKING_NAMES, bind_query
+from coordinator.query_exec import QueryRunner, weights_of
+from coordinator.query_parser import parse_query
 from coordinator.router import group_by_shard
 from coordinator.settings import MAX_DIM, MAX_ID_BYTES, MAX_SHARDS, CoordinatorSettings
 from coordinator.shards import ShardPlacer
-from protos import common_pb2, shard_pb2
+from protos import common_pb2, query_pb2, shard_pb2
 from protos.errors import InvalidArgument
 from protos.wire import METRICS, check_vectors, pack_matrix
 from shard_node.client import LocalHits, ShardClient
+from shard_node.schema import check_schema
 
 
 @dataclass
@@ -69,6 +74,7 @@ class Engine:
         self.catalog = Catalog(Path(settings.data_dir))
         self._placer = placer
         self._pool = pool
+        self._queries = QueryRunner(pool, settings.shard_timeout_s)
 
     async def start(self) -> None:
         """Stop orphaned shard actors, then bring up those of every catalogued collection (they recover from disk)."""
@@ -78,7 +84,8 @@ class Engine:
 
     # ---- collections ---------------------------------------------------------------------
     async def create_collection(self, name: str, dim: int, metric: str, shards: int, m: int,
-                                ef_construction: int, ef_search: int) -> CollectionSpec:
+                                ef_construction: int, ef_search: int,
+                                fields: dict[str, str] | None = None) -> CollectionSpec:
         """Create a collection and start its shard actors."""
         s = self.settings
         if not valid_name(name):
@@ -99,7 +106,10 @@ class Engine:
             raise InvalidArgument(f"hnsw m must be between 2 and 256, got {m}")
         if not 1 <= ef_search <= s.max_ef or not 1 <= ef_construction <= s.max_ef:
             raise InvalidArgument(f"ef_search and ef_construction must be between 1 and {s.max_ef}")
-        spec = CollectionSpec.new(name, dim, metric, shards, m, ef_construction, ef_search)
+        problem = check_schema(dict(fields or {}))
+        if problem:
+            raise InvalidArgument(problem)
+        spec = CollectionSpec.new(name, dim, metric, shards, m, ef_construction, ef_search, fields)
         self.catalog.add(spec)
         try:
             await asyncio.to_thread(self._placer.ensure, spec)
@@ -147,6 +157,8 @@ class Engine:
         if payloads and len(payloads) != len(ids):
             raise InvalidArgument(f"{len(ids)} ids but {len(payloads)} payloads; give none or one per id")
         check_vectors(vectors, spec.dim, "vector", spec.metric)
+        if payloads:
+            check_payloads(spec.fields, ids, payloads)
         groups = group_by_shard(ids, spec.shards)
         timeout = time_left(self.settings.shard_timeout_s)
 
@@ -221,3 +233,48 @@ class Engine:
             out.append([Hit(i, s_, d, p) for i, s_, d, p in zip(ids[q, cols].tolist(), scores[q, cols].tolist(),
                                                                 dists[q, cols].tolist(), payloads, strict=True)])
         return out
+
+    async def query(self, name: str, vectors: np.ndarray, k: int, ef: int, with_payload: bool, *,
+                    filter_text: str = "", filter_tree: query_pb2.QueryNode | None = None, query_text: str = "",
+                    query_tree: query_pb2.Query | None = None, ranking: int = 0, vector_weight: float = 0.0,
+                    text_weight: float = 0.0, explain: bool = False, strategy: str = ""
+                    ) -> tuple[list[list[Hit]], list[query_pb2.QueryPlan]]:
+        """Filtered, full-text or hybrid search: per query vector (or once, with none), hits and the plan."""
+        spec = self.catalog.get(name)
+        s = self.settings
+        if not 1 <= k <= s.max_k:
+            raise InvalidArgument(f"k must be between 1 and {s.max_k}, got {k}")
+        if ef and not 1 <= ef <= s.max_ef:
+            raise InvalidArgument(f"ef must be between 1 and {s.max_ef} (or 0 for the default), got {ef}")
+        if vector_weight < 0 or text_weight < 0:
+            raise InvalidArgument("RRF weights must not be negative")
+        if sum(bool(x) for x in (filter_text, filter_tree, query_text, query_tree)) > 1:
+            raise InvalidArgument("give one of filter, filter_tree, query or query_tree")
+        where = filter_tree
+        if query_tree is not None:
+            where, ranking = query_tree.where, ranking or query_tree.ranking
+            vector_weight = vector_weight or query_tree.vector_weight
+            text_weight = text_weight or query_tree.text_weight
+        if filter_text or query_text:
+            where = parse_query(filter_text or query_text)
+        if filter_text or filter_tree is not None:
+            if vectors.shape[0] == 0:
+                raise InvalidArgument("a filter restricts a vector search: give a query vector, or use `query`")
+        elif vectors.shape[0] > 1:
+            raise InvalidArgument("a whole query takes at most one query vector")
+        if vectors.shape[0] > s.max_batch:
+            raise InvalidArgument(f"{vectors.shape[0]} queries in one request; the limit is {s.max_batch}")
+        rows = list(vectors) if vectors.shape[0] else [None]
+        bound = [bind_query(spec, where, row, RANKING_NAMES.get(ranking, "")) for row in rows]
+
+        async def top_search(vector: np.ndarray, top: int) -> list[str]:
+            if not 1 <= top <= s.max_k:
+                raise InvalidArgument(f"@top:{top} is out of range: 1 to {s.max_k}")
+            found = await self.search(name, vector.reshape(1, -1), top, min(s.max_ef, max(2 * top, ef)), False)
+            return [h.id for h in found[0]]
+
+        runs = await asyncio.gather(*(
+            self._queries.run(spec, b, k, ef, with_payload, explain, top_search,
+                              weights_of(vector_weight, text_weight), strategy) for b in bound))
+        results = [[Hit(i, sc, d, p) for i, sc, d, p in hits] for hits, _ in runs]
+        return results, [plan for _, plan in runs] if explain else []

@@ -20,13 +20,19 @@ def collection_to_proto(spec: CollectionSpec, shards: list[ShardStatus] | None =
     info = coordinator_pb2.CollectionInfo(
         name=spec.name, dim=spec.dim, metric=metric_to_proto(spec.metric), shards=spec.shards,
         hnsw=common_pb2.HnswParams(m=spec.m, ef_construction=spec.ef_construction, ef_search=spec.ef_search),
-        created_at=spec.created_at,
+        created_at=spec.created_at, fields=spec.fields,
     )
     for s in shards or []:
         info.shard_info.add(index=s.index, address=s.address, live=s.stats.live,
                             tombstones=s.stats.tombstones, wal_bytes=s.stats.wal_bytes)
         info.count += s.stats.live
     return info
+
+
+def _is_query(request: coordinator_pb2.SearchRequest) -> bool:
+    """Whether a search asks for more than plain vector similarity."""
+    return bool(request.filter or request.query or request.HasField("filter_tree") or request.HasField("query_tree")
+                or request.explain or request.ranking)
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
@@ -46,7 +52,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         with self._observe("CreateCollection", context):
             spec = await self._engine.create_collection(
                 request.name, request.dim, metric_from_proto(request.metric), request.shards,
-                request.hnsw.m, request.hnsw.ef_construction, request.hnsw.ef_search)
+                request.hnsw.m, request.hnsw.ef_construction, request.hnsw.ef_search, dict(request.fields))
             return collection_to_proto(spec)
 
     @rpc_edge
@@ -102,9 +108,20 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def Search(self, request: coordinator_pb2.SearchRequest,
                      context: grpc.aio.ServicerContext) -> coordinator_pb2.SearchResponse:
         with self._observe("Search", context):
-            results = await self._engine.search(request.collection, unpack_matrix(request.vectors, "query vectors"),
-                                                request.k, request.ef, request.with_payload)
-            return coordinator_pb2.SearchResponse(results=[
+            vectors = unpack_matrix(request.vectors, "query vectors")
+            plans = []
+            if _is_query(request):
+                results, plans = await self._engine.query(
+                    request.collection, vectors, request.k, request.ef, request.with_payload,
+                    filter_text=request.filter,
+                    filter_tree=request.filter_tree if request.HasField("filter_tree") else None,
+                    query_text=request.query, query_tree=request.query_tree if request.HasField("query_tree") else None,
+                    ranking=request.ranking, vector_weight=request.vector_weight, text_weight=request.text_weight,
+                    explain=request.explain)
+            else:
+                results = await self._engine.search(request.collection, vectors, request.k, request.ef,
+                                                    request.with_payload)
+            return coordinator_pb2.SearchResponse(plans=plans, results=[
                 coordinator_pb2.QueryResult(hits=[
                     common_pb2.Hit(id=h.id, score=h.score, distance=h.distance, payload=h.payload)
                     for h in hits

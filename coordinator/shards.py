@@ -75,7 +75,8 @@ class ShardPlacer:
 
     def _handle(self, spec: CollectionSpec, index: int) -> Any:
         part = PartitionSpec(dim=spec.dim, metric=spec.metric, m=spec.m,
-                             ef_construction=spec.ef_construction, ef_search=spec.ef_search)
+                             ef_construction=spec.ef_construction, ef_search=spec.ef_search,
+                             fields=dict(spec.fields))
         return _RemoteShard.options(
             name=actor_name(spec, index), namespace=self._namespace, lifetime="detached", get_if_exists=True,
             max_restarts=-1, max_task_retries=-1, num_cpus=0,

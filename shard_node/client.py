@@ -70,6 +70,13 @@ class ShardClient:
         ids[:] = list(resp.ids)
         return LocalHits(ids.reshape(rows, per), unpack_floats(resp.distances).reshape(rows, per), resp.payloads)
 
+    async def query(self, req: shard_pb2.ShardQueryRequest, timeout: float) -> shard_pb2.ShardQueryResponse:
+        """One filtered / full-text / hybrid query's local rankings."""
+        try:
+            return await self._stub.Query(req, timeout=timeout)
+        except grpc.RpcError as err:
+            raise_from(err)
+
     async def stats(self, timeout: float) -> shard_pb2.ShardStats:
         """The shard's figures."""
         try:

@@ -10,8 +10,9 @@ from typing import Any, TypeVar
 
 import grpc
 import numpy as np
+from google.protobuf.json_format import MessageToDict
 
-from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc, query_pb2
 from protos.errors import InvalidArgument, error_from_rpc
 from protos.serving import grpc_options
 from protos.wire import (
@@ -27,6 +28,9 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _RETRY_CODES = (grpc.StatusCode.UNAVAILABLE,)
 T = TypeVar("T")
+QueryLike = str | query_pb2.QueryNode
+_RANKINGS = {None: query_pb2.RANKING_AUTO, "vector": query_pb2.RANKING_VECTOR, "bm25": query_pb2.RANKING_BM25,
+             "hybrid": query_pb2.RANKING_HYBRID}
 
 
 @dataclass
@@ -62,6 +66,7 @@ class Collection:
     created_at: str
     count: int = 0
     shard_info: list[dict[str, Any]] = field(default_factory=list)
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 def _collection(info: coordinator_pb2.CollectionInfo) -> Collection:
@@ -71,6 +76,7 @@ def _collection(info: coordinator_pb2.CollectionInfo) -> Collection:
         created_at=info.created_at, count=info.count,
         shard_info=[{"index": s.index, "address": s.address, "live": s.live, "tombstones": s.tombstones,
                      "wal_bytes": s.wal_bytes} for s in info.shard_info],
+        fields=dict(info.fields),
     )
 
 
@@ -115,11 +121,16 @@ class Client:
 
     # ---- collections ---------------------------------------------------------------------
     def create_collection(self, name: str, dim: int, metric: str = "cosine", shards: int = 0, m: int = 0,
-                          ef_construction: int = 0, ef_search: int = 0) -> Collection:
-        """Create a collection (0 takes the server's default for shards and HNSW parameters)."""
+                          ef_construction: int = 0, ef_search: int = 0,
+                          fields: dict[str, str] | None = None) -> Collection:
+        """Create a collection (0 takes the server's default for shards and HNSW parameters).
+
+        `fields` indexes payload fields for filters and full text: name -> keyword | tags | int | float |
+        datetime | bool | text."""
         req = coordinator_pb2.CreateCollectionRequest(
             name=name, dim=dim, metric=metric_to_proto(metric), shards=shards,
-            hnsw=common_pb2.HnswParams(m=m, ef_construction=ef_construction, ef_search=ef_search))
+            hnsw=common_pb2.HnswParams(m=m, ef_construction=ef_construction, ef_search=ef_search),
+            fields=fields or {})
         return _collection(self._call(self._stub.CreateCollection, req, idempotent=False))
 
     def drop_collection(self, name: str) -> None:
@@ -160,17 +171,47 @@ class Client:
         return self._call(self._stub.Count, coordinator_pb2.CountRequest(collection=name)).count
 
     # ---- search --------------------------------------------------------------------------
-    def search(self, name: str, vector: Any, k: int = 10, ef: int | None = None,
-               with_payload: bool = True) -> list[Hit]:
-        """The k nearest documents to one vector, best first."""
-        arr = np.asarray(vector, dtype=np.float32)
-        if arr.ndim != 1:
-            raise InvalidArgument("search takes one vector; use search_batch for many")
-        return self.search_batch(name, arr.reshape(1, -1), k=k, ef=ef, with_payload=with_payload)[0]
+    def search(self, name: str, vector: Any = None, k: int = 10, ef: int | None = None,
+               with_payload: bool = True, filter: QueryLike | None = None, query: QueryLike | None = None,
+               ranking: str | None = None, weights: tuple[float, float] = (0.0, 0.0)) -> list[Hit]:
+        """The k best documents, best first: nearest to `vector` among those passing `filter` (a query
+        string or tree), or by a whole `query` (its bare near ranks by vector, its text clause by BM25,
+        both together by reciprocal rank fusion with `weights` = (vector, text))."""
+        return self.explain(name, vector, k, ef, with_payload, filter, query, ranking, weights, explain=False)[0]
+
+    def explain(self, name: str, vector: Any = None, k: int = 10, ef: int | None = None,
+                with_payload: bool = True, filter: QueryLike | None = None, query: QueryLike | None = None,
+                ranking: str | None = None, weights: tuple[float, float] = (0.0, 0.0),
+                explain: bool = True) -> tuple[list[Hit], dict[str, Any]]:
+        """Like search, and the plan: per clause estimated and actual set sizes, each shard's strategy and
+        latency."""
+        req = coordinator_pb2.SearchRequest(collection=name, k=k, ef=ef or 0, with_payload=with_payload,
+                                            explain=explain, vector_weight=weights[0], text_weight=weights[1])
+        if ranking not in _RANKINGS:
+            raise InvalidArgument(f"ranking {ranking!r} is unknown; use vector, bm25 or hybrid")
+        req.ranking = _RANKINGS[ranking]
+        if vector is not None:
+            arr = np.asarray(vector, dtype=np.float32)
+            if arr.ndim != 1:
+                raise InvalidArgument("search takes one vector; use search_batch for many")
+            req.vectors.CopyFrom(pack_matrix(arr.reshape(1, -1)))
+        elif query is None:
+            raise InvalidArgument("search needs a vector or a query")
+        for value, text_field, tree_field in ((filter, "filter", "filter_tree"), (query, "query", "query_tree")):
+            if isinstance(value, str):
+                setattr(req, text_field, value)
+            elif tree_field == "filter_tree" and value is not None:
+                req.filter_tree.CopyFrom(value)
+            elif value is not None:
+                req.query_tree.where.CopyFrom(value)
+        resp = self._call(self._stub.Search, req)
+        plan = MessageToDict(resp.plans[0], preserving_proto_field_name=True,
+                             always_print_fields_with_no_presence=True) if resp.plans else {}
+        return _hits(resp.results[0]), plan
 
     def search_batch(self, name: str, vectors: Any, k: int = 10, ef: int | None = None,
-                     with_payload: bool = True) -> list[list[Hit]]:
-        """The k nearest documents to each row of vectors, in one call."""
+                     with_payload: bool = True, filter: str | None = None) -> list[list[Hit]]:
+        """The k nearest documents to each row of vectors (among those passing `filter`), in one call."""
         req = coordinator_pb2.SearchRequest(collection=name, vectors=pack_matrix(vectors), k=k, ef=ef or 0,
-                                            with_payload=with_payload)
+                                            with_payload=with_payload, filter=filter or "")
         return [_hits(r) for r in self._call(self._stub.Search, req).results]
