@@ -14,7 +14,7 @@ from coordinator.deadline import time_left
 from coordinator.fanout import ShardPool
 from coordinator.merge import column_starts, merge_top_k_rows
 from coordinator.payload_check import check_payloads
-from coordinator.query_bind import RANKING_NAMES, bind_query
+from coordinator.query_bind import RANKING_NAMES, VECTOR, BoundQuery, bind_query
 from coordinator.query_exec import QueryRunner, weights_of
 from coordinator.query_parser import parse_query
 from coordinator.router import group_by_shard
@@ -24,6 +24,7 @@ from protos import common_pb2, query_pb2, shard_pb2
 from protos.errors import InvalidArgument
 from protos.wire import METRICS, check_vectors, pack_matrix
 from shard_node.client import LocalHits, ShardClient
+from shard_node.planner import EXACT
 from shard_node.schema import check_schema
 
 
@@ -268,10 +269,12 @@ class Engine:
         bound = [bind_query(spec, where, row, RANKING_NAMES.get(ranking, "")) for row in rows]
 
         async def top_search(vector: np.ndarray, top: int) -> list[str]:
+            # Each shard's exact top-K' holds the global top-K': the exclusion set is exact, not approximate.
             if not 1 <= top <= s.max_k:
                 raise InvalidArgument(f"@top:{top} is out of range: 1 to {s.max_k}")
-            found = await self.search(name, vector.reshape(1, -1), top, min(s.max_ef, max(2 * top, ef)), False)
-            return [h.id for h in found[0]]
+            hits, _ = await self._queries.run(spec, BoundQuery(None, vector, None, VECTOR), top, 0, False, False,
+                                              top_search, strategy=EXACT)
+            return [h[0] for h in hits]
 
         runs = await asyncio.gather(*(
             self._queries.run(spec, b, k, ef, with_payload, explain, top_search,

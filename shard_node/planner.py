@@ -15,7 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from shard_node.partition import Partition, exact_distances, top_k_rows
-from shard_node.settings import PLAN_EXACT_ALWAYS, PLAN_EXACT_PER_HNSW_EF, PLAN_GROWTH, PLAN_OVERSAMPLE
+from shard_node.settings import (
+    PLAN_EF_PER_WANT,
+    PLAN_EXACT_ALWAYS,
+    PLAN_EXACT_PER_HNSW_EF,
+    PLAN_GROWTH,
+    PLAN_OVERSAMPLE,
+)
 
 EXACT, HNSW, HNSW_FILTER, EMPTY = "exact", "hnsw", "hnsw_filter", "empty"
 STRATEGIES = (EXACT, HNSW, HNSW_FILTER)
@@ -44,7 +50,7 @@ def choose(allowed: int, live: int, k: int, ef: int) -> str:
         return EMPTY
     if allowed <= max(k, PLAN_EXACT_ALWAYS) or allowed >= live and live <= PLAN_EXACT_ALWAYS:
         return EXACT
-    hnsw_ef = max(ef, first_k(allowed, live, k))
+    hnsw_ef = max(ef, PLAN_EF_PER_WANT * first_k(allowed, live, k))
     return EXACT if allowed < hnsw_ef * PLAN_EXACT_PER_HNSW_EF else HNSW
 
 
@@ -80,7 +86,8 @@ def hnsw_post_filter(part: Partition, query: np.ndarray, mask: np.ndarray | None
     rounds = 0
     while True:
         want = min(want, part.live)
-        round_ef = max(ef, want)
+        # The candidates past the first k are what a filter keeps, so they need the graph's full precision too.
+        round_ef = max(ef, want if mask is None else PLAN_EF_PER_WANT * want)
         rounds += 1
         try:
             with part.searching(round_ef):
