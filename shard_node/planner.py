@@ -16,6 +16,7 @@ import numpy as np
 
 from shard_node.partition import Partition, exact_distances, top_k_rows
 from shard_node.settings import (
+    PLAN_ANTI_CORRELATED,
     PLAN_EF_PER_WANT,
     PLAN_EXACT_ALWAYS,
     PLAN_EXACT_PER_HNSW_EF,
@@ -106,6 +107,13 @@ def hnsw_post_filter(part: Partition, query: np.ndarray, mask: np.ndarray | None
         if mask is not None and allowed < want * PLAN_GROWTH / PLAN_OVERSAMPLE * PLAN_EXACT_PER_HNSW_EF:
             result = exact(part, query, mask, k)  # deeper search would cost more than scanning the set
             result.rounds = rounds
+            return result
+        if mask is not None and len(labels) / want < PLAN_ANTI_CORRELATED * allowed / live:
+            # The filter removes the query's neighbourhood (an exclusion eating the top): the allowed documents
+            # lie far down the unfiltered ranking, so search with the filter inside the traversal instead.
+            # Its neighbours are excluded ones, so the walk needs a wider beam to reach the allowed region.
+            result = hnsw_filter(part, query, mask, allowed, k, PLAN_EF_PER_WANT * max(ef, want))
+            result.rounds += rounds
             return result
         want *= PLAN_GROWTH
 
