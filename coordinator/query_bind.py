@@ -163,7 +163,9 @@ def bind_query(spec: CollectionSpec, where: query_pb2.QueryNode | None, vector: 
                ranking: str = "") -> BoundQuery:
     """Check a whole query against the collection and split it into filter and rankers."""
     if where is not None and where.WhichOneof("node") is None:
-        where = None
+        raise InvalidArgument("the query tree is empty; give at least one clause")
+    if where is not None and where.WhichOneof("node") == "all" and not where.all.nodes:
+        raise InvalidArgument("the query's AND node has no clauses")
     top = list(where.all.nodes) if where is not None and where.WhichOneof("node") == "all" else \
         ([where] if where is not None else [])
     filters, near_rankers, text_rankers = [], [], []

@@ -80,10 +80,19 @@ def cmd_collections(args: argparse.Namespace) -> int:
 
 def cmd_create(args: argparse.Namespace) -> int:
     """Create a collection."""
+    fields = dict(_field_spec(f) for f in args.field)
     with _client(args) as client:
-        c = client.create_collection(args.name, dim=args.dim, metric=args.metric, shards=args.shards)
-    print(f"created {c.name}: dim {c.dim}, {c.metric}, {c.shards} shards")
+        c = client.create_collection(args.name, dim=args.dim, metric=args.metric, shards=args.shards, fields=fields)
+    indexed = ", ".join(f"{k} ({v})" for k, v in sorted(c.fields.items())) or "no payload fields"
+    print(f"created {c.name}: dim {c.dim}, {c.metric}, {c.shards} shards; indexes {indexed}")
     return 0
+
+
+def _field_spec(text: str) -> tuple[str, str]:
+    name, sep, ftype = text.partition(":")
+    if not sep or not name or not ftype:
+        raise SystemExit(f"--field takes NAME:TYPE (e.g. section:keyword), got {text!r}")
+    return name, ftype
 
 
 def cmd_drop(args: argparse.Namespace) -> int:
@@ -183,11 +192,28 @@ def cmd_search(args: argparse.Namespace) -> int:
     if sum(bool(x) for x in (args.vector, args.like, args.text)) != 1:
         raise SystemExit("give exactly one of QUERY text, --vector or --like")
     with _client(args) as client:
-        hits = client.search(args.collection, _query_vector(args, client), k=args.k, ef=args.ef)
+        hits, plan = client.explain(args.collection, _query_vector(args, client), k=args.k, ef=args.ef,
+                                    filter=args.filter or None, explain=args.explain)
+    _show(args, hits, plan)
+    return 0
+
+
+def _show(args: argparse.Namespace, hits: list[Hit], plan: dict[str, Any]) -> None:
     if args.json:
         print(json.dumps([h.__dict__ for h in hits], ensure_ascii=False))
     else:
         _print_hits(hits)
+    if plan:
+        print(json.dumps(plan, indent=1, ensure_ascii=False), file=sys.stderr)
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    """Run a whole query string: filters, near and full-text clauses, ranking included."""
+    with _client(args) as client:
+        hits, plan = client.explain(args.collection, query=args.query, k=args.k, ef=args.ef,
+                                    ranking=args.ranking, explain=args.explain,
+                                    weights=(args.vector_weight, args.text_weight))
+    _show(args, hits, plan)
     return 0
 
 
@@ -214,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dim", type=int, required=True)
     s.add_argument("--metric", default="cosine", choices=["cosine", "l2", "ip"])
     s.add_argument("--shards", type=int, default=0)
+    s.add_argument("--field", action="append", default=[], metavar="NAME:TYPE",
+                   help="index a payload field: keyword, tags, int, float, datetime, bool or text (repeatable)")
     s.set_defaults(fn=cmd_create)
 
     s = sub.add_parser("drop", help="drop a collection and its data")
@@ -246,8 +274,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--like", help="use the vector of this stored document id")
     s.add_argument("-k", type=int, default=10)
     s.add_argument("--ef", type=int, default=None)
+    s.add_argument("--filter", default="", help="query string the hits must pass, e.g. 'section:python'")
+    s.add_argument("--explain", action="store_true", help="print the plan (to stderr)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_search)
+
+    s = sub.add_parser("query", help="run a query string (filters, near, full text; see README 'Queries')")
+    s.add_argument("query", help="e.g. 'section:games AND text_en:\"chess\" AND installed_size_kb<5000'")
+    s.add_argument("--collection", "-c", default="debian")
+    s.add_argument("-k", type=int, default=10)
+    s.add_argument("--ef", type=int, default=None)
+    s.add_argument("--ranking", choices=["vector", "bm25", "hybrid"], default=None)
+    s.add_argument("--vector-weight", type=float, default=0.0, help="RRF weight of the vector ranking (hybrid)")
+    s.add_argument("--text-weight", type=float, default=0.0, help="RRF weight of the BM25 ranking (hybrid)")
+    s.add_argument("--explain", action="store_true", help="print the plan (to stderr)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_query)
     return p
 
 

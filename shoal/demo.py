@@ -25,7 +25,9 @@ DEMO_DIM = 256
 DEMO_SHARDS = 3
 BATCH = 2000
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "debian" / "corpus.jsonl.gz"
-PAYLOAD_FIELDS = ("section", "priority", "architecture", "installed_size_kb", "tags")
+PAYLOAD_FIELDS = ("section", "priority", "architecture", "installed_size_kb", "tags", "text_en")
+DEMO_FIELDS = {"section": "keyword", "priority": "keyword", "architecture": "keyword", "installed_size_kb": "int",
+               "tags": "tags", "text_en": "text"}
 SUMMARY_CHARS = 160
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -65,7 +67,8 @@ def load_demo(client: Client, path: Path = CORPUS, progress: bool = True) -> int
         if count > 0:
             return count
     else:
-        client.create_collection(DEMO_COLLECTION, dim=DEMO_DIM, metric="cosine", shards=DEMO_SHARDS)
+        client.create_collection(DEMO_COLLECTION, dim=DEMO_DIM, metric="cosine", shards=DEMO_SHARDS,
+                                 fields=DEMO_FIELDS)
     docs = list(read_corpus(path))
     bar = tqdm(total=len(docs), unit="doc", desc=f"loading demo collection {DEMO_COLLECTION!r}",
                disable=not progress)
