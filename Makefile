@@ -2,7 +2,7 @@ PYTHON ?= python3
 PROTO_SRC := $(wildcard protos/*.proto)
 STAMP := .make/installed
 
-.PHONY: install protos run test test-unit lint bench clean
+.PHONY: install protos run test test-unit lint bench bench-filter clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install -q -e ".[dev,bench]"
@@ -32,6 +32,10 @@ lint: $(STAMP)
 ## Benchmark: Shoal vs in-process hnswlib vs brute force; writes BENCHMARKS.md and bench/recall_qps.png.
 bench: $(STAMP)
 	$(PYTHON) -m bench.run
+
+## Filtered search, NOT and BM25 on the Debian corpus; writes its section of BENCHMARKS.md.
+bench-filter: $(STAMP)
+	$(PYTHON) -m bench.filtered
 
 clean:
 	rm -rf .make .shoal-data build *.egg-info
