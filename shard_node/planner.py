@@ -21,6 +21,7 @@ from shard_node.settings import (
     PLAN_EXACT_ALWAYS,
     PLAN_EXACT_PER_HNSW_EF,
     PLAN_GROWTH,
+    PLAN_MAX_EF,
     PLAN_OVERSAMPLE,
 )
 
@@ -45,13 +46,18 @@ def first_k(allowed: int, live: int, k: int) -> int:
     return min(live, max(k, math.ceil(k / selectivity * PLAN_OVERSAMPLE)))
 
 
+def beam(ef: int, want: int, allowed: int, live: int) -> int:
+    """ef of a post-filtered round: room for `want` candidates, and for about ef allowed ones among them."""
+    return min(PLAN_MAX_EF, max(ef, PLAN_EF_PER_WANT * want, math.ceil(ef * live / max(allowed, 1))))
+
+
 def choose(allowed: int, live: int, k: int, ef: int) -> str:
     """The cheaper plan for `allowed` of `live` documents: exact scan or post-filtered HNSW."""
     if allowed == 0:
         return EMPTY
     if allowed <= max(k, PLAN_EXACT_ALWAYS) or allowed >= live and live <= PLAN_EXACT_ALWAYS:
         return EXACT
-    hnsw_ef = max(ef, PLAN_EF_PER_WANT * first_k(allowed, live, k))
+    hnsw_ef = beam(ef, first_k(allowed, live, k), allowed, live)
     return EXACT if allowed < hnsw_ef * PLAN_EXACT_PER_HNSW_EF else HNSW
 
 
@@ -88,7 +94,8 @@ def hnsw_post_filter(part: Partition, query: np.ndarray, mask: np.ndarray | None
     while True:
         want = min(want, part.live)
         # The candidates past the first k are what a filter keeps, so they need the graph's full precision too.
-        round_ef = max(ef, want if mask is None else PLAN_EF_PER_WANT * want)
+        # The beam must also hold about ef allowed documents, as a filtered walk at ef would.
+        round_ef = max(ef, want) if mask is None else beam(ef, want, allowed, live)
         rounds += 1
         try:
             with part.searching(round_ef):

@@ -16,6 +16,7 @@ PLAN_EXACT_ALWAYS = 1024      # allowed sets this small are always scanned exact
 PLAN_OVERSAMPLE = 2.0         # post-filtered HNSW asks for k / selectivity * this many neighbours
 PLAN_EF_PER_WANT = 2          # ef of a post-filtered round: this many times the neighbours it asks for
 PLAN_ANTI_CORRELATED = 0.25   # a round keeping under this share of the expected hits switches to filtered HNSW
+PLAN_MAX_EF = 8192            # largest beam a post-filtered round uses (past it the set is scanned exactly)
 PLAN_GROWTH = 4               # and this many times more in each deeper round
 PLAN_EXACT_PER_HNSW_EF = 12   # an exact scan of this many vectors costs about one unit of HNSW ef
 HYBRID_DEPTH = 100            # each ranking's depth fused by RRF
