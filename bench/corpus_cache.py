@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args(argv)
-    from embedder.registry import default_registry  # heavy: only for the command line
+    from embedder.catalog import default_registry  # heavy: only for the command line
 
     encoder = default_registry().load(args.model)
     fill_cache(lambda texts: encoder.embed_texts(texts, kind="passage"), args.model, args.cache_dir, args.limit)

@@ -78,8 +78,8 @@ class Engine:
 
     # ---- collections ---------------------------------------------------------------------
     async def create_collection(self, name: str, dim: int, metric: str, shards: int, m: int,
-                                ef_construction: int, ef_search: int) -> CollectionSpec:
-        """Create a collection and start its shard actors."""
+                                ef_construction: int, ef_search: int, **binding: str | int) -> CollectionSpec:
+        """Create a collection and start its shard actors (binding: model fields of CollectionSpec)."""
         s = self.settings
         if not valid_name(name):
             raise InvalidArgument(f"collection name {name!r} is not valid: use 1-128 letters, digits, "
@@ -99,7 +99,7 @@ class Engine:
             raise InvalidArgument(f"hnsw m must be between 2 and 256, got {m}")
         if not 1 <= ef_search <= s.max_ef or not 1 <= ef_construction <= s.max_ef:
             raise InvalidArgument(f"ef_search and ef_construction must be between 1 and {s.max_ef}")
-        spec = CollectionSpec.new(name, dim, metric, shards, m, ef_construction, ef_search)
+        spec = CollectionSpec.new(name, dim, metric, shards, m, ef_construction, ef_search, **binding)
         self.catalog.add(spec)
         try:
             await asyncio.to_thread(self._placer.ensure, spec)
@@ -130,9 +130,9 @@ class Engine:
         return spec, await self._pool.each(spec, range(spec.shards), stats, "Stats")
 
     async def count(self, name: str) -> int:
-        """Live documents in a collection."""
+        """Live documents in a collection (a chunked document counts once)."""
         _, shards = await self.describe(name)
-        return sum(s.stats.live for s in shards)
+        return sum(s.stats.documents for s in shards)
 
     # ---- writes --------------------------------------------------------------------------
     async def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray,
