@@ -36,7 +36,8 @@ from shard_node.partition import Partition
 from shard_node.query import run_query
 from shard_node.settings import PartitionSpec
 from shoal import query as Q
-from shoal.demo import CORPUS, hashed_bow, read_corpus
+from shoal.demo import CORPUS, read_corpus
+from shoal.lexical import hashed_bow
 from shoal.serve import LocalCluster
 
 REPO = Path(__file__).resolve().parent.parent

@@ -32,15 +32,19 @@ class CollectionSpec:
     ef_search: int
     created_at: str
     fields: dict[str, str] = field(default_factory=dict)  # indexed payload fields: name -> type
+    model: str = ""          # bound embedding model, name@version ("" = bare vectors)
+    modality: str = ""       # what the bound model embeds: text, image or text+image
+    chunk_words: int = 0     # text chunking of a bound collection
+    chunk_overlap: int = 0
 
     @staticmethod
     def new(name: str, dim: int, metric: str, shards: int, m: int, ef_construction: int,
-            ef_search: int, fields: dict[str, str] | None = None) -> CollectionSpec:
+            ef_search: int, fields: dict[str, str] | None = None, **binding: str | int) -> CollectionSpec:
         """A spec with a fresh uid and creation time."""
         return CollectionSpec(name=name, uid=uuid.uuid4().hex[:12], dim=dim, metric=metric, shards=shards,
                               m=m, ef_construction=ef_construction, ef_search=ef_search,
                               created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                              fields=dict(fields or {}))
+                              fields=dict(fields or {}), **binding)
 
 
 def valid_name(name: str) -> bool:

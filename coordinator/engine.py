@@ -85,9 +85,9 @@ class Engine:
 
     # ---- collections ---------------------------------------------------------------------
     async def create_collection(self, name: str, dim: int, metric: str, shards: int, m: int,
-                                ef_construction: int, ef_search: int,
-                                fields: dict[str, str] | None = None) -> CollectionSpec:
-        """Create a collection and start its shard actors."""
+                                ef_construction: int, ef_search: int, fields: dict[str, str] | None = None,
+                                **binding: str | int) -> CollectionSpec:
+        """Create a collection and start its shard actors (binding: model fields of CollectionSpec)."""
         s = self.settings
         if not valid_name(name):
             raise InvalidArgument(f"collection name {name!r} is not valid: use 1-128 letters, digits, "
@@ -110,7 +110,7 @@ class Engine:
         problem = check_schema(dict(fields or {}))
         if problem:
             raise InvalidArgument(problem)
-        spec = CollectionSpec.new(name, dim, metric, shards, m, ef_construction, ef_search, fields)
+        spec = CollectionSpec.new(name, dim, metric, shards, m, ef_construction, ef_search, fields, **binding)
         self.catalog.add(spec)
         try:
             await asyncio.to_thread(self._placer.ensure, spec)
@@ -141,9 +141,9 @@ class Engine:
         return spec, await self._pool.each(spec, range(spec.shards), stats, "Stats")
 
     async def count(self, name: str) -> int:
-        """Live documents in a collection."""
+        """Live documents in a collection (a chunked document counts once)."""
         _, shards = await self.describe(name)
-        return sum(s.stats.live for s in shards)
+        return sum(s.stats.documents for s in shards)
 
     # ---- writes --------------------------------------------------------------------------
     async def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray,

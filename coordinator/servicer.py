@@ -6,6 +6,7 @@ import grpc
 
 from coordinator.catalog import CollectionSpec
 from coordinator.deadline import set_request_deadline
+from coordinator.documents import Documents
 from coordinator.engine import Engine, ShardStatus
 from coordinator.metrics import CoordinatorMetrics
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc
@@ -22,10 +23,13 @@ def collection_to_proto(spec: CollectionSpec, shards: list[ShardStatus] | None =
         hnsw=common_pb2.HnswParams(m=spec.m, ef_construction=spec.ef_construction, ef_search=spec.ef_search),
         created_at=spec.created_at, fields=spec.fields,
     )
+    if spec.model:
+        info.model, info.modality = spec.model, spec.modality
+        info.chunking.words, info.chunking.overlap = spec.chunk_words, spec.chunk_overlap
     for s in shards or []:
         info.shard_info.add(index=s.index, address=s.address, live=s.stats.live,
                             tombstones=s.stats.tombstones, wal_bytes=s.stats.wal_bytes)
-        info.count += s.stats.live
+        info.count += s.stats.documents
     return info
 
 
@@ -38,8 +42,9 @@ def _is_query(request: coordinator_pb2.SearchRequest) -> bool:
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     """Serves the Engine over gRPC (asyncio)."""
 
-    def __init__(self, engine: Engine, metrics: CoordinatorMetrics) -> None:
+    def __init__(self, engine: Engine, documents: Documents, metrics: CoordinatorMetrics) -> None:
         self._engine = engine
+        self._documents = documents
         self._metrics = metrics
 
     def _observe(self, method: str, context: grpc.aio.ServicerContext) -> observe:
@@ -50,9 +55,10 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def CreateCollection(self, request: coordinator_pb2.CreateCollectionRequest,
                                context: grpc.aio.ServicerContext) -> coordinator_pb2.CollectionInfo:
         with self._observe("CreateCollection", context):
-            spec = await self._engine.create_collection(
+            spec = await self._documents.create_collection(
                 request.name, request.dim, metric_from_proto(request.metric), request.shards,
-                request.hnsw.m, request.hnsw.ef_construction, request.hnsw.ef_search, dict(request.fields))
+                request.hnsw.m, request.hnsw.ef_construction, request.hnsw.ef_search, request.model,
+                request.chunking.words, request.chunking.overlap, dict(request.fields))
             return collection_to_proto(spec)
 
     @rpc_edge
@@ -80,22 +86,23 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def Upsert(self, request: coordinator_pb2.UpsertRequest,
                      context: grpc.aio.ServicerContext) -> coordinator_pb2.UpsertResponse:
         with self._observe("Upsert", context):
-            n = await self._engine.upsert(request.collection, list(request.ids), unpack_matrix(request.vectors),
-                                          list(request.payloads))
+            n = await self._documents.upsert(request.collection, list(request.ids), unpack_matrix(request.vectors),
+                                             request.vectors_model, list(request.texts), list(request.images),
+                                             list(request.payloads))
             return coordinator_pb2.UpsertResponse(upserted=n)
 
     @rpc_edge
     async def Delete(self, request: coordinator_pb2.DeleteRequest,
                      context: grpc.aio.ServicerContext) -> coordinator_pb2.DeleteResponse:
         with self._observe("Delete", context):
-            n = await self._engine.delete(request.collection, list(request.ids))
+            n = await self._documents.delete(request.collection, list(request.ids))
             return coordinator_pb2.DeleteResponse(deleted=n)
 
     @rpc_edge
     async def Get(self, request: coordinator_pb2.GetRequest,
                   context: grpc.aio.ServicerContext) -> coordinator_pb2.GetResponse:
         with self._observe("Get", context):
-            docs = await self._engine.get(request.collection, list(request.ids), request.with_vectors)
+            docs = await self._documents.get(request.collection, list(request.ids), request.with_vectors)
             return coordinator_pb2.GetResponse(documents=docs)
 
     @rpc_edge
@@ -111,6 +118,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             vectors = unpack_matrix(request.vectors, "query vectors")
             plans = []
             if _is_query(request):
+                vectors = await self._documents.query_vectors(request.collection, vectors, request.vectors_model,
+                                                              list(request.texts), list(request.images))
                 results, plans = await self._engine.query(
                     request.collection, vectors, request.k, request.ef, request.with_payload,
                     filter_text=request.filter,
@@ -119,8 +128,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                     ranking=request.ranking, vector_weight=request.vector_weight, text_weight=request.text_weight,
                     explain=request.explain)
             else:
-                results = await self._engine.search(request.collection, vectors, request.k, request.ef,
-                                                    request.with_payload)
+                results = await self._documents.search(
+                    request.collection, vectors, request.vectors_model, list(request.texts), list(request.images),
+                    request.k, request.ef, request.with_payload)
             return coordinator_pb2.SearchResponse(plans=plans, results=[
                 coordinator_pb2.QueryResult(hits=[
                     common_pb2.Hit(id=h.id, score=h.score, distance=h.distance, payload=h.payload)

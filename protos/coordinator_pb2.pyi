@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "fields")
+    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "fields", "model", "chunking")
     class FieldsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -23,16 +23,28 @@ class CreateCollectionRequest(_message.Message):
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     HNSW_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CHUNKING_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: _common_pb2.Metric
     shards: int
     hnsw: _common_pb2.HnswParams
     fields: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    model: str
+    chunking: Chunking
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ...) -> None: ...
+
+class Chunking(_message.Message):
+    __slots__ = ("words", "overlap")
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    words: int
+    overlap: int
+    def __init__(self, words: _Optional[int] = ..., overlap: _Optional[int] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "created_at", "count", "shard_info", "fields")
+    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "created_at", "count", "shard_info", "fields", "model", "modality", "chunking")
     class FieldsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +61,9 @@ class CollectionInfo(_message.Message):
     COUNT_FIELD_NUMBER: _ClassVar[int]
     SHARD_INFO_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODALITY_FIELD_NUMBER: _ClassVar[int]
+    CHUNKING_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: _common_pb2.Metric
@@ -58,7 +73,10 @@ class CollectionInfo(_message.Message):
     count: int
     shard_info: _containers.RepeatedCompositeFieldContainer[ShardInfo]
     fields: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., created_at: _Optional[str] = ..., count: _Optional[int] = ..., shard_info: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    model: str
+    modality: str
+    chunking: Chunking
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., created_at: _Optional[str] = ..., count: _Optional[int] = ..., shard_info: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., modality: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ...) -> None: ...
 
 class ShardInfo(_message.Message):
     __slots__ = ("index", "address", "live", "tombstones", "wal_bytes")
@@ -101,16 +119,22 @@ class DescribeCollectionRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
-    __slots__ = ("collection", "ids", "vectors", "payloads")
+    __slots__ = ("collection", "ids", "vectors", "payloads", "texts", "images", "vectors_model")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_MODEL_FIELD_NUMBER: _ClassVar[int]
     collection: str
     ids: _containers.RepeatedScalarFieldContainer[str]
     vectors: _common_pb2.FloatMatrix
     payloads: _containers.RepeatedCompositeFieldContainer[_common_pb2.Payload]
-    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., payloads: _Optional[_Iterable[_Union[_common_pb2.Payload, _Mapping]]] = ...) -> None: ...
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    images: _containers.RepeatedScalarFieldContainer[bytes]
+    vectors_model: str
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., payloads: _Optional[_Iterable[_Union[_common_pb2.Payload, _Mapping]]] = ..., texts: _Optional[_Iterable[str]] = ..., images: _Optional[_Iterable[bytes]] = ..., vectors_model: _Optional[str] = ...) -> None: ...
 
 class UpsertResponse(_message.Message):
     __slots__ = ("upserted",)
@@ -161,7 +185,7 @@ class CountResponse(_message.Message):
     def __init__(self, count: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "vectors", "k", "ef", "with_payload", "filter", "filter_tree", "query", "query_tree", "ranking", "vector_weight", "text_weight", "explain")
+    __slots__ = ("collection", "vectors", "k", "ef", "with_payload", "filter", "filter_tree", "query", "query_tree", "ranking", "vector_weight", "text_weight", "explain", "texts", "images", "vectors_model")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -175,6 +199,9 @@ class SearchRequest(_message.Message):
     VECTOR_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     TEXT_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_MODEL_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vectors: _common_pb2.FloatMatrix
     k: int
@@ -188,7 +215,10 @@ class SearchRequest(_message.Message):
     vector_weight: float
     text_weight: float
     explain: bool
-    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., filter: _Optional[str] = ..., filter_tree: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., query: _Optional[str] = ..., query_tree: _Optional[_Union[_query_pb2.Query, _Mapping]] = ..., ranking: _Optional[_Union[_query_pb2.Ranking, str]] = ..., vector_weight: _Optional[float] = ..., text_weight: _Optional[float] = ..., explain: _Optional[bool] = ...) -> None: ...
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    images: _containers.RepeatedScalarFieldContainer[bytes]
+    vectors_model: str
+    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., filter: _Optional[str] = ..., filter_tree: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., query: _Optional[str] = ..., query_tree: _Optional[_Union[_query_pb2.Query, _Mapping]] = ..., ranking: _Optional[_Union[_query_pb2.Ranking, str]] = ..., vector_weight: _Optional[float] = ..., text_weight: _Optional[float] = ..., explain: _Optional[bool] = ..., texts: _Optional[_Iterable[str]] = ..., images: _Optional[_Iterable[bytes]] = ..., vectors_model: _Optional[str] = ...) -> None: ...
 
 class QueryResult(_message.Message):
     __slots__ = ("hits",)

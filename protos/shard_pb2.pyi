@@ -79,20 +79,22 @@ class ShardSnapshotRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ShardStats(_message.Message):
-    __slots__ = ("live", "tombstones", "capacity", "last_lsn", "snapshot_lsn", "wal_bytes")
+    __slots__ = ("live", "tombstones", "capacity", "last_lsn", "snapshot_lsn", "wal_bytes", "documents")
     LIVE_FIELD_NUMBER: _ClassVar[int]
     TOMBSTONES_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     LAST_LSN_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_LSN_FIELD_NUMBER: _ClassVar[int]
     WAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     live: int
     tombstones: int
     capacity: int
     last_lsn: int
     snapshot_lsn: int
     wal_bytes: int
-    def __init__(self, live: _Optional[int] = ..., tombstones: _Optional[int] = ..., capacity: _Optional[int] = ..., last_lsn: _Optional[int] = ..., snapshot_lsn: _Optional[int] = ..., wal_bytes: _Optional[int] = ...) -> None: ...
+    documents: int
+    def __init__(self, live: _Optional[int] = ..., tombstones: _Optional[int] = ..., capacity: _Optional[int] = ..., last_lsn: _Optional[int] = ..., snapshot_lsn: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., documents: _Optional[int] = ...) -> None: ...
 
 class WalRecord(_message.Message):
     __slots__ = ("lsn", "upsert", "delete")

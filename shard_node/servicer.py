@@ -19,7 +19,8 @@ from shard_node.store import ShardFigures, ShardStore
 def figures_to_proto(f: ShardFigures) -> shard_pb2.ShardStats:
     """ShardFigures as a ShardStats message."""
     return shard_pb2.ShardStats(live=f.live, tombstones=f.tombstones, capacity=f.capacity,
-                                last_lsn=f.last_lsn, snapshot_lsn=f.snapshot_lsn, wal_bytes=f.wal_bytes)
+                                last_lsn=f.last_lsn, snapshot_lsn=f.snapshot_lsn, wal_bytes=f.wal_bytes,
+                                documents=f.documents)
 
 
 class ShardServicer(shard_pb2_grpc.ShardServicer):

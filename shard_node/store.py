@@ -31,6 +31,7 @@ class ShardFigures:
     last_lsn: int
     snapshot_lsn: int
     wal_bytes: int
+    documents: int
 
 
 class ShardStore:
@@ -138,7 +139,7 @@ class ShardStore:
         p = self.partition
         return ShardFigures(live=p.live, tombstones=p.tombstones, capacity=p.capacity,
                             last_lsn=self._lsn, snapshot_lsn=self._snapshot_lsn,
-                            wal_bytes=self._wal.size_bytes)
+                            wal_bytes=self._wal.size_bytes, documents=p.documents)
 
     def close(self) -> None:
         """Stop writing (the WAL is already durable)."""

@@ -67,6 +67,10 @@ class Collection:
     count: int = 0
     shard_info: list[dict[str, Any]] = field(default_factory=list)
     fields: dict[str, str] = field(default_factory=dict)
+    model: str = ""          # bound embedding model (name@version), "" for bare vectors
+    modality: str = ""
+    chunk_words: int = 0
+    chunk_overlap: int = 0
 
 
 def _collection(info: coordinator_pb2.CollectionInfo) -> Collection:
@@ -77,6 +81,8 @@ def _collection(info: coordinator_pb2.CollectionInfo) -> Collection:
         shard_info=[{"index": s.index, "address": s.address, "live": s.live, "tombstones": s.tombstones,
                      "wal_bytes": s.wal_bytes} for s in info.shard_info],
         fields=dict(info.fields),
+        model=info.model, modality=info.modality, chunk_words=info.chunking.words,
+        chunk_overlap=info.chunking.overlap,
     )
 
 
@@ -120,17 +126,17 @@ class Client:
                 raise error_from_rpc(err) from None
 
     # ---- collections ---------------------------------------------------------------------
-    def create_collection(self, name: str, dim: int, metric: str = "cosine", shards: int = 0, m: int = 0,
-                          ef_construction: int = 0, ef_search: int = 0,
-                          fields: dict[str, str] | None = None) -> Collection:
-        """Create a collection (0 takes the server's default for shards and HNSW parameters).
+    def create_collection(self, name: str, dim: int = 0, metric: str = "cosine", shards: int = 0, m: int = 0,
+                          ef_construction: int = 0, ef_search: int = 0, model: str = "", chunk_words: int = 0,
+                          chunk_overlap: int = 0, fields: dict[str, str] | None = None) -> Collection:
+        """Create a collection (0 takes the server's default); with `model` (name@version) it embeds text/images.
 
         `fields` indexes payload fields for filters and full text: name -> keyword | tags | int | float |
         datetime | bool | text."""
         req = coordinator_pb2.CreateCollectionRequest(
             name=name, dim=dim, metric=metric_to_proto(metric), shards=shards,
-            hnsw=common_pb2.HnswParams(m=m, ef_construction=ef_construction, ef_search=ef_search),
-            fields=fields or {})
+            hnsw=common_pb2.HnswParams(m=m, ef_construction=ef_construction, ef_search=ef_search), model=model,
+            chunking=coordinator_pb2.Chunking(words=chunk_words, overlap=chunk_overlap), fields=fields or {})
         return _collection(self._call(self._stub.CreateCollection, req, idempotent=False))
 
     def drop_collection(self, name: str) -> None:
@@ -148,11 +154,17 @@ class Client:
                                       coordinator_pb2.DescribeCollectionRequest(name=name)))
 
     # ---- documents -----------------------------------------------------------------------
-    def upsert(self, name: str, ids: Sequence[str], vectors: Any,
-               payloads: Sequence[dict[str, Any] | None] | None = None) -> int:
-        """Insert or replace documents; returns how many were written (all, or an error is raised)."""
-        req = coordinator_pb2.UpsertRequest(collection=name, ids=list(ids), vectors=pack_matrix(vectors),
-                                            payloads=payloads_to_proto(payloads) if payloads is not None else [])
+    def upsert(self, name: str, ids: Sequence[str], vectors: Any = None,
+               payloads: Sequence[dict[str, Any] | None] | None = None, *, texts: Sequence[str] | None = None,
+               images: Sequence[bytes] | None = None, vectors_model: str = "") -> int:
+        """Insert or replace documents given as vectors, or (model-bound collections) texts and/or images.
+
+        Returns how many were written (all, or an error is raised)."""
+        req = coordinator_pb2.UpsertRequest(collection=name, ids=list(ids), payloads=payloads_to_proto(payloads)
+                                            if payloads is not None else [], texts=list(texts or []),
+                                            images=list(images or []), vectors_model=vectors_model)
+        if vectors is not None:
+            req.vectors.CopyFrom(pack_matrix(vectors))
         return self._call(self._stub.Upsert, req).upserted
 
     def delete(self, name: str, ids: Sequence[str]) -> int:
@@ -173,20 +185,35 @@ class Client:
     # ---- search --------------------------------------------------------------------------
     def search(self, name: str, vector: Any = None, k: int = 10, ef: int | None = None,
                with_payload: bool = True, filter: QueryLike | None = None, query: QueryLike | None = None,
-               ranking: str | None = None, weights: tuple[float, float] = (0.0, 0.0)) -> list[Hit]:
-        """The k best documents, best first: nearest to `vector` among those passing `filter` (a query
-        string or tree), or by a whole `query` (its bare near ranks by vector, its text clause by BM25,
-        both together by reciprocal rank fusion with `weights` = (vector, text))."""
-        return self.explain(name, vector, k, ef, with_payload, filter, query, ranking, weights, explain=False)[0]
+               ranking: str | None = None, weights: tuple[float, float] = (0.0, 0.0), *, text: str | None = None,
+               image: bytes | None = None, vectors_model: str = "") -> list[Hit]:
+        """The k best documents, best first: nearest to `vector` (or, model-bound collections, to a text or an
+        image) among those passing `filter` (a query string or tree), or by a whole `query` (its bare near
+        ranks by vector, its text clause by BM25, both together by reciprocal rank fusion with
+        `weights` = (vector, text))."""
+        if filter is not None or query is not None or ranking is not None:
+            return self.explain(name, vector, k, ef, with_payload, filter, query, ranking, weights, explain=False,
+                                text=text, image=image, vectors_model=vectors_model)[0]
+        if vector is not None:
+            arr = np.asarray(vector, dtype=np.float32)
+            if arr.ndim != 1:
+                raise InvalidArgument("search takes one vector; use search_batch for many")
+            vector = arr.reshape(1, -1)
+        return self.search_batch(name, vector, k=k, ef=ef, with_payload=with_payload,
+                                 texts=None if text is None else [text],
+                                 images=None if image is None else [image], vectors_model=vectors_model)[0]
 
     def explain(self, name: str, vector: Any = None, k: int = 10, ef: int | None = None,
                 with_payload: bool = True, filter: QueryLike | None = None, query: QueryLike | None = None,
                 ranking: str | None = None, weights: tuple[float, float] = (0.0, 0.0),
-                explain: bool = True) -> tuple[list[Hit], dict[str, Any]]:
+                explain: bool = True, *, text: str | None = None, image: bytes | None = None,
+                vectors_model: str = "") -> tuple[list[Hit], dict[str, Any]]:
         """Like search, and the plan: per clause estimated and actual set sizes, each shard's strategy and
         latency."""
         req = coordinator_pb2.SearchRequest(collection=name, k=k, ef=ef or 0, with_payload=with_payload,
-                                            explain=explain, vector_weight=weights[0], text_weight=weights[1])
+                                            explain=explain, vector_weight=weights[0], text_weight=weights[1],
+                                            texts=[text] if text is not None else [],
+                                            images=[image] if image is not None else [], vectors_model=vectors_model)
         if ranking not in _RANKINGS:
             raise InvalidArgument(f"ranking {ranking!r} is unknown; use vector, bm25 or hybrid")
         req.ranking = _RANKINGS[ranking]
@@ -195,8 +222,8 @@ class Client:
             if arr.ndim != 1:
                 raise InvalidArgument("search takes one vector; use search_batch for many")
             req.vectors.CopyFrom(pack_matrix(arr.reshape(1, -1)))
-        elif query is None:
-            raise InvalidArgument("search needs a vector or a query")
+        elif query is None and text is None and image is None:
+            raise InvalidArgument("search needs a vector, a text, an image or a query")
         for value, text_field, tree_field in ((filter, "filter", "filter_tree"), (query, "query", "query_tree")):
             if isinstance(value, str):
                 setattr(req, text_field, value)
@@ -209,9 +236,14 @@ class Client:
                              always_print_fields_with_no_presence=True) if resp.plans else {}
         return _hits(resp.results[0]), plan
 
-    def search_batch(self, name: str, vectors: Any, k: int = 10, ef: int | None = None,
-                     with_payload: bool = True, filter: str | None = None) -> list[list[Hit]]:
-        """The k nearest documents to each row of vectors (among those passing `filter`), in one call."""
-        req = coordinator_pb2.SearchRequest(collection=name, vectors=pack_matrix(vectors), k=k, ef=ef or 0,
-                                            with_payload=with_payload, filter=filter or "")
+    def search_batch(self, name: str, vectors: Any = None, k: int = 10, ef: int | None = None,
+                     with_payload: bool = True, filter: str | None = None, *, texts: Sequence[str] | None = None,
+                     images: Sequence[bytes] | None = None, vectors_model: str = "") -> list[list[Hit]]:
+        """The k nearest documents to each query (rows of vectors, or texts, or images), among those passing
+        `filter`, in one call."""
+        req = coordinator_pb2.SearchRequest(collection=name, k=k, ef=ef or 0, with_payload=with_payload,
+                                            texts=list(texts or []), images=list(images or []),
+                                            vectors_model=vectors_model, filter=filter or "")
+        if vectors is not None:
+            req.vectors.CopyFrom(pack_matrix(vectors))
         return [_hits(r) for r in self._call(self._stub.Search, req).results]

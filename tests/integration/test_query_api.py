@@ -18,7 +18,8 @@ from coordinator.fusion import rrf
 from protos import coordinator_pb2, coordinator_pb2_grpc, query_pb2
 from protos.wire import pack_matrix, payloads_to_proto
 from shoal import query as Q
-from shoal.demo import hashed_bow, read_corpus
+from shoal.demo import read_corpus
+from shoal.lexical import hashed_bow
 from shoal.serve import LocalCluster
 
 N = 600
@@ -148,7 +149,7 @@ def test_cli_query_and_filtered_search(cluster, filled) -> None:
     assert r.returncode == 0, r.stderr
     hits = json.loads(r.stdout)
     assert 0 < len(hits) <= 3 and all(h["payload"]["section"] == "games" for h in hits)
-    r = run("search", "game", "-c", filled, "--filter", "installed_size_kb<100", "--explain")
+    r = run("search", "--like", "0ad", "-c", filled, "--filter", "installed_size_kb<100", "--explain")
     assert r.returncode == 0, r.stderr
     assert '"strategy"' in r.stderr
     r = run("query", "section:games AND", "-c", filled)

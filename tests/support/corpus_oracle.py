@@ -7,7 +7,8 @@ from functools import cache
 
 import numpy as np
 
-from shoal.demo import hashed_bow, read_corpus
+from shoal.demo import read_corpus
+from shoal.lexical import hashed_bow
 from tests.support.oracle import exact_distances
 
 FIELDS = {"section": "keyword", "architecture": "keyword", "tags": "tags", "installed_size_kb": "int",

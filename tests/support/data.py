@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shoal.demo import CORPUS, hashed_bow, read_corpus
+from shoal.demo import CORPUS, read_corpus
+from shoal.lexical import hashed_bow
 
 QUERIES = Path(CORPUS).with_name("queries_dev.jsonl.gz")
 
