@@ -273,6 +273,15 @@ class Documents:
         queries = await self.query_vectors(name, vectors, vectors_model, texts, images)
         return await self._search_grouped(name, queries, k, ef, with_payload)
 
+    async def embed_query_texts(self, name: str, texts: list[str]) -> np.ndarray | None:
+        """Query vectors of near:"text" clauses by the collection's model (None for a collection without one)."""
+        spec = self._engine.catalog.get(name)
+        if not spec.model:
+            return None
+        if any(not t.strip() for t in texts):
+            raise InvalidArgument("a near:\"...\" clause has an empty text")
+        return (await self._embed(spec, texts, [], "query"))[0]
+
     async def query_vectors(self, name: str, vectors: np.ndarray, vectors_model: str, texts: Sequence[str],
                             images: Sequence[bytes]) -> np.ndarray:
         """Query vectors as given, or (bound collections) embedded from texts or images."""

@@ -17,6 +17,7 @@ from coordinator.payload_check import check_payloads
 from coordinator.query_bind import RANKING_NAMES, VECTOR, BoundQuery, bind_query
 from coordinator.query_exec import QueryRunner, weights_of
 from coordinator.query_parser import parse_query
+from coordinator.query_text import TextEmbedder, embed_near_texts
 from coordinator.router import group_by_shard
 from coordinator.settings import MAX_DIM, MAX_ID_BYTES, MAX_SHARDS, CoordinatorSettings
 from coordinator.shards import ShardPlacer
@@ -238,8 +239,8 @@ class Engine:
     async def query(self, name: str, vectors: np.ndarray, k: int, ef: int, with_payload: bool, *,
                     filter_text: str = "", filter_tree: query_pb2.QueryNode | None = None, query_text: str = "",
                     query_tree: query_pb2.Query | None = None, ranking: int = 0, vector_weight: float = 0.0,
-                    text_weight: float = 0.0, explain: bool = False, strategy: str = ""
-                    ) -> tuple[list[list[Hit]], list[query_pb2.QueryPlan]]:
+                    text_weight: float = 0.0, explain: bool = False, strategy: str = "",
+                    embed: TextEmbedder | None = None) -> tuple[list[list[Hit]], list[query_pb2.QueryPlan]]:
         """Filtered, full-text or hybrid search: per query vector (or once, with none), hits and the plan."""
         spec = self.catalog.get(name)
         s = self.settings
@@ -258,6 +259,8 @@ class Engine:
             text_weight = text_weight or query_tree.text_weight
         if filter_text or query_text:
             where = parse_query(filter_text or query_text)
+        if where is not None and embed is not None:
+            where = await embed_near_texts(where, embed)
         if filter_text or filter_tree is not None:
             if vectors.shape[0] == 0:
                 raise InvalidArgument("a filter restricts a vector search: give a query vector, or use `query`")

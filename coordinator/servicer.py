@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import grpc
 
 from coordinator.catalog import CollectionSpec
 from coordinator.deadline import set_request_deadline
-from coordinator.documents import Documents
+from coordinator.documents import Documents, group_hits
 from coordinator.engine import Engine, ShardStatus
 from coordinator.metrics import CoordinatorMetrics
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc
@@ -126,7 +128,10 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                     filter_tree=request.filter_tree if request.HasField("filter_tree") else None,
                     query_text=request.query, query_tree=request.query_tree if request.HasField("query_tree") else None,
                     ranking=request.ranking, vector_weight=request.vector_weight, text_weight=request.text_weight,
-                    explain=request.explain)
+                    explain=request.explain,
+                    embed=functools.partial(self._documents.embed_query_texts, request.collection))
+                # Entries of a chunked document come back as that document (its best chunk), payload as written.
+                results = [group_hits(hits, request.k) for hits in results]
             else:
                 results = await self._documents.search(
                     request.collection, vectors, request.vectors_model, list(request.texts), list(request.images),

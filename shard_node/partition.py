@@ -76,6 +76,7 @@ class Partition:
         else:
             self._index.load_index(str(index_file), max_elements=capacity)
         self._vectors = np.zeros((capacity, spec.dim), dtype=np.float32)
+        self._norms = np.ones(capacity, dtype=np.float32)  # L2 norms of the vectors, for exact cosine scans
         self._deleted = np.zeros(capacity, dtype=bool)
         self._ids = np.empty(capacity, dtype=object)
         self._labels: dict[str, int] = {}
@@ -118,6 +119,7 @@ class Partition:
         self._index.resize_index(new_cap)
         extra = new_cap - self.capacity
         self._vectors = np.concatenate([self._vectors, np.zeros((extra, self.spec.dim), np.float32)])
+        self._norms = np.concatenate([self._norms, np.ones(extra, np.float32)])
         self._deleted = np.concatenate([self._deleted, np.zeros(extra, bool)])
         self._ids = np.concatenate([self._ids, np.empty(extra, dtype=object)])
         self.fields.grow(new_cap)
@@ -156,6 +158,7 @@ class Partition:
         self._size += fresh
         self._tombstones -= int(self._deleted[labels].sum())
         self._vectors[labels] = vectors
+        self._norms[labels] = np.maximum(np.linalg.norm(vectors, axis=1), 1e-30)
         self._deleted[labels] = False
         for i, label in enumerate(labels.tolist()):
             self._payloads[label] = payloads[i] if payloads is not None else {}
@@ -228,6 +231,11 @@ class Partition:
         """Raw vectors by label (rows past `size` are unused)."""
         return self._vectors
 
+    @property
+    def norms(self) -> np.ndarray:
+        """L2 norms of the raw vectors by label."""
+        return self._norms
+
     def live_mask(self) -> np.ndarray:
         """Bool mask of live labels over [0, size)."""
         return ~self._deleted[: self._size]
@@ -297,6 +305,7 @@ class Partition:
         part = cls(spec, capacity=capacity, search_threads=search_threads,
                    index_file=directory / "index.hnsw")
         part._vectors[:size] = vectors
+        part._norms[:size] = np.maximum(np.linalg.norm(vectors, axis=1), 1e-30)
         part._deleted[:size] = deleted
         part._ids[:size] = ids
         part._labels = {doc_id: label for label, doc_id in enumerate(ids)}

