@@ -15,23 +15,11 @@ from protos import query_tree as q
 TopSearch = Callable[[np.ndarray, int], Awaitable[list[str]]]
 
 
-def _top_nodes(node: query_pb2.QueryNode, out: list[query_pb2.QueryNode]) -> list[query_pb2.QueryNode]:
-    kind = node.WhichOneof("node")
-    if kind in ("all", "any"):
-        for child in getattr(node, kind).nodes:
-            _top_nodes(child, out)
-    elif kind == "negate":
-        _top_nodes(node.negate, out)
-    elif kind == "near" and node.near.top:
-        out.append(node)
-    return out
-
-
 async def resolve_rank_sets(tree: query_pb2.QueryNode, top_search: TopSearch) -> list[tuple[str, int]]:
     """Replace, in place, every near(v, top=K') in the tree by the id set of v's global top-K'.
 
     Returns each resolved clause's text and set size, for explain."""
-    nodes = _top_nodes(tree, [])
+    nodes = q.find(tree, lambda n: n.WhichOneof("node") == "near" and n.near.top > 0)
     if not nodes:
         return []
     texts = [q.render(n) for n in nodes]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from protos import query_pb2
@@ -74,6 +74,16 @@ def exists(field: str) -> Node:
 def ids(doc_ids: Iterable[str]) -> Node:
     """A fixed set of documents."""
     return Node(ids=query_pb2.IdSet(ids=list(doc_ids)))
+
+
+def find(node: Node, wanted: Callable[[Node], bool]) -> list[Node]:
+    """Every node under `node` (through AND, OR and NOT) for which `wanted` holds, in tree order."""
+    kind = node.WhichOneof("node")
+    if kind in ("all", "any"):
+        return [found for child in getattr(node, kind).nodes for found in find(child, wanted)]
+    if kind == "negate":
+        return find(node.negate, wanted)
+    return [node] if wanted(node) else []
 
 
 # ---- text form -------------------------------------------------------------------------------
