@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.corpus_cache import dev_sample, load_corpus
+from bench.machine import machine_facts
 from embedder.client import EmbedderClient
 from shoal.serve import LocalCluster
 
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=Path, default=None, help="folder of PNG images (e.g. the rendered emoji)")
     args = ap.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
+    facts = machine_facts(Path(__file__).resolve().parent.parent)
     images = [p.read_bytes() for p in sorted(args.images.glob("*.png"))][:400] if args.images else []
     image_models = [m for m in args.image_models.split(",") if m] if images else []
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster.stop()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"command": "python -m bench.embedder_speed " + " ".join(argv or sys.argv[1:]),
-                               "results": results}, indent=2))
+                               "machine": facts, "results": results}, indent=2))
     print(f"wrote {OUT}", file=sys.stderr)
     return 0
 
