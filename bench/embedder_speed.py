@@ -28,6 +28,7 @@ BATCH_SIZE = 64
 BATCH_CALLS = 4
 CONCURRENT = 32
 CONCURRENT_ROUNDS = 3
+STATE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "embedder-state"  # keeps the ConSE cache
 OUT = Path(__file__).resolve().parent / "out" / "embedder_speed.json"
 
 
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     images = [p.read_bytes() for p in sorted(args.images.glob("*.png"))][:400] if args.images else []
     image_models = [m for m in args.image_models.split(",") if m] if images else []
     with tempfile.TemporaryDirectory() as tmp:
-        cluster = LocalCluster(tmp, embedder_args=[f"--preload={','.join(models + image_models)}"])
+        preload = ",".join(models + image_models)
+        cluster = LocalCluster(tmp, embedder_args=[f"--state-dir={STATE_DIR}", f"--preload={preload}"])
         try:
             cluster.start_embedder()
             results = asyncio.run(run(cluster.embedder_address, models, images, image_models))
