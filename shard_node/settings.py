@@ -31,6 +31,8 @@ class ShardSettings:
         "help": "write a snapshot once the WAL holds this many bytes"})
     initial_capacity: int = field(default=DEFAULT_INITIAL_CAPACITY, metadata={
         "help": "starting HNSW capacity; the index doubles as it fills"})
+    rebuild_threads: int = field(default=1, metadata={
+        "help": "hnswlib threads a background index rebuild uses (the rest of the CPUs keep serving)"})
     metrics_port: int = field(default=-1, metadata={
         "help": "Prometheus metrics port (0 = any free port, -1 = off)"})
 
