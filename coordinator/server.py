@@ -29,7 +29,7 @@ async def serve(settings: CoordinatorSettings) -> None:
     await asyncio.to_thread(shards.connect, settings.ray_address, settings.ray_namespace)
     metrics = CoordinatorMetrics()
     placer = shards.ShardPlacer(settings)
-    engine = Engine(settings, placer, ShardPool(placer, settings, metrics))
+    engine = Engine.wire(settings, placer, ShardPool(placer, settings, metrics), metrics)
     server = grpc.aio.server(options=server_options(settings.max_message_bytes))
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(engine, metrics), server)
     health = add_health_and_reflection(server, [SERVICE_NAME])
@@ -54,6 +54,7 @@ async def serve(settings: CoordinatorSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await server.stop(grace=2.0)
+    await engine.stop()
     shards.disconnect()
 
 

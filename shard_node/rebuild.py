@@ -40,6 +40,11 @@ class RebuildFigures:
     last_error: str
 
 
+def tombstone_ratio(live: int, tombstones: int) -> float:
+    """Deleted share of the documents in a graph (0 for an empty one)."""
+    return tombstones / max(live + tombstones, 1)
+
+
 def capacity_for(live: int) -> int:
     """Capacity of a rebuilt index: a power of two with headroom above the live count."""
     need = max(int(live * HEADROOM), MIN_CAPACITY)

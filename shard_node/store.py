@@ -16,7 +16,7 @@ from protos.errors import FailedPrecondition, InvalidArgument
 from protos.wire import check_vectors, pack_matrix, payloads_from_proto, unpack_matrix
 from shard_node import snapshot
 from shard_node.partition import Partition
-from shard_node.rebuild import Rebuilder, RebuildFigures, build_partition, respec
+from shard_node.rebuild import Rebuilder, RebuildFigures, build_partition, respec, tombstone_ratio
 from shard_node.settings import PartitionSpec, ShardSettings
 from shard_node.wal import WriteAheadLog
 
@@ -44,7 +44,7 @@ class ShardFigures:
     @property
     def tombstone_ratio(self) -> float:
         """Deleted share of the documents in the graph."""
-        return self.tombstones / max(self.live + self.tombstones, 1)
+        return tombstone_ratio(self.live, self.tombstones)
 
 
 class ShardStore:
