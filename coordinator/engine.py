@@ -174,9 +174,8 @@ class Engine:
         async def stats(i: int, c: ShardClient) -> ShardStatus:
             return ShardStatus(i, 0, c.address, await c.stats(timeout))
 
-        patience = self.settings.partial_wait_s if allow_partial else None
         out = []
-        for a in await self._replicas.each_replica(spec, stats, "Stats", patience):
+        for a in await self._replicas.each_replica(spec, stats, "Stats", allow_partial):
             if a.error is not None and not allow_partial:
                 raise a.error
             status = a.result or ShardStatus(a.index, a.replica, "", None, str(a.error))

@@ -15,14 +15,16 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from coordinator.catalog import CollectionSpec
+from coordinator.deadline import time_left
 from coordinator.fanout import Key, ShardPool
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.settings import CoordinatorSettings
 from coordinator.shards import replicas_of
-from protos.errors import ShoalError, Unavailable
+from protos.errors import DeadlineExceeded, ShoalError, Unavailable
 from shard_node.client import ShardClient
 
 T = TypeVar("T")
+PARTIAL_BUDGET_SHARE = 0.8  # of the request's time left: the rest is for merging and replying
 ShardFn = Callable[[int, ShardClient], Awaitable[T]]
 log = logging.getLogger("shoal.coordinator.replicas")
 
@@ -131,15 +133,16 @@ class Replicator:
                    allow_partial: bool = False) -> tuple[list[T | None], list[int]]:
         """fn on one replica of each listed shard: (results in the order of indices, shards that did not answer).
 
-        Without allow_partial a shard that stays down fails the whole call with UNAVAILABLE."""
+        Without allow_partial a shard that stays down fails the whole call with UNAVAILABLE. With it, a shard
+        that is down (or hangs: its node went away) is left out once partial_wait_s has passed, or once most of
+        the request's time is spent, so the answer still reaches the caller before its deadline."""
         self._metrics.fanout_width.observe(len(indices))
         patience = self._settings.partial_wait_s if allow_partial else None
-        answers = await asyncio.gather(*(self._read_shard(spec, i, fn, method, patience) for i in indices),
-                                       return_exceptions=allow_partial)
+        answers = await self._gather([self._read_shard(spec, i, fn, method, patience) for i in indices], allow_partial)
         results: list[T | None] = []
         missing: list[int] = []
         for i, a in zip(indices, answers, strict=True):
-            if isinstance(a, Unavailable):
+            if isinstance(a, Unavailable | DeadlineExceeded | TimeoutError):
                 missing.append(i)
                 results.append(None)
             elif isinstance(a, BaseException):
@@ -150,15 +153,30 @@ class Replicator:
             self._metrics.partial_answers.inc()
         return results, missing
 
+    async def _gather(self, calls: list[Awaitable[T]], allow_partial: bool) -> list[T | BaseException]:
+        """Await calls together. Allowing partial answers, a call still running when most of the request's time
+        is spent is cut off (TimeoutError in its place) so the answer reaches the caller before its deadline."""
+        if not allow_partial:
+            return list(await asyncio.gather(*calls))
+        budget = time_left(self._settings.shard_timeout_s) * PARTIAL_BUDGET_SHARE
+        return list(await asyncio.gather(*(asyncio.wait_for(c, budget) for c in calls), return_exceptions=True))
+
     async def each_replica(self, spec: CollectionSpec, fn: ShardFn[T], method: str,
-                           patience: float | None = None) -> list[ReplicaAnswer[T]]:
-        """fn on every replica of every shard; a replica that does not answer within `patience` is reported."""
-
-        async def one(i: int, r: int) -> ReplicaAnswer[T]:
-            try:
-                result = await self.pool.call(spec, i, lambda c: fn(i, c), method, replica=r, patience=patience)
-            except ShoalError as exc:
-                return ReplicaAnswer(i, r, None, exc)
-            return ReplicaAnswer(i, r, result, None)
-
-        return list(await asyncio.gather(*(one(i, r) for i in range(spec.shards) for r in replicas_of(spec))))
+                           allow_partial: bool = False) -> list[ReplicaAnswer[T]]:
+        """fn on every replica of every shard. Allowing partial answers, replicas that are down or do not answer
+        in time are reported with their error instead of being waited for."""
+        keys = [(i, r) for i in range(spec.shards) for r in replicas_of(spec)]
+        patience = self._settings.partial_wait_s if allow_partial else None
+        answers = await self._gather([self.pool.call(spec, i, lambda c, i=i: fn(i, c), method, replica=r,
+                                                     patience=patience) for i, r in keys], allow_partial)
+        out: list[ReplicaAnswer[T]] = []
+        for (i, r), a in zip(keys, answers, strict=True):
+            if isinstance(a, TimeoutError):
+                a = Unavailable(f"shard {i} (replica {r}) of collection {spec.name!r} did not answer in time")
+            if isinstance(a, ShoalError):
+                out.append(ReplicaAnswer(i, r, None, a))
+            elif isinstance(a, BaseException):
+                raise a
+            else:
+                out.append(ReplicaAnswer(i, r, a, None))
+        return out

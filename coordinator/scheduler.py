@@ -20,7 +20,6 @@ from shard_node.client import ShardClient
 from shard_node.rebuild import tombstone_ratio
 
 log = logging.getLogger("shoal.coordinator.scheduler")
-STATS_PATIENCE_S = 0.0  # a replica that does not answer its figures at once is skipped this round
 
 
 @dataclass
@@ -97,7 +96,7 @@ class CompactionScheduler:
         async def stats(i: int, c: ShardClient) -> shard_pb2.ShardStats:
             return await c.stats(self._settings.shard_timeout_s)
 
-        return await self._replicator.each_replica(spec, stats, "Stats", patience=STATS_PATIENCE_S)
+        return await self._replicator.each_replica(spec, stats, "Stats", allow_partial=True)
 
     async def round(self, poll: bool = True) -> list[RebuildJob]:
         """Read the figures, then start queued and policy rebuilds up to the limit; returns the jobs started."""
