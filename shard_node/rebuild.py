@@ -76,7 +76,7 @@ def respec(spec: PartitionSpec, m: int = 0, ef_construction: int = 0) -> Partiti
 class Rebuilder:
     """Runs at most one rebuild job at a time on a background thread and keeps its figures."""
 
-    def __init__(self, last_finished_at: float = 0.0) -> None:
+    def __init__(self, last_finished_at: float = 0.0, last_seconds: float = 0.0) -> None:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
@@ -86,7 +86,8 @@ class Rebuilder:
         self._progress = 0.0
         self._total = 0
         self._last_finished_at = last_finished_at
-        self._last_seconds = 0.0
+        self._last_seconds = last_seconds
+        self._began = 0.0
         self._last_reason = ""
         self._last_error = ""
 
@@ -118,8 +119,12 @@ class Rebuilder:
             self._thread.start()
             return True
 
+    def elapsed(self) -> float:
+        """Seconds since the running rebuild began."""
+        return time.monotonic() - self._began
+
     def _run(self, job: Callable[[Rebuilder], None], reason: str) -> None:
-        began = time.monotonic()
+        self._began = began = time.monotonic()
         try:
             job(self)
         except RebuildCancelled:

@@ -65,12 +65,14 @@ class ShardStore:
             self.partition = Partition(spec, capacity=settings.initial_capacity,
                                        search_threads=settings.search_threads)
             self._snapshot_lsn = 0
-            self._rebuilt_at = 0.0
+            meta = {}
         else:
             self.partition, meta = loaded
             self._snapshot_lsn = int(meta["lsn"])
-            self._rebuilt_at = float(meta.get("rebuilt_at", 0.0))
-        self.rebuilder = Rebuilder(last_finished_at=self._rebuilt_at)
+        # The last rebuild's time and duration live in every snapshot's meta, so they survive restarts.
+        self._rebuild_meta = {"rebuilt_at": float(meta.get("rebuilt_at", 0.0)),
+                              "rebuild_seconds": float(meta.get("rebuild_seconds", 0.0))}
+        self.rebuilder = Rebuilder(self._rebuild_meta["rebuilt_at"], self._rebuild_meta["rebuild_seconds"])
         self._lsn = self._snapshot_lsn
         self._wal = WriteAheadLog(data_dir / "wal")
         self._ops_since_snapshot = 0
@@ -156,7 +158,7 @@ class ShardStore:
     def _snapshot_locked(self) -> None:
         lsn = self._lsn
         self._wal.open_segment(lsn + 1)
-        snapshot.write_snapshot(self._snap_dir, self.partition, lsn, {"rebuilt_at": self._rebuilt_at})
+        snapshot.write_snapshot(self._snap_dir, self.partition, lsn, self._rebuild_meta)
         self._wal.drop_through(lsn)
         self._snapshot_lsn = lsn
         self._ops_since_snapshot = 0
@@ -196,8 +198,8 @@ class ShardStore:
                 lsn = journal[done - 1].lsn if done else start_lsn
                 r.phase("snapshot")
                 # Written outside the write lock: only this thread touches `fresh` until the swap.
-                rebuilt_at = time.time()
-                snapshot.write_snapshot(self._snap_dir, fresh, lsn, {"rebuilt_at": rebuilt_at})
+                rebuild_meta = {"rebuilt_at": time.time(), "rebuild_seconds": r.elapsed()}
+                snapshot.write_snapshot(self._snap_dir, fresh, lsn, rebuild_meta)
                 r.phase("catch-up")
                 done = self._replay(fresh, journal, done)
                 r.phase("swap")
@@ -206,7 +208,7 @@ class ShardStore:
                     self.partition = fresh
                     self._journal = None
                     self._snapshot_lsn = lsn
-                    self._rebuilt_at = rebuilt_at
+                    self._rebuild_meta = rebuild_meta
                     self._wal.drop_through(lsn)
                     self._ops_since_snapshot = 0
             finally:

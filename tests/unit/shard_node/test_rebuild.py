@@ -151,6 +151,7 @@ def test_rebuild_may_change_hnsw_parameters_and_restart_keeps_them(opened: Calla
     store.close()
     again = opened()  # opened with the creation spec (M 8), as a restarted actor is
     assert (again.figures().m, again.figures().ef_construction) == (24, 120)
+    assert again.figures().rebuild.last_finished_at > 0 and again.figures().rebuild.last_seconds > 0
     assert again.partition.get(["late"])[0][2] == {"i": 7}
     assert again.partition.live == len(model) + 1
 
