@@ -32,19 +32,21 @@ class CollectionSpec:
     ef_construction: int
     ef_search: int
     created_at: str
+    model: str = ""          # bound embedding model, name@version ("" = bare vectors)
+    modality: str = ""       # what the bound model embeds: text, image or text+image
+    chunk_words: int = 0     # text chunking of a bound collection
+    chunk_overlap: int = 0
     # Defaults keep catalogues written before these existed readable.
     tombstone_threshold: float = DEFAULT_TOMBSTONE_THRESHOLD
     replication_factor: int = 1
 
     @staticmethod
     def new(name: str, dim: int, metric: str, shards: int, m: int, ef_construction: int,
-            ef_search: int, tombstone_threshold: float = DEFAULT_TOMBSTONE_THRESHOLD,
-            replication_factor: int = 1) -> CollectionSpec:
-        """A spec with a fresh uid and creation time."""
+            ef_search: int, **extra: str | int | float) -> CollectionSpec:
+        """A spec with a fresh uid and creation time (extra: the optional fields, e.g. model binding)."""
         return CollectionSpec(name=name, uid=uuid.uuid4().hex[:12], dim=dim, metric=metric, shards=shards,
                               m=m, ef_construction=ef_construction, ef_search=ef_search,
-                              created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                              tombstone_threshold=tombstone_threshold, replication_factor=replication_factor)
+                              created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **extra)
 
 
 def valid_name(name: str) -> bool:

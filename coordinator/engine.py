@@ -114,8 +114,8 @@ class Engine:
     # ---- collections ---------------------------------------------------------------------
     async def create_collection(self, name: str, dim: int, metric: str, shards: int, m: int,
                                 ef_construction: int, ef_search: int, tombstone_threshold: float = 0.0,
-                                replication_factor: int = 0) -> CollectionSpec:
-        """Create a collection and start its shard actors."""
+                                replication_factor: int = 0, **binding: str | int) -> CollectionSpec:
+        """Create a collection and start its shard actors (binding: model fields of CollectionSpec)."""
         s = self.settings
         if not valid_name(name):
             raise InvalidArgument(f"collection name {name!r} is not valid: use 1-128 letters, digits, "
@@ -144,7 +144,8 @@ class Engine:
             raise InvalidArgument(f"replication_factor must be between 1 and {MAX_REPLICATION}, "
                                   f"got {replication_factor}")
         spec = CollectionSpec.new(name, dim, metric, shards, m, ef_construction, ef_search,
-                                  tombstone_threshold, replication_factor)
+                                  tombstone_threshold=tombstone_threshold, replication_factor=replication_factor,
+                                  **binding)
         self.catalog.add(spec)
         try:
             await asyncio.to_thread(self._placer.ensure, spec)
@@ -184,12 +185,12 @@ class Engine:
         return spec, out
 
     async def count(self, name: str) -> int:
-        """Live documents in a collection (one replica of each shard)."""
+        """Live documents in a collection (one replica of each shard; a chunked document counts once)."""
         spec = self.catalog.get(name)
         timeout = time_left(self.settings.shard_timeout_s)
 
         async def live(i: int, c: ShardClient) -> int:
-            return (await c.stats(timeout)).live
+            return (await c.stats(timeout)).documents
 
         counts, _ = await self._replicas.read(spec, range(spec.shards), live, "Stats")
         return sum(c or 0 for c in counts)

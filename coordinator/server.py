@@ -12,11 +12,13 @@ import grpc
 from prometheus_client import start_http_server
 
 from coordinator import shards
+from coordinator.documents import Documents
 from coordinator.engine import Engine
 from coordinator.fanout import ShardPool
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.servicer import CoordinatorServicer
 from coordinator.settings import CoordinatorSettings
+from embedder.client import EmbedderClient
 from protos import coordinator_pb2, coordinator_pb2_grpc
 from protos.serving import add_health_and_reflection, load_settings, mark_serving_async, server_options
 
@@ -30,8 +32,11 @@ async def serve(settings: CoordinatorSettings) -> None:
     metrics = CoordinatorMetrics()
     placer = shards.ShardPlacer(settings)
     engine = Engine.wire(settings, placer, ShardPool(placer, settings, metrics), metrics)
+    embedder = (EmbedderClient(settings.embedder_address, settings.embedder_timeout_s, settings.max_message_bytes)
+                if settings.embedder_address else None)
     server = grpc.aio.server(options=server_options(settings.max_message_bytes))
-    coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(engine, metrics), server)
+    servicer = CoordinatorServicer(engine, Documents(engine, embedder), metrics)
+    coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, server)
     health = add_health_and_reflection(server, [SERVICE_NAME])
     try:
         port = server.add_insecure_port(f"{settings.host}:{settings.port}")

@@ -6,6 +6,7 @@ import grpc
 
 from coordinator.catalog import CollectionSpec
 from coordinator.deadline import set_request_deadline
+from coordinator.documents import Documents
 from coordinator.engine import Engine, ShardStatus
 from coordinator.metrics import CoordinatorMetrics
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc
@@ -24,10 +25,13 @@ def collection_to_proto(spec: CollectionSpec, shards: list[ShardStatus] | None =
         created_at=spec.created_at, tombstone_threshold=spec.tombstone_threshold,
         replication_factor=spec.replication_factor,
     )
+    if spec.model:
+        info.model, info.modality = spec.model, spec.modality
+        info.chunking.words, info.chunking.overlap = spec.chunk_words, spec.chunk_overlap
     for s in shards or []:
         info.shard_info.append(shard_to_proto(s))
         if s.stats is not None and s.replica == 0:
-            info.count += s.stats.live
+            info.count += s.stats.documents
     return info
 
 
@@ -46,8 +50,9 @@ def shard_to_proto(s: ShardStatus) -> coordinator_pb2.ShardInfo:
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     """Serves the Engine over gRPC (asyncio)."""
 
-    def __init__(self, engine: Engine, metrics: CoordinatorMetrics) -> None:
+    def __init__(self, engine: Engine, documents: Documents, metrics: CoordinatorMetrics) -> None:
         self._engine = engine
+        self._documents = documents
         self._metrics = metrics
 
     def _observe(self, method: str, context: grpc.aio.ServicerContext) -> observe:
@@ -58,10 +63,11 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def CreateCollection(self, request: coordinator_pb2.CreateCollectionRequest,
                                context: grpc.aio.ServicerContext) -> coordinator_pb2.CollectionInfo:
         with self._observe("CreateCollection", context):
-            spec = await self._engine.create_collection(
+            spec = await self._documents.create_collection(
                 request.name, request.dim, metric_from_proto(request.metric), request.shards,
-                request.hnsw.m, request.hnsw.ef_construction, request.hnsw.ef_search,
-                request.tombstone_threshold, request.replication_factor)
+                request.hnsw.m, request.hnsw.ef_construction, request.hnsw.ef_search, request.model,
+                request.chunking.words, request.chunking.overlap, tombstone_threshold=request.tombstone_threshold,
+                replication_factor=request.replication_factor)
             return collection_to_proto(spec)
 
     @rpc_edge
@@ -89,22 +95,23 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def Upsert(self, request: coordinator_pb2.UpsertRequest,
                      context: grpc.aio.ServicerContext) -> coordinator_pb2.UpsertResponse:
         with self._observe("Upsert", context):
-            n = await self._engine.upsert(request.collection, list(request.ids), unpack_matrix(request.vectors),
-                                          list(request.payloads))
+            n = await self._documents.upsert(request.collection, list(request.ids), unpack_matrix(request.vectors),
+                                             request.vectors_model, list(request.texts), list(request.images),
+                                             list(request.payloads))
             return coordinator_pb2.UpsertResponse(upserted=n)
 
     @rpc_edge
     async def Delete(self, request: coordinator_pb2.DeleteRequest,
                      context: grpc.aio.ServicerContext) -> coordinator_pb2.DeleteResponse:
         with self._observe("Delete", context):
-            n = await self._engine.delete(request.collection, list(request.ids))
+            n = await self._documents.delete(request.collection, list(request.ids))
             return coordinator_pb2.DeleteResponse(deleted=n)
 
     @rpc_edge
     async def Get(self, request: coordinator_pb2.GetRequest,
                   context: grpc.aio.ServicerContext) -> coordinator_pb2.GetResponse:
         with self._observe("Get", context):
-            docs = await self._engine.get(request.collection, list(request.ids), request.with_vectors)
+            docs = await self._documents.get(request.collection, list(request.ids), request.with_vectors)
             return coordinator_pb2.GetResponse(documents=docs)
 
     @rpc_edge
@@ -117,8 +124,10 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def Search(self, request: coordinator_pb2.SearchRequest,
                      context: grpc.aio.ServicerContext) -> coordinator_pb2.SearchResponse:
         with self._observe("Search", context):
-            answer = await self._engine.search(request.collection, unpack_matrix(request.vectors, "query vectors"),
-                                               request.k, request.ef, request.with_payload, request.allow_partial)
+            answer = await self._documents.search(
+                request.collection, unpack_matrix(request.vectors, "query vectors"), request.vectors_model,
+                list(request.texts), list(request.images), request.k, request.ef, request.with_payload,
+                request.allow_partial)
             return coordinator_pb2.SearchResponse(results=[
                 coordinator_pb2.QueryResult(hits=[
                     common_pb2.Hit(id=h.id, score=h.score, distance=h.distance, payload=h.payload)

@@ -46,6 +46,9 @@ class CoordinatorSettings:
     shard_data_dir: str = field(default="", metadata={
         "help": "root of shard data on the nodes (default: <data_dir>/collections)"})
     shard_metrics: bool = field(default=True, metadata={"help": "shard actors serve Prometheus metrics"})
+    embedder_address: str = field(default="", metadata={
+        "help": "host:port of the embedder service (empty: no models; collections take bare vectors only)"})
+    embedder_timeout_s: float = field(default=120.0, metadata={"help": "deadline of one call to the embedder"})
     metrics_port: int = field(default=-1, metadata={
         "help": "Prometheus metrics port of the coordinator (0 = any free port, -1 = off)"})
     partial_wait_s: float = field(default=1.0, metadata={

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from protos import common_pb2 as protos_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18protos/coordinator.proto\x12\x08shoal.v1\x1a\x13protos/common.proto\"\xc3\x01\n\x17\x43reateCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12 \n\x06metric\x18\x03 \x01(\x0e\x32\x10.shoal.v1.Metric\x12\x0e\n\x06shards\x18\x04 \x01(\r\x12\"\n\x04hnsw\x18\x05 \x01(\x0b\x32\x14.shoal.v1.HnswParams\x12\x1b\n\x13tombstone_threshold\x18< \x01(\x02\x12\x1a\n\x12replication_factor\x18= \x01(\r\"\x86\x02\n\x0e\x43ollectionInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12 \n\x06metric\x18\x03 \x01(\x0e\x32\x10.shoal.v1.Metric\x12\x0e\n\x06shards\x18\x04 \x01(\r\x12\"\n\x04hnsw\x18\x05 \x01(\x0b\x32\x14.shoal.v1.HnswParams\x12\x12\n\ncreated_at\x18\x06 \x01(\t\x12\r\n\x05\x63ount\x18\x07 \x01(\x04\x12\'\n\nshard_info\x18\x08 \x03(\x0b\x32\x13.shoal.v1.ShardInfo\x12\x1b\n\x13tombstone_threshold\x18< \x01(\x02\x12\x1a\n\x12replication_factor\x18= \x01(\r\"\xc8\x02\n\tShardInfo\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0c\n\x04live\x18\x03 \x01(\x04\x12\x12\n\ntombstones\x18\x04 \x01(\x04\x12\x11\n\twal_bytes\x18\x05 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18< \x01(\x04\x12\x17\n\x0ftombstone_ratio\x18= \x01(\x02\x12\x14\n\x0cmemory_bytes\x18> \x01(\x04\x12\x12\n\ndisk_bytes\x18? \x01(\x04\x12\t\n\x01m\x18@ \x01(\r\x12\x17\n\x0f\x65\x66_construction\x18\x41 \x01(\r\x12(\n\x07rebuild\x18\x42 \x01(\x0b\x32\x17.shoal.v1.RebuildStatus\x12\x0f\n\x07replica\x18\x43 \x01(\r\x12\x11\n\tavailable\x18\x44 \x01(\x08\x12\r\n\x05\x65rror\x18\x45 \x01(\t\x12\x10\n\x08last_lsn\x18\x46 \x01(\x04\"%\n\x15\x44ropCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44ropCollectionResponse\"\x18\n\x16ListCollectionsRequest\"H\n\x17ListCollectionsResponse\x12-\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x18.shoal.v1.CollectionInfo\"@\n\x19\x44\x65scribeCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rallow_partial\x18< \x01(\x08\"}\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12&\n\x07vectors\x18\x03 \x01(\x0b\x32\x15.shoal.v1.FloatMatrix\x12#\n\x08payloads\x18\x04 \x03(\x0b\x32\x11.shoal.v1.Payload\"\"\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\r\"0\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\"C\n\nGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x14\n\x0cwith_vectors\x18\x03 \x01(\x08\"4\n\x0bGetResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\"\"\n\x0c\x43ountRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"\x1e\n\rCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\"\x8f\x01\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12&\n\x07vectors\x18\x02 \x01(\x0b\x32\x15.shoal.v1.FloatMatrix\x12\t\n\x01k\x18\x03 \x01(\r\x12\n\n\x02\x65\x66\x18\x04 \x01(\r\x12\x14\n\x0cwith_payload\x18\x05 \x01(\x08\x12\x15\n\rallow_partial\x18< \x01(\x08\"*\n\x0bQueryResult\x12\x1b\n\x04hits\x18\x01 \x03(\x0b\x32\r.shoal.v1.Hit\"P\n\x0eSearchResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.shoal.v1.QueryResult\x12\x16\n\x0emissing_shards\x18< \x03(\r\"f\n\x0e\x43ompactRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06shards\x18\x02 \x03(\r\x12\"\n\x04hnsw\x18\x03 \x01(\x0b\x32\x14.shoal.v1.HnswParams\x12\x0c\n\x04wait\x18\x04 \x01(\x08\"M\n\x0f\x43ompactResponse\x12\x11\n\tscheduled\x18\x01 \x03(\r\x12\'\n\nshard_info\x18\x02 \x03(\x0b\x32\x13.shoal.v1.ShardInfo2\xc5\x05\n\x0b\x43oordinator\x12O\n\x10\x43reateCollection\x12!.shoal.v1.CreateCollectionRequest\x1a\x18.shoal.v1.CollectionInfo\x12S\n\x0e\x44ropCollection\x12\x1f.shoal.v1.DropCollectionRequest\x1a .shoal.v1.DropCollectionResponse\x12V\n\x0fListCollections\x12 .shoal.v1.ListCollectionsRequest\x1a!.shoal.v1.ListCollectionsResponse\x12S\n\x12\x44\x65scribeCollection\x12#.shoal.v1.DescribeCollectionRequest\x1a\x18.shoal.v1.CollectionInfo\x12;\n\x06Upsert\x12\x17.shoal.v1.UpsertRequest\x1a\x18.shoal.v1.UpsertResponse\x12;\n\x06\x44\x65lete\x12\x17.shoal.v1.DeleteRequest\x1a\x18.shoal.v1.DeleteResponse\x12\x32\n\x03Get\x12\x14.shoal.v1.GetRequest\x1a\x15.shoal.v1.GetResponse\x12\x38\n\x05\x43ount\x12\x16.shoal.v1.CountRequest\x1a\x17.shoal.v1.CountResponse\x12;\n\x06Search\x12\x17.shoal.v1.SearchRequest\x1a\x18.shoal.v1.SearchResponse\x12>\n\x07\x43ompact\x12\x18.shoal.v1.CompactRequest\x1a\x19.shoal.v1.CompactResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18protos/coordinator.proto\x12\x08shoal.v1\x1a\x13protos/common.proto\"\xf8\x01\n\x17\x43reateCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12 \n\x06metric\x18\x03 \x01(\x0e\x32\x10.shoal.v1.Metric\x12\x0e\n\x06shards\x18\x04 \x01(\r\x12\"\n\x04hnsw\x18\x05 \x01(\x0b\x32\x14.shoal.v1.HnswParams\x12\r\n\x05model\x18\x14 \x01(\t\x12$\n\x08\x63hunking\x18\x15 \x01(\x0b\x32\x12.shoal.v1.Chunking\x12\x1b\n\x13tombstone_threshold\x18< \x01(\x02\x12\x1a\n\x12replication_factor\x18= \x01(\r\"*\n\x08\x43hunking\x12\r\n\x05words\x18\x01 \x01(\r\x12\x0f\n\x07overlap\x18\x02 \x01(\r\"\xcd\x02\n\x0e\x43ollectionInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12 \n\x06metric\x18\x03 \x01(\x0e\x32\x10.shoal.v1.Metric\x12\x0e\n\x06shards\x18\x04 \x01(\r\x12\"\n\x04hnsw\x18\x05 \x01(\x0b\x32\x14.shoal.v1.HnswParams\x12\x12\n\ncreated_at\x18\x06 \x01(\t\x12\r\n\x05\x63ount\x18\x07 \x01(\x04\x12\'\n\nshard_info\x18\x08 \x03(\x0b\x32\x13.shoal.v1.ShardInfo\x12\r\n\x05model\x18\x14 \x01(\t\x12\x10\n\x08modality\x18\x15 \x01(\t\x12$\n\x08\x63hunking\x18\x16 \x01(\x0b\x32\x12.shoal.v1.Chunking\x12\x1b\n\x13tombstone_threshold\x18< \x01(\x02\x12\x1a\n\x12replication_factor\x18= \x01(\r\"\xc8\x02\n\tShardInfo\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0c\n\x04live\x18\x03 \x01(\x04\x12\x12\n\ntombstones\x18\x04 \x01(\x04\x12\x11\n\twal_bytes\x18\x05 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18< \x01(\x04\x12\x17\n\x0ftombstone_ratio\x18= \x01(\x02\x12\x14\n\x0cmemory_bytes\x18> \x01(\x04\x12\x12\n\ndisk_bytes\x18? \x01(\x04\x12\t\n\x01m\x18@ \x01(\r\x12\x17\n\x0f\x65\x66_construction\x18\x41 \x01(\r\x12(\n\x07rebuild\x18\x42 \x01(\x0b\x32\x17.shoal.v1.RebuildStatus\x12\x0f\n\x07replica\x18\x43 \x01(\r\x12\x11\n\tavailable\x18\x44 \x01(\x08\x12\r\n\x05\x65rror\x18\x45 \x01(\t\x12\x10\n\x08last_lsn\x18\x46 \x01(\x04\"%\n\x15\x44ropCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44ropCollectionResponse\"\x18\n\x16ListCollectionsRequest\"H\n\x17ListCollectionsResponse\x12-\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x18.shoal.v1.CollectionInfo\"@\n\x19\x44\x65scribeCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rallow_partial\x18< \x01(\x08\"\xb3\x01\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12&\n\x07vectors\x18\x03 \x01(\x0b\x32\x15.shoal.v1.FloatMatrix\x12#\n\x08payloads\x18\x04 \x03(\x0b\x32\x11.shoal.v1.Payload\x12\r\n\x05texts\x18\x14 \x03(\t\x12\x0e\n\x06images\x18\x15 \x03(\x0c\x12\x15\n\rvectors_model\x18\x16 \x01(\t\"\"\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\r\"0\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\"C\n\nGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x14\n\x0cwith_vectors\x18\x03 \x01(\x08\"4\n\x0bGetResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\"\"\n\x0c\x43ountRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"\x1e\n\rCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\"\xc5\x01\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12&\n\x07vectors\x18\x02 \x01(\x0b\x32\x15.shoal.v1.FloatMatrix\x12\t\n\x01k\x18\x03 \x01(\r\x12\n\n\x02\x65\x66\x18\x04 \x01(\r\x12\x14\n\x0cwith_payload\x18\x05 \x01(\x08\x12\r\n\x05texts\x18\x14 \x03(\t\x12\x0e\n\x06images\x18\x15 \x03(\x0c\x12\x15\n\rvectors_model\x18\x16 \x01(\t\x12\x15\n\rallow_partial\x18< \x01(\x08\"*\n\x0bQueryResult\x12\x1b\n\x04hits\x18\x01 \x03(\x0b\x32\r.shoal.v1.Hit\"P\n\x0eSearchResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.shoal.v1.QueryResult\x12\x16\n\x0emissing_shards\x18< \x03(\r\"f\n\x0e\x43ompactRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06shards\x18\x02 \x03(\r\x12\"\n\x04hnsw\x18\x03 \x01(\x0b\x32\x14.shoal.v1.HnswParams\x12\x0c\n\x04wait\x18\x04 \x01(\x08\"M\n\x0f\x43ompactResponse\x12\x11\n\tscheduled\x18\x01 \x03(\r\x12\'\n\nshard_info\x18\x02 \x03(\x0b\x32\x13.shoal.v1.ShardInfo2\xc5\x05\n\x0b\x43oordinator\x12O\n\x10\x43reateCollection\x12!.shoal.v1.CreateCollectionRequest\x1a\x18.shoal.v1.CollectionInfo\x12S\n\x0e\x44ropCollection\x12\x1f.shoal.v1.DropCollectionRequest\x1a .shoal.v1.DropCollectionResponse\x12V\n\x0fListCollections\x12 .shoal.v1.ListCollectionsRequest\x1a!.shoal.v1.ListCollectionsResponse\x12S\n\x12\x44\x65scribeCollection\x12#.shoal.v1.DescribeCollectionRequest\x1a\x18.shoal.v1.CollectionInfo\x12;\n\x06Upsert\x12\x17.shoal.v1.UpsertRequest\x1a\x18.shoal.v1.UpsertResponse\x12;\n\x06\x44\x65lete\x12\x17.shoal.v1.DeleteRequest\x1a\x18.shoal.v1.DeleteResponse\x12\x32\n\x03Get\x12\x14.shoal.v1.GetRequest\x1a\x15.shoal.v1.GetResponse\x12\x38\n\x05\x43ount\x12\x16.shoal.v1.CountRequest\x1a\x17.shoal.v1.CountResponse\x12;\n\x06Search\x12\x17.shoal.v1.SearchRequest\x1a\x18.shoal.v1.SearchResponse\x12>\n\x07\x43ompact\x12\x18.shoal.v1.CompactRequest\x1a\x19.shoal.v1.CompactResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,47 +33,49 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.coordinator_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CREATECOLLECTIONREQUEST']._serialized_start=60
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=255
-  _globals['_COLLECTIONINFO']._serialized_start=258
-  _globals['_COLLECTIONINFO']._serialized_end=520
-  _globals['_SHARDINFO']._serialized_start=523
-  _globals['_SHARDINFO']._serialized_end=851
-  _globals['_DROPCOLLECTIONREQUEST']._serialized_start=853
-  _globals['_DROPCOLLECTIONREQUEST']._serialized_end=890
-  _globals['_DROPCOLLECTIONRESPONSE']._serialized_start=892
-  _globals['_DROPCOLLECTIONRESPONSE']._serialized_end=916
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=918
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=942
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=944
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1016
-  _globals['_DESCRIBECOLLECTIONREQUEST']._serialized_start=1018
-  _globals['_DESCRIBECOLLECTIONREQUEST']._serialized_end=1082
-  _globals['_UPSERTREQUEST']._serialized_start=1084
-  _globals['_UPSERTREQUEST']._serialized_end=1209
-  _globals['_UPSERTRESPONSE']._serialized_start=1211
-  _globals['_UPSERTRESPONSE']._serialized_end=1245
-  _globals['_DELETEREQUEST']._serialized_start=1247
-  _globals['_DELETEREQUEST']._serialized_end=1295
-  _globals['_DELETERESPONSE']._serialized_start=1297
-  _globals['_DELETERESPONSE']._serialized_end=1330
-  _globals['_GETREQUEST']._serialized_start=1332
-  _globals['_GETREQUEST']._serialized_end=1399
-  _globals['_GETRESPONSE']._serialized_start=1401
-  _globals['_GETRESPONSE']._serialized_end=1453
-  _globals['_COUNTREQUEST']._serialized_start=1455
-  _globals['_COUNTREQUEST']._serialized_end=1489
-  _globals['_COUNTRESPONSE']._serialized_start=1491
-  _globals['_COUNTRESPONSE']._serialized_end=1521
-  _globals['_SEARCHREQUEST']._serialized_start=1524
-  _globals['_SEARCHREQUEST']._serialized_end=1667
-  _globals['_QUERYRESULT']._serialized_start=1669
-  _globals['_QUERYRESULT']._serialized_end=1711
-  _globals['_SEARCHRESPONSE']._serialized_start=1713
-  _globals['_SEARCHRESPONSE']._serialized_end=1793
-  _globals['_COMPACTREQUEST']._serialized_start=1795
-  _globals['_COMPACTREQUEST']._serialized_end=1897
-  _globals['_COMPACTRESPONSE']._serialized_start=1899
-  _globals['_COMPACTRESPONSE']._serialized_end=1976
-  _globals['_COORDINATOR']._serialized_start=1979
-  _globals['_COORDINATOR']._serialized_end=2688
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=308
+  _globals['_CHUNKING']._serialized_start=310
+  _globals['_CHUNKING']._serialized_end=352
+  _globals['_COLLECTIONINFO']._serialized_start=355
+  _globals['_COLLECTIONINFO']._serialized_end=688
+  _globals['_SHARDINFO']._serialized_start=691
+  _globals['_SHARDINFO']._serialized_end=1019
+  _globals['_DROPCOLLECTIONREQUEST']._serialized_start=1021
+  _globals['_DROPCOLLECTIONREQUEST']._serialized_end=1058
+  _globals['_DROPCOLLECTIONRESPONSE']._serialized_start=1060
+  _globals['_DROPCOLLECTIONRESPONSE']._serialized_end=1084
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1086
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1110
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1112
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1184
+  _globals['_DESCRIBECOLLECTIONREQUEST']._serialized_start=1186
+  _globals['_DESCRIBECOLLECTIONREQUEST']._serialized_end=1250
+  _globals['_UPSERTREQUEST']._serialized_start=1253
+  _globals['_UPSERTREQUEST']._serialized_end=1432
+  _globals['_UPSERTRESPONSE']._serialized_start=1434
+  _globals['_UPSERTRESPONSE']._serialized_end=1468
+  _globals['_DELETEREQUEST']._serialized_start=1470
+  _globals['_DELETEREQUEST']._serialized_end=1518
+  _globals['_DELETERESPONSE']._serialized_start=1520
+  _globals['_DELETERESPONSE']._serialized_end=1553
+  _globals['_GETREQUEST']._serialized_start=1555
+  _globals['_GETREQUEST']._serialized_end=1622
+  _globals['_GETRESPONSE']._serialized_start=1624
+  _globals['_GETRESPONSE']._serialized_end=1676
+  _globals['_COUNTREQUEST']._serialized_start=1678
+  _globals['_COUNTREQUEST']._serialized_end=1712
+  _globals['_COUNTRESPONSE']._serialized_start=1714
+  _globals['_COUNTRESPONSE']._serialized_end=1744
+  _globals['_SEARCHREQUEST']._serialized_start=1747
+  _globals['_SEARCHREQUEST']._serialized_end=1944
+  _globals['_QUERYRESULT']._serialized_start=1946
+  _globals['_QUERYRESULT']._serialized_end=1988
+  _globals['_SEARCHRESPONSE']._serialized_start=1990
+  _globals['_SEARCHRESPONSE']._serialized_end=2070
+  _globals['_COMPACTREQUEST']._serialized_start=2072
+  _globals['_COMPACTREQUEST']._serialized_end=2174
+  _globals['_COMPACTRESPONSE']._serialized_start=2176
+  _globals['_COMPACTRESPONSE']._serialized_end=2253
+  _globals['_COORDINATOR']._serialized_start=2256
+  _globals['_COORDINATOR']._serialized_end=2965
 # @@protoc_insertion_point(module_scope)

@@ -15,6 +15,8 @@ _F32 = np.dtype("<f4")
 
 # Metric names inside Shoal, and their wire enum.
 METRICS = ("cosine", "l2", "ip")
+# Separates a document id from the number of one of its extra chunks ("doc\x1f2"); refused in user ids.
+CHUNK_SEP = "\x1f"
 _METRIC_ENUM = {"cosine": common_pb2.COSINE, "l2": common_pb2.L2, "ip": common_pb2.IP}
 
 

@@ -11,6 +11,7 @@ import hnswlib
 import numpy as np
 
 from protos.errors import InvalidArgument
+from protos.wire import CHUNK_SEP
 from shard_node.rwlock import SearchGate
 from shard_node.settings import PartitionSpec
 
@@ -88,6 +89,13 @@ class Partition:
     def tombstones(self) -> int:
         """Deleted documents still in the graph."""
         return self._tombstones
+
+    @property
+    def documents(self) -> int:
+        """Live entries that are whole documents rather than extra chunks of one (counted on demand)."""
+        with self._gate.read(-1):
+            live_ids = self._ids[: self._size][~self._deleted[: self._size]]
+        return int(sum(CHUNK_SEP not in doc_id for doc_id in live_ids))
 
     @property
     def capacity(self) -> int:

@@ -21,8 +21,8 @@ def figures_to_proto(f: ShardFigures) -> shard_pb2.ShardStats:
     r = f.rebuild
     return shard_pb2.ShardStats(
         live=f.live, tombstones=f.tombstones, capacity=f.capacity, last_lsn=f.last_lsn,
-        snapshot_lsn=f.snapshot_lsn, wal_bytes=f.wal_bytes, slots_used=f.slots_used, m=f.m,
-        ef_construction=f.ef_construction, memory_bytes=f.memory_bytes, disk_bytes=f.disk_bytes,
+        snapshot_lsn=f.snapshot_lsn, wal_bytes=f.wal_bytes, documents=f.documents, slots_used=f.slots_used,
+        m=f.m, ef_construction=f.ef_construction, memory_bytes=f.memory_bytes, disk_bytes=f.disk_bytes,
         rebuild=common_pb2.RebuildStatus(
             running=r.running, phase=r.phase, progress=r.progress, total=r.total,
             last_finished_at=r.last_finished_at, last_seconds=r.last_seconds, last_reason=r.last_reason,

@@ -34,6 +34,7 @@ class ShardFigures:
     last_lsn: int
     snapshot_lsn: int
     wal_bytes: int
+    documents: int
     slots_used: int
     m: int
     ef_construction: int
@@ -222,7 +223,8 @@ class ShardStore:
         wal = self._wal.size_bytes
         return ShardFigures(live=p.live, tombstones=p.tombstones, capacity=p.capacity,
                             last_lsn=self._lsn, snapshot_lsn=self._snapshot_lsn, wal_bytes=wal,
-                            slots_used=p.slots_used, m=p.spec.m, ef_construction=p.spec.ef_construction,
+                            documents=p.documents, slots_used=p.slots_used, m=p.spec.m,
+                            ef_construction=p.spec.ef_construction,
                             memory_bytes=p.memory_bytes(), disk_bytes=snapshot.disk_bytes(self._snap_dir) + wal,
                             rebuild=self.rebuilder.figures())
 

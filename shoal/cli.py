@@ -19,6 +19,9 @@ from shoal.client import DEFAULT_ADDRESS, Client, Hit
 from shoal.errors import ShoalError
 
 INGEST_BATCH = 1000
+FOLDER_BATCH = 32        # files per upsert when ingesting a folder: each is embedded, so keep batches small
+TEXT_SUFFIXES = (".txt", ".md", ".rst")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 PAYLOAD_PREVIEW_CHARS = 70
 PREVIEW_FIRST = ("section", "summary", "title", "name")  # payload fields most telling in one line
 
@@ -51,8 +54,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"coordinator listening on {cluster.address} (Ray at {cluster.ray_address})", file=sys.stderr)
         if not args.no_demo and not stop.is_set():
             with Client(cluster.address) as client:
-                count = load_demo(client)
+                count = load_demo(client, live=args.demo_live)
             print(f"demo collection {DEMO_COLLECTION!r} holds {count} documents; try:\n"
+                  f"  shoal search '파이썬 HTTP 클라이언트 라이브러리'\n"
                   f"  shoal search 'python http client library'", file=sys.stderr)
         print("Shoal is up. Ctrl-C stops it.", file=sys.stderr)
         while not stop.wait(1.0):
@@ -81,8 +85,10 @@ def cmd_collections(args: argparse.Namespace) -> int:
 def cmd_create(args: argparse.Namespace) -> int:
     """Create a collection."""
     with _client(args) as client:
-        c = client.create_collection(args.name, dim=args.dim, metric=args.metric, shards=args.shards)
-    print(f"created {c.name}: dim {c.dim}, {c.metric}, {c.shards} shards")
+        c = client.create_collection(args.name, dim=args.dim, metric=args.metric, shards=args.shards,
+                                     model=args.model, chunk_words=args.chunk_words, chunk_overlap=args.chunk_overlap)
+    bound = f", model {c.model} ({c.modality})" if c.model else ""
+    print(f"created {c.name}: dim {c.dim}, {c.metric}, {c.shards} shards{bound}")
     return 0
 
 
@@ -135,12 +141,49 @@ def _flush(client: Client, name: str, batch: list[dict[str, Any]]) -> int:
     return client.upsert(name, ids, vectors, payloads)
 
 
+def _folder_items(root: Path) -> list[tuple[str, str, Path]]:
+    """(id, kind, path) of every text or image file under root, in a stable order."""
+    items = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        suffix = path.suffix.lower()
+        kind = "image" if suffix in IMAGE_SUFFIXES else "text" if suffix in TEXT_SUFFIXES else ""
+        if kind:
+            items.append((path.relative_to(root).as_posix(), kind, path))
+    return items
+
+
+def _ingest_folder(client: Client, name: str, root: Path, batch_size: int) -> int:
+    """Upsert every text and image file under root (the model-bound collection embeds them)."""
+    items = _folder_items(root)
+    if not items:
+        raise SystemExit(f"{root} holds no text ({', '.join(TEXT_SUFFIXES)}) or image "
+                         f"({', '.join(IMAGE_SUFFIXES)}) files")
+    done = 0
+    with tqdm(total=len(items), unit="file", desc=f"ingest {root.name or root}") as bar:
+        for start in range(0, len(items), batch_size):
+            batch = items[start:start + batch_size]
+            texts = [p.read_text(encoding="utf-8", errors="replace") if kind == "text" else "" for _, kind, p in batch]
+            images = [p.read_bytes() if kind == "image" else b"" for _, kind, p in batch]
+            payloads = [{"path": doc_id, "kind": kind, "name": p.stem} for doc_id, kind, p in batch]
+            done += client.upsert(name, [doc_id for doc_id, _, _ in batch], payloads=payloads,
+                                  texts=texts if any(texts) else None, images=images if any(images) else None)
+            bar.update(len(batch))
+    return done
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
-    """Upsert documents from a JSON-lines file: {"id": ..., "vector": [...], "payload": {...}} per line."""
+    """Upsert a folder of text and image files (model-bound collection), or a JSON-lines file of vectors."""
     path = Path(args.file)
+    if not path.exists():
+        raise SystemExit(f"{path} does not exist")
     with _client(args) as client:
-        if args.create_dim:
-            client.create_collection(args.collection, dim=args.create_dim, metric=args.metric, shards=args.shards)
+        if args.create_dim or args.create_model:
+            client.create_collection(args.collection, dim=args.create_dim, metric=args.metric, shards=args.shards,
+                                     model=args.create_model)
+        if path.is_dir():
+            done = _ingest_folder(client, args.collection, path, min(args.batch, FOLDER_BATCH))
+            print(f"upserted {done} files into {args.collection}")
+            return 0
         done = 0
         with tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"ingest {path.name}") as bar:
             batch: list[dict[str, Any]] = []
@@ -159,14 +202,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def _query_vector(args: argparse.Namespace, client: Client) -> np.ndarray:
     if args.vector:
         return np.asarray(json.loads(args.vector), dtype=np.float32)
-    if args.like:
-        docs = client.get(args.collection, [args.like], with_vectors=True)
-        if not docs:
-            raise SystemExit(f"no document {args.like!r} in {args.collection}")
-        return docs[0].vector
-    from shoal.demo import hashed_bow
-
-    return hashed_bow([args.text])[0]
+    docs = client.get(args.collection, [args.like], with_vectors=True)
+    if not docs:
+        raise SystemExit(f"no document {args.like!r} in {args.collection}")
+    return docs[0].vector
 
 
 def _print_hits(hits: list[Hit]) -> None:
@@ -179,11 +218,17 @@ def _print_hits(hits: list[Hit]) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    """Search a collection by a vector, by an existing document (--like) or by words (--text)."""
-    if sum(bool(x) for x in (args.vector, args.like, args.text)) != 1:
-        raise SystemExit("give exactly one of QUERY text, --vector or --like")
+    """Search a collection by text or an image (model-bound collections), a vector, or a stored document."""
+    if sum(bool(x) for x in (args.vector, args.like, args.text, args.image)) != 1:
+        raise SystemExit("give exactly one of QUERY text, --image, --vector or --like")
     with _client(args) as client:
-        hits = client.search(args.collection, _query_vector(args, client), k=args.k, ef=args.ef)
+        if args.text or args.image:
+            image = Path(args.image).read_bytes() if args.image else None
+            hits = client.search(args.collection, text=args.text or None, image=image, k=args.k, ef=args.ef)
+        else:
+            vectors_model = client.describe_collection(args.collection).model if args.like else ""
+            hits = client.search(args.collection, _query_vector(args, client), k=args.k, ef=args.ef,
+                                 vectors_model=vectors_model)
     if args.json:
         print(json.dumps([h.__dict__ for h in hits], ensure_ascii=False))
     else:
@@ -204,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ray-address", default=os.environ.get("SHOAL_RAY_ADDRESS", ""),
                    help="join this Ray cluster instead of starting a local one [env SHOAL_RAY_ADDRESS]")
     s.add_argument("--no-demo", action="store_true", help="do not create the demo collection")
+    s.add_argument("--demo-live", action="store_true",
+                   help="embed the demo sample through the embedder (~20 min) instead of loading its bundled vectors")
     s.add_argument("--verbose", action="store_true", help="echo the coordinator's and Ray's logs")
     s.set_defaults(fn=cmd_serve)
 
@@ -211,7 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("create", help="create a collection")
     s.add_argument("name")
-    s.add_argument("--dim", type=int, required=True)
+    s.add_argument("--dim", type=int, default=0, help="vector dimension (0: the model's)")
+    s.add_argument("--model", default="", help="bind to an embedding model (name@version) to upsert/search text")
+    s.add_argument("--chunk-words", type=int, default=0, help="words per text chunk (model-bound; 0 = default)")
+    s.add_argument("--chunk-overlap", type=int, default=0, help="words shared by neighbouring chunks")
     s.add_argument("--metric", default="cosine", choices=["cosine", "l2", "ip"])
     s.add_argument("--shards", type=int, default=0)
     s.set_defaults(fn=cmd_create)
@@ -230,8 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--vectors", action="store_true")
     s.set_defaults(fn=cmd_get)
 
-    s = sub.add_parser("ingest", help="upsert a JSON-lines file of {id, vector, payload}")
-    s.add_argument("file")
+    s = sub.add_parser("ingest", help="upsert a folder of text/image files, or a JSON-lines file of "
+                                      "{id, vector, payload}")
+    s.add_argument("file", help="a folder (model-bound collection) or a .jsonl file")
+    s.add_argument("--create-model", default="", help="create the collection first, bound to this model")
     s.add_argument("--collection", "-c", required=True)
     s.add_argument("--create-dim", type=int, default=0, help="create the collection first with this dim")
     s.add_argument("--metric", default="cosine", choices=["cosine", "l2", "ip"])
@@ -240,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_ingest)
 
     s = sub.add_parser("search", help="nearest documents to a vector, a document or words")
-    s.add_argument("text", nargs="?", default="", help="words (demo collection's lexical stand-in embedding)")
+    s.add_argument("text", nargs="?", default="", help="query text (model-bound collections)")
+    s.add_argument("--image", help="query image file (collections bound to an image model)")
     s.add_argument("--collection", "-c", default="debian")
     s.add_argument("--vector", help="query vector as a JSON list")
     s.add_argument("--like", help="use the vector of this stored document id")

@@ -62,6 +62,10 @@ class Collection:
     created_at: str
     count: int = 0
     shard_info: list[dict[str, Any]] = field(default_factory=list)
+    model: str = ""          # bound embedding model (name@version), "" for bare vectors
+    modality: str = ""
+    chunk_words: int = 0
+    chunk_overlap: int = 0
     tombstone_threshold: float = 0.0
     replication_factor: int = 1
 
@@ -93,6 +97,8 @@ def _collection(info: coordinator_pb2.CollectionInfo) -> Collection:
         name=info.name, dim=info.dim, metric=metric_from_proto(info.metric), shards=info.shards,
         m=info.hnsw.m, ef_construction=info.hnsw.ef_construction, ef_search=info.hnsw.ef_search,
         created_at=info.created_at, count=info.count, shard_info=[_shard_info(s) for s in info.shard_info],
+        model=info.model, modality=info.modality, chunk_words=info.chunking.words,
+        chunk_overlap=info.chunking.overlap,
         tombstone_threshold=info.tombstone_threshold, replication_factor=info.replication_factor or 1,
     )
 
@@ -137,14 +143,16 @@ class Client:
                 raise error_from_rpc(err) from None
 
     # ---- collections ---------------------------------------------------------------------
-    def create_collection(self, name: str, dim: int, metric: str = "cosine", shards: int = 0, m: int = 0,
-                          ef_construction: int = 0, ef_search: int = 0, tombstone_threshold: float = 0.0,
+    def create_collection(self, name: str, dim: int = 0, metric: str = "cosine", shards: int = 0, m: int = 0,
+                          ef_construction: int = 0, ef_search: int = 0, model: str = "", chunk_words: int = 0,
+                          chunk_overlap: int = 0, tombstone_threshold: float = 0.0,
                           replication_factor: int = 0) -> Collection:
-        """Create a collection (0 takes the server's default for shards, HNSW parameters, the tombstone ratio
-        that triggers a rebuild, and the replication factor)."""
+        """Create a collection (0 takes the server's default, also for the tombstone ratio that triggers a rebuild
+        and the replication factor); with `model` (name@version) it embeds text/images."""
         req = coordinator_pb2.CreateCollectionRequest(
             name=name, dim=dim, metric=metric_to_proto(metric), shards=shards,
-            hnsw=common_pb2.HnswParams(m=m, ef_construction=ef_construction, ef_search=ef_search),
+            hnsw=common_pb2.HnswParams(m=m, ef_construction=ef_construction, ef_search=ef_search), model=model,
+            chunking=coordinator_pb2.Chunking(words=chunk_words, overlap=chunk_overlap),
             tombstone_threshold=tombstone_threshold, replication_factor=replication_factor)
         return _collection(self._call(self._stub.CreateCollection, req, idempotent=False))
 
@@ -173,11 +181,17 @@ class Client:
         return [_shard_info(s) for s in self._call(self._stub.Compact, req).shard_info]
 
     # ---- documents -----------------------------------------------------------------------
-    def upsert(self, name: str, ids: Sequence[str], vectors: Any,
-               payloads: Sequence[dict[str, Any] | None] | None = None) -> int:
-        """Insert or replace documents; returns how many were written (all, or an error is raised)."""
-        req = coordinator_pb2.UpsertRequest(collection=name, ids=list(ids), vectors=pack_matrix(vectors),
-                                            payloads=payloads_to_proto(payloads) if payloads is not None else [])
+    def upsert(self, name: str, ids: Sequence[str], vectors: Any = None,
+               payloads: Sequence[dict[str, Any] | None] | None = None, *, texts: Sequence[str] | None = None,
+               images: Sequence[bytes] | None = None, vectors_model: str = "") -> int:
+        """Insert or replace documents given as vectors, or (model-bound collections) texts and/or images.
+
+        Returns how many were written (all, or an error is raised)."""
+        req = coordinator_pb2.UpsertRequest(collection=name, ids=list(ids), payloads=payloads_to_proto(payloads)
+                                            if payloads is not None else [], texts=list(texts or []),
+                                            images=list(images or []), vectors_model=vectors_model)
+        if vectors is not None:
+            req.vectors.CopyFrom(pack_matrix(vectors))
         return self._call(self._stub.Upsert, req).upserted
 
     def delete(self, name: str, ids: Sequence[str]) -> int:
@@ -196,21 +210,31 @@ class Client:
         return self._call(self._stub.Count, coordinator_pb2.CountRequest(collection=name)).count
 
     # ---- search --------------------------------------------------------------------------
-    def search(self, name: str, vector: Any, k: int = 10, ef: int | None = None,
-               with_payload: bool = True, allow_partial: bool = False) -> Hits:
-        """The k nearest documents to one vector, best first.
+    def search(self, name: str, vector: Any = None, k: int = 10, ef: int | None = None,
+               with_payload: bool = True, *, text: str | None = None, image: bytes | None = None,
+               vectors_model: str = "", allow_partial: bool = False) -> Hits:
+        """The k nearest documents to one vector, or (model-bound collections) to a text or an image.
 
         With allow_partial, shards that are down are left out instead of failing the call: see missing_shards."""
-        arr = np.asarray(vector, dtype=np.float32)
-        if arr.ndim != 1:
-            raise InvalidArgument("search takes one vector; use search_batch for many")
-        return self.search_batch(name, arr.reshape(1, -1), k=k, ef=ef, with_payload=with_payload,
+        if vector is not None:
+            arr = np.asarray(vector, dtype=np.float32)
+            if arr.ndim != 1:
+                raise InvalidArgument("search takes one vector; use search_batch for many")
+            vector = arr.reshape(1, -1)
+        return self.search_batch(name, vector, k=k, ef=ef, with_payload=with_payload,
+                                 texts=None if text is None else [text],
+                                 images=None if image is None else [image], vectors_model=vectors_model,
                                  allow_partial=allow_partial)[0]
 
-    def search_batch(self, name: str, vectors: Any, k: int = 10, ef: int | None = None,
-                     with_payload: bool = True, allow_partial: bool = False) -> list[Hits]:
-        """The k nearest documents to each row of vectors, in one call."""
-        req = coordinator_pb2.SearchRequest(collection=name, vectors=pack_matrix(vectors), k=k, ef=ef or 0,
-                                            with_payload=with_payload, allow_partial=allow_partial)
+    def search_batch(self, name: str, vectors: Any = None, k: int = 10, ef: int | None = None,
+                     with_payload: bool = True, *, texts: Sequence[str] | None = None,
+                     images: Sequence[bytes] | None = None, vectors_model: str = "",
+                     allow_partial: bool = False) -> list[Hits]:
+        """The k nearest documents to each query (rows of vectors, or texts, or images), in one call."""
+        req = coordinator_pb2.SearchRequest(collection=name, k=k, ef=ef or 0, with_payload=with_payload,
+                                            texts=list(texts or []), images=list(images or []),
+                                            vectors_model=vectors_model, allow_partial=allow_partial)
+        if vectors is not None:
+            req.vectors.CopyFrom(pack_matrix(vectors))
         resp = self._call(self._stub.Search, req)
         return [_hits(r, resp.missing_shards) for r in resp.results]

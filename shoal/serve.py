@@ -26,6 +26,7 @@ RAY_START_TIMEOUT_S = 120.0
 COORDINATOR_START_TIMEOUT_S = 180.0
 STOP_GRACE_S = 20.0
 _READY_RE = re.compile(r"coordinator serving on (\S+) \(pid (\d+)\)")
+_EMBEDDER_READY_RE = re.compile(r"embedder serving on (\S+) \(pid (\d+)\)")
 # Ray rewrites a loopback cluster address to the host's own IP unless this is 0; a one-machine
 # cluster here must stay on loopback, so every process of it (and any driver joining it) sets it.
 LOOPBACK_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
@@ -95,10 +96,11 @@ def _tee(stream: IO[str], sink: IO[str], echo: bool, on_line: list) -> None:
 
 
 class LocalCluster:
-    """A Ray head and a coordinator on loopback; stop() ends every process it started."""
+    """A Ray head, an embedder and a coordinator on loopback; stop() ends every process it started."""
 
     def __init__(self, data_dir: str | Path, port: int = 0, ray_address: str = "", num_cpus: int | None = None,
-                 coordinator_args: list[str] | None = None, echo: bool = False) -> None:
+                 coordinator_args: list[str] | None = None, echo: bool = False, embedder: bool = True,
+                 embedder_args: list[str] | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -114,6 +116,11 @@ class LocalCluster:
         self._ray: subprocess.Popen | None = None
         self._coordinator: subprocess.Popen | None = None
         self.coordinator_pid = 0
+        self._with_embedder = embedder
+        self._embedder_args = embedder_args or []
+        self._embedder: subprocess.Popen | None = None
+        self.embedder_address = ""
+        self.embedder_pid = 0
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
 
     def _spawn(self, args: list[str], log_name: str, ready: re.Pattern[str] | None = None
@@ -151,25 +158,43 @@ class LocalCluster:
         wait_for_port("127.0.0.1", gcs, RAY_START_TIMEOUT_S, self._ray)
         self.ray_address = f"127.0.0.1:{gcs}"
 
+    def _start_server(self, args: list[str], name: str, ready: re.Pattern[str]
+                      ) -> tuple[subprocess.Popen, str, int]:
+        """Start a server process, wait for its "serving on" line and its health check; (process, address, pid)."""
+        proc, seen, found = self._spawn(args, f"{name}.log", ready)
+        deadline = time.monotonic() + COORDINATOR_START_TIMEOUT_S
+        while not seen.wait(0.5):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                _stop_process(proc)
+                self.stop()
+                raise RuntimeError(f"{name} did not start; see {self.data_dir / 'logs' / f'{name}.log'}")
+        wait_serving(found[0], COORDINATOR_START_TIMEOUT_S)
+        return proc, found[0], int(found[1])
+
+    def start_embedder(self) -> None:
+        """Start the embedder process (unless this cluster runs without one) and wait until it serves."""
+        if not self._with_embedder:
+            return
+        args = [sys.executable, "-m", "embedder.server", f"--port={free_port()}", "--host=127.0.0.1",
+                f"--state-dir={self.data_dir / 'embedder'}", *self._embedder_args]
+        self._embedder, self.embedder_address, self.embedder_pid = self._start_server(args, "embedder",
+                                                                                     _EMBEDDER_READY_RE)
+
     def start_coordinator(self) -> None:
         """Start the coordinator process and wait until it serves."""
         args = [
             sys.executable, "-m", "coordinator.server", f"--port={self.port}", "--host=127.0.0.1",
-            f"--data-dir={self.data_dir}", f"--ray-address={self.ray_address}", *self._coordinator_args,
+            f"--data-dir={self.data_dir}", f"--ray-address={self.ray_address}",
+            *([f"--embedder-address={self.embedder_address}"] if self.embedder_address else []),
+            *self._coordinator_args,
         ]
-        self._coordinator, seen, found = self._spawn(args, "coordinator.log", _READY_RE)
-        deadline = time.monotonic() + COORDINATOR_START_TIMEOUT_S
-        while not seen.wait(0.5):
-            if self._coordinator.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"coordinator did not start; see {self.data_dir / 'logs' / 'coordinator.log'}")
-        self.coordinator_pid = int(found[1])
-        wait_serving(self.address, COORDINATOR_START_TIMEOUT_S)
+        self._coordinator, _, self.coordinator_pid = self._start_server(args, "coordinator", _READY_RE)
 
     def start(self) -> LocalCluster:
-        """Start Ray and the coordinator."""
+        """Start Ray, the embedder and the coordinator."""
         try:
             self.start_ray()
+            self.start_embedder()
             self.start_coordinator()
         except BaseException:
             self.stop()
@@ -192,8 +217,10 @@ class LocalCluster:
         self.start_coordinator()
 
     def stop(self) -> None:
-        """Stop the coordinator, then Ray (which takes the shard actors with it)."""
+        """Stop the coordinator and the embedder, then Ray (which takes the shard actors with it)."""
         self.stop_coordinator()
+        _stop_process(self._embedder)
+        self._embedder = None
         if self._own_ray:
             _stop_process(self._ray)
             self._ray = None

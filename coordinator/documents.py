@@ -1,0 +1,285 @@
+"""Collections bound to a model: texts and images in, embedded and chunked; chunk hits grouped back to documents."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from coordinator.catalog import CollectionSpec
+from coordinator.chunking import DEFAULT_OVERLAP, DEFAULT_WORDS, MAX_WORDS, chunk_text
+from coordinator.engine import Engine, Hit, SearchAnswer, check_ids
+from embedder.client import Embedded, EmbedderClient
+from protos import common_pb2
+from protos.errors import FailedPrecondition, InvalidArgument, NotFound
+from protos.wire import CHUNK_SEP
+
+CHUNKS_KEY = "_shoal_chunks"   # payload field of a document's first entry: how many chunk entries it has
+EMBED_REQUEST_ITEMS = 256      # texts or images per call to the embedder (calls run concurrently)
+
+
+@dataclass(frozen=True)
+class BoundModel:
+    """A model as a collection binds to it."""
+
+    ref: str
+    dim: int
+    modality: str
+
+
+def chunk_id(doc_id: str, n: int) -> str:
+    """Id of a document's n-th entry (the first keeps the document's own id)."""
+    return doc_id if n == 0 else f"{doc_id}{CHUNK_SEP}{n}"
+
+
+def doc_of(entry_id: str) -> str:
+    """The document an entry id belongs to."""
+    return entry_id.split(CHUNK_SEP, 1)[0]
+
+
+def strip_internal(payload: common_pb2.Payload | None) -> common_pb2.Payload | None:
+    """The payload as the user wrote it (without the chunk bookkeeping)."""
+    if payload is not None and CHUNKS_KEY in payload.fields:
+        del payload.fields[CHUNKS_KEY]
+    return payload
+
+
+def group_hits(hits: list[Hit], k: int) -> list[Hit]:
+    """Best entry per document, best first, at most k."""
+    seen: set[str] = set()
+    out = []
+    for hit in hits:
+        doc = doc_of(hit.id)
+        if doc in seen:
+            continue
+        seen.add(doc)
+        out.append(Hit(doc, hit.score, hit.distance, strip_internal(hit.payload)))
+        if len(out) == k:
+            break
+    return out
+
+
+class Documents:
+    """The public write/read path: bare-vector collections pass through to the Engine unchanged."""
+
+    def __init__(self, engine: Engine, embedder: EmbedderClient | None) -> None:
+        self._engine = engine
+        self._embedder = embedder
+
+    # ---- models --------------------------------------------------------------------------
+    def _client(self) -> EmbedderClient:
+        if self._embedder is None:
+            raise FailedPrecondition("this coordinator has no embedder (start it with --embedder-address), "
+                                     "so it cannot use models; send vectors instead")
+        return self._embedder
+
+    async def resolve_model(self, model: str) -> BoundModel:
+        """name@version (or name: its newest available version) as the embedder serves it."""
+        infos = await self._client().list_models()
+        name, _, version = model.partition("@")
+        matches = [m for m in infos if m.name == name and (not version or m.version == version)]
+        if not matches:
+            known = ", ".join(f"{m.name}@{m.version}" for m in infos) or "none"
+            raise NotFound(f"the embedder has no model {model!r} (it has: {known})")
+        usable = [m for m in matches if m.available]
+        if not usable:
+            raise FailedPrecondition(f"model {model!r} cannot be served: {matches[0].unavailable_reason}")
+        best = max(usable, key=lambda m: m.version)
+        return BoundModel(f"{best.name}@{best.version}", best.dim, best.modality)
+
+    async def _embed(self, spec: CollectionSpec, texts: Sequence[str], images: Sequence[bytes],
+                     kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors of texts and of images (each possibly empty), checked to come from the bound model."""
+        client = self._client()
+        step = EMBED_REQUEST_ITEMS
+        calls = [client.embed_texts(spec.model, texts[i:i + step], kind) for i in range(0, len(texts), step)]
+        calls += [client.embed_images(spec.model, images[i:i + step]) for i in range(0, len(images), step)]
+        results: list[Embedded] = list(await asyncio.gather(*calls))
+        for r in results:
+            if r.model != spec.model or r.dim != spec.dim:
+                raise FailedPrecondition(f"the embedder answered with {r.model} ({r.dim} dims), but collection "
+                                         f"{spec.name!r} is bound to {spec.model} ({spec.dim} dims)")
+        n_text = -(-len(texts) // step)
+        empty = np.zeros((0, spec.dim), np.float32)
+        text_vecs = np.concatenate([r.vectors for r in results[:n_text]]) if n_text else empty
+        image_vecs = np.concatenate([r.vectors for r in results[n_text:]]) if len(results) > n_text else empty
+        return text_vecs, image_vecs
+
+    @staticmethod
+    def _check_vectors_model(spec: CollectionSpec, vectors_model: str) -> None:
+        if vectors_model == spec.model:
+            return
+        if not vectors_model:
+            raise FailedPrecondition(f"collection {spec.name!r} is bound to {spec.model}: say which model made "
+                                     f"these vectors (vectors_model), or send texts/images to embed")
+        raise FailedPrecondition(f"vectors made by {vectors_model} cannot be used with collection {spec.name!r}, "
+                                 f"which is bound to {spec.model}")
+
+    @staticmethod
+    def _check_sources(spec: CollectionSpec, texts: Sequence[str], images: Sequence[bytes]) -> None:
+        if (texts or images) and not spec.model:
+            raise FailedPrecondition(f"collection {spec.name!r} holds bare vectors (no model is bound), so it "
+                                     "cannot embed texts or images; send vectors, or create it with a model")
+
+    async def create_collection(self, name: str, dim: int, metric: str, shards: int, m: int, ef_construction: int,
+                                ef_search: int, model: str, chunk_words: int, chunk_overlap: int,
+                                **policy: float | int) -> CollectionSpec:
+        """Create a collection; with a model, its dimension comes from (and must agree with) the model.
+
+        policy: the engine's compaction and replication settings of the collection."""
+        if not model:
+            if chunk_words or chunk_overlap:
+                raise InvalidArgument("chunking applies to collections bound to a model; give a model too")
+            return await self._engine.create_collection(name, dim, metric, shards, m, ef_construction, ef_search,
+                                                        **policy)
+        bound = await self.resolve_model(model)
+        if dim and dim != bound.dim:
+            raise InvalidArgument(f"dim {dim} does not match model {bound.ref}, which makes {bound.dim}-dim vectors; "
+                                  "give dim 0 or the model's")
+        words = chunk_words or DEFAULT_WORDS
+        overlap = chunk_overlap if chunk_words else DEFAULT_OVERLAP
+        if not 1 <= words <= MAX_WORDS:
+            raise InvalidArgument(f"chunking.words must be between 1 and {MAX_WORDS}, got {words}")
+        if not 0 <= overlap < words:
+            raise InvalidArgument(f"chunking.overlap must be smaller than chunking.words ({words}), got {overlap}")
+        return await self._engine.create_collection(name, bound.dim, metric, shards, m, ef_construction, ef_search,
+                                                    model=bound.ref, modality=bound.modality, chunk_words=words,
+                                                    chunk_overlap=overlap, **policy)
+
+    # ---- writes --------------------------------------------------------------------------
+    async def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, vectors_model: str,
+                     texts: Sequence[str], images: Sequence[bytes], payloads: Sequence[common_pb2.Payload]) -> int:
+        """Write documents: bare vectors, or (bound collections) texts/images embedded and chunked here."""
+        spec = self._engine.catalog.get(name)
+        self._check_sources(spec, texts, images)
+        if not spec.model:
+            return await self._engine.upsert(name, ids, vectors, payloads)
+        check_ids(ids, self._engine.settings.max_batch)
+        for pos, doc_id in enumerate(ids):
+            if CHUNK_SEP in doc_id:
+                raise InvalidArgument(f"id at position {pos} contains U+001F, which Shoal reserves")
+        if payloads and len(payloads) != len(ids):
+            raise InvalidArgument(f"{len(ids)} ids but {len(payloads)} payloads; give none or one per id")
+        if vectors.shape[0]:
+            if texts or images:
+                raise InvalidArgument("give either vectors or texts/images in one upsert, not both")
+            self._check_vectors_model(spec, vectors_model)
+            entry_vectors, owners = vectors, list(range(len(ids)))
+        else:
+            entry_vectors, owners = await self._embed_documents(spec, ids, texts, images)
+        return await self._write(spec, ids, entry_vectors, owners, payloads)
+
+    async def _embed_documents(self, spec: CollectionSpec, ids: Sequence[str], texts: Sequence[str],
+                               images: Sequence[bytes]) -> tuple[np.ndarray, list[int]]:
+        """Each document's chunk texts and image embedded; vectors with the document each belongs to."""
+        for what, values in (("texts", texts), ("images", images)):
+            if values and len(values) != len(ids):
+                raise InvalidArgument(f"{len(ids)} ids but {len(values)} {what}; give none or one per id")
+        if not texts and not images:
+            raise InvalidArgument(f"collection {spec.name!r} is bound to {spec.model}: give vectors, texts or images")
+        chunk_texts: list[str] = []
+        text_owner: list[int] = []
+        image_owner: list[int] = []
+        for i in range(len(ids)):
+            text = texts[i] if texts else ""
+            image = images[i] if images else b""
+            if not text.strip() and not image:
+                raise InvalidArgument(f"document {ids[i]!r} has neither text nor image")
+            if text.strip():
+                pieces = chunk_text(text, spec.chunk_words, spec.chunk_overlap)
+                chunk_texts.extend(pieces)
+                text_owner.extend([i] * len(pieces))
+            if image:
+                image_owner.append(i)
+        text_vecs, image_vecs = await self._embed(spec, chunk_texts, [images[i] for i in image_owner], "passage")
+        owners = text_owner + image_owner
+        order = np.argsort(np.asarray(owners), kind="stable")  # a document's entries side by side
+        return np.concatenate([text_vecs, image_vecs])[order], [owners[j] for j in order.tolist()]
+
+    async def _write(self, spec: CollectionSpec, ids: Sequence[str], vectors: np.ndarray, owners: list[int],
+                     payloads: Sequence[common_pb2.Payload]) -> int:
+        """Store entries (first entry of a document keeps its id), then drop chunks the old version had extra."""
+        old = await self._chunk_counts(spec.name, ids)
+        counts = np.bincount(np.asarray(owners), minlength=len(ids))
+        entry_ids, entry_payloads = [], []
+        nth = [0] * len(ids)
+        for owner in owners:
+            entry_ids.append(chunk_id(ids[owner], nth[owner]))
+            payload = common_pb2.Payload()
+            if payloads:
+                payload.CopyFrom(payloads[owner])
+            if nth[owner] == 0:
+                payload.fields[CHUNKS_KEY].int_value = int(counts[owner])
+            entry_payloads.append(payload)
+            nth[owner] += 1
+        await self._engine.upsert(spec.name, entry_ids, vectors, entry_payloads)
+        stale = [chunk_id(d, n) for i, d in enumerate(ids) for n in range(int(counts[i]), old.get(d, 0))]
+        if stale:
+            await self._engine.delete(spec.name, stale)
+        return len(ids)
+
+    async def _chunk_counts(self, name: str, ids: Sequence[str]) -> dict[str, int]:
+        """How many entries each stored document has now."""
+        docs = await self._engine.get(name, ids, with_vectors=False)
+        return {d.id: int(d.payload.fields[CHUNKS_KEY].int_value) if CHUNKS_KEY in d.payload.fields else 1
+                for d in docs}
+
+    async def delete(self, name: str, ids: Sequence[str]) -> int:
+        """Delete documents with all their chunks; returns how many existed."""
+        spec = self._engine.catalog.get(name)
+        if not spec.model:
+            return await self._engine.delete(name, ids)
+        check_ids(ids, self._engine.settings.max_batch)
+        old = await self._chunk_counts(name, ids)
+        extra = [chunk_id(d, n) for d, count in old.items() for n in range(1, count)]
+        deleted = await self._engine.delete(name, list(ids))
+        if extra:
+            await self._engine.delete(name, extra)
+        return deleted
+
+    # ---- reads ---------------------------------------------------------------------------
+    async def get(self, name: str, ids: Sequence[str], with_vectors: bool) -> list[common_pb2.Document]:
+        """Stored documents among ids (a chunked document shows its first chunk's vector)."""
+        docs = await self._engine.get(name, ids, with_vectors)
+        for d in docs:
+            strip_internal(d.payload)
+        return docs
+
+    async def search(self, name: str, vectors: np.ndarray, vectors_model: str, texts: Sequence[str],
+                     images: Sequence[bytes], k: int, ef: int, with_payload: bool, allow_partial: bool = False
+                     ) -> SearchAnswer:
+        """Top-k documents per query; queries are vectors, or (bound collections) texts or images."""
+        spec = self._engine.catalog.get(name)
+        self._check_sources(spec, texts, images)
+        if not spec.model:
+            return await self._engine.search(name, vectors, k, ef, with_payload, allow_partial)
+        sources = sum(bool(x) for x in (vectors.shape[0], len(texts), len(images)))
+        if sources != 1:
+            raise InvalidArgument("give the queries as vectors, texts or images (exactly one of them)")
+        if vectors.shape[0]:
+            self._check_vectors_model(spec, vectors_model)
+            queries = vectors
+        else:
+            if any(not t.strip() for t in texts):
+                raise InvalidArgument("a text query is empty")
+            text_vecs, image_vecs = await self._embed(spec, list(texts), list(images), "query")
+            queries = text_vecs if len(texts) else image_vecs
+        return await self._search_grouped(name, queries, k, ef, with_payload, allow_partial)
+
+    async def _search_grouped(self, name: str, queries: np.ndarray, k: int, ef: int, with_payload: bool,
+                              allow_partial: bool) -> SearchAnswer:
+        """Ask for more entries until every query has k distinct documents (or the collection runs out)."""
+        max_k = self._engine.settings.max_k
+        if not 1 <= k <= max_k:
+            raise InvalidArgument(f"k must be between 1 and {max_k}, got {k}")
+        fetch = min(2 * k, max_k)
+        while True:
+            answer = await self._engine.search(name, queries, fetch, ef, with_payload, allow_partial)
+            raw = answer.results
+            grouped = [group_hits(hits, k) for hits in raw]
+            exhausted = all(len(hits) < fetch for hits in raw)
+            if exhausted or fetch == max_k or all(len(g) == k for g in grouped):
+                return SearchAnswer(grouped, answer.missing_shards)
+            fetch = min(fetch * 4, max_k)

