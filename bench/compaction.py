@@ -57,6 +57,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--baseline-seconds", type=float, default=60.0, help="latency run without a rebuild")
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--render-only", action="store_true",
+                   help=f"measure nothing: rewrite the section from {RESULTS.name} and the latest soak counts")
     return p.parse_args(argv)
 
 
@@ -253,12 +255,16 @@ def render(res: dict[str, Any], command: str, soak: dict[str, Any] | None) -> st
 def main(argv: Sequence[str] | None = None) -> None:
     """Run, then write results.json and the BENCHMARKS.md section."""
     args = parse_args(argv)
-    res = run(args)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=1) + "\n")
+    if args.render_only:
+        res = json.loads(RESULTS.read_text())
+    else:
+        res = run(args)
+        res["command"] = shlex.join(["python", "-m", "bench.compaction",
+                                     *(argv if argv is not None else sys.argv[1:])])
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(res, indent=1) + "\n")
     soak = json.loads(SOAK.read_text()) if SOAK.exists() else None
-    command = shlex.join(["python", "-m", "bench.compaction", *(argv if argv is not None else sys.argv[1:])])
-    write_section(render(res, command, soak), args.out, BEGIN, END)
+    write_section(render(res, res.get("command", "python -m bench.compaction"), soak), args.out, BEGIN, END)
     print(f"wrote {args.out} and {RESULTS}", file=sys.stderr)
 
 

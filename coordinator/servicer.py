@@ -28,9 +28,11 @@ def collection_to_proto(spec: CollectionSpec, shards: list[ShardStatus] | None =
     if spec.model:
         info.model, info.modality = spec.model, spec.modality
         info.chunking.words, info.chunking.overlap = spec.chunk_words, spec.chunk_overlap
+    counted: set[int] = set()
     for s in shards or []:
         info.shard_info.append(shard_to_proto(s))
-        if s.stats is not None and s.replica == 0:
+        if s.stats is not None and s.index not in counted:  # one answering replica of each shard
+            counted.add(s.index)
             info.count += s.stats.documents
     return info
 

@@ -300,6 +300,9 @@ def test_soak_writes_reads_rebuilds_and_kills(healing: LocalCluster) -> None:
     COUNTS_FILE.parent.mkdir(parents=True, exist_ok=True)
     COUNTS_FILE.write_text(json.dumps(report, indent=1) + "\n")
     r1, r2 = report["soak-r1"], report["soak-r2"]
+    with shoal.Client(healing.address) as admin:
+        per_replica = {(s["index"], s["replica"]): s["live"] for s in admin.describe_collection("soak-r2").shard_info}
+    assert all(per_replica[(i, 0)] == per_replica[(i, 1)] for i in range(2)), f"replicas differ: {per_replica}"
     assert sum(v for k, v in kills.items() if k.startswith("soak-")) >= 3, "the chaos loop should kill several actors"
     assert sum(rebuilds.values()) >= 2, "the scheduler should have rebuilt shards during the soak"
     assert set(r1["reads"]) <= {"complete", "partial", "error UNAVAILABLE"}, r1["reads"]
