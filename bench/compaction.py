@@ -71,18 +71,25 @@ def exact_ids(metric: str, queries: np.ndarray, ids: list[str], vectors: np.ndar
     return out
 
 
-def measure(part: Partition, queries: np.ndarray, truth: list[set[str]], efs: Sequence[int]) -> list[dict[str, Any]]:
-    """recall@10 and batched QPS (one hnswlib thread, as a shard serves) at each ef."""
-    rows = []
+def measure(indexes: dict[str, tuple[Partition, list[set[str]]]], queries: np.ndarray, efs: Sequence[int]
+            ) -> dict[str, list[dict[str, Any]]]:
+    """recall@10 and batched QPS (one hnswlib thread, as a shard serves) of every index at each ef.
+
+    The indexes take turns within each pass, so a change in the machine's load hits them all alike."""
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in indexes}
     for ef in efs:
-        part.search_matrix(queries[:50], K, ef)  # warm-up
-        best = float("inf")
+        best = dict.fromkeys(indexes, float("inf"))
+        found: dict[str, np.ndarray] = {}
+        for part, _ in indexes.values():
+            part.search_matrix(queries[:50], K, ef)  # warm-up
         for _ in range(REPEATS):
-            start = time.perf_counter()
-            ids, _ = part.search_matrix(queries, K, ef)
-            best = min(best, time.perf_counter() - start)
-        recall = float(np.mean([len(set(row) & t) / K for row, t in zip(ids.tolist(), truth, strict=True)]))
-        rows.append({"ef": ef, "recall": round(recall, 4), "qps": round(len(queries) / best, 1)})
+            for name, (part, _) in indexes.items():
+                start = time.perf_counter()
+                found[name], _ = part.search_matrix(queries, K, ef)
+                best[name] = min(best[name], time.perf_counter() - start)
+        for name, (_, truth) in indexes.items():
+            recall = float(np.mean([len(set(r) & t) / K for r, t in zip(found[name].tolist(), truth, strict=True)]))
+            rows[name].append({"ef": ef, "recall": round(recall, 4), "qps": round(len(queries) / best[name], 1)})
     return rows
 
 
@@ -156,9 +163,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             store.delete([ids[i] for i in gone[s:s + INGEST_BATCH]])
 
         live_ids, live_vecs, _ = store.partition.live_documents()
-        truth = exact_ids("cosine", data.queries, live_ids, live_vecs)
-        res["before"] = {**state_of(store.partition), "rows": measure(store.partition, data.queries, truth, args.ef)}
-        tqdm.write(f"before: {res['before']}", file=sys.stderr)
+        before_truth = exact_ids("cosine", data.queries, live_ids, live_vecs)
+        old = store.partition  # kept after the swap, to be measured side by side with the new index
+        res["before"] = state_of(old)
 
         deadline = time.monotonic() + args.baseline_seconds
         live = (live_ids, live_vecs)
@@ -175,14 +182,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         live_ids, live_vecs, payloads = store.partition.live_documents()
         truth = exact_ids("cosine", data.queries, live_ids, live_vecs)
-        res["after"] = {**state_of(store.partition), "rows": measure(store.partition, data.queries, truth, args.ef)}
-        tqdm.write(f"after: {res['after']}", file=sys.stderr)
+        res["after"] = state_of(store.partition)
         start = time.perf_counter()
         fresh = build_partition(spec, live_ids, live_vecs, payloads, 1, settings.rebuild_threads,
                                 lambda _: None, lambda: False)
         res["fresh_build_seconds"] = round(time.perf_counter() - start, 1)
-        res["fresh"] = {**state_of(fresh), "rows": measure(fresh, data.queries, truth, args.ef)}
-        tqdm.write(f"fresh: {res['fresh']}", file=sys.stderr)
+        res["fresh"] = state_of(fresh)
+        rows = measure({"before": (old, before_truth), "after": (store.partition, truth), "fresh": (fresh, truth)},
+                       data.queries, args.ef)
+        for name, measured in rows.items():
+            res[name]["rows"] = measured
+            tqdm.write(f"{name}: {res[name]}", file=sys.stderr)
         store.close()
     res["load_average_end"] = load_average()
     return res
@@ -204,7 +214,8 @@ def render(res: dict[str, Any], command: str, soak: dict[str, Any] | None) -> st
              f"section at dim {a['dim']}, M={M}, ef_construction={EF_CONSTRUCTION}; then {float(a['delete_share']):.0%}"
              f" deleted at random. {int(a['queries']):,} held-out queries, k={K}; recall@10 against numpy brute "
              f"force over the live set at that moment; batched QPS = the whole query set in one call on one hnswlib "
-             f"thread (as a shard serves), fastest of {REPEATS} passes.", "",
+             f"thread (as a shard serves), fastest of {REPEATS} passes, the three indexes taking turns in each "
+             f"pass (the tombstoned one is kept in memory after the swap for this).", "",
              "### Recall and throughput: tombstoned, compacted, and built fresh from the live set", "",
              "| index | live | tombstones | capacity | memory (MiB, est.) | ef | recall@10 | QPS |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -265,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         RESULTS.write_text(json.dumps(res, indent=1) + "\n")
     soak = json.loads(SOAK.read_text()) if SOAK.exists() else None
     write_section(render(res, res.get("command", "python -m bench.compaction"), soak), args.out, BEGIN, END)
-    print(f"wrote {args.out} and {RESULTS}", file=sys.stderr)
+    print(f"wrote {args.out}" + ("" if args.render_only else f" and {RESULTS}"), file=sys.stderr)
 
 
 if __name__ == "__main__":

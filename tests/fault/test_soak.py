@@ -213,11 +213,12 @@ def rebuilding(client: shoal.Client, name: str) -> tuple[int, int] | None:
 
 def chaos(lc: LocalCluster, client: shoal.Client, targets: list[tuple[str, int, int]], stop: threading.Event,
           kills: Counter, rng: random.Random) -> None:
-    """Kill a shard actor (one in the middle of a rebuild when there is one), wait until its collection is whole
-    again, pause, repeat."""
+    """Kill a shard actor (one in the middle of a rebuild when there is one; ray.kill and SIGKILL in turn), wait
+    until its collection is whole again, pause, repeat."""
     while not stop.is_set():
         name, shards, replicas = rng.choice(targets)
-        shard, replica, how = rng.randrange(shards), rng.randrange(replicas), rng.choice(["ray", "sigkill"])
+        shard, replica = rng.randrange(shards), rng.randrange(replicas)
+        how = ("ray", "sigkill")[sum(kills.values()) % 2]  # both ways of dying, in turn
         busy = rebuilding(client, name)
         if busy is not None:
             shard, replica = busy
