@@ -23,11 +23,11 @@ run: $(STAMP)
 	$(PYTHON) -m shoal.cli serve
 
 ## Install what the tests need, then lint and run every test (unit, property, integration, fault).
-test: $(STAMP)
+test: $(STAMP) emoji-font
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q -ra --durations=10
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) emoji-font
 	$(PYTHON) -m pytest -q tests/unit
 
 lint: $(STAMP)

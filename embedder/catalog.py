@@ -89,7 +89,9 @@ def local_entry(item: dict) -> ModelEntry:
 
 def build_registry(settings: EmbedderSettings) -> Registry:
     """The registry a server with these settings serves."""
-    registry = Registry(digest_file=Path(settings.state_dir) / "recorded-digests.json", threads=settings.threads)
+    state = Path(settings.state_dir)
+    registry = Registry(digest_file=state / "recorded-digests.json", threads=settings.threads,
+                        cache_dir=state / "cache")
     for entry in builtin_entries():
         registry.add(entry)
     if settings.models_file:

@@ -29,12 +29,16 @@ def image_entries(text: ModelEntry) -> list[ModelEntry]:
     effnet_ref, text_ref = "@".join(EFFICIENTNET), text.ref
 
     def conse_files() -> tuple[Path, ...]:
-        return (*text.files(), *_effnet_files())
+        from embedder.models import imagenet
+
+        # The class names and definitions decide ConSE vectors as much as either model's weights do.
+        return (*text.files(), *_effnet_files(), *imagenet.class_data_files())
 
     def build_conse(spec: ModelSpec, registry: Registry) -> Encoder:
         from embedder.models.conse import ConseEncoder
 
-        return ConseEncoder(spec, registry.load(text_ref), registry.load(effnet_ref))
+        cache = registry.cache_dir / "conse" if registry.cache_dir is not None else None
+        return ConseEncoder(spec, registry.load(text_ref), registry.load(effnet_ref), cache_dir=cache)
 
     effnet = ModelEntry(*EFFICIENTNET, dim=EFFICIENTNET_DIM, modality="image", files=_effnet_files,
                         build=_build_effnet,

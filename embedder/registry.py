@@ -56,6 +56,7 @@ class Registry:
     default: str = ""
     digest_file: Path | None = None         # where digests first seen are recorded (unpinned models)
     threads: int = 0
+    cache_dir: Path | None = None           # where models may keep derived data (e.g. ConSE class vectors)
     _loaded: dict[str, Encoder] = field(default_factory=dict)
     _digests: dict[tuple, str] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
