@@ -2,7 +2,7 @@ PYTHON ?= python3
 PROTO_SRC := $(wildcard protos/*.proto)
 STAMP := .make/installed
 
-.PHONY: install protos run test test-unit lint bench clean
+.PHONY: install protos run test test-unit lint bench bench-compaction clean
 
 # torch goes first, pinned: it is the CPU build on these machines, and a bare "torch" pulled in by
 # another package would fetch gigabytes of CUDA.
@@ -36,6 +36,10 @@ lint: $(STAMP)
 ## Benchmark: Shoal vs in-process hnswlib vs brute force; writes BENCHMARKS.md and bench/recall_qps.png.
 bench: $(STAMP)
 	$(PYTHON) -m bench.run
+
+## Compaction benchmark: 100k documents, half deleted; recall/QPS before and after a rebuild, p99 during one.
+bench-compaction: $(STAMP)
+	$(PYTHON) -m bench.compaction
 
 clean:
 	rm -rf .make .shoal-data build *.egg-info

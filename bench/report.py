@@ -322,13 +322,13 @@ def render_section(r: Results, plot: Path, out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(section: str, path: Path) -> None:
+def write_section(section: str, path: Path, begin: str = BEGIN, end_marker: str = END) -> None:
     """Put the section into path between the markers, replacing only that region (or appending it)."""
     if path.exists():
         text = path.read_text()
-        start, end = text.find(BEGIN), text.find(END)
+        start, end = text.find(begin), text.find(end_marker)
         if start != -1 and end > start:
-            text = text[:start] + section.rstrip("\n") + text[end + len(END):]
+            text = text[:start] + section.rstrip("\n") + text[end + len(end_marker):]
         else:
             text = text.rstrip("\n") + "\n\n" + section
     else:

@@ -226,10 +226,11 @@ class LocalCluster:
             _stop_process(self._ray)
             self._ray = None
 
-    def shard_tool(self, action: str, collection: str = "", shard: int = 0, how: str = "ray") -> Any:
+    def shard_tool(self, action: str, collection: str = "", shard: int = 0, how: str = "ray",
+                   replica: int = 0) -> Any:
         """Run `coordinator.shards` against this cluster (list, locate or kill shard actors); returns its answer."""
         args = [sys.executable, "-m", "coordinator.shards", action, f"--collection={collection}",
-                f"--shard={shard}", f"--how={how}", f"--data-dir={self.data_dir}",
+                f"--shard={shard}", f"--how={how}", f"--replica={replica}", f"--data-dir={self.data_dir}",
                 f"--ray-address={self.ray_address}"]
         out = subprocess.run(args, capture_output=True, text=True, env={**os.environ, **self.ray_env},
                              timeout=COORDINATOR_START_TIMEOUT_S, check=False)
