@@ -2,7 +2,7 @@ PYTHON ?= python3
 PROTO_SRC := $(wildcard protos/*.proto)
 STAMP := .make/installed
 
-.PHONY: install protos run test test-unit lint bench bench-filter clean
+.PHONY: install protos run test test-unit lint bench bench-filter bench-compaction clean
 
 # torch goes first, pinned: it is the CPU build on these machines, and a bare "torch" pulled in by
 # another package would fetch gigabytes of CUDA.
@@ -40,6 +40,9 @@ bench: $(STAMP)
 ## Filtered search, NOT and BM25 on the Debian corpus; writes its section of BENCHMARKS.md.
 bench-filter: $(STAMP)
 	$(PYTHON) -m bench.filtered
+## Compaction benchmark: 100k documents, half deleted; recall/QPS before and after a rebuild, p99 during one.
+bench-compaction: $(STAMP)
+	$(PYTHON) -m bench.compaction
 
 clean:
 	rm -rf .make .shoal-data build *.egg-info

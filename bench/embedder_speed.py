@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.corpus_cache import dev_sample, load_corpus
+from bench.machine import machine_facts
 from embedder.client import EmbedderClient
 from shoal.serve import LocalCluster
 
@@ -27,6 +28,7 @@ BATCH_SIZE = 64
 BATCH_CALLS = 4
 CONCURRENT = 32
 CONCURRENT_ROUNDS = 3
+STATE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "embedder-state"  # keeps the ConSE cache
 OUT = Path(__file__).resolve().parent / "out" / "embedder_speed.json"
 
 
@@ -89,10 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=Path, default=None, help="folder of PNG images (e.g. the rendered emoji)")
     args = ap.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
+    facts = machine_facts(Path(__file__).resolve().parent.parent)
     images = [p.read_bytes() for p in sorted(args.images.glob("*.png"))][:400] if args.images else []
     image_models = [m for m in args.image_models.split(",") if m] if images else []
     with tempfile.TemporaryDirectory() as tmp:
-        cluster = LocalCluster(tmp, embedder_args=[f"--preload={','.join(models + image_models)}"])
+        preload = ",".join(models + image_models)
+        cluster = LocalCluster(tmp, embedder_args=[f"--state-dir={STATE_DIR}", f"--preload={preload}"])
         try:
             cluster.start_embedder()
             results = asyncio.run(run(cluster.embedder_address, models, images, image_models))
@@ -100,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster.stop()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"command": "python -m bench.embedder_speed " + " ".join(argv or sys.argv[1:]),
-                               "results": results}, indent=2))
+                               "machine": facts, "results": results}, indent=2))
     print(f"wrote {OUT}", file=sys.stderr)
     return 0
 

@@ -36,6 +36,7 @@ from shoal.serve import LocalCluster
 CONSE = "conse-e5-efficientnet@0.1.0"
 LITE0 = "efficientnet-lite0@0.1.0"
 BATCH = 32
+STATE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "embedder-state"  # keeps the ConSE cache
 OUT = Path(__file__).resolve().parent / "out" / "emoji_cluster.json"
 
 
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     items = load_emoji(args.dir)
     images = read_images(args.dir, items)
     with tempfile.TemporaryDirectory() as tmp, \
-            LocalCluster(tmp, embedder_args=[f"--preload={CONSE},{LITE0}"]) as cluster, \
+            LocalCluster(tmp, embedder_args=[f"--state-dir={STATE_DIR}", f"--preload={CONSE},{LITE0}"]) as cluster, \
             Client(cluster.address, timeout=600) as client:
         ingest(client, "emoji-conse", CONSE, items, images)
         ingest(client, "emoji-lite0", LITE0, items, images)

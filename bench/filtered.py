@@ -118,7 +118,7 @@ def filtered_table(vectors: np.ndarray, docs: list[dict], cols: Columns, queries
     for start in tqdm(range(0, len(docs), UPSERT_BATCH), desc="indexing one partition", unit="batch"):
         end = start + UPSERT_BATCH
         part.upsert([d["id"] for d in docs[start:end]], vectors[start:end], [payload(d) for d in docs[start:end]])
-    spec = CollectionSpec.new("bench", vectors.shape[1], "cosine", 1, 16, 200, EF, FIELDS)
+    spec = CollectionSpec.new("bench", vectors.shape[1], "cosine", 1, 16, 200, EF, fields=FIELDS)
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     rows = []
     for label, expr, mask_fn in FILTERS:

@@ -8,7 +8,7 @@ import os
 import re
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from protos.errors import AlreadyExists, NotFound
 
 _NAME_RE = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")  # \Z: "$" would accept a trailing newline
 _CATALOG_FILE = "catalog.json"
+DEFAULT_TOMBSTONE_THRESHOLD = 0.2  # rebuild a shard once a fifth of its graph is deleted documents
 
 
 @dataclass(frozen=True)
@@ -36,15 +37,17 @@ class CollectionSpec:
     modality: str = ""       # what the bound model embeds: text, image or text+image
     chunk_words: int = 0     # text chunking of a bound collection
     chunk_overlap: int = 0
+    # Defaults keep catalogues written before these existed readable.
+    tombstone_threshold: float = DEFAULT_TOMBSTONE_THRESHOLD
+    replication_factor: int = 1
 
     @staticmethod
     def new(name: str, dim: int, metric: str, shards: int, m: int, ef_construction: int,
-            ef_search: int, fields: dict[str, str] | None = None, **binding: str | int) -> CollectionSpec:
-        """A spec with a fresh uid and creation time."""
+            ef_search: int, **extra: str | int | float) -> CollectionSpec:
+        """A spec with a fresh uid and creation time (extra: the optional fields, e.g. model binding)."""
         return CollectionSpec(name=name, uid=uuid.uuid4().hex[:12], dim=dim, metric=metric, shards=shards,
                               m=m, ef_construction=ef_construction, ef_search=ef_search,
-                              created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                              fields=dict(fields or {}), **binding)
+                              created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **extra)
 
 
 def valid_name(name: str) -> bool:
@@ -86,6 +89,15 @@ class Catalog:
         with self._lock:
             spec = self.get(name)
             specs = {k: v for k, v in self._specs.items() if k != name}
+            self._persist(specs)
+            self._specs = specs
+            return spec
+
+    def update(self, name: str, **changes: object) -> CollectionSpec:
+        """Change some fields of a collection's spec (not its identity); returns the new spec."""
+        with self._lock:
+            spec = replace(self.get(name), **changes)
+            specs = {**self._specs, name: spec}
             self._persist(specs)
             self._specs = specs
             return spec

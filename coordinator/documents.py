@@ -10,7 +10,7 @@ import numpy as np
 
 from coordinator.catalog import CollectionSpec
 from coordinator.chunking import DEFAULT_OVERLAP, DEFAULT_WORDS, MAX_WORDS, chunk_text
-from coordinator.engine import Engine, Hit, check_ids
+from coordinator.engine import Engine, Hit, SearchAnswer, check_ids
 from embedder.client import Embedded, EmbedderClient
 from embedder.registry import version_key
 from protos import common_pb2
@@ -132,13 +132,15 @@ class Documents:
 
     async def create_collection(self, name: str, dim: int, metric: str, shards: int, m: int, ef_construction: int,
                                 ef_search: int, model: str, chunk_words: int, chunk_overlap: int,
-                                fields: dict[str, str] | None = None) -> CollectionSpec:
-        """Create a collection; with a model, its dimension comes from (and must agree with) the model."""
+                                fields: dict[str, str] | None = None, **policy: float | int) -> CollectionSpec:
+        """Create a collection; with a model, its dimension comes from (and must agree with) the model.
+
+        policy: the engine's compaction and replication settings of the collection."""
         if not model:
             if chunk_words or chunk_overlap:
                 raise InvalidArgument("chunking applies to collections bound to a model; give a model too")
             return await self._engine.create_collection(name, dim, metric, shards, m, ef_construction, ef_search,
-                                                        fields)
+                                                        fields=fields, **policy)
         bound = await self.resolve_model(model)
         if dim and dim != bound.dim:
             raise InvalidArgument(f"dim {dim} does not match model {bound.ref}, which makes {bound.dim}-dim vectors; "
@@ -150,8 +152,8 @@ class Documents:
         if not 0 <= overlap < words:
             raise InvalidArgument(f"chunking.overlap must be smaller than chunking.words ({words}), got {overlap}")
         return await self._engine.create_collection(name, bound.dim, metric, shards, m, ef_construction, ef_search,
-                                                    fields, model=bound.ref, modality=bound.modality, chunk_words=words,
-                                                    chunk_overlap=overlap)
+                                                    fields=fields, model=bound.ref, modality=bound.modality,
+                                                    chunk_words=words, chunk_overlap=overlap, **policy)
 
     # ---- writes --------------------------------------------------------------------------
     async def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, vectors_model: str,
@@ -262,16 +264,17 @@ class Documents:
         return docs
 
     async def search(self, name: str, vectors: np.ndarray, vectors_model: str, texts: Sequence[str],
-                     images: Sequence[bytes], k: int, ef: int, with_payload: bool) -> list[list[Hit]]:
+                     images: Sequence[bytes], k: int, ef: int, with_payload: bool, allow_partial: bool = False
+                     ) -> SearchAnswer:
         """Top-k documents per query; queries are vectors, or (bound collections) texts or images."""
         spec = self._engine.catalog.get(name)
         self._check_sources(spec, texts, images)
         if not spec.model:
-            return await self._engine.search(name, vectors, k, ef, with_payload)
+            return await self._engine.search(name, vectors, k, ef, with_payload, allow_partial)
         if sum(bool(x) for x in (vectors.shape[0], len(texts), len(images))) != 1:
             raise InvalidArgument("give the queries as vectors, texts or images (exactly one of them)")
         queries = await self.query_vectors(name, vectors, vectors_model, texts, images)
-        return await self._search_grouped(name, queries, k, ef, with_payload)
+        return await self._search_grouped(name, queries, k, ef, with_payload, allow_partial)
 
     async def embed_query_texts(self, name: str, texts: list[str]) -> np.ndarray | None:
         """Query vectors of near:"text" clauses by the collection's model (None for a collection without one)."""
@@ -301,17 +304,18 @@ class Documents:
         text_vecs, image_vecs = await self._embed(spec, list(texts), list(images), "query")
         return text_vecs if len(texts) else image_vecs
 
-    async def _search_grouped(self, name: str, queries: np.ndarray, k: int, ef: int, with_payload: bool
-                              ) -> list[list[Hit]]:
+    async def _search_grouped(self, name: str, queries: np.ndarray, k: int, ef: int, with_payload: bool,
+                              allow_partial: bool) -> SearchAnswer:
         """Ask for more entries until every query has k distinct documents (or the collection runs out)."""
         max_k = self._engine.settings.max_k
         if not 1 <= k <= max_k:
             raise InvalidArgument(f"k must be between 1 and {max_k}, got {k}")
         fetch = min(2 * k, max_k)
         while True:
-            raw = await self._engine.search(name, queries, fetch, ef, with_payload)
+            answer = await self._engine.search(name, queries, fetch, ef, with_payload, allow_partial)
+            raw = answer.results
             grouped = [group_hits(hits, k) for hits in raw]
             exhausted = all(len(hits) < fetch for hits in raw)
             if exhausted or fetch == max_k or all(len(g) == k for g in grouped):
-                return grouped
+                return SearchAnswer(grouped, answer.missing_shards)
             fetch = min(fetch * 4, max_k)

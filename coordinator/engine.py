@@ -13,20 +13,24 @@ from coordinator.catalog import Catalog, CollectionSpec, valid_name
 from coordinator.deadline import time_left
 from coordinator.fanout import ShardPool
 from coordinator.merge import column_starts, merge_top_k_rows
+from coordinator.metrics import CoordinatorMetrics
 from coordinator.payload_check import check_payloads
 from coordinator.query_bind import RANKING_NAMES, VECTOR, BoundQuery, bind_query
 from coordinator.query_exec import QueryRunner, weights_of
 from coordinator.query_parser import parse_query
 from coordinator.query_text import TextEmbedder, embed_near_texts
+from coordinator.replicas import Replicator
 from coordinator.router import group_by_shard
-from coordinator.settings import MAX_DIM, MAX_ID_BYTES, MAX_SHARDS, CoordinatorSettings
+from coordinator.scheduler import CompactionScheduler
+from coordinator.settings import MAX_DIM, MAX_ID_BYTES, MAX_REPLICATION, MAX_SHARDS, CoordinatorSettings
 from coordinator.shards import ShardPlacer
 from protos import common_pb2, query_pb2, shard_pb2
-from protos.errors import InvalidArgument
+from protos.errors import InvalidArgument, Unavailable
 from protos.wire import METRICS, check_vectors, pack_matrix
 from shard_node.client import LocalHits, ShardClient
 from shard_node.planner import EXACT
 from shard_node.schema import check_schema
+from shard_node.settings import MAX_M
 
 
 @dataclass
@@ -41,11 +45,21 @@ class Hit:
 
 @dataclass
 class ShardStatus:
-    """A shard's address and figures, for DescribeCollection."""
+    """A shard replica's address and figures (or why it did not answer), for DescribeCollection."""
 
     index: int
+    replica: int
     address: str
-    stats: shard_pb2.ShardStats
+    stats: shard_pb2.ShardStats | None
+    error: str = ""
+
+
+@dataclass
+class SearchAnswer:
+    """Every query's merged hits, and the shards a partial answer left out."""
+
+    results: list[list[Hit]]
+    missing_shards: list[int]
 
 
 def score_of(metric: str, distances: np.ndarray) -> np.ndarray:
@@ -71,22 +85,44 @@ def check_ids(ids: Sequence[str], max_batch: int) -> None:
 class Engine:
     """Everything the public API does, on plain values."""
 
-    def __init__(self, settings: CoordinatorSettings, placer: ShardPlacer, pool: ShardPool) -> None:
+    def __init__(self, settings: CoordinatorSettings, placer: ShardPlacer, replicator: Replicator,
+                 scheduler: CompactionScheduler, catalog: Catalog) -> None:
         self.settings = settings
-        self.catalog = Catalog(Path(settings.data_dir))
+        self.catalog = catalog
         self._placer = placer
-        self._pool = pool
-        self._queries = QueryRunner(pool, settings.shard_timeout_s)
+        self._replicas = replicator
+        self._pool = replicator.pool
+        self._scheduler = scheduler
+        self._queries = QueryRunner(replicator, settings.shard_timeout_s)
+
+    @staticmethod
+    def wire(settings: CoordinatorSettings, placer: ShardPlacer, pool: ShardPool,
+             metrics: CoordinatorMetrics) -> Engine:
+        """An engine with its replicator and compaction scheduler."""
+        catalog = Catalog(Path(settings.data_dir))
+        replicator = Replicator(pool, settings, metrics)
+        return Engine(settings, placer, replicator, CompactionScheduler(catalog, replicator, settings, metrics),
+                      catalog)
 
     async def start(self) -> None:
         """Stop orphaned shard actors, then bring up those of every catalogued collection (they recover from disk)."""
         specs = self.catalog.all()
         await asyncio.to_thread(self._placer.reap_orphans, specs)
         await asyncio.gather(*(asyncio.to_thread(self._placer.ensure, s) for s in specs))
+        self._scheduler_task = asyncio.get_running_loop().create_task(self._scheduler.run())
+
+    async def stop(self) -> None:
+        """Stop the scheduler (shards finish running rebuilds on their own)."""
+        task = getattr(self, "_scheduler_task", None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self._scheduler.stop()
 
     # ---- collections ---------------------------------------------------------------------
     async def create_collection(self, name: str, dim: int, metric: str, shards: int, m: int,
-                                ef_construction: int, ef_search: int, fields: dict[str, str] | None = None,
+                                ef_construction: int, ef_search: int, tombstone_threshold: float = 0.0,
+                                replication_factor: int = 0, fields: dict[str, str] | None = None,
                                 **binding: str | int) -> CollectionSpec:
         """Create a collection and start its shard actors (binding: model fields of CollectionSpec)."""
         s = self.settings
@@ -104,14 +140,24 @@ class Engine:
         m = m or s.hnsw_m
         ef_construction = ef_construction or s.hnsw_ef_construction
         ef_search = ef_search or s.hnsw_ef_search
-        if not 2 <= m <= 256:
-            raise InvalidArgument(f"hnsw m must be between 2 and 256, got {m}")
+        if not 2 <= m <= MAX_M:
+            raise InvalidArgument(f"hnsw m must be between 2 and {MAX_M}, got {m}")
         if not 1 <= ef_search <= s.max_ef or not 1 <= ef_construction <= s.max_ef:
             raise InvalidArgument(f"ef_search and ef_construction must be between 1 and {s.max_ef}")
+        tombstone_threshold = tombstone_threshold or s.default_tombstone_threshold
+        if not 0.0 < tombstone_threshold <= 1.0:
+            raise InvalidArgument(f"tombstone_threshold must be in (0, 1] (or 0 for the default "
+                                  f"{s.default_tombstone_threshold}), got {tombstone_threshold}")
+        replication_factor = replication_factor or 1
+        if not 1 <= replication_factor <= MAX_REPLICATION:
+            raise InvalidArgument(f"replication_factor must be between 1 and {MAX_REPLICATION}, "
+                                  f"got {replication_factor}")
         problem = check_schema(dict(fields or {}))
         if problem:
             raise InvalidArgument(problem)
-        spec = CollectionSpec.new(name, dim, metric, shards, m, ef_construction, ef_search, fields, **binding)
+        spec = CollectionSpec.new(name, dim, metric, shards, m, ef_construction, ef_search, fields=dict(fields or {}),
+                                  tombstone_threshold=tombstone_threshold, replication_factor=replication_factor,
+                                  **binding)
         self.catalog.add(spec)
         try:
             await asyncio.to_thread(self._placer.ensure, spec)
@@ -131,20 +177,55 @@ class Engine:
         """Every collection."""
         return self.catalog.all()
 
-    async def describe(self, name: str) -> tuple[CollectionSpec, list[ShardStatus]]:
-        """A collection's spec and each shard's figures."""
+    async def describe(self, name: str, allow_partial: bool = False) -> tuple[CollectionSpec, list[ShardStatus]]:
+        """A collection's spec and every shard replica's figures.
+
+        Without allow_partial a replica that stays down fails the call; with it, it is listed as unavailable."""
         spec = self.catalog.get(name)
         timeout = time_left(self.settings.shard_timeout_s)
 
         async def stats(i: int, c: ShardClient) -> ShardStatus:
-            return ShardStatus(i, c.address, await c.stats(timeout))
+            return ShardStatus(i, 0, c.address, await c.stats(timeout))
 
-        return spec, await self._pool.each(spec, range(spec.shards), stats, "Stats")
+        out = []
+        for a in await self._replicas.each_replica(spec, stats, "Stats", allow_partial):
+            if a.error is not None and not allow_partial:
+                raise a.error
+            status = a.result or ShardStatus(a.index, a.replica, "", None, str(a.error))
+            status.replica = a.replica
+            out.append(status)
+        return spec, out
 
     async def count(self, name: str) -> int:
-        """Live documents in a collection (a chunked document counts once)."""
-        _, shards = await self.describe(name)
-        return sum(s.stats.documents for s in shards)
+        """Live documents in a collection (one replica of each shard; a chunked document counts once)."""
+        spec = self.catalog.get(name)
+        timeout = time_left(self.settings.shard_timeout_s)
+
+        async def live(i: int, c: ShardClient) -> int:
+            return (await c.stats(timeout)).documents
+
+        counts, _ = await self._replicas.read(spec, range(spec.shards), live, "Stats")
+        return sum(c or 0 for c in counts)
+
+    async def compact(self, name: str, shards: Sequence[int], m: int, ef_construction: int, wait: bool
+                      ) -> tuple[list[int], list[ShardStatus]]:
+        """Rebuild the index of a collection's shards (all when none are listed), through the scheduler."""
+        spec = self.catalog.get(name)
+        bad = [i for i in shards if i >= spec.shards]
+        if bad:
+            raise InvalidArgument(f"collection {name!r} has shards 0..{spec.shards - 1}; there is no shard {bad[0]}")
+        if m and not 2 <= m <= MAX_M:
+            raise InvalidArgument(f"hnsw m must be between 2 and {MAX_M}, got {m}")
+        if ef_construction and not 1 <= ef_construction <= self.settings.max_ef:
+            raise InvalidArgument(f"ef_construction must be between 1 and {self.settings.max_ef}")
+        indices = sorted(set(shards)) if shards else list(range(spec.shards))
+        if (m and m != spec.m) or (ef_construction and ef_construction != spec.ef_construction):
+            spec = self.catalog.update(name, m=m or spec.m, ef_construction=ef_construction or spec.ef_construction)
+        jobs = self._scheduler.request(spec, indices, m, ef_construction)
+        if wait:
+            await asyncio.gather(*(j.done for j in jobs))
+        _, status = await self.describe(name, allow_partial=True)
+        return indices, [s for s in status if s.index in indices]
 
     # ---- writes --------------------------------------------------------------------------
     async def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray,
@@ -169,7 +250,7 @@ class Engine:
             part_payloads = [payloads[r] for r in rows] if payloads else []
             return await c.upsert([ids[r] for r in rows], pack_matrix(vectors[rows]), part_payloads, timeout)
 
-        return sum(await self._pool.each(spec, sorted(groups), write, "Upsert"))
+        return sum(await self._replicas.write(spec, sorted(groups), write, "Upsert"))
 
     async def delete(self, name: str, ids: Sequence[str]) -> int:
         """Delete documents by id; returns how many existed."""
@@ -181,7 +262,7 @@ class Engine:
         async def remove(i: int, c: ShardClient) -> int:
             return await c.delete([ids[r] for r in groups[i]], timeout)
 
-        return sum(await self._pool.each(spec, sorted(groups), remove, "Delete"))
+        return sum(await self._replicas.write(spec, sorted(groups), remove, "Delete"))
 
     # ---- reads ---------------------------------------------------------------------------
     async def get(self, name: str, ids: Sequence[str], with_vectors: bool) -> list[common_pb2.Document]:
@@ -194,12 +275,14 @@ class Engine:
         async def fetch(i: int, c: ShardClient) -> Sequence[common_pb2.Document]:
             return await c.get([ids[r] for r in groups[i]], with_vectors, timeout)
 
-        found = {d.id: d for docs in await self._pool.each(spec, sorted(groups), fetch, "Get") for d in docs}
+        answers, _ = await self._replicas.read(spec, sorted(groups), fetch, "Get")
+        found = {d.id: d for docs in answers if docs is not None for d in docs}
         return [found[i] for i in ids if i in found]
 
-    async def search(self, name: str, queries: np.ndarray, k: int, ef: int, with_payload: bool
-                     ) -> list[list[Hit]]:
-        """Global top-k of every query row: each shard's local top-k, merged."""
+    async def search(self, name: str, queries: np.ndarray, k: int, ef: int, with_payload: bool,
+                     allow_partial: bool = False) -> SearchAnswer:
+        """Global top-k of every query row: each shard's local top-k, merged (from the shards that answered,
+        when the request allows a partial answer)."""
         spec = self.catalog.get(name)
         s = self.settings
         if not 1 <= k <= s.max_k:
@@ -217,7 +300,10 @@ class Engine:
         async def local(i: int, c: ShardClient) -> LocalHits:
             return await c.search(packed, k, ef, with_payload, timeout)
 
-        per_shard = await self._pool.each(spec, range(spec.shards), local, "Search")
+        answers, missing = await self._replicas.read(spec, range(spec.shards), local, "Search", allow_partial)
+        per_shard = [a for a in answers if a is not None]
+        if not per_shard:
+            raise Unavailable(f"no shard of collection {name!r} is available")
         ids = np.concatenate([p.ids for p in per_shard], axis=1)
         dists = np.concatenate([p.distances for p in per_shard], axis=1)
         scores = score_of(spec.metric, dists)
@@ -234,7 +320,7 @@ class Engine:
                 payloads = [None] * len(cols)
             out.append([Hit(i, s_, d, p) for i, s_, d, p in zip(ids[q, cols].tolist(), scores[q, cols].tolist(),
                                                                 dists[q, cols].tolist(), payloads, strict=True)])
-        return out
+        return SearchAnswer(out, missing)
 
     async def query(self, name: str, vectors: np.ndarray, k: int, ef: int, with_payload: bool, *,
                     filter_text: str = "", filter_tree: query_pb2.QueryNode | None = None, query_text: str = "",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from protos import shard_pb2
+from shard_node.rebuild import tombstone_ratio
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -22,3 +25,36 @@ class CoordinatorMetrics:
                                        ("method",), buckets=LATENCY_BUCKETS, registry=self.registry)
         self.fanout_width = Histogram("shoal_coordinator_fanout_width", "Shards one request went to",
                                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=self.registry)
+        self.partial_answers = Counter("shoal_coordinator_partial_answers_total",
+                                       "Reads answered without some shards (the request allowed it)",
+                                       registry=self.registry)
+        self.rebuilds_running = Gauge("shoal_coordinator_rebuilds_running",
+                                      "Shard index rebuilds under way across the cluster", registry=self.registry)
+        self.rebuilds_scheduled = Counter("shoal_coordinator_rebuilds_scheduled_total",
+                                          "Shard index rebuilds the scheduler started, by reason", ("reason",),
+                                          registry=self.registry)
+        shard = ("collection", "shard", "replica")
+        self.shard_figures = {
+            name: Gauge(f"shoal_shard_{name}", help_, shard, registry=self.registry)
+            for name, help_ in (
+                ("live_documents", "Live documents of a shard replica, as last read by the scheduler"),
+                ("tombstone_count", "Deleted documents still in a shard replica's graph"),
+                ("tombstone_fraction", "Tombstones / (live + tombstones) of a shard replica"),
+                ("memory_bytes", "Estimated in-memory size of a shard replica's partition"),
+                ("disk_bytes", "Snapshot + WAL bytes of a shard replica"),
+                ("rebuild_running", "1 while a shard replica rebuilds its index"),
+                ("last_rebuild_timestamp", "When a shard replica's last rebuild finished (unix seconds)"),
+                ("last_rebuild_seconds", "How long a shard replica's last rebuild took"),
+            )
+        }
+
+    def observe_shard(self, collection: str, index: int, replica: int, s: shard_pb2.ShardStats) -> None:
+        """Record one shard replica's figures."""
+        labels = (collection, str(index), str(replica))
+        values = {"live_documents": s.live, "tombstone_count": s.tombstones,
+                  "tombstone_fraction": tombstone_ratio(s.live, s.tombstones),
+                  "memory_bytes": s.memory_bytes, "disk_bytes": s.disk_bytes,
+                  "rebuild_running": int(s.rebuild.running), "last_rebuild_timestamp": s.rebuild.last_finished_at,
+                  "last_rebuild_seconds": s.rebuild.last_seconds}
+        for name, value in values.items():
+            self.shard_figures[name].labels(*labels).set(value)

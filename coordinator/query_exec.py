@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 from coordinator.catalog import CollectionSpec
 from coordinator.deadline import time_left
-from coordinator.fanout import ShardPool
 from coordinator.fusion import rrf
 from coordinator.merge import merge_top_k
 from coordinator.negation import TopSearch, resolve_rank_sets
 from coordinator.query_bind import BM25, HYBRID, VECTOR, BoundQuery
+from coordinator.replicas import Replicator
 from protos import common_pb2, query_pb2, shard_pb2
 from protos import query_tree as q
 from protos.wire import pack_vector, unpack_floats
@@ -34,8 +34,8 @@ def _score(metric: str, distance: float) -> float:
 class QueryRunner:
     """Executes bound queries for the engine."""
 
-    def __init__(self, pool: ShardPool, shard_timeout_s: float) -> None:
-        self._pool = pool
+    def __init__(self, replicas: Replicator, shard_timeout_s: float) -> None:
+        self._replicas = replicas
         self._timeout_s = shard_timeout_s
 
     async def run(self, spec: CollectionSpec, bound: BoundQuery, k: int, ef: int, with_payload: bool,
@@ -62,7 +62,8 @@ class QueryRunner:
         async def local(_: int, c: ShardClient) -> shard_pb2.ShardQueryResponse:
             return await c.query(req, timeout)
 
-        replies = await self._pool.each(spec, range(spec.shards), local, "Query")
+        answers, _ = await self._replicas.read(spec, range(spec.shards), local, "Query")
+        replies = [a for a in answers if a is not None]
         payloads: dict[str, common_pb2.Payload] = {}
         for r in replies:
             payloads.update(r.payloads)

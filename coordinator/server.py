@@ -31,7 +31,7 @@ async def serve(settings: CoordinatorSettings) -> None:
     await asyncio.to_thread(shards.connect, settings.ray_address, settings.ray_namespace)
     metrics = CoordinatorMetrics()
     placer = shards.ShardPlacer(settings)
-    engine = Engine(settings, placer, ShardPool(placer, settings, metrics))
+    engine = Engine.wire(settings, placer, ShardPool(placer, settings, metrics), metrics)
     embedder = (EmbedderClient(settings.embedder_address, settings.embedder_timeout_s, settings.max_message_bytes)
                 if settings.embedder_address else None)
     server = grpc.aio.server(options=server_options(settings.max_message_bytes))
@@ -59,6 +59,7 @@ async def serve(settings: CoordinatorSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await server.stop(grace=2.0)
+    await engine.stop()
     shards.disconnect()
 
 

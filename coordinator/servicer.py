@@ -9,12 +9,13 @@ import grpc
 from coordinator.catalog import CollectionSpec
 from coordinator.deadline import set_request_deadline
 from coordinator.documents import Documents, group_hits
-from coordinator.engine import Engine, ShardStatus
+from coordinator.engine import Engine, SearchAnswer, ShardStatus
 from coordinator.metrics import CoordinatorMetrics
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 from protos.errors import rpc_edge
 from protos.serving import observe
 from protos.wire import metric_from_proto, metric_to_proto, unpack_matrix
+from shard_node.rebuild import tombstone_ratio
 
 
 def collection_to_proto(spec: CollectionSpec, shards: list[ShardStatus] | None = None
@@ -23,16 +24,31 @@ def collection_to_proto(spec: CollectionSpec, shards: list[ShardStatus] | None =
     info = coordinator_pb2.CollectionInfo(
         name=spec.name, dim=spec.dim, metric=metric_to_proto(spec.metric), shards=spec.shards,
         hnsw=common_pb2.HnswParams(m=spec.m, ef_construction=spec.ef_construction, ef_search=spec.ef_search),
-        created_at=spec.created_at, fields=spec.fields,
+        created_at=spec.created_at, tombstone_threshold=spec.tombstone_threshold,
+        replication_factor=spec.replication_factor, fields=spec.fields,
     )
     if spec.model:
         info.model, info.modality = spec.model, spec.modality
         info.chunking.words, info.chunking.overlap = spec.chunk_words, spec.chunk_overlap
+    counted: set[int] = set()
     for s in shards or []:
-        info.shard_info.add(index=s.index, address=s.address, live=s.stats.live,
-                            tombstones=s.stats.tombstones, wal_bytes=s.stats.wal_bytes)
-        info.count += s.stats.documents
+        info.shard_info.append(shard_to_proto(s))
+        if s.stats is not None and s.index not in counted:  # one answering replica of each shard
+            counted.add(s.index)
+            info.count += s.stats.documents
     return info
+
+
+def shard_to_proto(s: ShardStatus) -> coordinator_pb2.ShardInfo:
+    """One shard replica's figures as ShardInfo."""
+    if s.stats is None:
+        return coordinator_pb2.ShardInfo(index=s.index, replica=s.replica, available=False, error=s.error)
+    f = s.stats
+    return coordinator_pb2.ShardInfo(
+        index=s.index, replica=s.replica, available=True, address=s.address, live=f.live, tombstones=f.tombstones,
+        wal_bytes=f.wal_bytes, capacity=f.capacity, tombstone_ratio=tombstone_ratio(f.live, f.tombstones),
+        memory_bytes=f.memory_bytes, disk_bytes=f.disk_bytes, m=f.m, ef_construction=f.ef_construction,
+        rebuild=f.rebuild, last_lsn=f.last_lsn)
 
 
 def _is_query(request: coordinator_pb2.SearchRequest) -> bool:
@@ -60,7 +76,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             spec = await self._documents.create_collection(
                 request.name, request.dim, metric_from_proto(request.metric), request.shards,
                 request.hnsw.m, request.hnsw.ef_construction, request.hnsw.ef_search, request.model,
-                request.chunking.words, request.chunking.overlap, dict(request.fields))
+                request.chunking.words, request.chunking.overlap, fields=dict(request.fields),
+                tombstone_threshold=request.tombstone_threshold, replication_factor=request.replication_factor)
             return collection_to_proto(spec)
 
     @rpc_edge
@@ -81,7 +98,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def DescribeCollection(self, request: coordinator_pb2.DescribeCollectionRequest,
                                  context: grpc.aio.ServicerContext) -> coordinator_pb2.CollectionInfo:
         with self._observe("DescribeCollection", context):
-            spec, shards = await self._engine.describe(request.name)
+            spec, shards = await self._engine.describe(request.name, request.allow_partial)
             return collection_to_proto(spec, shards)
 
     @rpc_edge
@@ -131,14 +148,22 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                     explain=request.explain,
                     embed=functools.partial(self._documents.embed_query_texts, request.collection))
                 # Entries of a chunked document come back as that document (its best chunk), payload as written.
-                results = [group_hits(hits, request.k) for hits in results]
+                answer = SearchAnswer([group_hits(hits, request.k) for hits in results], [])
             else:
-                results = await self._documents.search(
+                answer = await self._documents.search(
                     request.collection, vectors, request.vectors_model, list(request.texts), list(request.images),
-                    request.k, request.ef, request.with_payload)
+                    request.k, request.ef, request.with_payload, request.allow_partial)
             return coordinator_pb2.SearchResponse(plans=plans, results=[
                 coordinator_pb2.QueryResult(hits=[
                     common_pb2.Hit(id=h.id, score=h.score, distance=h.distance, payload=h.payload)
                     for h in hits
-                ]) for hits in results
-            ])
+                ]) for hits in answer.results
+            ], missing_shards=answer.missing_shards)
+
+    @rpc_edge
+    async def Compact(self, request: coordinator_pb2.CompactRequest,
+                      context: grpc.aio.ServicerContext) -> coordinator_pb2.CompactResponse:
+        with self._observe("Compact", context):
+            scheduled, shards = await self._engine.compact(request.collection, list(request.shards), request.hnsw.m,
+                                                           request.hnsw.ef_construction, request.wait)
+            return coordinator_pb2.CompactResponse(scheduled=scheduled, shard_info=[shard_to_proto(s) for s in shards])

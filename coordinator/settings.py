@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from coordinator.catalog import DEFAULT_TOMBSTONE_THRESHOLD
 from shard_node.settings import DEFAULT_MAX_MESSAGE_BYTES
 
 DEFAULT_PORT = 50051
@@ -13,6 +14,7 @@ MAX_BATCH = 100_000     # most documents or queries in one request
 MAX_DIM = 65_536
 MAX_SHARDS = 256
 MAX_ID_BYTES = 512
+MAX_REPLICATION = 5
 
 
 @dataclass(frozen=True)
@@ -49,3 +51,16 @@ class CoordinatorSettings:
     embedder_timeout_s: float = field(default=120.0, metadata={"help": "deadline of one call to the embedder"})
     metrics_port: int = field(default=-1, metadata={
         "help": "Prometheus metrics port of the coordinator (0 = any free port, -1 = off)"})
+    partial_wait_s: float = field(default=1.0, metadata={
+        "help": "how long a request that allows partial results waits for a shard that does not answer"})
+    compaction_interval_s: float = field(default=10.0, metadata={
+        "help": "how often the scheduler reads the shards' figures to start rebuilds (0 = no automatic ones)"})
+    max_concurrent_rebuilds: int = field(default=1, metadata={
+        "help": "most index rebuilds running at a time across the cluster"})
+    compaction_min_tombstones: int = field(default=1000, metadata={
+        "help": "a shard with fewer tombstones is not rebuilt for its tombstone ratio alone"})
+    compaction_full_ratio: float = field(default=0.9, metadata={
+        "help": "rebuild a shard holding tombstones once this share of its index capacity is used"})
+    default_tombstone_threshold: float = field(default=DEFAULT_TOMBSTONE_THRESHOLD, metadata={
+        "help": "tombstone ratio past which a shard is rebuilt, for collections that set none"})
+    rebuild_timeout_s: float = field(default=3600.0, metadata={"help": "longest wait for one shard's rebuild"})

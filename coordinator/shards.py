@@ -35,9 +35,17 @@ class ShardLocation:
     metrics_port: int
 
 
-def actor_name(spec: CollectionSpec, index: int) -> str:
-    """Ray name of a shard actor; the uid keeps a re-created collection apart from a dropped one."""
-    return f"{_ACTOR_PREFIX}{spec.name}-{spec.uid}-{index}"
+def actor_name(spec: CollectionSpec, index: int, replica: int = 0) -> str:
+    """Ray name of a shard actor; the uid keeps a re-created collection apart from a dropped one.
+
+    Replica 0 has the plain name (as before replication existed); further copies end in -r<replica>."""
+    base = f"{_ACTOR_PREFIX}{spec.name}-{spec.uid}-{index}"
+    return base if replica == 0 else f"{base}-r{replica}"
+
+
+def replicas_of(spec: CollectionSpec) -> range:
+    """The replica numbers of every shard of a collection."""
+    return range(max(spec.replication_factor, 1))
 
 
 def connect(address: str, namespace: str) -> None:
@@ -70,29 +78,30 @@ class ShardPlacer:
             metrics_port=0 if settings.shard_metrics else -1,
         ).to_dict()
 
-    def _data_dir(self, spec: CollectionSpec, index: int) -> str:
-        return str(self._root / f"{spec.name}-{spec.uid}" / f"shard-{index}")
+    def _data_dir(self, spec: CollectionSpec, index: int, replica: int) -> str:
+        leaf = f"shard-{index}" if replica == 0 else f"shard-{index}-r{replica}"
+        return str(self._root / f"{spec.name}-{spec.uid}" / leaf)
 
-    def _handle(self, spec: CollectionSpec, index: int) -> Any:
+    def _handle(self, spec: CollectionSpec, index: int, replica: int) -> Any:
         part = PartitionSpec(dim=spec.dim, metric=spec.metric, m=spec.m,
                              ef_construction=spec.ef_construction, ef_search=spec.ef_search,
                              fields=dict(spec.fields))
         return _RemoteShard.options(
-            name=actor_name(spec, index), namespace=self._namespace, lifetime="detached", get_if_exists=True,
-            max_restarts=-1, max_task_retries=-1, num_cpus=0,
-        ).remote(spec.name, index, part.to_dict(), self._data_dir(spec, index), self._shard_settings)
+            name=actor_name(spec, index, replica), namespace=self._namespace, lifetime="detached",
+            get_if_exists=True, max_restarts=-1, max_task_retries=-1, num_cpus=0,
+        ).remote(spec.name, index, part.to_dict(), self._data_dir(spec, index, replica), self._shard_settings)
 
     def ensure(self, spec: CollectionSpec) -> list[ShardLocation]:
-        """Start (or find) every shard actor of a collection and wait until each serves."""
-        handles = [self._handle(spec, i) for i in range(spec.shards)]
+        """Start (or find) every shard actor (every replica) of a collection and wait until each serves."""
+        handles = [self._handle(spec, i, r) for i in range(spec.shards) for r in replicas_of(spec)]
         return [self._info(h) for h in handles]
 
-    def locate(self, spec: CollectionSpec, index: int) -> ShardLocation:
-        """Where a shard serves now, waiting for it if Ray is restarting it."""
+    def locate(self, spec: CollectionSpec, index: int, replica: int = 0) -> ShardLocation:
+        """Where a shard replica serves now, waiting for it if Ray is restarting it."""
         try:
-            handle = ray.get_actor(actor_name(spec, index), namespace=self._namespace)
+            handle = ray.get_actor(actor_name(spec, index, replica), namespace=self._namespace)
         except ValueError:
-            handle = self._handle(spec, index)
+            handle = self._handle(spec, index, replica)
         return self._info(handle)
 
     def _info(self, handle: Any) -> ShardLocation:
@@ -105,9 +114,9 @@ class ShardPlacer:
 
     def drop(self, spec: CollectionSpec) -> None:
         """Stop every shard actor of a collection and delete its data."""
-        for i in range(spec.shards):
+        for i, r in ((i, r) for i in range(spec.shards) for r in replicas_of(spec)):
             try:
-                handle = ray.get_actor(actor_name(spec, i), namespace=self._namespace)
+                handle = ray.get_actor(actor_name(spec, i, r), namespace=self._namespace)
             except ValueError:
                 continue
             # A shard that cannot clean up is killed anyway; its directory is then left behind.
@@ -124,7 +133,7 @@ class ShardPlacer:
 
     def reap_orphans(self, specs: list[CollectionSpec]) -> list[str]:
         """Stop shard actors of collections the catalogue no longer has (a crash between the two); keep their data."""
-        wanted = {actor_name(s, i) for s in specs for i in range(s.shards)}
+        wanted = {actor_name(s, i, r) for s in specs for i in range(s.shards) for r in replicas_of(s)}
         orphans = [name for name in self.shard_actors() if name not in wanted]
         for name in orphans:
             with contextlib.suppress(ValueError):
@@ -133,9 +142,9 @@ class ShardPlacer:
                         name, self._root)
         return orphans
 
-    def kill(self, spec: CollectionSpec, index: int, how: str = "ray") -> ShardLocation:
+    def kill(self, spec: CollectionSpec, index: int, how: str = "ray", replica: int = 0) -> ShardLocation:
         """Kill a shard actor the hard way (for fault tests and chaos): `ray` = ray.kill, `sigkill`."""
-        handle = ray.get_actor(actor_name(spec, index), namespace=self._namespace)
+        handle = ray.get_actor(actor_name(spec, index, replica), namespace=self._namespace)
         where = self._info(handle)
         if how == "sigkill":
             os.kill(where.pid, signal.SIGKILL)
@@ -158,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--collection", default="")
     parser.add_argument("--shard", type=int, default=0)
     parser.add_argument("--how", choices=["ray", "sigkill"], default="ray")
+    parser.add_argument("--replica", type=int, default=0)
     known, rest = parser.parse_known_args(argv)
     settings = load_settings(CoordinatorSettings, rest, prog="coordinator.shards")
     connect(settings.ray_address, settings.ray_namespace)
@@ -166,8 +176,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(placer.shard_actors()), flush=True)
         return
     spec = Catalog(Path(settings.data_dir)).get(known.collection)
-    act = {"kill": lambda: placer.kill(spec, known.shard, known.how),
-           "locate": lambda: placer.locate(spec, known.shard)}
+    act = {"kill": lambda: placer.kill(spec, known.shard, known.how, known.replica),
+           "locate": lambda: placer.locate(spec, known.shard, known.replica)}
     where = act[known.action]()
     print(json.dumps(dataclasses.asdict(where)), flush=True)
 

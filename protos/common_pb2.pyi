@@ -92,3 +92,23 @@ class Hit(_message.Message):
     distance: float
     payload: Payload
     def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., distance: _Optional[float] = ..., payload: _Optional[_Union[Payload, _Mapping]] = ...) -> None: ...
+
+class RebuildStatus(_message.Message):
+    __slots__ = ("running", "phase", "progress", "total", "last_finished_at", "last_seconds", "last_reason", "last_error")
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    LAST_FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LAST_REASON_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    running: bool
+    phase: str
+    progress: float
+    total: int
+    last_finished_at: float
+    last_seconds: float
+    last_reason: str
+    last_error: str
+    def __init__(self, running: _Optional[bool] = ..., phase: _Optional[str] = ..., progress: _Optional[float] = ..., total: _Optional[int] = ..., last_finished_at: _Optional[float] = ..., last_seconds: _Optional[float] = ..., last_reason: _Optional[str] = ..., last_error: _Optional[str] = ...) -> None: ...

@@ -26,7 +26,7 @@ from protos import common_pb2 as protos_dot_common__pb2
 from protos import query_pb2 as protos_dot_query__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18protos/coordinator.proto\x12\x08shoal.v1\x1a\x13protos/common.proto\x1a\x12protos/query.proto\"\xad\x02\n\x17\x43reateCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12 \n\x06metric\x18\x03 \x01(\x0e\x32\x10.shoal.v1.Metric\x12\x0e\n\x06shards\x18\x04 \x01(\r\x12\"\n\x04hnsw\x18\x05 \x01(\x0b\x32\x14.shoal.v1.HnswParams\x12=\n\x06\x66ields\x18( \x03(\x0b\x32-.shoal.v1.CreateCollectionRequest.FieldsEntry\x12\r\n\x05model\x18\x14 \x01(\t\x12$\n\x08\x63hunking\x18\x15 \x01(\x0b\x32\x12.shoal.v1.Chunking\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"*\n\x08\x43hunking\x12\r\n\x05words\x18\x01 \x01(\r\x12\x0f\n\x07overlap\x18\x02 \x01(\r\"\xf9\x02\n\x0e\x43ollectionInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12 \n\x06metric\x18\x03 \x01(\x0e\x32\x10.shoal.v1.Metric\x12\x0e\n\x06shards\x18\x04 \x01(\r\x12\"\n\x04hnsw\x18\x05 \x01(\x0b\x32\x14.shoal.v1.HnswParams\x12\x12\n\ncreated_at\x18\x06 \x01(\t\x12\r\n\x05\x63ount\x18\x07 \x01(\x04\x12\'\n\nshard_info\x18\x08 \x03(\x0b\x32\x13.shoal.v1.ShardInfo\x12\x34\n\x06\x66ields\x18( \x03(\x0b\x32$.shoal.v1.CollectionInfo.FieldsEntry\x12\r\n\x05model\x18\x14 \x01(\t\x12\x10\n\x08modality\x18\x15 \x01(\t\x12$\n\x08\x63hunking\x18\x16 \x01(\x0b\x32\x12.shoal.v1.Chunking\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"`\n\tShardInfo\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0c\n\x04live\x18\x03 \x01(\x04\x12\x12\n\ntombstones\x18\x04 \x01(\x04\x12\x11\n\twal_bytes\x18\x05 \x01(\x04\"%\n\x15\x44ropCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44ropCollectionResponse\"\x18\n\x16ListCollectionsRequest\"H\n\x17ListCollectionsResponse\x12-\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x18.shoal.v1.CollectionInfo\")\n\x19\x44\x65scribeCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xb3\x01\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12&\n\x07vectors\x18\x03 \x01(\x0b\x32\x15.shoal.v1.FloatMatrix\x12#\n\x08payloads\x18\x04 \x03(\x0b\x32\x11.shoal.v1.Payload\x12\r\n\x05texts\x18\x14 \x03(\t\x12\x0e\n\x06images\x18\x15 \x03(\x0c\x12\x15\n\rvectors_model\x18\x16 \x01(\t\"\"\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\r\"0\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\"C\n\nGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x14\n\x0cwith_vectors\x18\x03 \x01(\x08\"4\n\x0bGetResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\"\"\n\x0c\x43ountRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"\x1e\n\rCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\"\xfd\x02\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12&\n\x07vectors\x18\x02 \x01(\x0b\x32\x15.shoal.v1.FloatMatrix\x12\t\n\x01k\x18\x03 \x01(\r\x12\n\n\x02\x65\x66\x18\x04 \x01(\r\x12\x14\n\x0cwith_payload\x18\x05 \x01(\x08\x12\x0e\n\x06\x66ilter\x18( \x01(\t\x12(\n\x0b\x66ilter_tree\x18) \x01(\x0b\x32\x13.shoal.v1.QueryNode\x12\r\n\x05query\x18* \x01(\t\x12#\n\nquery_tree\x18+ \x01(\x0b\x32\x0f.shoal.v1.Query\x12\"\n\x07ranking\x18, \x01(\x0e\x32\x11.shoal.v1.Ranking\x12\x15\n\rvector_weight\x18- \x01(\x02\x12\x13\n\x0btext_weight\x18. \x01(\x02\x12\x0f\n\x07\x65xplain\x18/ \x01(\x08\x12\r\n\x05texts\x18\x14 \x03(\t\x12\x0e\n\x06images\x18\x15 \x03(\x0c\x12\x15\n\rvectors_model\x18\x16 \x01(\t\"*\n\x0bQueryResult\x12\x1b\n\x04hits\x18\x01 \x03(\x0b\x32\r.shoal.v1.Hit\"\\\n\x0eSearchResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.shoal.v1.QueryResult\x12\"\n\x05plans\x18( \x03(\x0b\x32\x13.shoal.v1.QueryPlan2\x85\x05\n\x0b\x43oordinator\x12O\n\x10\x43reateCollection\x12!.shoal.v1.CreateCollectionRequest\x1a\x18.shoal.v1.CollectionInfo\x12S\n\x0e\x44ropCollection\x12\x1f.shoal.v1.DropCollectionRequest\x1a .shoal.v1.DropCollectionResponse\x12V\n\x0fListCollections\x12 .shoal.v1.ListCollectionsRequest\x1a!.shoal.v1.ListCollectionsResponse\x12S\n\x12\x44\x65scribeCollection\x12#.shoal.v1.DescribeCollectionRequest\x1a\x18.shoal.v1.CollectionInfo\x12;\n\x06Upsert\x12\x17.shoal.v1.UpsertRequest\x1a\x18.shoal.v1.UpsertResponse\x12;\n\x06\x44\x65lete\x12\x17.shoal.v1.DeleteRequest\x1a\x18.shoal.v1.DeleteResponse\x12\x32\n\x03Get\x12\x14.shoal.v1.GetRequest\x1a\x15.shoal.v1.GetResponse\x12\x38\n\x05\x43ount\x12\x16.shoal.v1.CountRequest\x1a\x17.shoal.v1.CountResponse\x12;\n\x06Search\x12\x17.shoal.v1.SearchRequest\x1a\x18.shoal.v1.SearchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18protos/coordinator.proto\x12\x08shoal.v1\x1a\x13protos/common.proto\x1a\x12protos/query.proto\"\xe6\x02\n\x17\x43reateCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12 \n\x06metric\x18\x03 \x01(\x0e\x32\x10.shoal.v1.Metric\x12\x0e\n\x06shards\x18\x04 \x01(\r\x12\"\n\x04hnsw\x18\x05 \x01(\x0b\x32\x14.shoal.v1.HnswParams\x12=\n\x06\x66ields\x18( \x03(\x0b\x32-.shoal.v1.CreateCollectionRequest.FieldsEntry\x12\r\n\x05model\x18\x14 \x01(\t\x12$\n\x08\x63hunking\x18\x15 \x01(\x0b\x32\x12.shoal.v1.Chunking\x12\x1b\n\x13tombstone_threshold\x18< \x01(\x02\x12\x1a\n\x12replication_factor\x18= \x01(\r\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"*\n\x08\x43hunking\x12\r\n\x05words\x18\x01 \x01(\r\x12\x0f\n\x07overlap\x18\x02 \x01(\r\"\xb2\x03\n\x0e\x43ollectionInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12 \n\x06metric\x18\x03 \x01(\x0e\x32\x10.shoal.v1.Metric\x12\x0e\n\x06shards\x18\x04 \x01(\r\x12\"\n\x04hnsw\x18\x05 \x01(\x0b\x32\x14.shoal.v1.HnswParams\x12\x12\n\ncreated_at\x18\x06 \x01(\t\x12\r\n\x05\x63ount\x18\x07 \x01(\x04\x12\'\n\nshard_info\x18\x08 \x03(\x0b\x32\x13.shoal.v1.ShardInfo\x12\x34\n\x06\x66ields\x18( \x03(\x0b\x32$.shoal.v1.CollectionInfo.FieldsEntry\x12\r\n\x05model\x18\x14 \x01(\t\x12\x10\n\x08modality\x18\x15 \x01(\t\x12$\n\x08\x63hunking\x18\x16 \x01(\x0b\x32\x12.shoal.v1.Chunking\x12\x1b\n\x13tombstone_threshold\x18< \x01(\x02\x12\x1a\n\x12replication_factor\x18= \x01(\r\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc8\x02\n\tShardInfo\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0c\n\x04live\x18\x03 \x01(\x04\x12\x12\n\ntombstones\x18\x04 \x01(\x04\x12\x11\n\twal_bytes\x18\x05 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18< \x01(\x04\x12\x17\n\x0ftombstone_ratio\x18= \x01(\x02\x12\x14\n\x0cmemory_bytes\x18> \x01(\x04\x12\x12\n\ndisk_bytes\x18? \x01(\x04\x12\t\n\x01m\x18@ \x01(\r\x12\x17\n\x0f\x65\x66_construction\x18\x41 \x01(\r\x12(\n\x07rebuild\x18\x42 \x01(\x0b\x32\x17.shoal.v1.RebuildStatus\x12\x0f\n\x07replica\x18\x43 \x01(\r\x12\x11\n\tavailable\x18\x44 \x01(\x08\x12\r\n\x05\x65rror\x18\x45 \x01(\t\x12\x10\n\x08last_lsn\x18\x46 \x01(\x04\"%\n\x15\x44ropCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44ropCollectionResponse\"\x18\n\x16ListCollectionsRequest\"H\n\x17ListCollectionsResponse\x12-\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x18.shoal.v1.CollectionInfo\"@\n\x19\x44\x65scribeCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rallow_partial\x18< \x01(\x08\"\xb3\x01\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12&\n\x07vectors\x18\x03 \x01(\x0b\x32\x15.shoal.v1.FloatMatrix\x12#\n\x08payloads\x18\x04 \x03(\x0b\x32\x11.shoal.v1.Payload\x12\r\n\x05texts\x18\x14 \x03(\t\x12\x0e\n\x06images\x18\x15 \x03(\x0c\x12\x15\n\rvectors_model\x18\x16 \x01(\t\"\"\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\r\"0\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\"C\n\nGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x14\n\x0cwith_vectors\x18\x03 \x01(\x08\"4\n\x0bGetResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\"\"\n\x0c\x43ountRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"\x1e\n\rCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\"\x94\x03\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12&\n\x07vectors\x18\x02 \x01(\x0b\x32\x15.shoal.v1.FloatMatrix\x12\t\n\x01k\x18\x03 \x01(\r\x12\n\n\x02\x65\x66\x18\x04 \x01(\r\x12\x14\n\x0cwith_payload\x18\x05 \x01(\x08\x12\x0e\n\x06\x66ilter\x18( \x01(\t\x12(\n\x0b\x66ilter_tree\x18) \x01(\x0b\x32\x13.shoal.v1.QueryNode\x12\r\n\x05query\x18* \x01(\t\x12#\n\nquery_tree\x18+ \x01(\x0b\x32\x0f.shoal.v1.Query\x12\"\n\x07ranking\x18, \x01(\x0e\x32\x11.shoal.v1.Ranking\x12\x15\n\rvector_weight\x18- \x01(\x02\x12\x13\n\x0btext_weight\x18. \x01(\x02\x12\x0f\n\x07\x65xplain\x18/ \x01(\x08\x12\r\n\x05texts\x18\x14 \x03(\t\x12\x0e\n\x06images\x18\x15 \x03(\x0c\x12\x15\n\rvectors_model\x18\x16 \x01(\t\x12\x15\n\rallow_partial\x18< \x01(\x08\"*\n\x0bQueryResult\x12\x1b\n\x04hits\x18\x01 \x03(\x0b\x32\r.shoal.v1.Hit\"t\n\x0eSearchResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.shoal.v1.QueryResult\x12\"\n\x05plans\x18( \x03(\x0b\x32\x13.shoal.v1.QueryPlan\x12\x16\n\x0emissing_shards\x18< \x03(\r\"f\n\x0e\x43ompactRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06shards\x18\x02 \x03(\r\x12\"\n\x04hnsw\x18\x03 \x01(\x0b\x32\x14.shoal.v1.HnswParams\x12\x0c\n\x04wait\x18\x04 \x01(\x08\"M\n\x0f\x43ompactResponse\x12\x11\n\tscheduled\x18\x01 \x03(\r\x12\'\n\nshard_info\x18\x02 \x03(\x0b\x32\x13.shoal.v1.ShardInfo2\xc5\x05\n\x0b\x43oordinator\x12O\n\x10\x43reateCollection\x12!.shoal.v1.CreateCollectionRequest\x1a\x18.shoal.v1.CollectionInfo\x12S\n\x0e\x44ropCollection\x12\x1f.shoal.v1.DropCollectionRequest\x1a .shoal.v1.DropCollectionResponse\x12V\n\x0fListCollections\x12 .shoal.v1.ListCollectionsRequest\x1a!.shoal.v1.ListCollectionsResponse\x12S\n\x12\x44\x65scribeCollection\x12#.shoal.v1.DescribeCollectionRequest\x1a\x18.shoal.v1.CollectionInfo\x12;\n\x06Upsert\x12\x17.shoal.v1.UpsertRequest\x1a\x18.shoal.v1.UpsertResponse\x12;\n\x06\x44\x65lete\x12\x17.shoal.v1.DeleteRequest\x1a\x18.shoal.v1.DeleteResponse\x12\x32\n\x03Get\x12\x14.shoal.v1.GetRequest\x1a\x15.shoal.v1.GetResponse\x12\x38\n\x05\x43ount\x12\x16.shoal.v1.CountRequest\x1a\x17.shoal.v1.CountResponse\x12;\n\x06Search\x12\x17.shoal.v1.SearchRequest\x1a\x18.shoal.v1.SearchResponse\x12>\n\x07\x43ompact\x12\x18.shoal.v1.CompactRequest\x1a\x19.shoal.v1.CompactResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,49 +38,53 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COLLECTIONINFO_FIELDSENTRY']._loaded_options = None
   _globals['_COLLECTIONINFO_FIELDSENTRY']._serialized_options = b'8\001'
   _globals['_CREATECOLLECTIONREQUEST']._serialized_start=80
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=381
-  _globals['_CREATECOLLECTIONREQUEST_FIELDSENTRY']._serialized_start=336
-  _globals['_CREATECOLLECTIONREQUEST_FIELDSENTRY']._serialized_end=381
-  _globals['_CHUNKING']._serialized_start=383
-  _globals['_CHUNKING']._serialized_end=425
-  _globals['_COLLECTIONINFO']._serialized_start=428
-  _globals['_COLLECTIONINFO']._serialized_end=805
-  _globals['_COLLECTIONINFO_FIELDSENTRY']._serialized_start=336
-  _globals['_COLLECTIONINFO_FIELDSENTRY']._serialized_end=381
-  _globals['_SHARDINFO']._serialized_start=807
-  _globals['_SHARDINFO']._serialized_end=903
-  _globals['_DROPCOLLECTIONREQUEST']._serialized_start=905
-  _globals['_DROPCOLLECTIONREQUEST']._serialized_end=942
-  _globals['_DROPCOLLECTIONRESPONSE']._serialized_start=944
-  _globals['_DROPCOLLECTIONRESPONSE']._serialized_end=968
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=970
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=994
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=996
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1068
-  _globals['_DESCRIBECOLLECTIONREQUEST']._serialized_start=1070
-  _globals['_DESCRIBECOLLECTIONREQUEST']._serialized_end=1111
-  _globals['_UPSERTREQUEST']._serialized_start=1114
-  _globals['_UPSERTREQUEST']._serialized_end=1293
-  _globals['_UPSERTRESPONSE']._serialized_start=1295
-  _globals['_UPSERTRESPONSE']._serialized_end=1329
-  _globals['_DELETEREQUEST']._serialized_start=1331
-  _globals['_DELETEREQUEST']._serialized_end=1379
-  _globals['_DELETERESPONSE']._serialized_start=1381
-  _globals['_DELETERESPONSE']._serialized_end=1414
-  _globals['_GETREQUEST']._serialized_start=1416
-  _globals['_GETREQUEST']._serialized_end=1483
-  _globals['_GETRESPONSE']._serialized_start=1485
-  _globals['_GETRESPONSE']._serialized_end=1537
-  _globals['_COUNTREQUEST']._serialized_start=1539
-  _globals['_COUNTREQUEST']._serialized_end=1573
-  _globals['_COUNTRESPONSE']._serialized_start=1575
-  _globals['_COUNTRESPONSE']._serialized_end=1605
-  _globals['_SEARCHREQUEST']._serialized_start=1608
-  _globals['_SEARCHREQUEST']._serialized_end=1989
-  _globals['_QUERYRESULT']._serialized_start=1991
-  _globals['_QUERYRESULT']._serialized_end=2033
-  _globals['_SEARCHRESPONSE']._serialized_start=2035
-  _globals['_SEARCHRESPONSE']._serialized_end=2127
-  _globals['_COORDINATOR']._serialized_start=2130
-  _globals['_COORDINATOR']._serialized_end=2775
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=438
+  _globals['_CREATECOLLECTIONREQUEST_FIELDSENTRY']._serialized_start=393
+  _globals['_CREATECOLLECTIONREQUEST_FIELDSENTRY']._serialized_end=438
+  _globals['_CHUNKING']._serialized_start=440
+  _globals['_CHUNKING']._serialized_end=482
+  _globals['_COLLECTIONINFO']._serialized_start=485
+  _globals['_COLLECTIONINFO']._serialized_end=919
+  _globals['_COLLECTIONINFO_FIELDSENTRY']._serialized_start=393
+  _globals['_COLLECTIONINFO_FIELDSENTRY']._serialized_end=438
+  _globals['_SHARDINFO']._serialized_start=922
+  _globals['_SHARDINFO']._serialized_end=1250
+  _globals['_DROPCOLLECTIONREQUEST']._serialized_start=1252
+  _globals['_DROPCOLLECTIONREQUEST']._serialized_end=1289
+  _globals['_DROPCOLLECTIONRESPONSE']._serialized_start=1291
+  _globals['_DROPCOLLECTIONRESPONSE']._serialized_end=1315
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1317
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1341
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1343
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1415
+  _globals['_DESCRIBECOLLECTIONREQUEST']._serialized_start=1417
+  _globals['_DESCRIBECOLLECTIONREQUEST']._serialized_end=1481
+  _globals['_UPSERTREQUEST']._serialized_start=1484
+  _globals['_UPSERTREQUEST']._serialized_end=1663
+  _globals['_UPSERTRESPONSE']._serialized_start=1665
+  _globals['_UPSERTRESPONSE']._serialized_end=1699
+  _globals['_DELETEREQUEST']._serialized_start=1701
+  _globals['_DELETEREQUEST']._serialized_end=1749
+  _globals['_DELETERESPONSE']._serialized_start=1751
+  _globals['_DELETERESPONSE']._serialized_end=1784
+  _globals['_GETREQUEST']._serialized_start=1786
+  _globals['_GETREQUEST']._serialized_end=1853
+  _globals['_GETRESPONSE']._serialized_start=1855
+  _globals['_GETRESPONSE']._serialized_end=1907
+  _globals['_COUNTREQUEST']._serialized_start=1909
+  _globals['_COUNTREQUEST']._serialized_end=1943
+  _globals['_COUNTRESPONSE']._serialized_start=1945
+  _globals['_COUNTRESPONSE']._serialized_end=1975
+  _globals['_SEARCHREQUEST']._serialized_start=1978
+  _globals['_SEARCHREQUEST']._serialized_end=2382
+  _globals['_QUERYRESULT']._serialized_start=2384
+  _globals['_QUERYRESULT']._serialized_end=2426
+  _globals['_SEARCHRESPONSE']._serialized_start=2428
+  _globals['_SEARCHRESPONSE']._serialized_end=2544
+  _globals['_COMPACTREQUEST']._serialized_start=2546
+  _globals['_COMPACTREQUEST']._serialized_end=2648
+  _globals['_COMPACTRESPONSE']._serialized_start=2650
+  _globals['_COMPACTRESPONSE']._serialized_end=2727
+  _globals['_COORDINATOR']._serialized_start=2730
+  _globals['_COORDINATOR']._serialized_end=3439
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "fields", "model", "chunking")
+    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "fields", "model", "chunking", "tombstone_threshold", "replication_factor")
     class FieldsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,8 @@ class CreateCollectionRequest(_message.Message):
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CHUNKING_FIELD_NUMBER: _ClassVar[int]
+    TOMBSTONE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: _common_pb2.Metric
@@ -33,7 +35,9 @@ class CreateCollectionRequest(_message.Message):
     fields: _containers.ScalarMap[str, str]
     model: str
     chunking: Chunking
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ...) -> None: ...
+    tombstone_threshold: float
+    replication_factor: int
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., tombstone_threshold: _Optional[float] = ..., replication_factor: _Optional[int] = ...) -> None: ...
 
 class Chunking(_message.Message):
     __slots__ = ("words", "overlap")
@@ -44,7 +48,7 @@ class Chunking(_message.Message):
     def __init__(self, words: _Optional[int] = ..., overlap: _Optional[int] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "created_at", "count", "shard_info", "fields", "model", "modality", "chunking")
+    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "created_at", "count", "shard_info", "fields", "model", "modality", "chunking", "tombstone_threshold", "replication_factor")
     class FieldsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +68,8 @@ class CollectionInfo(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
     CHUNKING_FIELD_NUMBER: _ClassVar[int]
+    TOMBSTONE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: _common_pb2.Metric
@@ -76,21 +82,45 @@ class CollectionInfo(_message.Message):
     model: str
     modality: str
     chunking: Chunking
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., created_at: _Optional[str] = ..., count: _Optional[int] = ..., shard_info: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., modality: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ...) -> None: ...
+    tombstone_threshold: float
+    replication_factor: int
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., created_at: _Optional[str] = ..., count: _Optional[int] = ..., shard_info: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., modality: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., tombstone_threshold: _Optional[float] = ..., replication_factor: _Optional[int] = ...) -> None: ...
 
 class ShardInfo(_message.Message):
-    __slots__ = ("index", "address", "live", "tombstones", "wal_bytes")
+    __slots__ = ("index", "address", "live", "tombstones", "wal_bytes", "capacity", "tombstone_ratio", "memory_bytes", "disk_bytes", "m", "ef_construction", "rebuild", "replica", "available", "error", "last_lsn")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     LIVE_FIELD_NUMBER: _ClassVar[int]
     TOMBSTONES_FIELD_NUMBER: _ClassVar[int]
     WAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    TOMBSTONE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DISK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    M_FIELD_NUMBER: _ClassVar[int]
+    EF_CONSTRUCTION_FIELD_NUMBER: _ClassVar[int]
+    REBUILD_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    LAST_LSN_FIELD_NUMBER: _ClassVar[int]
     index: int
     address: str
     live: int
     tombstones: int
     wal_bytes: int
-    def __init__(self, index: _Optional[int] = ..., address: _Optional[str] = ..., live: _Optional[int] = ..., tombstones: _Optional[int] = ..., wal_bytes: _Optional[int] = ...) -> None: ...
+    capacity: int
+    tombstone_ratio: float
+    memory_bytes: int
+    disk_bytes: int
+    m: int
+    ef_construction: int
+    rebuild: _common_pb2.RebuildStatus
+    replica: int
+    available: bool
+    error: str
+    last_lsn: int
+    def __init__(self, index: _Optional[int] = ..., address: _Optional[str] = ..., live: _Optional[int] = ..., tombstones: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., capacity: _Optional[int] = ..., tombstone_ratio: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., rebuild: _Optional[_Union[_common_pb2.RebuildStatus, _Mapping]] = ..., replica: _Optional[int] = ..., available: _Optional[bool] = ..., error: _Optional[str] = ..., last_lsn: _Optional[int] = ...) -> None: ...
 
 class DropCollectionRequest(_message.Message):
     __slots__ = ("name",)
@@ -113,10 +143,12 @@ class ListCollectionsResponse(_message.Message):
     def __init__(self, collections: _Optional[_Iterable[_Union[CollectionInfo, _Mapping]]] = ...) -> None: ...
 
 class DescribeCollectionRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "allow_partial")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    allow_partial: bool
+    def __init__(self, name: _Optional[str] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
     __slots__ = ("collection", "ids", "vectors", "payloads", "texts", "images", "vectors_model")
@@ -185,7 +217,7 @@ class CountResponse(_message.Message):
     def __init__(self, count: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "vectors", "k", "ef", "with_payload", "filter", "filter_tree", "query", "query_tree", "ranking", "vector_weight", "text_weight", "explain", "texts", "images", "vectors_model")
+    __slots__ = ("collection", "vectors", "k", "ef", "with_payload", "filter", "filter_tree", "query", "query_tree", "ranking", "vector_weight", "text_weight", "explain", "texts", "images", "vectors_model", "allow_partial")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -202,6 +234,7 @@ class SearchRequest(_message.Message):
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     VECTORS_MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vectors: _common_pb2.FloatMatrix
     k: int
@@ -218,7 +251,8 @@ class SearchRequest(_message.Message):
     texts: _containers.RepeatedScalarFieldContainer[str]
     images: _containers.RepeatedScalarFieldContainer[bytes]
     vectors_model: str
-    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., filter: _Optional[str] = ..., filter_tree: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., query: _Optional[str] = ..., query_tree: _Optional[_Union[_query_pb2.Query, _Mapping]] = ..., ranking: _Optional[_Union[_query_pb2.Ranking, str]] = ..., vector_weight: _Optional[float] = ..., text_weight: _Optional[float] = ..., explain: _Optional[bool] = ..., texts: _Optional[_Iterable[str]] = ..., images: _Optional[_Iterable[bytes]] = ..., vectors_model: _Optional[str] = ...) -> None: ...
+    allow_partial: bool
+    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., filter: _Optional[str] = ..., filter_tree: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., query: _Optional[str] = ..., query_tree: _Optional[_Union[_query_pb2.Query, _Mapping]] = ..., ranking: _Optional[_Union[_query_pb2.Ranking, str]] = ..., vector_weight: _Optional[float] = ..., text_weight: _Optional[float] = ..., explain: _Optional[bool] = ..., texts: _Optional[_Iterable[str]] = ..., images: _Optional[_Iterable[bytes]] = ..., vectors_model: _Optional[str] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
 
 class QueryResult(_message.Message):
     __slots__ = ("hits",)
@@ -227,9 +261,31 @@ class QueryResult(_message.Message):
     def __init__(self, hits: _Optional[_Iterable[_Union[_common_pb2.Hit, _Mapping]]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("results", "plans")
+    __slots__ = ("results", "plans", "missing_shards")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     PLANS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_SHARDS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[QueryResult]
     plans: _containers.RepeatedCompositeFieldContainer[_query_pb2.QueryPlan]
-    def __init__(self, results: _Optional[_Iterable[_Union[QueryResult, _Mapping]]] = ..., plans: _Optional[_Iterable[_Union[_query_pb2.QueryPlan, _Mapping]]] = ...) -> None: ...
+    missing_shards: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, results: _Optional[_Iterable[_Union[QueryResult, _Mapping]]] = ..., plans: _Optional[_Iterable[_Union[_query_pb2.QueryPlan, _Mapping]]] = ..., missing_shards: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class CompactRequest(_message.Message):
+    __slots__ = ("collection", "shards", "hnsw", "wait")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    HNSW_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    shards: _containers.RepeatedScalarFieldContainer[int]
+    hnsw: _common_pb2.HnswParams
+    wait: bool
+    def __init__(self, collection: _Optional[str] = ..., shards: _Optional[_Iterable[int]] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., wait: _Optional[bool] = ...) -> None: ...
+
+class CompactResponse(_message.Message):
+    __slots__ = ("scheduled", "shard_info")
+    SCHEDULED_FIELD_NUMBER: _ClassVar[int]
+    SHARD_INFO_FIELD_NUMBER: _ClassVar[int]
+    scheduled: _containers.RepeatedScalarFieldContainer[int]
+    shard_info: _containers.RepeatedCompositeFieldContainer[ShardInfo]
+    def __init__(self, scheduled: _Optional[_Iterable[int]] = ..., shard_info: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ...) -> None: ...

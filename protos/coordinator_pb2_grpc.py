@@ -79,6 +79,11 @@ class CoordinatorStub:
                 request_serializer=protos_dot_coordinator__pb2.SearchRequest.SerializeToString,
                 response_deserializer=protos_dot_coordinator__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.Compact = channel.unary_unary(
+                '/shoal.v1.Coordinator/Compact',
+                request_serializer=protos_dot_coordinator__pb2.CompactRequest.SerializeToString,
+                response_deserializer=protos_dot_coordinator__pb2.CompactResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -139,6 +144,13 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Compact(self, request, context):
+        """Rebuild the HNSW index of a collection's shards (all, or those listed) in the background.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -186,6 +198,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=protos_dot_coordinator__pb2.SearchRequest.FromString,
                     response_serializer=protos_dot_coordinator__pb2.SearchResponse.SerializeToString,
+            ),
+            'Compact': grpc.unary_unary_rpc_method_handler(
+                    servicer.Compact,
+                    request_deserializer=protos_dot_coordinator__pb2.CompactRequest.FromString,
+                    response_serializer=protos_dot_coordinator__pb2.CompactResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -431,6 +448,33 @@ class Coordinator:
             '/shoal.v1.Coordinator/Search',
             protos_dot_coordinator__pb2.SearchRequest.SerializeToString,
             protos_dot_coordinator__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Compact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Coordinator/Compact',
+            protos_dot_coordinator__pb2.CompactRequest.SerializeToString,
+            protos_dot_coordinator__pb2.CompactResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -79,7 +79,7 @@ class ShardSnapshotRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ShardStats(_message.Message):
-    __slots__ = ("live", "tombstones", "capacity", "last_lsn", "snapshot_lsn", "wal_bytes", "documents")
+    __slots__ = ("live", "tombstones", "capacity", "last_lsn", "snapshot_lsn", "wal_bytes", "documents", "slots_used", "m", "ef_construction", "memory_bytes", "disk_bytes", "rebuild")
     LIVE_FIELD_NUMBER: _ClassVar[int]
     TOMBSTONES_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,12 @@ class ShardStats(_message.Message):
     SNAPSHOT_LSN_FIELD_NUMBER: _ClassVar[int]
     WAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_USED_FIELD_NUMBER: _ClassVar[int]
+    M_FIELD_NUMBER: _ClassVar[int]
+    EF_CONSTRUCTION_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DISK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    REBUILD_FIELD_NUMBER: _ClassVar[int]
     live: int
     tombstones: int
     capacity: int
@@ -94,7 +100,25 @@ class ShardStats(_message.Message):
     snapshot_lsn: int
     wal_bytes: int
     documents: int
-    def __init__(self, live: _Optional[int] = ..., tombstones: _Optional[int] = ..., capacity: _Optional[int] = ..., last_lsn: _Optional[int] = ..., snapshot_lsn: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., documents: _Optional[int] = ...) -> None: ...
+    slots_used: int
+    m: int
+    ef_construction: int
+    memory_bytes: int
+    disk_bytes: int
+    rebuild: _common_pb2.RebuildStatus
+    def __init__(self, live: _Optional[int] = ..., tombstones: _Optional[int] = ..., capacity: _Optional[int] = ..., last_lsn: _Optional[int] = ..., snapshot_lsn: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., documents: _Optional[int] = ..., slots_used: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., rebuild: _Optional[_Union[_common_pb2.RebuildStatus, _Mapping]] = ...) -> None: ...
+
+class ShardRebuildRequest(_message.Message):
+    __slots__ = ("m", "ef_construction", "reason", "wait")
+    M_FIELD_NUMBER: _ClassVar[int]
+    EF_CONSTRUCTION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    m: int
+    ef_construction: int
+    reason: str
+    wait: bool
+    def __init__(self, m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., reason: _Optional[str] = ..., wait: _Optional[bool] = ...) -> None: ...
 
 class WalRecord(_message.Message):
     __slots__ = ("lsn", "upsert", "delete")

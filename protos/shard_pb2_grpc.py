@@ -69,6 +69,11 @@ class ShardStub:
                 request_serializer=protos_dot_shard__pb2.ShardQueryRequest.SerializeToString,
                 response_deserializer=protos_dot_shard__pb2.ShardQueryResponse.FromString,
                 _registered_method=True)
+        self.Rebuild = channel.unary_unary(
+                '/shoal.v1.Shard/Rebuild',
+                request_serializer=protos_dot_shard__pb2.ShardRebuildRequest.SerializeToString,
+                response_deserializer=protos_dot_shard__pb2.ShardStats.FromString,
+                _registered_method=True)
 
 
 class ShardServicer:
@@ -117,6 +122,13 @@ class ShardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rebuild(self, request, context):
+        """Start rebuilding the index from the live documents in the background (reads and writes go on).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -154,6 +166,11 @@ def add_ShardServicer_to_server(servicer, server):
                     servicer.Query,
                     request_deserializer=protos_dot_shard__pb2.ShardQueryRequest.FromString,
                     response_serializer=protos_dot_shard__pb2.ShardQueryResponse.SerializeToString,
+            ),
+            'Rebuild': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rebuild,
+                    request_deserializer=protos_dot_shard__pb2.ShardRebuildRequest.FromString,
+                    response_serializer=protos_dot_shard__pb2.ShardStats.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -345,6 +362,33 @@ class Shard:
             '/shoal.v1.Shard/Query',
             protos_dot_shard__pb2.ShardQueryRequest.SerializeToString,
             protos_dot_shard__pb2.ShardQueryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rebuild(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Shard/Rebuild',
+            protos_dot_shard__pb2.ShardRebuildRequest.SerializeToString,
+            protos_dot_shard__pb2.ShardStats.FromString,
             options,
             channel_credentials,
             insecure,

@@ -84,6 +84,15 @@ class ShardClient:
         except grpc.RpcError as err:
             raise_from(err)
 
+    async def rebuild(self, m: int, ef_construction: int, reason: str, wait: bool, timeout: float
+                      ) -> shard_pb2.ShardStats:
+        """Start (with wait: run to the end) a background rebuild of the shard's index; returns its figures."""
+        req = shard_pb2.ShardRebuildRequest(m=m, ef_construction=ef_construction, reason=reason, wait=wait)
+        try:
+            return await self._stub.Rebuild(req, timeout=timeout)
+        except grpc.RpcError as err:
+            raise_from(err)
+
     async def close(self) -> None:
         """Close the channel."""
         await self._channel.close()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from shard_node.store import ShardFigures
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -23,3 +28,35 @@ class ShardMetrics:
                                 registry=self.registry)
         self.wal_bytes = Gauge("shoal_shard_wal_bytes", "Bytes in the write-ahead log", labels,
                                registry=self.registry)
+        self.tombstone_ratio = Gauge("shoal_shard_tombstone_ratio", "Tombstones / (live + tombstones)", labels,
+                                     registry=self.registry)
+        self.capacity = Gauge("shoal_shard_capacity", "Elements the index holds before it grows", labels,
+                              registry=self.registry)
+        self.memory_bytes = Gauge("shoal_shard_index_memory_bytes", "Estimated size of the partition in memory",
+                                  labels, registry=self.registry)
+        self.disk_bytes = Gauge("shoal_shard_index_disk_bytes", "Snapshot and WAL bytes on disk", labels,
+                                registry=self.registry)
+        self.rebuilds_running = Gauge("shoal_shard_rebuilds_running", "Index rebuilds under way (0 or 1)", labels,
+                                      registry=self.registry)
+        self.rebuild_progress = Gauge("shoal_shard_rebuild_progress", "Share of the running rebuild done", labels,
+                                      registry=self.registry)
+        self.last_rebuild_time = Gauge("shoal_shard_last_rebuild_timestamp_seconds",
+                                       "When the last index rebuild finished (unix time, 0 = never)", labels,
+                                       registry=self.registry)
+        self.last_rebuild_seconds = Gauge("shoal_shard_last_rebuild_duration_seconds",
+                                          "How long the last index rebuild took", labels, registry=self.registry)
+        self.rebuilds_total = Gauge("shoal_shard_rebuilds_finished", "Index rebuilds finished by this process",
+                                    labels, registry=self.registry)
+        self.rebuilds_started = Counter("shoal_shard_rebuilds_started_total", "Index rebuilds started, by reason",
+                                        (*labels, "reason"), registry=self.registry)
+
+    def observe_figures(self, labels: tuple[str, str], f: ShardFigures) -> None:
+        """Set the gauges from a shard's figures."""
+        r = f.rebuild
+        for gauge, value in ((self.vectors, f.live), (self.tombstones, f.tombstones),
+                             (self.wal_bytes, f.wal_bytes), (self.tombstone_ratio, f.tombstone_ratio),
+                             (self.capacity, f.capacity), (self.memory_bytes, f.memory_bytes),
+                             (self.disk_bytes, f.disk_bytes), (self.rebuilds_running, int(r.running)),
+                             (self.rebuild_progress, r.progress), (self.last_rebuild_time, r.last_finished_at),
+                             (self.last_rebuild_seconds, r.last_seconds), (self.rebuilds_total, r.total)):
+            gauge.labels(*labels).set(value)

@@ -109,6 +109,28 @@ class Partition:
         """Elements the index holds before it must grow."""
         return len(self._deleted)
 
+    @property
+    def slots_used(self) -> int:
+        """Labels handed out, live or tombstoned: the part of the capacity that is taken."""
+        return self._size
+
+    def memory_bytes(self) -> int:
+        """Estimated bytes the partition holds: hnswlib's per-element block (vector, level-0 links, label),
+        the raw vector copy, and the upper-level links of the live elements."""
+        dim, m = self.spec.dim, self.spec.m
+        per_slot = dim * 4 + (2 * m + 1) * 4 + 8 + dim * 4 + 1
+        upper = self._size * (m + 1) * 4 // max(m - 1, 1)  # about 1/(M-1) of elements have upper levels
+        return self.capacity * per_slot + upper
+
+    def live_documents(self) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+        """A consistent copy of every live document (ids, vectors, payloads), taken while writers wait."""
+        with self._gate.freeze():
+            live = np.flatnonzero(~self._deleted[: self._size])
+            ids = self._ids[live].tolist()
+            vectors = self._vectors[live].copy()
+            payloads = [self._payloads.get(label, {}) for label in live.tolist()]
+        return ids, vectors, payloads
+
     # ---- writes --------------------------------------------------------------------------
     def _grow(self, needed: int) -> None:
         new_cap = self.capacity
@@ -125,11 +147,11 @@ class Partition:
         self.fields.grow(new_cap)
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray,
-               payloads: Sequence[dict[str, Any]] | None = None) -> int:
+               payloads: Sequence[dict[str, Any]] | None = None, num_threads: int = 0) -> int:
         """Insert or replace whole documents (no payload = empty payload); a later duplicate id in the batch wins.
 
         Large batches go in chunks, each under the gate on its own, so searches run between them;
-        every document is whole whenever a search sees it."""
+        every document is whole whenever a search sees it. num_threads 0 = the partition's search threads."""
         if len(ids) == 0:
             return 0
         ids, vectors, payloads = _last_occurrences(ids, vectors, payloads)
@@ -137,10 +159,12 @@ class Partition:
             end = start + WRITE_CHUNK
             with self._gate.write():
                 self._upsert_locked(ids[start:end], vectors[start:end],
-                                    payloads[start:end] if payloads is not None else None)
+                                    payloads[start:end] if payloads is not None else None,
+                                    num_threads or self._search_threads)
         return len(ids)
 
-    def _upsert_locked(self, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]] | None) -> None:
+    def _upsert_locked(self, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]] | None,
+                       num_threads: int) -> None:
         labels = np.empty(len(ids), dtype=np.int64)
         fresh = 0
         for i, doc_id in enumerate(ids):
@@ -151,7 +175,7 @@ class Partition:
             labels[i] = label
         self._grow(self._size + fresh)
         # hnswlib un-marks a deleted label when it is added again; it validates before we commit the maps.
-        self._index.add_items(vectors, labels, num_threads=self._search_threads)
+        self._index.add_items(vectors, labels, num_threads=num_threads)
         for doc_id, label in zip(ids, labels.tolist(), strict=True):
             self._labels[doc_id] = label
         self._ids[labels] = np.asarray(ids, dtype=object)

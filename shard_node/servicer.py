@@ -13,14 +13,21 @@ from protos.serving import observe
 from protos.wire import check_vectors, pack_floats, pack_vector, payload_to_proto, unpack_matrix
 from shard_node.metrics import ShardMetrics
 from shard_node.query import run_query
+from shard_node.settings import MAX_M
 from shard_node.store import ShardFigures, ShardStore
 
 
 def figures_to_proto(f: ShardFigures) -> shard_pb2.ShardStats:
     """ShardFigures as a ShardStats message."""
-    return shard_pb2.ShardStats(live=f.live, tombstones=f.tombstones, capacity=f.capacity,
-                                last_lsn=f.last_lsn, snapshot_lsn=f.snapshot_lsn, wal_bytes=f.wal_bytes,
-                                documents=f.documents)
+    r = f.rebuild
+    return shard_pb2.ShardStats(
+        live=f.live, tombstones=f.tombstones, capacity=f.capacity, last_lsn=f.last_lsn,
+        snapshot_lsn=f.snapshot_lsn, wal_bytes=f.wal_bytes, documents=f.documents, slots_used=f.slots_used,
+        m=f.m, ef_construction=f.ef_construction, memory_bytes=f.memory_bytes, disk_bytes=f.disk_bytes,
+        rebuild=common_pb2.RebuildStatus(
+            running=r.running, phase=r.phase, progress=r.progress, total=r.total,
+            last_finished_at=r.last_finished_at, last_seconds=r.last_seconds, last_reason=r.last_reason,
+            last_error=r.last_error))
 
 
 class ShardServicer(shard_pb2_grpc.ShardServicer):
@@ -35,11 +42,10 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
         with observe(self._metrics.requests, self._metrics.latency, self._labels, method):
             return fn()
 
-    def _update_gauges(self) -> None:
+    def _update_gauges(self) -> ShardFigures:
         f = self._store.figures()
-        self._metrics.vectors.labels(*self._labels).set(f.live)
-        self._metrics.tombstones.labels(*self._labels).set(f.tombstones)
-        self._metrics.wal_bytes.labels(*self._labels).set(f.wal_bytes)
+        self._metrics.observe_figures(self._labels, f)
+        return f
 
     @rpc_edge
     def Upsert(self, request: shard_pb2.ShardUpsertRequest, context: grpc.ServicerContext
@@ -99,10 +105,29 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
     @rpc_edge
     def Stats(self, request: shard_pb2.ShardStatsRequest, context: grpc.ServicerContext
               ) -> shard_pb2.ShardStats:
-        return figures_to_proto(self._store.figures())
+        return figures_to_proto(self._update_gauges())
 
     @rpc_edge
     def Snapshot(self, request: shard_pb2.ShardSnapshotRequest, context: grpc.ServicerContext
                  ) -> shard_pb2.ShardStats:
         self._store.snapshot()
-        return figures_to_proto(self._store.figures())
+        return figures_to_proto(self._update_gauges())
+
+    @rpc_edge
+    def Rebuild(self, request: shard_pb2.ShardRebuildRequest, context: grpc.ServicerContext
+                ) -> shard_pb2.ShardStats:
+        def run() -> shard_pb2.ShardStats:
+            if request.m and not 2 <= request.m <= MAX_M:
+                raise InvalidArgument(f"hnsw m must be between 2 and {MAX_M}, got {request.m}")
+            rebuilder = self._store.rebuilder
+            started = self._store.rebuild(request.m, request.ef_construction, request.reason or "request")
+            if started:
+                self._metrics.rebuilds_started.labels(*self._labels, request.reason or "request").inc()
+            if request.wait:
+                # Wait in slices so a caller that gave up (deadline, cancel) frees this thread.
+                while not rebuilder.wait(0.5):
+                    if not context.is_active():
+                        break
+            return figures_to_proto(self._update_gauges())
+
+        return self._observed("Rebuild", run)

@@ -10,6 +10,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 DEFAULT_SNAPSHOT_EVERY_OPS = 20_000  # bounds WAL replay at start-up to seconds
 DEFAULT_SNAPSHOT_WAL_BYTES = 512 * 1024 * 1024
 DEFAULT_INITIAL_CAPACITY = 1024
+MAX_M = 256  # largest HNSW M a collection or a rebuild may ask for
 
 # Query planner (see shard_node/planner.py; calibrated by `make bench-filter`).
 PLAN_EXACT_ALWAYS = 1024      # allowed sets this small are always scanned exactly
@@ -41,6 +42,8 @@ class ShardSettings:
         "help": "write a snapshot once the WAL holds this many bytes"})
     initial_capacity: int = field(default=DEFAULT_INITIAL_CAPACITY, metadata={
         "help": "starting HNSW capacity; the index doubles as it fills"})
+    rebuild_threads: int = field(default=1, metadata={
+        "help": "hnswlib threads a background index rebuild uses (the rest of the CPUs keep serving)"})
     metrics_port: int = field(default=-1, metadata={
         "help": "Prometheus metrics port (0 = any free port, -1 = off)"})
 

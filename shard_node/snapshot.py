@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from shard_node.partition import Partition
 from shard_node.settings import PartitionSpec
@@ -29,15 +30,17 @@ def complete_snapshots(root: Path) -> list[Path]:
     return sorted(found, key=_lsn_of)
 
 
-def write_snapshot(root: Path, partition: Partition, lsn: int) -> Path:
-    """Persist the partition as of `lsn`; returns the snapshot directory."""
+def write_snapshot(root: Path, partition: Partition, lsn: int, extra: dict[str, Any] | None = None) -> Path:
+    """Persist the partition as of `lsn` (with `extra` facts in its meta file); returns the snapshot directory.
+
+    One writer at a time per root: the caller serialises snapshot writes."""
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f"{_PREFIX}{lsn:020d}{_TMP_SUFFIX}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
     partition.save(tmp)
-    (tmp / _META).write_text(json.dumps({"lsn": lsn, "spec": partition.spec.to_dict()}))
+    (tmp / _META).write_text(json.dumps({**(extra or {}), "lsn": lsn, "spec": partition.spec.to_dict()}))
     for child in tmp.iterdir():
         with open(child, "rb") as f:
             os.fsync(f.fileno())
@@ -55,11 +58,19 @@ def write_snapshot(root: Path, partition: Partition, lsn: int) -> Path:
     return final
 
 
-def load_latest(root: Path, spec: PartitionSpec, search_threads: int) -> tuple[Partition, int] | None:
-    """The newest complete snapshot as (partition, lsn), or None when there is none."""
+def load_latest(root: Path, search_threads: int) -> tuple[Partition, dict[str, Any]] | None:
+    """The newest complete snapshot as (partition, meta), or None when there is none.
+
+    The partition takes the spec the snapshot was built with: a rebuild may have changed M or ef_construction."""
     snaps = complete_snapshots(root)
     if not snaps:
         return None
     latest = snaps[-1]
     meta = json.loads((latest / _META).read_text())
-    return Partition.load(latest, spec, search_threads=search_threads), int(meta["lsn"])
+    spec = PartitionSpec(**meta["spec"])
+    return Partition.load(latest, spec, search_threads=search_threads), meta
+
+
+def disk_bytes(root: Path) -> int:
+    """Bytes the complete snapshots under root take."""
+    return sum(f.stat().st_size for snap in complete_snapshots(root) for f in snap.iterdir() if f.is_file())

@@ -71,24 +71,47 @@ class Collection:
     modality: str = ""
     chunk_words: int = 0
     chunk_overlap: int = 0
+    tombstone_threshold: float = 0.0
+    replication_factor: int = 1
+
+
+class Hits(list):
+    """One query's hits, best first; `missing_shards` lists the shards a partial answer left out."""
+
+    missing_shards: list[int]
+
+    def __init__(self, hits: Sequence[Hit] = (), missing_shards: Sequence[int] = ()) -> None:
+        super().__init__(hits)
+        self.missing_shards = list(missing_shards)
+
+
+def _shard_info(s: coordinator_pb2.ShardInfo) -> dict[str, Any]:
+    r = s.rebuild
+    return {"index": s.index, "replica": s.replica, "available": s.available, "error": s.error,
+            "address": s.address, "live": s.live, "tombstones": s.tombstones,
+            "tombstone_ratio": s.tombstone_ratio, "capacity": s.capacity, "wal_bytes": s.wal_bytes,
+            "memory_bytes": s.memory_bytes, "disk_bytes": s.disk_bytes, "m": s.m,
+            "ef_construction": s.ef_construction, "last_lsn": s.last_lsn,
+            "rebuild": {"running": r.running, "phase": r.phase, "progress": r.progress, "total": r.total,
+                        "last_finished_at": r.last_finished_at, "last_seconds": r.last_seconds,
+                        "last_reason": r.last_reason, "last_error": r.last_error}}
 
 
 def _collection(info: coordinator_pb2.CollectionInfo) -> Collection:
     return Collection(
         name=info.name, dim=info.dim, metric=metric_from_proto(info.metric), shards=info.shards,
         m=info.hnsw.m, ef_construction=info.hnsw.ef_construction, ef_search=info.hnsw.ef_search,
-        created_at=info.created_at, count=info.count,
-        shard_info=[{"index": s.index, "address": s.address, "live": s.live, "tombstones": s.tombstones,
-                     "wal_bytes": s.wal_bytes} for s in info.shard_info],
+        created_at=info.created_at, count=info.count, shard_info=[_shard_info(s) for s in info.shard_info],
         fields=dict(info.fields),
         model=info.model, modality=info.modality, chunk_words=info.chunking.words,
         chunk_overlap=info.chunking.overlap,
+        tombstone_threshold=info.tombstone_threshold, replication_factor=info.replication_factor or 1,
     )
 
 
-def _hits(result: coordinator_pb2.QueryResult) -> list[Hit]:
-    return [Hit(h.id, h.score, payload_from_proto(h.payload) if h.payload.fields else {}, h.distance)
-            for h in result.hits]
+def _hits(result: coordinator_pb2.QueryResult, missing: Sequence[int]) -> Hits:
+    return Hits([Hit(h.id, h.score, payload_from_proto(h.payload) if h.payload.fields else {}, h.distance)
+                 for h in result.hits], missing)
 
 
 class Client:
@@ -128,15 +151,18 @@ class Client:
     # ---- collections ---------------------------------------------------------------------
     def create_collection(self, name: str, dim: int = 0, metric: str = "cosine", shards: int = 0, m: int = 0,
                           ef_construction: int = 0, ef_search: int = 0, model: str = "", chunk_words: int = 0,
-                          chunk_overlap: int = 0, fields: dict[str, str] | None = None) -> Collection:
-        """Create a collection (0 takes the server's default); with `model` (name@version) it embeds text/images.
+                          chunk_overlap: int = 0, tombstone_threshold: float = 0.0,
+                          replication_factor: int = 0, fields: dict[str, str] | None = None) -> Collection:
+        """Create a collection (0 takes the server's default, also for the tombstone ratio that triggers a rebuild
+        and the replication factor); with `model` (name@version) it embeds text/images.
 
         `fields` indexes payload fields for filters and full text: name -> keyword | tags | int | float |
         datetime | bool | text."""
         req = coordinator_pb2.CreateCollectionRequest(
             name=name, dim=dim, metric=metric_to_proto(metric), shards=shards,
             hnsw=common_pb2.HnswParams(m=m, ef_construction=ef_construction, ef_search=ef_search), model=model,
-            chunking=coordinator_pb2.Chunking(words=chunk_words, overlap=chunk_overlap), fields=fields or {})
+            chunking=coordinator_pb2.Chunking(words=chunk_words, overlap=chunk_overlap),
+            tombstone_threshold=tombstone_threshold, replication_factor=replication_factor, fields=fields or {})
         return _collection(self._call(self._stub.CreateCollection, req, idempotent=False))
 
     def drop_collection(self, name: str) -> None:
@@ -148,10 +174,20 @@ class Client:
         resp = self._call(self._stub.ListCollections, coordinator_pb2.ListCollectionsRequest())
         return [_collection(c) for c in resp.collections]
 
-    def describe_collection(self, name: str) -> Collection:
-        """A collection's settings, live count and per-shard figures."""
+    def describe_collection(self, name: str, allow_partial: bool = False) -> Collection:
+        """A collection's settings, live count and per-shard-replica figures (with allow_partial, replicas that
+        are down are listed as unavailable instead of failing the call)."""
         return _collection(self._call(self._stub.DescribeCollection,
-                                      coordinator_pb2.DescribeCollectionRequest(name=name)))
+                                      coordinator_pb2.DescribeCollectionRequest(name=name,
+                                                                                allow_partial=allow_partial)))
+
+    def compact(self, name: str, shards: Sequence[int] | None = None, m: int = 0, ef_construction: int = 0,
+                wait: bool = False) -> list[dict[str, Any]]:
+        """Rebuild the HNSW index of a collection's shards (all, or those listed) in the background, optionally
+        with a new M / ef_construction; with wait, return when done. Returns the shards' figures."""
+        req = coordinator_pb2.CompactRequest(collection=name, shards=list(shards or []), wait=wait,
+                                             hnsw=common_pb2.HnswParams(m=m, ef_construction=ef_construction))
+        return [_shard_info(s) for s in self._call(self._stub.Compact, req).shard_info]
 
     # ---- documents -----------------------------------------------------------------------
     def upsert(self, name: str, ids: Sequence[str], vectors: Any = None,
@@ -186,11 +222,13 @@ class Client:
     def search(self, name: str, vector: Any = None, k: int = 10, ef: int | None = None,
                with_payload: bool = True, filter: QueryLike | None = None, query: QueryLike | None = None,
                ranking: str | None = None, weights: tuple[float, float] = (0.0, 0.0), *, text: str | None = None,
-               image: bytes | None = None, vectors_model: str = "") -> list[Hit]:
+               image: bytes | None = None, vectors_model: str = "", allow_partial: bool = False) -> Hits:
         """The k best documents, best first: nearest to `vector` (or, model-bound collections, to a text or an
         image) among those passing `filter` (a query string or tree), or by a whole `query` (its bare near
         ranks by vector, its text clause by BM25, both together by reciprocal rank fusion with
-        `weights` = (vector, text))."""
+        `weights` = (vector, text)).
+
+        With allow_partial, shards that are down are left out instead of failing the call: see missing_shards."""
         if filter is not None or query is not None or ranking is not None:
             return self.explain(name, vector, k, ef, with_payload, filter, query, ranking, weights, explain=False,
                                 text=text, image=image, vectors_model=vectors_model)[0]
@@ -201,7 +239,8 @@ class Client:
             vector = arr.reshape(1, -1)
         return self.search_batch(name, vector, k=k, ef=ef, with_payload=with_payload,
                                  texts=None if text is None else [text],
-                                 images=None if image is None else [image], vectors_model=vectors_model)[0]
+                                 images=None if image is None else [image], vectors_model=vectors_model,
+                                 allow_partial=allow_partial)[0]
 
     def explain(self, name: str, vector: Any = None, k: int = 10, ef: int | None = None,
                 with_payload: bool = True, filter: QueryLike | None = None, query: QueryLike | None = None,
@@ -234,16 +273,19 @@ class Client:
         resp = self._call(self._stub.Search, req)
         plan = MessageToDict(resp.plans[0], preserving_proto_field_name=True,
                              always_print_fields_with_no_presence=True) if resp.plans else {}
-        return _hits(resp.results[0]), plan
+        return _hits(resp.results[0], resp.missing_shards), plan
 
     def search_batch(self, name: str, vectors: Any = None, k: int = 10, ef: int | None = None,
                      with_payload: bool = True, filter: str | None = None, *, texts: Sequence[str] | None = None,
-                     images: Sequence[bytes] | None = None, vectors_model: str = "") -> list[list[Hit]]:
+                     images: Sequence[bytes] | None = None, vectors_model: str = "",
+                     allow_partial: bool = False) -> list[Hits]:
         """The k nearest documents to each query (rows of vectors, or texts, or images), among those passing
         `filter`, in one call."""
         req = coordinator_pb2.SearchRequest(collection=name, k=k, ef=ef or 0, with_payload=with_payload,
                                             texts=list(texts or []), images=list(images or []),
-                                            vectors_model=vectors_model, filter=filter or "")
+                                            vectors_model=vectors_model, allow_partial=allow_partial,
+                                            filter=filter or "")
         if vectors is not None:
             req.vectors.CopyFrom(pack_matrix(vectors))
-        return [_hits(r) for r in self._call(self._stub.Search, req).results]
+        resp = self._call(self._stub.Search, req)
+        return [_hits(r, resp.missing_shards) for r in resp.results]

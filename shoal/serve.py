@@ -24,6 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 RAY_START_TIMEOUT_S = 120.0
 COORDINATOR_START_TIMEOUT_S = 180.0
+EMBEDDER_START_TIMEOUT_S = 600.0   # it loads its preloaded models first; a first ConSE load embeds 2,000 prompts
 STOP_GRACE_S = 20.0
 _READY_RE = re.compile(r"coordinator serving on (\S+) \(pid (\d+)\)")
 _EMBEDDER_READY_RE = re.compile(r"embedder serving on (\S+) \(pid (\d+)\)")
@@ -158,11 +159,11 @@ class LocalCluster:
         wait_for_port("127.0.0.1", gcs, RAY_START_TIMEOUT_S, self._ray)
         self.ray_address = f"127.0.0.1:{gcs}"
 
-    def _start_server(self, args: list[str], name: str, ready: re.Pattern[str]
-                      ) -> tuple[subprocess.Popen, str, int]:
+    def _start_server(self, args: list[str], name: str, ready: re.Pattern[str],
+                      timeout: float = COORDINATOR_START_TIMEOUT_S) -> tuple[subprocess.Popen, str, int]:
         """Start a server process, wait for its "serving on" line and its health check; (process, address, pid)."""
         proc, seen, found = self._spawn(args, f"{name}.log", ready)
-        deadline = time.monotonic() + COORDINATOR_START_TIMEOUT_S
+        deadline = time.monotonic() + timeout
         while not seen.wait(0.5):
             if proc.poll() is not None or time.monotonic() > deadline:
                 _stop_process(proc)
@@ -177,8 +178,8 @@ class LocalCluster:
             return
         args = [sys.executable, "-m", "embedder.server", f"--port={free_port()}", "--host=127.0.0.1",
                 f"--state-dir={self.data_dir / 'embedder'}", *self._embedder_args]
-        self._embedder, self.embedder_address, self.embedder_pid = self._start_server(args, "embedder",
-                                                                                     _EMBEDDER_READY_RE)
+        self._embedder, self.embedder_address, self.embedder_pid = self._start_server(
+            args, "embedder", _EMBEDDER_READY_RE, EMBEDDER_START_TIMEOUT_S)
 
     def start_coordinator(self) -> None:
         """Start the coordinator process and wait until it serves."""
@@ -225,10 +226,11 @@ class LocalCluster:
             _stop_process(self._ray)
             self._ray = None
 
-    def shard_tool(self, action: str, collection: str = "", shard: int = 0, how: str = "ray") -> Any:
+    def shard_tool(self, action: str, collection: str = "", shard: int = 0, how: str = "ray",
+                   replica: int = 0) -> Any:
         """Run `coordinator.shards` against this cluster (list, locate or kill shard actors); returns its answer."""
         args = [sys.executable, "-m", "coordinator.shards", action, f"--collection={collection}",
-                f"--shard={shard}", f"--how={how}", f"--data-dir={self.data_dir}",
+                f"--shard={shard}", f"--how={how}", f"--replica={replica}", f"--data-dir={self.data_dir}",
                 f"--ray-address={self.ray_address}"]
         out = subprocess.run(args, capture_output=True, text=True, env={**os.environ, **self.ray_env},
                              timeout=COORDINATOR_START_TIMEOUT_S, check=False)

@@ -1,26 +1,17 @@
-"""Test data: real Debian package texts (bundled in data/debian) as vectors, and seeded synthetic sets."""
+"""Test data: seeded synthetic vector sets."""
 
 from __future__ import annotations
 
 import gzip
-import itertools
 import json
 from pathlib import Path
 
 import numpy as np
 
-from shoal.demo import CORPUS, read_corpus
+from shoal.demo import CORPUS
 from shoal.lexical import hashed_bow
 
 QUERIES = Path(CORPUS).with_name("queries_dev.jsonl.gz")
-
-
-def corpus_vectors(n: int) -> tuple[list[str], np.ndarray, list[dict]]:
-    """The first n corpus documents: ids, lexical vectors of text_en, payload fields."""
-    docs = list(itertools.islice(read_corpus(), n))
-    ids = [d["id"] for d in docs]
-    payloads = [{"section": d["section"], "installed_size_kb": d["installed_size_kb"]} for d in docs]
-    return ids, hashed_bow([d["text_en"] for d in docs]), payloads
 
 
 def query_vectors(n: int, seed: int = 0) -> np.ndarray:

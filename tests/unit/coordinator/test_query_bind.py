@@ -13,7 +13,7 @@ from protos import query_tree as q
 from protos.errors import InvalidArgument
 from protos.query_tree import render
 
-SPEC = CollectionSpec.new("c", 2, "cosine", 1, 16, 100, 64, {
+SPEC = CollectionSpec.new("c", 2, "cosine", 1, 16, 100, 64, fields={
     "section": "keyword", "tags": "tags", "size": "int", "price": "float", "when": "datetime", "ok": "bool",
     "body": "text"})
 
@@ -90,7 +90,7 @@ def test_empty_trees_are_refused() -> None:
 
 
 def test_match_without_a_field_needs_exactly_one_text_field() -> None:
-    spec = CollectionSpec.new("c", 2, "cosine", 1, 16, 100, 64, {"a": "text", "b": "text"})
+    spec = CollectionSpec.new("c", 2, "cosine", 1, 16, 100, 64, fields={"a": "text", "b": "text"})
     with pytest.raises(InvalidArgument, match="name the field"):
         bind_query(spec, parse_query('match:"x"'))
 

@@ -97,8 +97,9 @@ def queries() -> np.ndarray:
 
 
 def figures(store: ShardStore) -> ShardFigures:
-    """The store's figures without capacity (a snapshot load may start with a larger index)."""
-    return dataclasses.replace(store.figures(), capacity=0)
+    """The store's figures without capacity and the sizes that follow from it (a snapshot load may start with a
+    larger index) or from the files' layout."""
+    return dataclasses.replace(store.figures(), capacity=0, memory_bytes=0, disk_bytes=0)
 
 
 def wal_segments(store_dir: Path) -> list[Path]:
@@ -310,7 +311,6 @@ def test_crash_after_snapshot_before_wal_drop(opened: Callable[..., ShardStore],
 @pytest.mark.parametrize("other", [
     PartitionSpec(dim=DIM + 1, metric="l2", m=8, ef_construction=100, ef_search=32),
     PartitionSpec(dim=DIM, metric="cosine", m=8, ef_construction=100, ef_search=32),
-    PartitionSpec(dim=DIM, metric="l2", m=16, ef_construction=100, ef_search=32),
 ])
 def test_reopen_with_other_spec_fails(opened: Callable[..., ShardStore], other: PartitionSpec) -> None:
     store = opened()
@@ -319,6 +319,16 @@ def test_reopen_with_other_spec_fails(opened: Callable[..., ShardStore], other: 
     with pytest.raises(FailedPrecondition):
         opened(other)
     assert opened().partition.live == 1
+
+
+def test_build_parameters_are_not_the_data_s_identity(opened: Callable[..., ShardStore]) -> None:
+    """Another M or ef_construction (a rebuild may change them) opens the same data; a snapshot's own M wins."""
+    store = opened()
+    store.upsert(["a"], np.ones((1, DIM), np.float32))
+    store.snapshot()
+    store.close()
+    again = opened(dataclasses.replace(SPEC, m=16, ef_construction=50))
+    assert again.partition.live == 1 and again.figures().m == SPEC.m
 
 
 def _payloads(n: int) -> list[Any]:
