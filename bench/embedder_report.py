@@ -42,6 +42,14 @@ def retrieval_section(data: dict) -> list[str]:
         en, ko = r["english"], r["korean_to_english"]
         lines.append(f"| `{r['model']}` | {en['mrr@10']:.3f} | {en['recall@10']:.3f} | {en['queries']:,} | "
                      f"{ko['mrr@10']:.3f} | {ko['recall@10']:.3f} | {ko['queries']:,} |")
+    for r in rows:
+        by = r.get("english_mrr_by_ranking")
+        if by:
+            lines += ["", f"Hybrid search on the same corpus and English queries (`{r['model']}` vectors; BM25 from "
+                          "the shards' SQLite FTS5 index of `text_en`; reciprocal rank fusion, equal weights):",
+                      "", "| ranking | MRR@10 |", "| --- | ---: |",
+                      f"| BM25 alone | {by['bm25']:.3f} |", f"| vector alone | {by['vector']:.3f} |",
+                      f"| hybrid (RRF) | {by['hybrid_rrf']:.3f} |"]
     return lines + [""]
 
 

