@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import sys
 
 import grpc
@@ -20,7 +19,13 @@ from coordinator.servicer import CoordinatorServicer
 from coordinator.settings import CoordinatorSettings
 from embedder.client import EmbedderClient
 from protos import coordinator_pb2, coordinator_pb2_grpc
-from protos.serving import add_health_and_reflection, load_settings, mark_serving_async, server_options
+from protos.serving import (
+    add_health_and_reflection,
+    load_settings,
+    mark_serving_async,
+    server_options,
+    wait_for_stop_signal,
+)
 
 SERVICE_NAME = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
 log = logging.getLogger("shoal.coordinator")
@@ -53,11 +58,7 @@ async def serve(settings: CoordinatorSettings) -> None:
     # One machine-readable line so supervisors and tests know where we listen.
     print(f"coordinator serving on {settings.host}:{port} (pid {os.getpid()})", flush=True)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await wait_for_stop_signal()
     await server.stop(grace=2.0)
     await engine.stop()
     shards.disconnect()

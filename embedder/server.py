@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import sys
 
 import grpc
@@ -17,7 +16,13 @@ from embedder.service import EmbedService
 from embedder.servicer import EmbedderServicer
 from embedder.settings import EmbedderSettings
 from protos import embedder_pb2, embedder_pb2_grpc
-from protos.serving import add_health_and_reflection, load_settings, mark_serving_async, server_options
+from protos.serving import (
+    add_health_and_reflection,
+    load_settings,
+    mark_serving_async,
+    server_options,
+    wait_for_stop_signal,
+)
 
 SERVICE_NAME = embedder_pb2.DESCRIPTOR.services_by_name["Embedder"].full_name
 log = logging.getLogger("shoal.embedder")
@@ -51,11 +56,7 @@ async def serve(settings: EmbedderSettings) -> None:
     # One machine-readable line so supervisors and tests know where we listen.
     print(f"embedder serving on {settings.host}:{port} (pid {os.getpid()})", flush=True)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await wait_for_stop_signal()
     await server.stop(grace=2.0)
     service.close()
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import os
+import signal
 import time
 import types
 import typing
@@ -94,6 +96,15 @@ def mark_serving(servicer: Any, service_names: Sequence[str]) -> None:
     """Set every named service (and the server as a whole) SERVING on a sync health servicer."""
     for name in ("", *service_names):
         servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+
+async def wait_for_stop_signal() -> None:
+    """Return when the process gets SIGTERM or SIGINT (the asyncio servers' way to shut down in order)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
 
 
 class observe:  # noqa: N801 - used like a function: `with observe(...):`

@@ -9,7 +9,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,20 +33,6 @@ def settings(**kw: Any) -> ShardSettings:
     base: dict[str, Any] = {"initial_capacity": 1024, "snapshot_every_ops": 10**9, "snapshot_wal_bytes": 10**12}
     return ShardSettings(**(base | kw))
 
-
-@pytest.fixture
-def opened(tmp_path: Path) -> Iterator[Callable[..., ShardStore]]:
-    """Opens stores on tmp_path/shard; closes every one at the end."""
-    stores: list[ShardStore] = []
-
-    def open_store(spec: PartitionSpec = SPEC, **kw: Any) -> ShardStore:
-        store = ShardStore(tmp_path / "shard", spec, settings(**kw))
-        stores.append(store)
-        return store
-
-    yield open_store
-    for s in stores:
-        s.close()
 
 
 def fill(store: ShardStore, n: int, seed: int = 0) -> dict[str, np.ndarray]:
