@@ -48,8 +48,9 @@ class EmbedService:
         """The loaded model (loading runs off the event loop; one load at a time)."""
         async with self._load_lock:
             encoder = await asyncio.to_thread(self._registry.load, ref)
-        self._metrics.models_loaded.set(len(self._executors) + (encoder.spec.ref not in self._executors))
-        self._executors.setdefault(encoder.spec.ref, ThreadPoolExecutor(1, thread_name_prefix=encoder.spec.name))
+        if encoder.spec.ref not in self._executors:
+            self._executors[encoder.spec.ref] = ThreadPoolExecutor(1, thread_name_prefix=encoder.spec.name)
+            self._metrics.models_loaded.set(len(self._executors))
         return encoder
 
     async def embed_texts(self, ref: str, texts: Sequence[str], kind: str) -> tuple[ModelSpec, np.ndarray]:

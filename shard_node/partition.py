@@ -83,6 +83,10 @@ class Partition:
         self._payloads: dict[int, dict[str, Any]] = {}
         self._size = 0  # labels handed out
         self._tombstones = 0
+        # Bumped by every write, so the document count (an O(n) pass over the ids) is redone only after changes:
+        # the compaction scheduler reads shard figures every few seconds.
+        self._writes = 0
+        self._documents: tuple[int, int] = (-1, 0)  # (writes when counted, count)
         self.fields = FieldIndexes(spec.fields, capacity)
         self.text = TextIndex([name for name, ftype in spec.fields.items() if ftype == TEXT])
 
@@ -99,10 +103,13 @@ class Partition:
 
     @property
     def documents(self) -> int:
-        """Live entries that are whole documents rather than extra chunks of one (counted on demand)."""
+        """Live entries that are whole documents rather than extra chunks of one (recounted after writes only)."""
         with self._gate.read(-1):
-            live_ids = self._ids[: self._size][~self._deleted[: self._size]]
-        return int(sum(CHUNK_SEP not in doc_id for doc_id in live_ids))
+            writes = self._writes
+            if self._documents[0] != writes:
+                live_ids = self._ids[: self._size][~self._deleted[: self._size]]
+                self._documents = (writes, int(sum(CHUNK_SEP not in doc_id for doc_id in live_ids)))
+            return self._documents[1]
 
     @property
     def capacity(self) -> int:
@@ -180,6 +187,7 @@ class Partition:
             self._labels[doc_id] = label
         self._ids[labels] = np.asarray(ids, dtype=object)
         self._size += fresh
+        self._writes += 1
         self._tombstones -= int(self._deleted[labels].sum())
         self._vectors[labels] = vectors
         self._norms[labels] = np.maximum(np.linalg.norm(vectors, axis=1), 1e-30)
@@ -212,6 +220,7 @@ class Partition:
                 self.fields.clear(gone)
                 self.text.clear(gone)
             self._tombstones += removed
+            self._writes += 1
             return removed
 
     # ---- reads ---------------------------------------------------------------------------
