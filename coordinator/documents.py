@@ -10,7 +10,7 @@ import numpy as np
 
 from coordinator.catalog import CollectionSpec
 from coordinator.chunking import DEFAULT_OVERLAP, DEFAULT_WORDS, MAX_WORDS, chunk_text
-from coordinator.engine import Engine, Hit, SearchAnswer, check_ids
+from coordinator.engine import Engine, Hit, SearchAnswer, check_batch, check_ids, check_k_ef
 from embedder.client import Embedded, EmbedderClient
 from embedder.registry import version_key
 from protos import common_pb2
@@ -301,6 +301,7 @@ class Documents:
             return vectors
         if any(not t.strip() for t in texts):
             raise InvalidArgument("a text query is empty")
+        check_batch(len(texts) + len(images), "queries", self._engine.settings.max_batch)
         text_vecs, image_vecs = await self._embed(spec, list(texts), list(images), "query")
         return text_vecs if len(texts) else image_vecs
 
@@ -308,8 +309,7 @@ class Documents:
                               allow_partial: bool) -> SearchAnswer:
         """Ask for more entries until every query has k distinct documents (or the collection runs out)."""
         max_k = self._engine.settings.max_k
-        if not 1 <= k <= max_k:
-            raise InvalidArgument(f"k must be between 1 and {max_k}, got {k}")
+        check_k_ef(k, ef, self._engine.settings)
         fetch = min(2 * k, max_k)
         while True:
             answer = await self._engine.search(name, queries, fetch, ef, with_payload, allow_partial)

@@ -26,6 +26,7 @@ from coordinator.settings import MAX_DIM, MAX_ID_BYTES, MAX_REPLICATION, MAX_SHA
 from coordinator.shards import ShardPlacer
 from protos import common_pb2, query_pb2, shard_pb2
 from protos.errors import InvalidArgument, Unavailable
+from protos.query_tree import depth as tree_depth
 from protos.wire import METRICS, check_vectors, pack_matrix
 from shard_node.client import LocalHits, ShardClient
 from shard_node.planner import EXACT
@@ -67,10 +68,25 @@ def score_of(metric: str, distances: np.ndarray) -> np.ndarray:
     return distances if metric == "l2" else 1.0 - distances
 
 
+def check_k_ef(k: int, ef: int, settings: CoordinatorSettings) -> None:
+    """Refuse k and ef outside 1..max_k and 1..max_ef (ef 0 means the collection's default)."""
+    if not 1 <= k <= settings.max_k:
+        raise InvalidArgument(f"k must be between 1 and {settings.max_k} (coordinator setting max_k), got {k}")
+    if ef and not 1 <= ef <= settings.max_ef:
+        raise InvalidArgument(f"ef must be between 1 and {settings.max_ef} (coordinator setting max_ef), or 0 for "
+                              f"the collection's default, got {ef}")
+
+
+def check_batch(n: int, what: str, max_batch: int) -> None:
+    """Refuse more than max_batch ids, vectors, texts or queries in one request."""
+    if n > max_batch:
+        raise InvalidArgument(f"{n} {what} in one request; the limit is {max_batch} (coordinator setting "
+                              f"max_batch): split the batch")
+
+
 def check_ids(ids: Sequence[str], max_batch: int) -> None:
     """Refuse empty, oversized or repeated ids and oversized batches."""
-    if len(ids) > max_batch:
-        raise InvalidArgument(f"{len(ids)} ids in one request; the limit is {max_batch} (split the batch)")
+    check_batch(len(ids), "ids", max_batch)
     seen: set[str] = set()
     for pos, doc_id in enumerate(ids):
         if not doc_id:
@@ -80,6 +96,14 @@ def check_ids(ids: Sequence[str], max_batch: int) -> None:
         if doc_id in seen:
             raise InvalidArgument(f"id {doc_id!r} appears more than once in the request")
         seen.add(doc_id)
+
+
+def check_query_depth(tree: query_pb2.QueryNode, max_depth: int) -> None:
+    """Refuse a query tree whose AND/OR/NOT nest deeper than the coordinator's max_query_depth."""
+    found = tree_depth(tree, max_depth)
+    if found > max_depth:
+        raise InvalidArgument(f"the query nests AND/OR/NOT more than {max_depth} levels deep (at least {found}); "
+                              f"the limit is the coordinator setting max_query_depth")
 
 
 class Engine:
@@ -285,14 +309,10 @@ class Engine:
         when the request allows a partial answer)."""
         spec = self.catalog.get(name)
         s = self.settings
-        if not 1 <= k <= s.max_k:
-            raise InvalidArgument(f"k must be between 1 and {s.max_k}, got {k}")
-        if ef and not 1 <= ef <= s.max_ef:
-            raise InvalidArgument(f"ef must be between 1 and {s.max_ef} (or 0 for the default), got {ef}")
+        check_k_ef(k, ef, s)
         if queries.shape[0] == 0:
             raise InvalidArgument("search needs at least one query vector")
-        if queries.shape[0] > s.max_batch:
-            raise InvalidArgument(f"{queries.shape[0]} queries in one request; the limit is {s.max_batch}")
+        check_batch(queries.shape[0], "queries", s.max_batch)
         check_vectors(queries, spec.dim, "query vector", spec.metric)
         packed = pack_matrix(queries)
         timeout = time_left(s.shard_timeout_s)
@@ -330,10 +350,7 @@ class Engine:
         """Filtered, full-text or hybrid search: per query vector (or once, with none), hits and the plan."""
         spec = self.catalog.get(name)
         s = self.settings
-        if not 1 <= k <= s.max_k:
-            raise InvalidArgument(f"k must be between 1 and {s.max_k}, got {k}")
-        if ef and not 1 <= ef <= s.max_ef:
-            raise InvalidArgument(f"ef must be between 1 and {s.max_ef} (or 0 for the default), got {ef}")
+        check_k_ef(k, ef, s)
         if vector_weight < 0 or text_weight < 0:
             raise InvalidArgument("RRF weights must not be negative")
         if sum(bool(x) for x in (filter_text, filter_tree, query_text, query_tree)) > 1:
@@ -344,7 +361,9 @@ class Engine:
             vector_weight = vector_weight or query_tree.vector_weight
             text_weight = text_weight or query_tree.text_weight
         if filter_text or query_text:
-            where = parse_query(filter_text or query_text)
+            where = parse_query(filter_text or query_text, s.max_query_depth)
+        if where is not None:
+            check_query_depth(where, s.max_query_depth)
         if where is not None and embed is not None:
             where = await embed_near_texts(where, embed)
         if filter_text or filter_tree is not None:
@@ -352,15 +371,14 @@ class Engine:
                 raise InvalidArgument("a filter restricts a vector search: give a query vector, or use `query`")
         elif vectors.shape[0] > 1:
             raise InvalidArgument("a whole query takes at most one query vector")
-        if vectors.shape[0] > s.max_batch:
-            raise InvalidArgument(f"{vectors.shape[0]} queries in one request; the limit is {s.max_batch}")
+        check_batch(vectors.shape[0], "queries", s.max_batch)
         rows = list(vectors) if vectors.shape[0] else [None]
         bound = [bind_query(spec, where, row, RANKING_NAMES.get(ranking, "")) for row in rows]
 
         async def top_search(vector: np.ndarray, top: int) -> list[str]:
             # Each shard's exact top-K' holds the global top-K': the exclusion set is exact, not approximate.
             if not 1 <= top <= s.max_k:
-                raise InvalidArgument(f"@top:{top} is out of range: 1 to {s.max_k}")
+                raise InvalidArgument(f"@top:{top} is out of range: 1 to {s.max_k} (coordinator setting max_k)")
             hits, _ = await self._queries.run(spec, BoundQuery(None, vector, None, VECTOR), top, 0, False, False,
                                               top_search, strategy=EXACT)
             return [h[0] for h in hits]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 
+from coordinator.settings import MAX_QUERY_DEPTH
 from protos import query_pb2
 from protos import query_tree as q
 from protos.errors import InvalidArgument
@@ -38,9 +39,18 @@ class QuerySyntaxError(InvalidArgument):
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, max_depth: int) -> None:
         self.text = text
         self.pos = 0
+        self.max_depth = max_depth
+        self.depth = 0  # NOT and '(' levels open now; bounded so deep input is refused before it recurses
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > self.max_depth:
+            raise QuerySyntaxError(
+                f"query nests deeper than {self.max_depth} levels of NOT and parentheses at position {self.pos}; "
+                f"the limit is the coordinator setting max_query_depth\n  {self.text[:200]}")
 
     # ---- scanning ------------------------------------------------------------------------
     def fail(self, expected: str, at: int | None = None) -> QuerySyntaxError:
@@ -125,11 +135,16 @@ class _Parser:
 
     def unary(self) -> query_pb2.QueryNode:
         if self.keyword("NOT"):
-            return q.not_(self.unary())
+            self.enter()
+            node = q.not_(self.unary())
+            self.depth -= 1
+            return node
         if self.peek("("):
             self.pos += 1
+            self.enter()
             node = self.or_expr()
             self.expect(")", "')'")
+            self.depth -= 1
             return node
         return self.clause()
 
@@ -196,6 +211,7 @@ class _Parser:
         return q.near(vector, text=text, min_similarity=self.number("a similarity after '@' (or @top:N)"))
 
 
-def parse_query(text: str) -> query_pb2.QueryNode:
-    """Parse a query string into a query tree; QuerySyntaxError (INVALID_ARGUMENT) names the position."""
-    return _Parser(text).parse()
+def parse_query(text: str, max_depth: int = MAX_QUERY_DEPTH) -> query_pb2.QueryNode:
+    """Parse a query string into a query tree; QuerySyntaxError (INVALID_ARGUMENT) names the position.
+    NOT and parentheses may nest at most max_depth levels."""
+    return _Parser(text, max_depth).parse()

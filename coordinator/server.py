@@ -11,14 +11,16 @@ import grpc
 from prometheus_client import start_http_server
 
 from coordinator import shards
+from coordinator.admission import AdmissionInterceptor
 from coordinator.documents import Documents
 from coordinator.engine import Engine
 from coordinator.fanout import ShardPool
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.servicer import CoordinatorServicer
-from coordinator.settings import CoordinatorSettings
+from coordinator.settings import QUERY_DEPTH_CEILING, CoordinatorSettings
 from embedder.client import EmbedderClient
 from protos import coordinator_pb2, coordinator_pb2_grpc
+from protos.request_parsing import AsyncParseRequestsInterceptor
 from protos.serving import (
     add_health_and_reflection,
     load_settings,
@@ -39,7 +41,14 @@ async def serve(settings: CoordinatorSettings) -> None:
     engine = Engine.wire(settings, placer, ShardPool(placer, settings, metrics), metrics)
     embedder = (EmbedderClient(settings.embedder_address, settings.embedder_timeout_s, settings.max_message_bytes)
                 if settings.embedder_address else None)
-    server = grpc.aio.server(options=server_options(settings.max_message_bytes))
+    if settings.default_deadline_s <= 0 or settings.max_deadline_s <= 0:
+        raise SystemExit("default_deadline_s and max_deadline_s must be positive")
+    if not 1 <= settings.max_query_depth <= QUERY_DEPTH_CEILING:
+        raise SystemExit(f"max_query_depth must be between 1 and {QUERY_DEPTH_CEILING} (protobuf refuses deeper "
+                         "messages)")
+    # Admission first (a refused request costs nothing), then our own parsing of the request bytes.
+    interceptors = [AdmissionInterceptor(settings, [SERVICE_NAME]), AsyncParseRequestsInterceptor()]
+    server = grpc.aio.server(options=server_options(settings.max_message_bytes), interceptors=interceptors)
     servicer = CoordinatorServicer(engine, Documents(engine, embedder), metrics)
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, server)
     health = add_health_and_reflection(server, [SERVICE_NAME])

@@ -7,7 +7,6 @@ import functools
 import grpc
 
 from coordinator.catalog import CollectionSpec
-from coordinator.deadline import set_request_deadline
 from coordinator.documents import Documents, group_hits
 from coordinator.engine import Engine, SearchAnswer, ShardStatus
 from coordinator.metrics import CoordinatorMetrics
@@ -66,7 +65,6 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self._metrics = metrics
 
     def _observe(self, method: str, context: grpc.aio.ServicerContext) -> observe:
-        set_request_deadline(context.time_remaining())
         return observe(self._metrics.requests, self._metrics.latency, (), method)
 
     @rpc_edge

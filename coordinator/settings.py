@@ -15,6 +15,13 @@ MAX_DIM = 65_536
 MAX_SHARDS = 256
 MAX_ID_BYTES = 512
 MAX_REPLICATION = 5
+MAX_QUERY_DEPTH = 32    # deepest query tree (AND/OR/NOT nesting) a search may send
+# Each AND/OR level is two protobuf message levels and the protobuf runtime refuses 100: a deeper
+# max_query_depth could never be reached by a query tree, and a parsed string that deep could not reach a shard.
+QUERY_DEPTH_CEILING = 40
+DEFAULT_DEADLINE_S = 300.0    # a request that sets no deadline gets this one
+MAX_DEADLINE_S = 3600.0       # longer deadlines are cut to this (Compact with wait may take rebuild_timeout_s)
+MAX_CONCURRENT_PER_CLIENT = 64
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,15 @@ class CoordinatorSettings:
     max_batch: int = field(default=MAX_BATCH, metadata={"help": "most documents or queries per request"})
     max_message_bytes: int = field(default=DEFAULT_MAX_MESSAGE_BYTES, metadata={
         "help": "largest gRPC message accepted or sent"})
+    max_query_depth: int = field(default=MAX_QUERY_DEPTH, metadata={
+        "help": "deepest nesting of AND/OR/NOT (and parentheses) in a query tree or query string"})
+    default_deadline_s: float = field(default=DEFAULT_DEADLINE_S, metadata={
+        "help": "deadline of a request that sets none; work past it is cancelled (DEADLINE_EXCEEDED)"})
+    max_deadline_s: float = field(default=MAX_DEADLINE_S, metadata={
+        "help": "longer request deadlines are cut to this"})
+    max_concurrent_per_client: int = field(default=MAX_CONCURRENT_PER_CLIENT, metadata={
+        "help": "requests one client (API key, else peer host) may have in flight; more get RESOURCE_EXHAUSTED "
+                "(0 = no limit)"})
     shard_timeout_s: float = field(default=30.0, metadata={"help": "deadline of one call to a shard"})
     shard_restart_wait_s: float = field(default=60.0, metadata={
         "help": "how long to wait for a restarting shard actor before answering UNAVAILABLE"})

@@ -16,6 +16,7 @@ from embedder.service import EmbedService
 from embedder.servicer import EmbedderServicer
 from embedder.settings import EmbedderSettings
 from protos import embedder_pb2, embedder_pb2_grpc
+from protos.request_parsing import AsyncParseRequestsInterceptor
 from protos.serving import (
     add_health_and_reflection,
     load_settings,
@@ -36,7 +37,8 @@ async def serve(settings: EmbedderSettings) -> None:
     metrics = EmbedderMetrics()
     registry = build_registry(settings)
     service = EmbedService(registry, settings, metrics)
-    server = grpc.aio.server(options=server_options(settings.max_message_bytes))
+    server = grpc.aio.server(options=server_options(settings.max_message_bytes),
+                             interceptors=[AsyncParseRequestsInterceptor()])
     embedder_pb2_grpc.add_EmbedderServicer_to_server(EmbedderServicer(service, metrics), server)
     health = add_health_and_reflection(server, [SERVICE_NAME])
     try:

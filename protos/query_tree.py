@@ -76,6 +76,24 @@ def ids(doc_ids: Iterable[str]) -> Node:
     return Node(ids=query_pb2.IdSet(ids=list(doc_ids)))
 
 
+def depth(node: Node, limit: int) -> int:
+    """How many AND/OR/NOT levels nest in a tree (a lone clause is 0), found without recursion so a hostile
+    tree cannot exhaust the stack; counting stops at the first level past `limit`."""
+    deepest, stack = 0, [(node, 0)]
+    while stack:
+        current, above = stack.pop()  # `above`: operators between the root and this node
+        kind = current.WhichOneof("node")
+        children = (list(getattr(current, kind).nodes) if kind in ("all", "any")
+                    else [current.negate] if kind == "negate" else None)
+        if children is None:
+            continue
+        deepest = max(deepest, above + 1)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, above + 1) for child in children)
+    return deepest
+
+
 def find(node: Node, wanted: Callable[[Node], bool]) -> list[Node]:
     """Every node under `node` (through AND, OR and NOT) for which `wanted` holds, in tree order."""
     kind = node.WhichOneof("node")

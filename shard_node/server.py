@@ -14,6 +14,7 @@ import grpc
 from prometheus_client import start_http_server
 
 from protos import shard_pb2, shard_pb2_grpc
+from protos.request_parsing import ParseRequestsInterceptor
 from protos.serving import add_health_and_reflection, load_settings, mark_serving, server_options
 from shard_node.metrics import ShardMetrics
 from shard_node.servicer import ShardServicer
@@ -42,7 +43,8 @@ class ShardServer:
         self.metrics = ShardMetrics()
         servicer = ShardServicer(self.store, self.metrics, (name, str(shard_index)))
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_workers),
-                                   options=server_options(settings.max_message_bytes))
+                                   options=server_options(settings.max_message_bytes),
+                                   interceptors=[ParseRequestsInterceptor()])
         shard_pb2_grpc.add_ShardServicer_to_server(servicer, self._server)
         health = add_health_and_reflection(self._server, [SERVICE_NAME])
         port = self._server.add_insecure_port(f"{settings.bind_host}:{settings.port}")

@@ -1,0 +1,98 @@
+"""Admission of public requests: per-client concurrency and the request deadline (a grpc.aio server interceptor).
+
+A client is its API key when it sends one (`authorization: Bearer <key>`; only a digest of the key is kept,
+never the key), else its peer host. A client with `max_concurrent_per_client` requests in flight gets
+RESOURCE_EXHAUSTED for the next one. Every request runs under a deadline: the caller's, capped at
+`max_deadline_s`, or `default_deadline_s` when it sets none; work still running then is cancelled and the
+call answers DEADLINE_EXCEEDED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+
+from coordinator.deadline import set_request_deadline
+from coordinator.settings import CoordinatorSettings
+
+BEARER = "bearer "
+
+
+def client_key(metadata: Sequence[Any] | None, peer: str) -> str:
+    """Who a request counts against: a digest of its API key, else its peer host (the port varies per call)."""
+    for item in metadata or ():
+        key, value = item
+        if key == "authorization" and isinstance(value, str) and value.lower().startswith(BEARER):
+            token = value[len(BEARER):].strip()
+            if token:
+                return "key:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+    host, sep, port = peer.rpartition(":")
+    return "peer:" + (host if sep and port.isdigit() else peer)
+
+
+def request_budget(time_remaining: float | None, default_s: float, cap_s: float) -> float:
+    """Seconds a request may run: the caller's deadline capped at cap_s, or default_s when it set none."""
+    return min(default_s if time_remaining is None else time_remaining, cap_s)
+
+
+class AdmissionInterceptor(grpc.aio.ServerInterceptor):
+    """Enforces per-client concurrency and request deadlines on the methods of the named services."""
+
+    def __init__(self, settings: CoordinatorSettings, services: Sequence[str]) -> None:
+        self._limit = settings.max_concurrent_per_client
+        self._default_s = settings.default_deadline_s
+        self._cap_s = settings.max_deadline_s
+        self._prefixes = tuple(f"/{s}/" for s in services)
+        self._in_flight: dict[str, int] = {}
+
+    def in_flight(self) -> dict[str, int]:
+        """Requests now running, per client key (for tests and debugging)."""
+        return dict(self._in_flight)
+
+    async def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
+        """Wrap unary methods of the admitted services; leave health, reflection and the rest alone."""
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if (handler is None or handler.request_streaming or handler.response_streaming
+                or not method.startswith(self._prefixes)):
+            return handler
+        behavior, metadata = handler.unary_unary, handler_call_details.invocation_metadata
+
+        async def admitted(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            key = client_key(metadata, context.peer())
+            running = self._in_flight.get(key, 0)
+            if self._limit > 0 and running >= self._limit:
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, (
+                    f"too many concurrent requests from this client: {running} are running and the limit is "
+                    f"{self._limit} (coordinator setting max_concurrent_per_client); wait for some to finish"))
+            self._in_flight[key] = running + 1
+            try:
+                return await self._within_deadline(behavior, request, context)
+            finally:
+                left = self._in_flight[key] - 1
+                if left:
+                    self._in_flight[key] = left
+                else:
+                    del self._in_flight[key]
+
+        return grpc.unary_unary_rpc_method_handler(admitted, request_deserializer=handler.request_deserializer,
+                                                   response_serializer=handler.response_serializer)
+
+    async def _within_deadline(self, behavior: Callable[..., Any], request: Any,
+                               context: grpc.aio.ServicerContext) -> Any:
+        asked = context.time_remaining()
+        budget = request_budget(asked, self._default_s, self._cap_s)
+        set_request_deadline(budget)  # shard and embedder calls under this request are cut to it
+        try:
+            async with asyncio.timeout(budget):
+                return await behavior(request, context)
+        except TimeoutError:
+            why = ("the request set no deadline, so default_deadline_s applies" if asked is None else
+                   "the coordinator caps deadlines at max_deadline_s" if asked > self._cap_s else
+                   "the request's own deadline")
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                f"the request did not finish within {budget:.3g} s ({why}); its work was cancelled")
