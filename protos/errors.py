@@ -65,10 +65,17 @@ _BY_CODE: dict[grpc.StatusCode, type[ShoalError]] = {
 }
 
 
+OVERSIZED_HINT = ("; the gRPC message size limit was hit (setting max_message_bytes, 64 MiB by default): "
+                  "send fewer or smaller items per call")
+
+
 def error_from_rpc(err: grpc.RpcError) -> ShoalError:
     """Turn a failed call's status back into the matching domain error."""
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     details = err.details() if hasattr(err, "details") else str(err)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "message larger than max" in (details or ""):
+        # gRPC's own words name neither the setting nor the remedy.
+        details += OVERSIZED_HINT
     cls = _BY_CODE.get(code, ShoalError)
     exc = cls(details or code.name)
     if cls is ShoalError:

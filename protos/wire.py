@@ -81,7 +81,9 @@ def pack_vector(vector: np.ndarray) -> bytes:
 
 
 def unpack_vector(data: bytes) -> np.ndarray:
-    """Inverse of pack_vector."""
+    """Inverse of pack_vector; bytes that are not whole float32 values are InvalidArgument."""
+    if len(data) % 4:
+        raise InvalidArgument(f"a vector of {len(data)} bytes is not a whole number of float32 values (4 bytes each)")
     return np.frombuffer(data, dtype=_F32)
 
 

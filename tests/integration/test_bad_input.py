@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 import shoal
-from coordinator.settings import MAX_K
+from coordinator.settings import MAX_BATCH, MAX_K, MAX_QUERY_DEPTH
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from protos import query_tree as Q
+from shard_node.settings import DEFAULT_MAX_MESSAGE_BYTES
 from shoal.serve import LocalCluster
 from tests.support.data import random_vectors
 
@@ -135,4 +137,57 @@ def test_bad_collections(client: shoal.Client, filled: str, stub: coordinator_pb
                  lambda: stub.Count(coordinator_pb2.CountRequest(collection="nope"))):
         expect(grpc.StatusCode.NOT_FOUND, "nope", call)
     assert "okname" not in [c.name for c in client.list_collections()]
+    assert fingerprint(client, filled) == before
+
+
+def test_limits_name_their_setting(client: shoal.Client, filled: str,
+                                   stub: coordinator_pb2_grpc.CoordinatorStub) -> None:
+    """k, ef, batch and query depth past their limits: INVALID_ARGUMENT naming the limit and the setting."""
+    before = fingerprint(client, filled)
+    q = matrix(random_vectors(1, DIM, seed=7))
+    expect(grpc.StatusCode.INVALID_ARGUMENT, "(coordinator setting max_k), got 4294967295",
+           lambda: stub.Search(coordinator_pb2.SearchRequest(collection=filled, vectors=q, k=2**32 - 1)))
+    expect(grpc.StatusCode.INVALID_ARGUMENT, "setting max_ef",
+           lambda: stub.Search(coordinator_pb2.SearchRequest(collection=filled, vectors=q, k=3, ef=2**32 - 1,
+                                                             filter="i>3")))
+    rows = MAX_BATCH + 1
+    expect(grpc.StatusCode.INVALID_ARGUMENT, f"{rows} queries in one request; the limit is {MAX_BATCH} "
+           "(coordinator setting max_batch)",
+           lambda: stub.Search(coordinator_pb2.SearchRequest(collection=filled, k=1, vectors=common_pb2.FloatMatrix(
+               rows=rows, dim=DIM, data=np.ones((rows, DIM), "<f4").tobytes()))))
+    expect(grpc.StatusCode.INVALID_ARGUMENT, "setting max_batch",
+           lambda: stub.Delete(coordinator_pb2.DeleteRequest(collection=filled,
+                                                             ids=[f"x{i}" for i in range(MAX_BATCH + 1)])))
+    deep = "i:1"
+    for _ in range(MAX_QUERY_DEPTH + 1):
+        deep = f"NOT ({deep} OR i:2)"
+    expect(grpc.StatusCode.INVALID_ARGUMENT, "max_query_depth",
+           lambda: stub.Search(coordinator_pb2.SearchRequest(collection=filled, vectors=q, k=3, filter=deep)))
+    tree = Q.exists("i")
+    for _ in range(MAX_QUERY_DEPTH + 1):
+        tree = Q.or_(Q.eq("i", 1), tree)
+    expect(grpc.StatusCode.INVALID_ARGUMENT, f"more than {MAX_QUERY_DEPTH} levels deep",
+           lambda: stub.Search(coordinator_pb2.SearchRequest(collection=filled, vectors=q, k=3, filter_tree=tree)))
+    # Regression: a query string this deep used to exhaust the parser's recursion (RecursionError -> INTERNAL).
+    expect(grpc.StatusCode.INVALID_ARGUMENT, "max_query_depth",
+           lambda: stub.Search(coordinator_pb2.SearchRequest(collection=filled, vectors=q, k=3,
+                                                             filter="(" * 50_000 + "i:1" + ")" * 50_000)))
+    assert fingerprint(client, filled) == before
+
+
+def test_malformed_and_oversized_messages(client: shoal.Client, filled: str, cluster: LocalCluster) -> None:
+    """Regression: bytes that do not parse used to answer UNKNOWN ("Unexpected DecodeError"); now INVALID_ARGUMENT.
+    A message past 64 MiB is RESOURCE_EXHAUSTED from gRPC, and the SDK says which setting and what to do."""
+    before = fingerprint(client, filled)
+    with grpc.insecure_channel(cluster.address) as channel:
+        raw = channel.unary_unary("/shoal.v1.Coordinator/Upsert", request_serializer=None,
+                                  response_deserializer=None)
+        good = coordinator_pb2.UpsertRequest(collection=filled, ids=["new"], vectors=matrix(random_vectors(1, DIM)))
+        expect(grpc.StatusCode.INVALID_ARGUMENT, "malformed request to /shoal.v1.Coordinator/Upsert",
+               lambda: raw(good.SerializeToString()[:-3]))
+        expect(grpc.StatusCode.RESOURCE_EXHAUSTED, "larger than max",
+               lambda: raw(b"\0" * (DEFAULT_MAX_MESSAGE_BYTES + 1)))
+    big = np.ones((DEFAULT_MAX_MESSAGE_BYTES // (4 * DIM) + 1, DIM), np.float32)
+    with pytest.raises(shoal.ResourceExhausted, match="max_message_bytes"):
+        client.search_batch(filled, big, k=1)
     assert fingerprint(client, filled) == before

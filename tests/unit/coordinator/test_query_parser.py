@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coordinator.query_parser import QuerySyntaxError, parse_query
-from protos.query_tree import render
+from protos.query_tree import depth, render
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -54,3 +54,19 @@ def test_syntax_errors_name_the_position(text: str, position: int) -> None:
 def test_empty_query_is_refused(text: str) -> None:
     with pytest.raises(QuerySyntaxError, match="empty"):
         parse_query(text)
+
+
+@pytest.mark.parametrize("text", ["NOT " * 33 + "a:1", "(" * 33 + "a:1" + ")" * 33, "NOT (" * 17 + "a:1" + ")" * 17,
+                                  "(" * 100_000 + "a:1", "NOT " * 100_000 + "a:1"])
+def test_nesting_past_the_limit_is_refused_before_it_recurses(text: str) -> None:
+    """Deep NOT/parentheses answer INVALID_ARGUMENT naming max_query_depth, never RecursionError."""
+    with pytest.raises(QuerySyntaxError, match="max_query_depth"):
+        parse_query(text, max_depth=32)
+
+
+def test_nesting_at_the_limit_parses() -> None:
+    """32 levels of NOT and parentheses are allowed; the limit is the caller's."""
+    tree = parse_query("NOT (" * 16 + "a:1" + ")" * 16, max_depth=32)
+    assert depth(tree, 100) == 16
+    with pytest.raises(QuerySyntaxError, match="deeper than 3 levels"):
+        parse_query("NOT NOT NOT NOT a:1", max_depth=3)

@@ -159,3 +159,13 @@ def test_rpc_edge_async_reraises_an_abort_untouched() -> None:
         asyncio.run(Servicer(abort).AsyncCall("r", ctx))
     assert info.value is abort
     assert ctx.aborts == []
+
+
+def test_oversized_message_error_names_the_setting() -> None:
+    """gRPC's 'larger than max' status gets the setting and the remedy added; other messages stay as they are."""
+    exc = error_from_rpc(FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                      "Sent message larger than max (70000000 vs. 67108864)"))
+    assert isinstance(exc, ResourceExhausted)
+    assert "70000000 vs. 67108864" in str(exc) and "max_message_bytes" in str(exc) and "fewer" in str(exc)
+    other = error_from_rpc(FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many concurrent requests"))
+    assert str(other) == "too many concurrent requests"

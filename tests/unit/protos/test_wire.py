@@ -186,3 +186,10 @@ def test_check_vectors_refuses_norms_that_underflow_under_cosine() -> None:
     with pytest.raises(InvalidArgument, match="all zeros"):
         check_vectors(tiny, 4, metric="cosine")
     check_vectors(tiny, 4, metric="l2")
+
+
+@pytest.mark.parametrize("size", [1, 3, 5, 33])
+def test_vector_bytes_not_whole_floats_refused(size: int) -> None:
+    """Regression (fuzzer): a shard Query whose vector had 1 byte answered INTERNAL (numpy ValueError)."""
+    with pytest.raises(InvalidArgument, match=f"{size} bytes is not a whole number of float32"):
+        unpack_vector(b"\0" * size)
