@@ -3,14 +3,16 @@
 from shoal.client import DEFAULT_ADDRESS, Client, Collection, Document, Hit
 from shoal.errors import (
     AlreadyExists,
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
     ShoalError,
     Unavailable,
 )
 
 __all__ = [
-    "DEFAULT_ADDRESS", "AlreadyExists", "Client", "Collection", "Document", "FailedPrecondition", "Hit",
-    "InvalidArgument", "NotFound", "ShoalError", "Unavailable",
+    "DEFAULT_ADDRESS", "AlreadyExists", "Client", "Collection", "DeadlineExceeded", "Document", "FailedPrecondition",
+    "Hit", "InvalidArgument", "NotFound", "ResourceExhausted", "ShoalError", "Unavailable",
 ]

@@ -1,0 +1,83 @@
+"""Admission limits on a real coordinator: per-client concurrency and capped/default deadlines.
+
+A cluster of its own, with small limits, so a slow request (an index rebuild waited for) can fill them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+import shoal
+from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from shoal.serve import LocalCluster
+from tests.support.data import random_vectors
+
+DIM = 64
+N = 20_000
+DEADLINE_S = 4.0
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A cluster whose coordinator admits one request per client and caps every request at DEADLINE_S."""
+    lc = LocalCluster(tmp_path_factory.mktemp("limited"), embedder=False, coordinator_args=[
+        "--max-concurrent-per-client=1", f"--max-deadline-s={DEADLINE_S}", f"--default-deadline-s={DEADLINE_S}",
+        "--compaction-interval-s=0"])
+    with lc:
+        yield lc
+
+
+def slow_compact(stub: coordinator_pb2_grpc.CoordinatorStub, name: str, timeout: float | None) -> grpc.RpcError:
+    """Wait for a rebuild with an expensive ef_construction; it outlasts DEADLINE_S, so this returns the error."""
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Compact(coordinator_pb2.CompactRequest(collection=name, wait=True,
+                                                    hnsw=common_pb2.HnswParams(m=48, ef_construction=4000)),
+                     timeout=timeout)
+    return info.value
+
+
+def test_concurrency_and_deadlines(limited: LocalCluster) -> None:
+    """While one request runs, the same host's next one is RESOURCE_EXHAUSTED and another API key's is served;
+    a 60 s deadline is cut to max_deadline_s and a request without one gets default_deadline_s."""
+    with shoal.Client(limited.address) as client, grpc.insecure_channel(limited.address) as channel:
+        client.create_collection("slow", dim=DIM, shards=1)
+        vecs = random_vectors(N, DIM, seed=21)
+        for start in range(0, N, 1000):
+            client.upsert("slow", [f"d{i}" for i in range(start, start + 1000)], vecs[start:start + 1000])
+        stub = coordinator_pb2_grpc.CoordinatorStub(channel)
+        count = coordinator_pb2.CountRequest(collection="slow")
+        result: dict[str, object] = {}
+
+        def run() -> None:
+            started = time.monotonic()
+            result["error"] = slow_compact(stub, "slow", timeout=60.0)
+            result["took"] = time.monotonic() - started
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        time.sleep(1.0)
+        with pytest.raises(grpc.RpcError) as busy:
+            stub.Count(count, timeout=10)
+        assert busy.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "max_concurrent_per_client" in busy.value.details() and "limit is 1" in busy.value.details()
+        other = stub.Count(count, timeout=10, metadata=(("authorization", "Bearer another-client"),))
+        assert other.count == N
+        worker.join(60)
+        error = result["error"]
+        assert isinstance(error, grpc.RpcError)
+        assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED, error.details()
+        assert "max_deadline_s" in error.details()
+        assert DEADLINE_S - 0.5 < result["took"] < DEADLINE_S + 10
+        assert stub.Count(count, timeout=10).count == N  # the slot was given back
+
+        started = time.monotonic()
+        error = slow_compact(stub, "slow", timeout=None)
+        assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "default_deadline_s" in error.details()
+        assert time.monotonic() - started < DEADLINE_S + 10
+        assert stub.Count(count, timeout=10).count == N
