@@ -18,6 +18,8 @@ def _within_fn(part: Partition):  # noqa: ANN202 - a closure over the partition
     metric = part.spec.metric
 
     def within(vector: np.ndarray, labels: np.ndarray | None, tau: float) -> np.ndarray:
+        # The coordinator binds near vectors first, but a shard answers whoever calls it with a clear status.
+        check_vectors(vector.reshape(1, -1), part.spec.dim, "near vector", metric)
         rows = part.vectors[: part.size] if labels is None else part.vectors[labels]
         dists = exact_distances(metric, vector.reshape(1, -1), rows)[0]
         # cosine / ip: similarity = 1 - distance >= tau; l2: tau is the largest squared distance.

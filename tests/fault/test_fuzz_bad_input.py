@@ -360,7 +360,7 @@ def test_fuzzed_k_and_ef_over_the_limits(target: Target, unchanged: None) -> Non
     run()
 
 
-def nested_bytes(levels: int) -> bytes:
+def nested_bytes(collection: str, levels: int) -> bytes:
     """A SearchRequest whose filter_tree is `levels` NOTs deep, encoded by hand: the protobuf runtime itself
     refuses to build a message this deep."""
     node = q.exists("n").SerializeToString()
@@ -368,7 +368,8 @@ def nested_bytes(levels: int) -> bytes:
         node = b"\x1a" + _varint(len(node)) + node  # QueryNode.negate = 3, length-delimited
     # SearchRequest.filter_tree: field number looked up, so the encoding follows the proto.
     number = coordinator_pb2.SearchRequest.DESCRIPTOR.fields_by_name["filter_tree"].number
-    head = coordinator_pb2.SearchRequest(collection="x", vectors=matrix(np.ones((1, DIM))), k=1).SerializeToString()
+    head = coordinator_pb2.SearchRequest(collection=collection, vectors=matrix(np.ones((1, DIM))),
+                                         k=1).SerializeToString()
     return head + _varint(number << 3 | 2) + _varint(len(node)) + node
 
 
@@ -391,7 +392,8 @@ def test_fuzzed_deep_queries(target: Target, unchanged: None) -> None:
     @budgeted
     def run(levels: int, form: str) -> None:
         if form == "raw":
-            code, details = call_raw(target, "coordinator", "/shoal.v1.Coordinator/Search", nested_bytes(levels))
+            code, details = call_raw(target, "coordinator", "/shoal.v1.Coordinator/Search",
+                                     nested_bytes(target.name, levels))
             assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, details)
             assert ("max_query_depth" in details) or ("malformed request" in details), details
             return

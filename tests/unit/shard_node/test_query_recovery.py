@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from protos import query_tree as q
 from protos import shard_pb2
+from protos.errors import InvalidArgument
 from protos.wire import pack_vector, payload_to_proto
 from shard_node.query import run_query
 from shard_node.settings import PartitionSpec, ShardSettings
@@ -42,3 +44,21 @@ def test_query_answers_are_the_same_after_restart(tmp_path) -> None:
     assert before == after
     assert after[2] == sum(1 for i in range(60) if i % 2 == 1 and i not in (1, 3, 9))
     assert after[1] and all(int(i[1:]) % 3 == 0 for i in after[1])
+
+
+def test_bad_near_vectors_in_a_shard_filter_are_refused(tmp_path) -> None:
+    """Regression (fuzzer): a filter `near` with no vector (or a wrong one) sent straight to a shard answered
+    INTERNAL (numpy matmul ValueError); a shard now checks near vectors itself."""
+    store = ShardStore(tmp_path, SPEC, SETTINGS)
+    try:
+        store.upsert(["a", "b"], np.eye(2, 8, dtype=np.float32), [])
+        for vector, words in [([], "dimension is 0"), ([1.0] * 3, "dimension is 3"),
+                              ([float("nan")] * 8, "NaN or Inf")]:
+            req = shard_pb2.ShardQueryRequest(filter=q.near(vector, min_similarity=0.0), k=1)
+            with pytest.raises(InvalidArgument, match=words):
+                run_query(store.partition, req, 0)
+        ok = run_query(store.partition, shard_pb2.ShardQueryRequest(filter=q.near([1.0] + [0.0] * 7,
+                                                                                  min_similarity=0.5), k=1), 0)
+        assert ok.plan.allowed == 1
+    finally:
+        store.close()
