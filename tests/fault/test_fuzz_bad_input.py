@@ -522,7 +522,7 @@ def message_of(draw: st.DrawFn, desc: Descriptor, names: list[str], depth: int =
             if field.containing_oneof.name in oneofs_done or not draw(st.booleans()):
                 continue
             oneofs_done.add(field.containing_oneof.name)
-        elif not draw(st.booleans()):
+        elif field.name != "collection" and not draw(st.booleans()):
             continue
         is_msg = field.type == FieldDescriptor.TYPE_MESSAGE
         if is_msg and depth >= MESSAGE_DEPTH:
