@@ -76,5 +76,6 @@ class CoordinatorMetrics:
     def forget_collection(self, collection: str) -> None:
         """Drop the per-shard series of a dropped collection."""
         for family in (self.shard_up, *self.shard_figures.values(), self.shard_latency):
-            for labels in [k for k in family._metrics if k[0] == collection]:  # noqa: SLF001 - no public listing
+            # prometheus_client has no public listing of a family's label sets; its children dict is the one.
+            for labels in [k for k in family._metrics if k[0] == collection]:
                 family.remove(*labels)

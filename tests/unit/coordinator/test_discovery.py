@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from coordinator.catalog import CollectionSpec
 from coordinator.discovery import SD_PATH, ShardTargets
+from coordinator.metrics import CoordinatorMetrics
 from coordinator.metrics_http import serve_metrics
 
 DOCS = CollectionSpec.new("docs", 4, "l2", 2, 16, 100, 64)
@@ -66,3 +67,13 @@ def test_metrics_server_serves_sd_json_and_metrics() -> None:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_dropped_collection_loses_its_per_shard_series() -> None:
+    m = CoordinatorMetrics()
+    m.observe_shard("docs", 0, 0, None)
+    m.observe_shard("keep", 0, 0, None)
+    m.shard_latency.labels("docs", "0", "Search").observe(0.01)
+    m.forget_collection("docs")
+    names = {s.labels.get("collection") for f in m.registry.collect() for s in f.samples}
+    assert "docs" not in names and "keep" in names
