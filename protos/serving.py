@@ -122,5 +122,7 @@ class observe:  # noqa: N801 - used like a function: `with observe(...):`
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         code = "OK" if exc is None else getattr(getattr(exc, "code", None), "name", "INTERNAL")
+        if isinstance(exc, asyncio.CancelledError):
+            code = "CANCELLED"  # the caller went away, or the coordinator's deadline cut the work short
         self._requests.labels(*self._labels, self._method, code).inc()
         self._latency.labels(*self._labels, self._method).observe(time.perf_counter() - self._start)
