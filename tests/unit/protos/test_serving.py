@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import pytest
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from protos.serving import grpc_options, load_settings
+from protos.serving import grpc_options, load_settings, observe
 from shard_node.settings import ShardSettings
 
 
@@ -97,3 +99,16 @@ def test_real_shard_settings() -> None:
 
 def test_grpc_options() -> None:
     assert dict(grpc_options(123)) == {"grpc.max_receive_message_length": 123, "grpc.max_send_message_length": 123}
+
+
+def test_observe_counts_cancelled_work_as_cancelled() -> None:
+    """Work cut short by the request deadline is CANCELLED in the request counter, not INTERNAL."""
+    registry = CollectorRegistry()
+    requests = Counter("t_requests", "requests", ["method", "code"], registry=registry)
+    latency = Histogram("t_seconds", "latency", ["method"], registry=registry)
+    with pytest.raises(asyncio.CancelledError), observe(requests, latency, (), "Search"):
+        raise asyncio.CancelledError
+    with pytest.raises(ValueError), observe(requests, latency, (), "Search"):
+        raise ValueError("boom")
+    assert registry.get_sample_value("t_requests_total", {"method": "Search", "code": "CANCELLED"}) == 1
+    assert registry.get_sample_value("t_requests_total", {"method": "Search", "code": "INTERNAL"}) == 1
