@@ -202,7 +202,10 @@ def unchanged(target: Target, baseline: tuple[int, str]) -> Iterator[None]:
     names = sorted(c.name for c in target.client.list_collections())
     yield
     still_serving(target)
-    assert fingerprint(target) == baseline
+    after = fingerprint(target)
+    print(f"data: before count={baseline[0]} sha256={baseline[1][:16]}..., after count={after[0]} "
+          f"sha256={after[1][:16]}...")
+    assert after == baseline
     assert sorted(c.name for c in target.client.list_collections()) == names
 
 
