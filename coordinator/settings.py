@@ -45,6 +45,9 @@ class CoordinatorSettings:
         "help": "address shard actors bind (0.0.0.0 on a multi-node Ray cluster)"})
     shard_data_dir: str = field(default="", metadata={
         "help": "root of shard data on the nodes (default: <data_dir>/collections)"})
+    shard_ray_resource: str = field(default="", metadata={
+        "help": "custom Ray resource each shard actor takes one unit of, so shards run only on Ray nodes that "
+                "offer it (Kubernetes: the shard worker group); empty = any node"})
     shard_metrics: bool = field(default=True, metadata={"help": "shard actors serve Prometheus metrics"})
     embedder_address: str = field(default="", metadata={
         "help": "host:port of the embedder service (empty: no models; collections take bare vectors only)"})

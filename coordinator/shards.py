@@ -86,10 +86,15 @@ class ShardPlacer:
         part = PartitionSpec(dim=spec.dim, metric=spec.metric, m=spec.m,
                              ef_construction=spec.ef_construction, ef_search=spec.ef_search,
                              fields=dict(spec.fields))
-        return _RemoteShard.options(
-            name=actor_name(spec, index, replica), namespace=self._namespace, lifetime="detached",
-            get_if_exists=True, max_restarts=-1, max_task_retries=-1, num_cpus=0,
-        ).remote(spec.name, index, part.to_dict(), self._data_dir(spec, index, replica), self._shard_settings)
+        return _RemoteShard.options(**self.actor_options(spec, index, replica)).remote(
+            spec.name, index, part.to_dict(), self._data_dir(spec, index, replica), self._shard_settings)
+
+    def actor_options(self, spec: CollectionSpec, index: int, replica: int) -> dict[str, Any]:
+        """Ray options of one shard actor: named, detached, restarted forever, placed by the shard resource."""
+        resource = self._settings.shard_ray_resource
+        return {"name": actor_name(spec, index, replica), "namespace": self._namespace, "lifetime": "detached",
+                "get_if_exists": True, "max_restarts": -1, "max_task_retries": -1, "num_cpus": 0,
+                "resources": {resource: 1} if resource else {}}
 
     def ensure(self, spec: CollectionSpec) -> list[ShardLocation]:
         """Start (or find) every shard actor (every replica) of a collection and wait until each serves."""

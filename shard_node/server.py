@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import signal
@@ -24,12 +25,27 @@ SERVICE_NAME = shard_pb2.DESCRIPTOR.services_by_name["Shard"].full_name
 
 
 def advertised_host(settings: ShardSettings) -> str:
-    """The host name other processes should dial."""
+    """The host name other processes should dial (never a wildcard address)."""
     if settings.advertise_host:
         return settings.advertise_host
     if settings.bind_host in ("0.0.0.0", "::", ""):
-        return socket.gethostbyname(socket.gethostname())
+        return own_address()
     return settings.bind_host
+
+
+def own_address() -> str:
+    """This host's IPv4 address as its name resolves, a non-loopback one first.
+
+    In a Kubernetes pod the hostname resolves to the pod IP (the kubelet writes it into /etc/hosts), which
+    is what a coordinator on another node must dial; a workstation whose name maps to 127.0.x.x keeps
+    loopback, which is right for a one-machine cluster."""
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET, socket.SOCK_STREAM)
+    except socket.gaierror:
+        infos = []
+    found = [str(info[4][0]) for info in infos]
+    routable = [a for a in found if not ipaddress.ip_address(a).is_loopback]
+    return (routable or found or ["127.0.0.1"])[0]
 
 
 class ShardServer:
