@@ -26,7 +26,8 @@ class CoordinatorSettings:
     data_dir: str = field(default=".shoal-data", metadata={
         "help": "where the catalogue and (on a single machine) shard data live"})
     ray_address: str = field(default="", metadata={
-        "help": "Ray cluster to join (host:port); empty starts a local Ray instance in this process"})
+        "help": "Ray cluster to join (host:port, or ray://host:10001 as a Ray Client, as on Kubernetes); "
+                "empty starts a local Ray instance in this process"})
     ray_namespace: str = field(default="shoal", metadata={
         "help": "Ray namespace of this deployment's shard actors (one per coordinator catalogue)"})
     default_shards: int = field(default=3, metadata={"help": "shards of a collection that names none"})
