@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import importlib.util
 import json
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,28 @@ def test_monitors_reach_real_ports(overlay: tuple[str, list[Obj]]) -> None:
     assert sd["url"] == f"http://shoal-coordinator.{ns}.svc:{metrics_port}/sd/shards", namespace
     _, _, env = _component(objs, "coordinator")
     assert int(env["SHOAL_METRICS_PORT"]) == metrics_port
+
+
+def _scraped_jobs(objs: list[Obj]) -> set[str]:
+    """The job labels Prometheus gives what the monitors scrape."""
+    monitor = _one(objs, "ServiceMonitor", "shoal")
+    assert "jobLabel" not in monitor["spec"]  # so the job is the Service name
+    jobs = {s["metadata"]["name"] for s in objs if s["kind"] == "Service"
+            and {p["name"] for p in s["spec"]["ports"]} >= {e["port"] for e in monitor["spec"]["endpoints"]}}
+    relabelled = [*_one(objs, "ScrapeConfig", "shoal-shards")["spec"]["relabelings"],
+                  *(r for e in _one(objs, "PodMonitor", "shoal-ray")["spec"]["podMetricsEndpoints"]
+                    for r in e.get("relabelings", []))]
+    return jobs | {r["replacement"] for r in relabelled if r.get("targetLabel") == "job"}
+
+
+def test_alerts_and_dashboard_select_jobs_that_are_scraped(overlay: tuple[str, list[Obj]]) -> None:
+    _, objs = overlay
+    rule = _one(objs, "PrometheusRule", "shoal")
+    texts = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    texts.append((DEPLOY / "base" / "monitoring" / "grafana-dashboard.json").read_text(encoding="utf-8"))
+    wanted = {m for t in texts for m in re.findall(r'job\s*=~?\s*\\?"([^"\\]+)', str(t))}
+    assert wanted, "the alert rules select no job"
+    assert wanted <= _scraped_jobs(objs), f"selected but never scraped: {wanted - _scraped_jobs(objs)}"
 
 
 def test_dashboard_configmap_carries_the_dashboard(overlay: tuple[str, list[Obj]]) -> None:
