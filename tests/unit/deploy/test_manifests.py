@@ -175,9 +175,14 @@ def test_alerts_and_dashboard_select_jobs_that_are_scraped(overlay: tuple[str, l
     rule = _one(objs, "PrometheusRule", "shoal")
     texts = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
     texts.append((DEPLOY / "base" / "monitoring" / "grafana-dashboard.json").read_text(encoding="utf-8"))
-    wanted = {m for t in texts for m in re.findall(r'job\s*=~?\s*\\?"([^"\\]+)', str(t))}
-    assert wanted, "the alert rules select no job"
-    assert wanted <= _scraped_jobs(objs), f"selected but never scraped: {wanted - _scraped_jobs(objs)}"
+    matchers = {m for t in texts for m in re.findall(r'job\s*(=~?)\s*\\?"([^"\\]+)', str(t))}
+    assert matchers, "the alert rules select no job"
+    scraped = _scraped_jobs(objs)
+    for op, value in matchers:
+        if op == "=" or re.fullmatch(r"[\w-]+(\|[\w-]+)*", value):  # a name, or a list of names a|b
+            assert set(value.split("|")) <= scraped, f"job{op}{value!r} selects a job never scraped ({scraped})"
+        else:
+            assert any(re.fullmatch(value, job) for job in scraped), f"job=~{value!r} matches no scraped job"
 
 
 def test_dashboard_configmap_carries_the_dashboard(overlay: tuple[str, list[Obj]]) -> None:
