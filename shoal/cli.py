@@ -37,7 +37,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from shoal.serve import LocalCluster
 
     port = int(args.address.rsplit(":", 1)[1])
-    cluster = LocalCluster(args.data_dir, port=port, ray_address=args.ray_address, echo=args.verbose)
+    cluster = LocalCluster(args.data_dir, port=port, ray_address=args.ray_address, echo=args.verbose,
+                           metrics_port=args.metrics_port)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -52,6 +53,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"Shoal did not start: {exc}", *tail, sep="\n", file=sys.stderr)
             return 1
         print(f"coordinator listening on {cluster.address} (Ray at {cluster.ray_address})", file=sys.stderr)
+        if cluster.sd_file is not None:
+            print(f"metrics: http://127.0.0.1:{cluster.metrics_port}/metrics (coordinator), "
+                  f"http://127.0.0.1:{cluster.embedder_metrics_port}/metrics (embedder); shard targets: "
+                  f"file-SD {cluster.sd_file}, HTTP-SD http://127.0.0.1:{cluster.metrics_port}/sd/shards",
+                  file=sys.stderr)
         if not args.no_demo and not stop.is_set():
             with Client(cluster.address) as client:
                 count = load_demo(client, live=args.demo_live)
@@ -280,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--demo-live", action="store_true",
                    help="embed the demo sample through the embedder (~20 min) instead of loading its bundled vectors")
     s.add_argument("--verbose", action="store_true", help="echo the coordinator's and Ray's logs")
+    s.add_argument("--metrics-port", type=int, default=int(os.environ.get("SHOAL_METRICS_PORT", "9464")),
+                   help="coordinator metrics port; the embedder's is the next one (-1 = no metrics) "
+                        "[env SHOAL_METRICS_PORT]")
     s.set_defaults(fn=cmd_serve)
 
     sub.add_parser("collections", help="list collections").set_defaults(fn=cmd_collections)
