@@ -56,7 +56,7 @@ class ShardPool:
     async def _relocate(self, spec: CollectionSpec, index: int, replica: int,
                         stale: ShardClient | None) -> ShardClient:
         where = await asyncio.to_thread(self._placer.locate, spec, index, replica)
-        client = ShardClient(where.address, self._settings.max_message_bytes)
+        client = ShardClient(where.address, self._settings.max_message_bytes, self._settings.internal_tls())
         self._clients[(spec.uid, index, replica)] = client
         if stale is not None:
             asyncio.get_running_loop().call_later(STALE_CLOSE_DELAY_S, lambda: asyncio.ensure_future(stale.close()))
