@@ -23,7 +23,7 @@ run: $(STAMP)
 	$(PYTHON) -m shoal.cli serve
 
 ## Install what the tests need, then lint and run every test (unit, property, integration, fault).
-test: $(STAMP) emoji-font
+test: $(STAMP) emoji-font prometheus
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q -ra --durations=10
 
@@ -47,7 +47,14 @@ bench-compaction: $(STAMP)
 clean:
 	rm -rf .make .shoal-data build *.egg-info
 
-.PHONY: emoji emoji-font
+.PHONY: emoji emoji-font prometheus
+
+## Install Debian's Prometheus (prometheus, promtool) if missing: tests/integration/test_prometheus.py runs its own
+## server from it (the Debian service is not used).
+prometheus:
+	@dpkg -s prometheus >/dev/null 2>&1 || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; }
 
 ## Install Debian's Noto Color Emoji font if it is missing (the emoji image set and the image tests draw with it).
 emoji-font:

@@ -108,7 +108,9 @@ class Engine:
         """Stop orphaned shard actors, then bring up those of every catalogued collection (they recover from disk)."""
         specs = self.catalog.all()
         await asyncio.to_thread(self._placer.reap_orphans, specs)
-        await asyncio.gather(*(asyncio.to_thread(self._placer.ensure, s) for s in specs))
+        placed = await asyncio.gather(*(asyncio.to_thread(self._placer.ensure, s) for s in specs))
+        for spec, where in zip(specs, placed, strict=True):
+            self._pool.located(spec, where)
         self._scheduler_task = asyncio.get_running_loop().create_task(self._scheduler.run())
 
     async def stop(self) -> None:
@@ -160,7 +162,7 @@ class Engine:
                                   **binding)
         self.catalog.add(spec)
         try:
-            await asyncio.to_thread(self._placer.ensure, spec)
+            self._pool.located(spec, await asyncio.to_thread(self._placer.ensure, spec))
         except BaseException:
             self.catalog.remove(name)
             await asyncio.to_thread(self._placer.drop, spec)

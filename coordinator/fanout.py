@@ -10,9 +10,10 @@ from typing import TypeVar
 
 from coordinator.catalog import CollectionSpec
 from coordinator.deadline import deadline
+from coordinator.discovery import ShardTargets
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.settings import CoordinatorSettings
-from coordinator.shards import ShardPlacer, replicas_of
+from coordinator.shards import ShardLocation, ShardPlacer, replicas_of
 from protos.errors import Unavailable
 from shard_node.client import ShardClient
 
@@ -29,10 +30,12 @@ class ShardPool:
     One look-up per replica runs at a time, shared by every caller; a caller waits for it only as long as
     its own patience allows, so a request that accepts partial results is not held up by a dead shard."""
 
-    def __init__(self, placer: ShardPlacer, settings: CoordinatorSettings, metrics: CoordinatorMetrics) -> None:
+    def __init__(self, placer: ShardPlacer, settings: CoordinatorSettings, metrics: CoordinatorMetrics,
+                 targets: ShardTargets | None = None) -> None:
         self._placer = placer
         self._settings = settings
         self._metrics = metrics
+        self.targets = targets or ShardTargets()
         self._clients: dict[Key, ShardClient] = {}
         self._locating: dict[Key, asyncio.Future[ShardClient]] = {}
 
@@ -56,6 +59,7 @@ class ShardPool:
     async def _relocate(self, spec: CollectionSpec, index: int, replica: int,
                         stale: ShardClient | None) -> ShardClient:
         where = await asyncio.to_thread(self._placer.locate, spec, index, replica)
+        self.targets.located(spec, index, replica, where.address, where.metrics_port)
         client = ShardClient(where.address, self._settings.max_message_bytes, self._settings.internal_tls())
         self._clients[(spec.uid, index, replica)] = client
         if stale is not None:
@@ -99,11 +103,19 @@ class ShardPool:
                 self._metrics.shard_calls.labels("error").inc()
                 raise
             self._metrics.shard_calls.labels("ok").inc()
-            self._metrics.shard_latency.labels(method).observe(time.perf_counter() - start)
+            self._metrics.shard_latency.labels(spec.name, str(index), method).observe(time.perf_counter() - start)
             return result
 
+    def located(self, spec: CollectionSpec, where: list[ShardLocation]) -> None:
+        """Record where every replica of a collection serves (the placer's answer, in shard then replica order)."""
+        keys = [(i, r) for i in range(spec.shards) for r in replicas_of(spec)]
+        for (i, r), w in zip(keys, where, strict=True):
+            self.targets.located(spec, i, r, w.address, w.metrics_port)
+
     async def forget(self, spec: CollectionSpec) -> None:
-        """Close the clients of a dropped collection."""
+        """Close the clients of a dropped collection and drop its discovery targets and per-shard series."""
+        self.targets.forget(spec)
+        self._metrics.forget_collection(spec.name)
         for i in range(spec.shards):
             for r in replicas_of(spec):
                 client = self._clients.pop((spec.uid, i, r), None)

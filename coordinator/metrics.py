@@ -21,8 +21,11 @@ class CoordinatorMetrics:
                                  ("method",), buckets=LATENCY_BUCKETS, registry=self.registry)
         self.shard_calls = Counter("shoal_coordinator_shard_calls_total", "Calls to shards by outcome",
                                    ("outcome",), registry=self.registry)
-        self.shard_latency = Histogram("shoal_coordinator_shard_call_seconds", "Latency of one shard call",
-                                       ("method",), buckets=LATENCY_BUCKETS, registry=self.registry)
+        # Per shard (not per replica or caller): collections x shards x methods stays small and bounded.
+        self.shard_latency = Histogram("shoal_coordinator_shard_call_seconds",
+                                       "Latency of one successful shard call, per collection and shard",
+                                       ("collection", "shard", "method"), buckets=LATENCY_BUCKETS,
+                                       registry=self.registry)
         self.fanout_width = Histogram("shoal_coordinator_fanout_width", "Shards one request went to",
                                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=self.registry)
         self.partial_answers = Counter("shoal_coordinator_partial_answers_total",
@@ -33,9 +36,17 @@ class CoordinatorMetrics:
         self.rebuilds_scheduled = Counter("shoal_coordinator_rebuilds_scheduled_total",
                                           "Shard index rebuilds the scheduler started, by reason", ("reason",),
                                           registry=self.registry)
+        self.rebuilds_failed = Counter("shoal_coordinator_rebuilds_failed_total",
+                                       "Shard index rebuilds the scheduler started that failed, by reason", ("reason",),
+                                       registry=self.registry)
         shard = ("collection", "shard", "replica")
+        self.shard_up = Gauge("shoal_coordinator_shard_up",
+                              "1 when a shard replica answered the scheduler's last figures poll, else 0", shard,
+                              registry=self.registry)
+        self.shard_targets = Gauge("shoal_coordinator_shard_metrics_targets",
+                                   "Shard metrics endpoints in the service-discovery list", registry=self.registry)
         self.shard_figures = {
-            name: Gauge(f"shoal_shard_{name}", help_, shard, registry=self.registry)
+            name: Gauge(f"shoal_coordinator_shard_{name}", help_, shard, registry=self.registry)
             for name, help_ in (
                 ("live_documents", "Live documents of a shard replica, as last read by the scheduler"),
                 ("tombstone_count", "Deleted documents still in a shard replica's graph"),
@@ -48,9 +59,12 @@ class CoordinatorMetrics:
             )
         }
 
-    def observe_shard(self, collection: str, index: int, replica: int, s: shard_pb2.ShardStats) -> None:
-        """Record one shard replica's figures."""
+    def observe_shard(self, collection: str, index: int, replica: int, s: shard_pb2.ShardStats | None) -> None:
+        """Record one shard replica's figures (None: it did not answer)."""
         labels = (collection, str(index), str(replica))
+        self.shard_up.labels(*labels).set(0 if s is None else 1)
+        if s is None:
+            return
         values = {"live_documents": s.live, "tombstone_count": s.tombstones,
                   "tombstone_fraction": tombstone_ratio(s.live, s.tombstones),
                   "memory_bytes": s.memory_bytes, "disk_bytes": s.disk_bytes,
@@ -58,3 +72,10 @@ class CoordinatorMetrics:
                   "last_rebuild_seconds": s.rebuild.last_seconds}
         for name, value in values.items():
             self.shard_figures[name].labels(*labels).set(value)
+
+    def forget_collection(self, collection: str) -> None:
+        """Drop the per-shard series of a dropped collection."""
+        for family in (self.shard_up, *self.shard_figures.values(), self.shard_latency):
+            # prometheus_client has no public listing of a family's label sets; its children dict is the one.
+            for labels in [k for k in family._metrics if k[0] == collection]:
+                family.remove(*labels)

@@ -108,9 +108,9 @@ class CompactionScheduler:
             if not poll and not self._queue:
                 continue
             for a in await self._figures(spec):
+                self._metrics.observe_shard(spec.name, a.index, a.replica, a.result)
                 if a.result is None:
                     continue
-                self._metrics.observe_shard(spec.name, a.index, a.replica, a.result)
                 key = (spec.uid, a.index, a.replica)
                 if a.result.rebuild.running:
                     busy.add(key)
@@ -160,6 +160,7 @@ class CompactionScheduler:
                 job.done.set_result(stats)
         except Exception as exc:  # noqa: BLE001 - handed to whoever waits for the job, and logged
             log.warning("rebuild of shard %d replica %d of %s failed: %s", job.index, job.replica, job.spec.name, exc)
+            self._metrics.rebuilds_failed.labels(job.reason).inc()
             if not job.done.done():
                 job.done.set_exception(exc)
                 job.done.exception()  # policy jobs have no waiter: mark it seen (a Compact waiter still gets it)

@@ -8,14 +8,15 @@ import os
 import sys
 
 import grpc
-from prometheus_client import start_http_server
 
 from coordinator import shards
 from coordinator.auth import ApiKeyInterceptor, Authorizer, KeyFileError, KeyRing
+from coordinator.discovery import SD_PATH, ShardTargets
 from coordinator.documents import Documents
 from coordinator.engine import Engine
 from coordinator.fanout import ShardPool
 from coordinator.metrics import CoordinatorMetrics
+from coordinator.metrics_http import serve_metrics
 from coordinator.servicer import CoordinatorServicer
 from coordinator.settings import CoordinatorSettings
 from embedder.client import EmbedderClient
@@ -54,7 +55,8 @@ async def serve(settings: CoordinatorSettings, keys: KeyRing | None = None) -> N
     await asyncio.to_thread(shards.connect, settings.ray_address, settings.ray_namespace)
     metrics = CoordinatorMetrics()
     placer = shards.ShardPlacer(settings)
-    engine = Engine.wire(settings, placer, ShardPool(placer, settings, metrics), metrics)
+    targets = ShardTargets(settings.metrics_sd_file, metrics.shard_targets.set)
+    engine = Engine.wire(settings, placer, ShardPool(placer, settings, metrics, targets), metrics)
     embedder = (EmbedderClient(settings.embedder_address, settings.embedder_timeout_s, settings.max_message_bytes,
                                settings.internal_tls())
                 if settings.embedder_address else None)
@@ -70,8 +72,8 @@ async def serve(settings: CoordinatorSettings, keys: KeyRing | None = None) -> N
     if port == 0:
         raise SystemExit(f"cannot listen on {settings.host}:{settings.port}: is another Shoal (or anything) using it?")
     if settings.metrics_port >= 0:
-        http, _ = start_http_server(settings.metrics_port, addr=settings.host, registry=metrics.registry)
-        log.info("metrics on %s:%d", settings.host, http.server_port)
+        http = serve_metrics(settings.host, settings.metrics_port, metrics.registry, {SD_PATH: targets.http_body})
+        log.info("metrics on http://%s:%d/metrics, shard discovery on %s", settings.host, http.server_port, SD_PATH)
     await engine.start()
     await server.start()
     await mark_serving_async(health, [SERVICE_NAME])

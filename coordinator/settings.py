@@ -52,6 +52,8 @@ class CoordinatorSettings(ServerTLSSettings):
     embedder_timeout_s: float = field(default=120.0, metadata={"help": "deadline of one call to the embedder"})
     metrics_port: int = field(default=-1, metadata={
         "help": "Prometheus metrics port of the coordinator (0 = any free port, -1 = off)"})
+    metrics_sd_file: str = field(default="", metadata={
+        "help": "write the shard actors' metrics endpoints here as Prometheus file-SD JSON (empty = do not)"})
     partial_wait_s: float = field(default=1.0, metadata={
         "help": "how long a request that allows partial results waits for a shard that does not answer"})
     compaction_interval_s: float = field(default=10.0, metadata={

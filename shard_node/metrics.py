@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-if TYPE_CHECKING:
-    from shard_node.store import ShardFigures
+from shard_node.store import ShardFigures, StoreObservers
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+REBUILD_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0)
+REBUILD_OUTCOMES = ("ok", "error", "cancelled")
 
 
 class ShardMetrics:
@@ -49,6 +49,32 @@ class ShardMetrics:
                                     labels, registry=self.registry)
         self.rebuilds_started = Counter("shoal_shard_rebuilds_started_total", "Index rebuilds started, by reason",
                                         (*labels, "reason"), registry=self.registry)
+        self.rebuild_seconds = Histogram("shoal_shard_rebuild_seconds", "Duration of index rebuilds, by outcome",
+                                         (*labels, "outcome"), buckets=REBUILD_BUCKETS, registry=self.registry)
+        self.rebuild_elapsed = Gauge("shoal_shard_rebuild_elapsed_seconds",
+                                     "Seconds the running index rebuild has taken so far (0 when idle)", labels,
+                                     registry=self.registry)
+        self.wal_fsync = Histogram("shoal_shard_wal_fsync_seconds", "Time to fsync one WAL record", labels,
+                                   buckets=FSYNC_BUCKETS, registry=self.registry)
+        self.wal_appended = Counter("shoal_shard_wal_appended_bytes", "Bytes appended to the write-ahead log",
+                                    labels, registry=self.registry)
+        self.plans = Counter("shoal_shard_planner_plans_total", "Queries answered, by the plan the planner chose",
+                             (*labels, "strategy"), registry=self.registry)
+
+    def observers(self, labels: tuple[str, str]) -> StoreObservers:
+        """Callbacks that feed a store's WAL fsync and rebuild timings into these metrics."""
+        for outcome in REBUILD_OUTCOMES:  # every outcome exported from the start, so rates and alerts see 0
+            self.rebuild_seconds.labels(*labels, outcome)
+        fsync, appended = self.wal_fsync.labels(*labels), self.wal_appended.labels(*labels)
+
+        def wal_fsync(seconds: float, nbytes: int) -> None:
+            fsync.observe(seconds)
+            appended.inc(nbytes)
+
+        def rebuild_end(outcome: str, seconds: float) -> None:
+            self.rebuild_seconds.labels(*labels, outcome).observe(seconds)
+
+        return StoreObservers(wal_fsync=wal_fsync, rebuild_end=rebuild_end)
 
     def observe_figures(self, labels: tuple[str, str], f: ShardFigures) -> None:
         """Set the gauges from a shard's figures."""
@@ -58,5 +84,6 @@ class ShardMetrics:
                              (self.capacity, f.capacity), (self.memory_bytes, f.memory_bytes),
                              (self.disk_bytes, f.disk_bytes), (self.rebuilds_running, int(r.running)),
                              (self.rebuild_progress, r.progress), (self.last_rebuild_time, r.last_finished_at),
-                             (self.last_rebuild_seconds, r.last_seconds), (self.rebuilds_total, r.total)):
+                             (self.last_rebuild_seconds, r.last_seconds), (self.rebuilds_total, r.total),
+                             (self.rebuild_elapsed, r.elapsed)):
             gauge.labels(*labels).set(value)

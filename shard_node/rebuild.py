@@ -22,6 +22,9 @@ HEADROOM = 1.5      # a rebuilt index has room for this many times its live docu
 MIN_CAPACITY = 1024
 
 
+RebuildObserver = Callable[[str, float], None]  # (outcome: ok | error | cancelled, seconds the job ran)
+
+
 class RebuildCancelled(Exception):
     """The shard is closing; the half-built index is dropped (the old one and its files are untouched)."""
 
@@ -38,6 +41,7 @@ class RebuildFigures:
     last_seconds: float
     last_reason: str
     last_error: str
+    elapsed: float = 0.0    # seconds the running rebuild has taken so far (0 when idle)
 
 
 def tombstone_ratio(live: int, tombstones: int) -> float:
@@ -76,7 +80,9 @@ def respec(spec: PartitionSpec, m: int = 0, ef_construction: int = 0) -> Partiti
 class Rebuilder:
     """Runs at most one rebuild job at a time on a background thread and keeps its figures."""
 
-    def __init__(self, last_finished_at: float = 0.0, last_seconds: float = 0.0) -> None:
+    def __init__(self, last_finished_at: float = 0.0, last_seconds: float = 0.0,
+                 on_end: RebuildObserver | None = None) -> None:
+        self._on_end = on_end
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
@@ -114,23 +120,25 @@ class Rebuilder:
             if self.running:
                 return False
             self._done.clear()
+            self._began = time.monotonic()
             self._phase, self._progress, self._last_error = "copy", 0.0, ""
             self._thread = threading.Thread(target=self._run, args=(job, reason), name="shard-rebuild", daemon=True)
             self._thread.start()
             return True
 
     def elapsed(self) -> float:
-        """Seconds since the running rebuild began."""
-        return time.monotonic() - self._began
+        """Seconds since the running rebuild began (0 when none runs)."""
+        return time.monotonic() - self._began if self.running and self._began else 0.0
 
     def _run(self, job: Callable[[Rebuilder], None], reason: str) -> None:
         self._began = began = time.monotonic()
+        outcome = "ok"
         try:
             job(self)
         except RebuildCancelled:
-            self._last_error = "cancelled: the shard closed"
+            outcome, self._last_error = "cancelled", "cancelled: the shard closed"
         except Exception as exc:  # noqa: BLE001 - a failed rebuild leaves the old index serving; say why
-            self._last_error = f"{type(exc).__name__}: {exc}"
+            outcome, self._last_error = "error", f"{type(exc).__name__}: {exc}"
         else:
             self._total += 1
             self._last_finished_at = time.time()
@@ -138,6 +146,8 @@ class Rebuilder:
             self._last_reason = reason
         finally:
             self._phase = ""
+            if self._on_end is not None:
+                self._on_end(outcome, time.monotonic() - began)
             self._done.set()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -153,4 +163,4 @@ class Rebuilder:
         """Current figures."""
         return RebuildFigures(running=self.running, phase=self._phase, progress=self._progress, total=self._total,
                               last_finished_at=self._last_finished_at, last_seconds=self._last_seconds,
-                              last_reason=self._last_reason, last_error=self._last_error)
+                              last_reason=self._last_reason, last_error=self._last_error, elapsed=self.elapsed())

@@ -39,9 +39,10 @@ class ShardServer:
     def __init__(self, name: str, shard_index: int, spec: PartitionSpec, data_dir: Path,
                  settings: ShardSettings) -> None:
         self.data_dir = data_dir
-        self.store = ShardStore(data_dir, spec, settings)
+        labels = (name, str(shard_index))
         self.metrics = ShardMetrics()
-        servicer = ShardServicer(self.store, self.metrics, (name, str(shard_index)))
+        self.store = ShardStore(data_dir, spec, settings, self.metrics.observers(labels))
+        servicer = ShardServicer(self.store, self.metrics, labels)
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_workers),
                                    options=server_options(settings.max_message_bytes))
         shard_pb2_grpc.add_ShardServicer_to_server(servicer, self._server)

@@ -100,7 +100,12 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
     @rpc_edge
     def Query(self, request: shard_pb2.ShardQueryRequest, context: grpc.ServicerContext
               ) -> shard_pb2.ShardQueryResponse:
-        return self._observed("Query", lambda: run_query(self._store.partition, request, int(self._labels[1])))
+        def run() -> shard_pb2.ShardQueryResponse:
+            resp = run_query(self._store.partition, request, int(self._labels[1]))
+            self._metrics.plans.labels(*self._labels, resp.plan.strategy).inc()
+            return resp
+
+        return self._observed("Query", run)
 
     @rpc_edge
     def Stats(self, request: shard_pb2.ShardStatsRequest, context: grpc.ServicerContext

@@ -16,9 +16,9 @@ from protos.errors import FailedPrecondition, InvalidArgument
 from protos.wire import check_vectors, pack_matrix, payloads_from_proto, unpack_matrix
 from shard_node import snapshot
 from shard_node.partition import Partition
-from shard_node.rebuild import Rebuilder, RebuildFigures, build_partition, respec, tombstone_ratio
+from shard_node.rebuild import Rebuilder, RebuildFigures, RebuildObserver, build_partition, respec, tombstone_ratio
 from shard_node.settings import PartitionSpec, ShardSettings
-from shard_node.wal import WriteAheadLog
+from shard_node.wal import FsyncObserver, WriteAheadLog
 
 _SPEC_FILE = "spec.json"
 _IDENTITY = ("dim", "metric")  # what a shard's data is; M and ef_construction may change on rebuild
@@ -48,10 +48,19 @@ class ShardFigures:
         return tombstone_ratio(self.live, self.tombstones)
 
 
+@dataclass(frozen=True)
+class StoreObservers:
+    """Callbacks the store reports timings to (the server points them at its metrics)."""
+
+    wal_fsync: FsyncObserver | None = None
+    rebuild_end: RebuildObserver | None = None
+
+
 class ShardStore:
     """Applies writes durably (WAL fsync before acknowledging) and recovers them at start-up."""
 
-    def __init__(self, data_dir: Path, spec: PartitionSpec, settings: ShardSettings) -> None:
+    def __init__(self, data_dir: Path, spec: PartitionSpec, settings: ShardSettings,
+                 observers: StoreObservers = StoreObservers()) -> None:  # noqa: B008 - frozen, never mutated
         self.data_dir = data_dir
         self.spec = spec
         self._settings = settings
@@ -73,9 +82,10 @@ class ShardStore:
         # The last rebuild's time and duration live in every snapshot's meta, so they survive restarts.
         self._rebuild_meta = {"rebuilt_at": float(meta.get("rebuilt_at", 0.0)),
                               "rebuild_seconds": float(meta.get("rebuild_seconds", 0.0))}
-        self.rebuilder = Rebuilder(self._rebuild_meta["rebuilt_at"], self._rebuild_meta["rebuild_seconds"])
+        self.rebuilder = Rebuilder(self._rebuild_meta["rebuilt_at"], self._rebuild_meta["rebuild_seconds"],
+                                   observers.rebuild_end)
         self._lsn = self._snapshot_lsn
-        self._wal = WriteAheadLog(data_dir / "wal")
+        self._wal = WriteAheadLog(data_dir / "wal", observers.wal_fsync)
         self._ops_since_snapshot = 0
         for record in self._wal.replay(self._snapshot_lsn):
             self._apply(record, self.partition)

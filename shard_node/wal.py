@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from protos import shard_pb2
 
 _HEADER = struct.Struct("<II")  # payload length, CRC32 of payload
 _SEGMENT_GLOB = "wal-*.log"
+FsyncObserver = Callable[[float, int], None]  # (seconds the fsync took, bytes the record added)
 
 
 def _segment_name(first_lsn: int) -> str:
@@ -52,8 +54,9 @@ def read_segment(path: Path) -> tuple[list[shard_pb2.WalRecord], int]:
 class WriteAheadLog:
     """Append-only log of a shard's writes; a record is durable once append() returns."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, on_fsync: FsyncObserver | None = None) -> None:
         self._dir = directory
+        self._on_fsync = on_fsync
         self._dir.mkdir(parents=True, exist_ok=True)
         self._file = None
         self._bytes = sum(p.stat().st_size for p in self._segments())
@@ -97,7 +100,10 @@ class WriteAheadLog:
         frame = _HEADER.pack(len(body), zlib.crc32(body)) + body
         self._file.write(frame)
         self._file.flush()
+        start = time.perf_counter()
         os.fsync(self._file.fileno())
+        if self._on_fsync is not None:
+            self._on_fsync(time.perf_counter() - start, len(frame))
         self._bytes += len(frame)
         return len(frame)
 

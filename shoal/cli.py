@@ -46,7 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Without TLS the keys still apply (keys in plaintext are for loopback only).
     security_args = [f"--api-keys-file={args.api_keys_file}"] if args.api_keys_file and security is None else []
     cluster = LocalCluster(args.data_dir, port=port, ray_address=args.ray_address, echo=args.verbose,
-                           security=security, coordinator_args=security_args)
+                           metrics_port=args.metrics_port, security=security, coordinator_args=security_args)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -61,6 +61,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"Shoal did not start: {exc}", *tail, sep="\n", file=sys.stderr)
             return 1
         print(f"coordinator listening on {cluster.address} (Ray at {cluster.ray_address})", file=sys.stderr)
+        if cluster.sd_file is not None:
+            print(f"metrics: http://127.0.0.1:{cluster.metrics_port}/metrics (coordinator), "
+                  f"http://127.0.0.1:{cluster.embedder_metrics_port}/metrics (embedder); shard targets: "
+                  f"file-SD {cluster.sd_file}, HTTP-SD http://127.0.0.1:{cluster.metrics_port}/sd/shards",
+                  file=sys.stderr)
         if not args.no_demo and not stop.is_set():
             with _client(args) as client:
                 count = load_demo(client, live=args.demo_live)
@@ -305,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--api-keys-file", default="",
                    help="'<read-only|read-write> <key>' lines; set = every call needs a key (load the demo with "
                         "--api-key or SHOAL_API_KEY of a read-write key)")
+    s.add_argument("--metrics-port", type=int, default=int(os.environ.get("SHOAL_METRICS_PORT", "9464")),
+                   help="coordinator metrics port; the embedder's is the next one (-1 = no metrics) "
+                        "[env SHOAL_METRICS_PORT]")
     s.set_defaults(fn=cmd_serve)
 
     sub.add_parser("collections", help="list collections").set_defaults(fn=cmd_collections)

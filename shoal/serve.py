@@ -149,7 +149,11 @@ class LocalCluster:
 
     def __init__(self, data_dir: str | Path, port: int = 0, ray_address: str = "", num_cpus: int | None = None,
                  coordinator_args: list[str] | None = None, echo: bool = False, embedder: bool = True,
-                 embedder_args: list[str] | None = None, security: LocalSecurity | None = None) -> None:
+                 embedder_args: list[str] | None = None, metrics_port: int = -1,
+                 security: LocalSecurity | None = None) -> None:
+        """metrics_port: the coordinator's metrics port (0 = any free one, -1 = no metrics); the embedder's is
+        the next free one, and the coordinator writes the shards' file-SD list to `sd_file`. security: TLS on
+        every server and API keys (see LocalSecurity)."""
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -171,6 +175,9 @@ class LocalCluster:
         self._embedder: subprocess.Popen | None = None
         self.embedder_address = ""
         self.embedder_pid = 0
+        self.metrics_port = (metrics_port or free_port()) if metrics_port >= 0 else -1
+        self.embedder_metrics_port = -1 if metrics_port < 0 else (metrics_port + 1 if metrics_port else free_port())
+        self.sd_file = self.data_dir / "prometheus" / "shards.json" if metrics_port >= 0 else None
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
 
     def _spawn(self, args: list[str], log_name: str, ready: re.Pattern[str] | None = None
@@ -227,7 +234,7 @@ class LocalCluster:
         if not self._with_embedder:
             return
         args = [sys.executable, "-m", "embedder.server", f"--port={free_port()}", "--host=127.0.0.1",
-                f"--state-dir={self.data_dir / 'embedder'}",
+                f"--state-dir={self.data_dir / 'embedder'}", f"--metrics-port={self.embedder_metrics_port}",
                 *(self.security.embedder_args() if self.security else []), *self._embedder_args]
         self._embedder, self.embedder_address, self.embedder_pid = self._start_server(
             args, "embedder", _EMBEDDER_READY_RE, EMBEDDER_START_TIMEOUT_S,
@@ -239,6 +246,8 @@ class LocalCluster:
             sys.executable, "-m", "coordinator.server", f"--port={self.port}", "--host=127.0.0.1",
             f"--data-dir={self.data_dir}", f"--ray-address={self.ray_address}",
             *([f"--embedder-address={self.embedder_address}"] if self.embedder_address else []),
+            f"--metrics-port={self.metrics_port}",
+            *([f"--metrics-sd-file={self.sd_file}"] if self.sd_file else []),
             *(self.security.coordinator_args() if self.security else []), *self._coordinator_args,
         ]
         self._coordinator, _, self.coordinator_pid = self._start_server(

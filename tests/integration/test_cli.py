@@ -39,7 +39,8 @@ def test_serve_ingest_search_and_ctrl_c(tmp_path: Path) -> None:
     """`shoal serve` comes up, answers the other commands, and SIGINT stops the coordinator and Ray."""
     address = f"127.0.0.1:{free_port()}"
     serve = subprocess.Popen([sys.executable, "-m", "shoal.cli", "--address", address, "serve", "--no-demo",
-                              "--data-dir", str(tmp_path / "data")], stderr=subprocess.PIPE, text=True)
+                              "--data-dir", str(tmp_path / "data"), "--metrics-port=0"],  # 9464 may be taken here
+                             stderr=subprocess.PIPE, text=True)
     try:
         seen = []
         deadline = time.monotonic() + SERVE_TIMEOUT_S

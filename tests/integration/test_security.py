@@ -67,7 +67,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
     security = LocalSecurity(ca.ca, public.cert, public.key, internal_cert=internal.cert,
                              internal_key=internal.key, internal_server_name=INTERNAL_NAME,
                              client_cert=client.cert, client_key=client.key, api_keys_file=str(keys_file))
-    cluster = LocalCluster(folder / "cluster", security=security, coordinator_args=["--metrics-port=0"])
+    cluster = LocalCluster(folder / "cluster", security=security, metrics_port=0)
     cluster.start()
     try:
         yield Secure(cluster, ca.ca, other.ca, client, read_key, write_key)
@@ -210,9 +210,7 @@ def test_cli_flags(secure: Secure, vectors_collection: tuple[str, np.ndarray],
 
 
 def _metrics_text(cluster: LocalCluster) -> str:
-    log = (cluster.data_dir / "logs" / "coordinator.log").read_text(errors="replace")
-    port = re.search(r"metrics on [\d.]+:(\d+)", log).group(1)
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+    with urllib.request.urlopen(f"http://127.0.0.1:{cluster.metrics_port}/metrics", timeout=10) as reply:
         return reply.read().decode()
 
 
