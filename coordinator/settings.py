@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from coordinator.catalog import DEFAULT_TOMBSTONE_THRESHOLD
+from protos.tls import ClientTLS, ServerTLSSettings
 from shard_node.settings import DEFAULT_MAX_MESSAGE_BYTES
 
 DEFAULT_PORT = 50051
@@ -18,7 +19,7 @@ MAX_REPLICATION = 5
 
 
 @dataclass(frozen=True)
-class CoordinatorSettings:
+class CoordinatorSettings(ServerTLSSettings):
     """Coordinator settings."""
 
     host: str = field(default="127.0.0.1", metadata={"help": "address the public gRPC server binds"})
@@ -66,3 +67,23 @@ class CoordinatorSettings:
     default_tombstone_threshold: float = field(default=DEFAULT_TOMBSTONE_THRESHOLD, metadata={
         "help": "tombstone ratio past which a shard is rebuilt, for collections that set none"})
     rebuild_timeout_s: float = field(default=3600.0, metadata={"help": "longest wait for one shard's rebuild"})
+    # Security (README, "Security: TLS and API keys"); the public server's own tls_* come from ServerTLSSettings.
+    internal_tls_ca: str = field(default="", metadata={
+        "help": "PEM CA that signed the shard and embedder server certificates; set = dial them over TLS"})
+    internal_tls_cert: str = field(default="", metadata={
+        "help": "PEM client certificate the coordinator presents to shards and the embedder (mutual TLS)"})
+    internal_tls_key: str = field(default="", metadata={"help": "PEM private key of internal_tls_cert"})
+    internal_tls_server_name: str = field(default="", metadata={
+        "help": "name checked in shard and embedder certificates (empty: the dialled host)"})
+    shard_tls_cert: str = field(default="", metadata={
+        "help": "PEM certificate the shard servers use (a path on every Ray node; empty: shards plaintext)"})
+    shard_tls_key: str = field(default="", metadata={"help": "PEM private key of shard_tls_cert"})
+    shard_tls_client_ca: str = field(default="", metadata={
+        "help": "PEM CA; set = shards accept only clients with a certificate it signed (the coordinator's)"})
+    api_keys_file: str = field(default="", metadata={
+        "help": "file of '<read-only|read-write> <key>' lines; with it or env SHOAL_API_KEYS set, calls need a key"})
+
+    def internal_tls(self) -> ClientTLS:
+        """How the coordinator dials its shards and the embedder."""
+        return ClientTLS(self.internal_tls_ca, self.internal_tls_cert, self.internal_tls_key,
+                         self.internal_tls_server_name)

@@ -15,6 +15,7 @@ from prometheus_client import start_http_server
 
 from protos import shard_pb2, shard_pb2_grpc
 from protos.serving import add_health_and_reflection, load_settings, mark_serving, server_options
+from protos.tls import ServerTLS, add_port
 from shard_node.metrics import ShardMetrics
 from shard_node.servicer import ShardServicer
 from shard_node.settings import PartitionSpec, ShardSettings
@@ -47,7 +48,9 @@ class ShardServer:
                                    options=server_options(settings.max_message_bytes))
         shard_pb2_grpc.add_ShardServicer_to_server(servicer, self._server)
         health = add_health_and_reflection(self._server, [SERVICE_NAME])
-        port = self._server.add_insecure_port(f"{settings.bind_host}:{settings.port}")
+        port = add_port(self._server, f"{settings.bind_host}:{settings.port}", ServerTLS.of(settings))
+        if port == 0:
+            raise RuntimeError(f"shard cannot listen on {settings.bind_host}:{settings.port}")
         self.address = f"{advertised_host(settings)}:{port}"
         self.metrics_port = -1
         if settings.metrics_port >= 0:

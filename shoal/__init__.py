@@ -6,11 +6,13 @@ from shoal.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ShoalError,
+    Unauthenticated,
     Unavailable,
 )
 
 __all__ = [
     "DEFAULT_ADDRESS", "AlreadyExists", "Client", "Collection", "Document", "FailedPrecondition", "Hit",
-    "InvalidArgument", "NotFound", "ShoalError", "Unavailable",
+    "InvalidArgument", "NotFound", "PermissionDenied", "ShoalError", "Unauthenticated", "Unavailable",
 ]
