@@ -59,6 +59,7 @@ class ShardServer:
         self.metrics = ShardMetrics()
         self.store = ShardStore(data_dir, spec, settings, self.metrics.observers(labels))
         servicer = ShardServicer(self.store, self.metrics, labels)
+        self.metrics.refresh_on_scrape(labels, self.store.figures)
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_workers),
                                    options=server_options(settings.max_message_bytes))
         shard_pb2_grpc.add_ShardServicer_to_server(servicer, self._server)
