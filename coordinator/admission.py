@@ -1,7 +1,8 @@
 """Admission of public requests: per-client concurrency and the request deadline (a grpc.aio server interceptor).
 
-A client is its API key when it sends one (`authorization: Bearer <key>`; only a digest of the key is kept,
-never the key), else its peer host. A client with `max_concurrent_per_client` requests in flight gets
+A client is its API key when API keys are on (`authorization: Bearer <key>`, already checked by the key
+interceptor; only a digest of the key is kept, never the key), else its peer host: with keys off, a made-up
+key must not buy a host a second allowance. A client with `max_concurrent_per_client` requests in flight gets
 RESOURCE_EXHAUSTED for the next one. Every request runs under a deadline: the caller's, capped at
 `max_deadline_s`, or `default_deadline_s` when it sets none; work still running then is cancelled and the
 call answers DEADLINE_EXCEEDED.
@@ -22,9 +23,10 @@ from coordinator.settings import CoordinatorSettings
 BEARER = "bearer "
 
 
-def client_key(metadata: Sequence[Any] | None, peer: str) -> str:
-    """Who a request counts against: a digest of its API key, else its peer host (the port varies per call)."""
-    for item in metadata or ():
+def client_key(metadata: Sequence[Any] | None, peer: str, by_api_key: bool = True) -> str:
+    """Who a request counts against: a digest of its API key (if by_api_key), else its peer host (the port
+    varies per call)."""
+    for item in metadata if by_api_key and metadata else ():
         key, value = item
         if key == "authorization" and isinstance(value, str) and value.lower().startswith(BEARER):
             token = value[len(BEARER):].strip()
@@ -42,7 +44,10 @@ def request_budget(time_remaining: float | None, default_s: float, cap_s: float)
 class AdmissionInterceptor(grpc.aio.ServerInterceptor):
     """Enforces per-client concurrency and request deadlines on the methods of the named services."""
 
-    def __init__(self, settings: CoordinatorSettings, services: Sequence[str]) -> None:
+    def __init__(self, settings: CoordinatorSettings, services: Sequence[str], by_api_key: bool = True,
+                 on_refused: Callable[[str, str], None] | None = None) -> None:
+        self._by_api_key = by_api_key
+        self._on_refused = on_refused  # (method name, status code name), e.g. to count refusals in metrics
         self._limit = settings.max_concurrent_per_client
         self._default_s = settings.default_deadline_s
         self._cap_s = settings.max_deadline_s
@@ -63,9 +68,11 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
         behavior, metadata = handler.unary_unary, handler_call_details.invocation_metadata
 
         async def admitted(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            key = client_key(metadata, context.peer())
+            key = client_key(metadata, context.peer(), self._by_api_key)
             running = self._in_flight.get(key, 0)
             if self._limit > 0 and running >= self._limit:
+                if self._on_refused is not None:
+                    self._on_refused(method.rsplit("/", 1)[-1], grpc.StatusCode.RESOURCE_EXHAUSTED.name)
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, (
                     f"too many concurrent requests from this client: {running} are running and the limit is "
                     f"{self._limit} (coordinator setting max_concurrent_per_client); wait for some to finish"))

@@ -60,7 +60,7 @@ class ShardPool:
                         stale: ShardClient | None) -> ShardClient:
         where = await asyncio.to_thread(self._placer.locate, spec, index, replica)
         self.targets.located(spec, index, replica, where.address, where.metrics_port)
-        client = ShardClient(where.address, self._settings.max_message_bytes)
+        client = ShardClient(where.address, self._settings.max_message_bytes, self._settings.internal_tls())
         self._clients[(spec.uid, index, replica)] = client
         if stale is not None:
             asyncio.get_running_loop().call_later(STALE_CLOSE_DELAY_S, lambda: asyncio.ensure_future(stale.close()))

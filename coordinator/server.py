@@ -11,6 +11,7 @@ import grpc
 
 from coordinator import shards
 from coordinator.admission import AdmissionInterceptor
+from coordinator.auth import ApiKeyInterceptor, Authorizer, KeyFileError, KeyRing
 from coordinator.discovery import SD_PATH, ShardTargets
 from coordinator.documents import Documents
 from coordinator.engine import Engine
@@ -29,35 +30,64 @@ from protos.serving import (
     server_options,
     wait_for_stop_signal,
 )
+from protos.tls import ServerTLS, TLSConfigError, add_port
 
 SERVICE_NAME = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
 log = logging.getLogger("shoal.coordinator")
 
 
-async def serve(settings: CoordinatorSettings) -> None:
-    """Run the coordinator until SIGTERM/SIGINT."""
+def _interceptors(settings: CoordinatorSettings, keys: KeyRing, metrics: CoordinatorMetrics
+                  ) -> list[grpc.aio.ServerInterceptor]:
+    """API keys (when configured), then admission, then our own parsing of the request bytes.
+
+    Keys go first so only a checked key gets an allowance of its own; without keys, a made-up key would
+    let one host dodge its limit, so admission then counts per peer host. Refusals count in the requests
+    metric like any status."""
+    def count(method: str, code: str) -> None:
+        metrics.requests.labels(method, code).inc()
+
+    chain: list[grpc.aio.ServerInterceptor] = []
+    if len(keys):
+        log.info("API keys on: %d key(s) configured", len(keys))
+        chain.append(ApiKeyInterceptor(Authorizer(keys), count))
+    else:
+        log.info("no API keys configured: every caller may read and write (set api_keys_file or SHOAL_API_KEYS)")
+    chain.append(AdmissionInterceptor(settings, [SERVICE_NAME], by_api_key=bool(len(keys)), on_refused=count))
+    chain.append(AsyncParseRequestsInterceptor())
+    return chain
+
+
+async def serve(settings: CoordinatorSettings, keys: KeyRing | None = None) -> None:
+    """Run the coordinator until SIGTERM/SIGINT; keys default to api_keys_file plus env SHOAL_API_KEYS."""
+    try:
+        keys = keys if keys is not None else KeyRing.load(settings.api_keys_file, os.environ.get("SHOAL_API_KEYS", ""))
+        public_tls = ServerTLS.of(settings)
+        if settings.internal_tls().enabled:
+            settings.internal_tls().credentials()  # unreadable files fail here, not on the first shard call
+    except (KeyFileError, TLSConfigError) as exc:
+        raise SystemExit(f"coordinator: {exc}") from None
     await asyncio.to_thread(shards.connect, settings.ray_address, settings.ray_namespace)
     metrics = CoordinatorMetrics()
     placer = shards.ShardPlacer(settings)
     targets = ShardTargets(settings.metrics_sd_file, metrics.shard_targets.set)
     engine = Engine.wire(settings, placer, ShardPool(placer, settings, metrics, targets), metrics)
-    embedder = (EmbedderClient(settings.embedder_address, settings.embedder_timeout_s, settings.max_message_bytes)
+    embedder = (EmbedderClient(settings.embedder_address, settings.embedder_timeout_s, settings.max_message_bytes,
+                               settings.internal_tls())
                 if settings.embedder_address else None)
     if settings.default_deadline_s <= 0 or settings.max_deadline_s <= 0:
         raise SystemExit("default_deadline_s and max_deadline_s must be positive")
     if not 1 <= settings.max_query_depth <= QUERY_DEPTH_CEILING:
         raise SystemExit(f"max_query_depth must be between 1 and {QUERY_DEPTH_CEILING} (protobuf refuses deeper "
                          "messages)")
-    # Admission first (a refused request costs nothing), then our own parsing of the request bytes.
-    interceptors = [AdmissionInterceptor(settings, [SERVICE_NAME]), AsyncParseRequestsInterceptor()]
-    server = grpc.aio.server(options=server_options(settings.max_message_bytes), interceptors=interceptors)
+    server = grpc.aio.server(options=server_options(settings.max_message_bytes),
+                             interceptors=_interceptors(settings, keys, metrics))
     servicer = CoordinatorServicer(engine, Documents(engine, embedder), metrics)
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, server)
     health = add_health_and_reflection(server, [SERVICE_NAME])
     try:
-        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
-    except RuntimeError:
-        port = 0
+        port = add_port(server, f"{settings.host}:{settings.port}", public_tls)
+    except TLSConfigError as exc:
+        raise SystemExit(f"coordinator: {exc}") from None
     if port == 0:
         raise SystemExit(f"cannot listen on {settings.host}:{settings.port}: is another Shoal (or anything) using it?")
     if settings.metrics_port >= 0:
@@ -68,6 +98,8 @@ async def serve(settings: CoordinatorSettings) -> None:
     await mark_serving_async(health, [SERVICE_NAME])
     # One machine-readable line so supervisors and tests know where we listen.
     print(f"coordinator serving on {settings.host}:{port} (pid {os.getpid()})", flush=True)
+    log.info("public gRPC: %s; shards and embedder dialled %s", "TLS" if public_tls.enabled else "plaintext",
+             "over TLS" if settings.internal_tls().enabled else "in plaintext")
 
     await wait_for_stop_signal()
     await server.stop(grace=2.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from coordinator.catalog import DEFAULT_TOMBSTONE_THRESHOLD
+from protos.tls import ClientTLS, ServerTLSSettings
 from shard_node.settings import DEFAULT_MAX_MESSAGE_BYTES
 
 DEFAULT_PORT = 50051
@@ -25,7 +26,7 @@ MAX_CONCURRENT_PER_CLIENT = 64
 
 
 @dataclass(frozen=True)
-class CoordinatorSettings:
+class CoordinatorSettings(ServerTLSSettings):
     """Coordinator settings."""
 
     host: str = field(default="127.0.0.1", metadata={"help": "address the public gRPC server binds"})
@@ -33,7 +34,8 @@ class CoordinatorSettings:
     data_dir: str = field(default=".shoal-data", metadata={
         "help": "where the catalogue and (on a single machine) shard data live"})
     ray_address: str = field(default="", metadata={
-        "help": "Ray cluster to join (host:port); empty starts a local Ray instance in this process"})
+        "help": "Ray cluster to join (host:port, or ray://host:10001 as a Ray Client, as on Kubernetes); "
+                "empty starts a local Ray instance in this process"})
     ray_namespace: str = field(default="shoal", metadata={
         "help": "Ray namespace of this deployment's shard actors (one per coordinator catalogue)"})
     default_shards: int = field(default=3, metadata={"help": "shards of a collection that names none"})
@@ -61,6 +63,9 @@ class CoordinatorSettings:
         "help": "address shard actors bind (0.0.0.0 on a multi-node Ray cluster)"})
     shard_data_dir: str = field(default="", metadata={
         "help": "root of shard data on the nodes (default: <data_dir>/collections)"})
+    shard_ray_resource: str = field(default="", metadata={
+        "help": "custom Ray resource each shard actor takes one unit of, so shards run only on Ray nodes that "
+                "offer it (Kubernetes: the shard worker group); empty = any node"})
     shard_metrics: bool = field(default=True, metadata={"help": "shard actors serve Prometheus metrics"})
     embedder_address: str = field(default="", metadata={
         "help": "host:port of the embedder service (empty: no models; collections take bare vectors only)"})
@@ -82,3 +87,23 @@ class CoordinatorSettings:
     default_tombstone_threshold: float = field(default=DEFAULT_TOMBSTONE_THRESHOLD, metadata={
         "help": "tombstone ratio past which a shard is rebuilt, for collections that set none"})
     rebuild_timeout_s: float = field(default=3600.0, metadata={"help": "longest wait for one shard's rebuild"})
+    # Security (README, "Security: TLS and API keys"); the public server's own tls_* come from ServerTLSSettings.
+    internal_tls_ca: str = field(default="", metadata={
+        "help": "PEM CA that signed the shard and embedder server certificates; set = dial them over TLS"})
+    internal_tls_cert: str = field(default="", metadata={
+        "help": "PEM client certificate the coordinator presents to shards and the embedder (mutual TLS)"})
+    internal_tls_key: str = field(default="", metadata={"help": "PEM private key of internal_tls_cert"})
+    internal_tls_server_name: str = field(default="", metadata={
+        "help": "name checked in shard and embedder certificates (empty: the dialled host)"})
+    shard_tls_cert: str = field(default="", metadata={
+        "help": "PEM certificate the shard servers use (a path on every Ray node; empty: shards plaintext)"})
+    shard_tls_key: str = field(default="", metadata={"help": "PEM private key of shard_tls_cert"})
+    shard_tls_client_ca: str = field(default="", metadata={
+        "help": "PEM CA; set = shards accept only clients with a certificate it signed (the coordinator's)"})
+    api_keys_file: str = field(default="", metadata={
+        "help": "file of '<read-only|read-write> <key>' lines; with it or env SHOAL_API_KEYS set, calls need a key"})
+
+    def internal_tls(self) -> ClientTLS:
+        """How the coordinator dials its shards and the embedder."""
+        return ClientTLS(self.internal_tls_ca, self.internal_tls_cert, self.internal_tls_key,
+                         self.internal_tls_server_name)

@@ -76,6 +76,8 @@ class ShardPlacer:
         self._shard_settings = ShardSettings(
             bind_host=settings.shard_bind_host, max_message_bytes=settings.max_message_bytes,
             metrics_port=0 if settings.shard_metrics else -1,
+            tls_cert=settings.shard_tls_cert, tls_key=settings.shard_tls_key,
+            tls_client_ca=settings.shard_tls_client_ca,
         ).to_dict()
 
     def _data_dir(self, spec: CollectionSpec, index: int, replica: int) -> str:
@@ -86,10 +88,15 @@ class ShardPlacer:
         part = PartitionSpec(dim=spec.dim, metric=spec.metric, m=spec.m,
                              ef_construction=spec.ef_construction, ef_search=spec.ef_search,
                              fields=dict(spec.fields))
-        return _RemoteShard.options(
-            name=actor_name(spec, index, replica), namespace=self._namespace, lifetime="detached",
-            get_if_exists=True, max_restarts=-1, max_task_retries=-1, num_cpus=0,
-        ).remote(spec.name, index, part.to_dict(), self._data_dir(spec, index, replica), self._shard_settings)
+        return _RemoteShard.options(**self.actor_options(spec, index, replica)).remote(
+            spec.name, index, part.to_dict(), self._data_dir(spec, index, replica), self._shard_settings)
+
+    def actor_options(self, spec: CollectionSpec, index: int, replica: int) -> dict[str, Any]:
+        """Ray options of one shard actor: named, detached, restarted forever, placed by the shard resource."""
+        resource = self._settings.shard_ray_resource
+        return {"name": actor_name(spec, index, replica), "namespace": self._namespace, "lifetime": "detached",
+                "get_if_exists": True, "max_restarts": -1, "max_task_retries": -1, "num_cpus": 0,
+                "resources": {resource: 1} if resource else {}}
 
     def ensure(self, spec: CollectionSpec) -> list[ShardLocation]:
         """Start (or find) every shard actor (every replica) of a collection and wait until each serves."""

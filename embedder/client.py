@@ -11,6 +11,7 @@ import numpy as np
 from protos import embedder_pb2, embedder_pb2_grpc
 from protos.errors import raise_from
 from protos.serving import grpc_options
+from protos.tls import ClientTLS, open_aio_channel
 from protos.wire import unpack_matrix
 
 KINDS = {"query": embedder_pb2.QUERY, "passage": embedder_pb2.PASSAGE}
@@ -28,10 +29,10 @@ class Embedded:
 class EmbedderClient:
     """One channel to an embedder; every call has a deadline."""
 
-    def __init__(self, address: str, timeout_s: float, max_message_bytes: int) -> None:
+    def __init__(self, address: str, timeout_s: float, max_message_bytes: int, tls: ClientTLS | None = None) -> None:
         self.address = address
         self._timeout_s = timeout_s
-        self._channel = grpc.aio.insecure_channel(address, options=grpc_options(max_message_bytes))
+        self._channel = open_aio_channel(address, grpc_options(max_message_bytes), tls)
         self._stub = embedder_pb2_grpc.EmbedderStub(self._channel)
 
     async def embed_texts(self, model: str, texts: Sequence[str], kind: str) -> Embedded:

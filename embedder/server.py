@@ -24,6 +24,7 @@ from protos.serving import (
     server_options,
     wait_for_stop_signal,
 )
+from protos.tls import ServerTLS, TLSConfigError, add_port
 
 SERVICE_NAME = embedder_pb2.DESCRIPTOR.services_by_name["Embedder"].full_name
 log = logging.getLogger("shoal.embedder")
@@ -42,9 +43,9 @@ async def serve(settings: EmbedderSettings) -> None:
     embedder_pb2_grpc.add_EmbedderServicer_to_server(EmbedderServicer(service, metrics), server)
     health = add_health_and_reflection(server, [SERVICE_NAME])
     try:
-        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
-    except RuntimeError:
-        port = 0
+        port = add_port(server, f"{settings.host}:{settings.port}", ServerTLS.of(settings))
+    except TLSConfigError as exc:
+        raise SystemExit(f"embedder: {exc}") from None
     if port == 0:
         raise SystemExit(f"cannot listen on {settings.host}:{settings.port}: is something else using it?")
     if settings.metrics_port >= 0:

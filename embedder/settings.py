@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from protos.tls import ServerTLSSettings
+
 DEFAULT_PORT = 50061
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_ITEMS = 4096            # most texts or images in one request
@@ -12,7 +14,7 @@ MAX_IMAGE_BYTES = 20 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class EmbedderSettings:
+class EmbedderSettings(ServerTLSSettings):
     """Embedder settings."""
 
     host: str = field(default="127.0.0.1", metadata={"help": "address the gRPC server binds"})

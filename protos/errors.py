@@ -58,10 +58,22 @@ class ResourceExhausted(ShoalError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class Unauthenticated(ShoalError):
+    """The call carried no API key, or one the server does not know."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ShoalError):
+    """The caller's API key may not do this (e.g. a read-only key asked to write)."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 _BY_CODE: dict[grpc.StatusCode, type[ShoalError]] = {
     cls.code: cls
     for cls in (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, Unavailable,
-                DeadlineExceeded, ResourceExhausted)
+                DeadlineExceeded, ResourceExhausted, Unauthenticated, PermissionDenied)
 }
 
 

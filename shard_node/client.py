@@ -11,6 +11,7 @@ import numpy as np
 from protos import common_pb2, shard_pb2, shard_pb2_grpc
 from protos.errors import raise_from
 from protos.serving import grpc_options
+from protos.tls import ClientTLS, open_aio_channel
 from protos.wire import unpack_floats
 
 
@@ -26,9 +27,9 @@ class LocalHits:
 class ShardClient:
     """Calls one shard at one address."""
 
-    def __init__(self, address: str, max_message_bytes: int) -> None:
+    def __init__(self, address: str, max_message_bytes: int, tls: ClientTLS | None = None) -> None:
         self.address = address
-        self._channel = grpc.aio.insecure_channel(address, options=grpc_options(max_message_bytes))
+        self._channel = open_aio_channel(address, grpc_options(max_message_bytes), tls)
         self._stub = shard_pb2_grpc.ShardStub(self._channel)
 
     async def upsert(self, ids: Sequence[str], vectors: common_pb2.FloatMatrix,

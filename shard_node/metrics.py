@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
 
 from shard_node.store import ShardFigures, StoreObservers
 
@@ -12,11 +15,26 @@ REBUILD_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0,
 REBUILD_OUTCOMES = ("ok", "error", "cancelled")
 
 
+class _BeforeScrape:
+    """A collector that exports nothing and runs a callback first: registered before the gauges, it refreshes
+    them on every scrape (the registry collects in registration order)."""
+
+    def __init__(self) -> None:
+        self.callback: Callable[[], None] | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        if self.callback is not None:
+            self.callback()
+        return []
+
+
 class ShardMetrics:
     """The metric families one shard process exports."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._before_scrape = _BeforeScrape()
+        self.registry.register(self._before_scrape)
         labels = ("collection", "shard")
         self.requests = Counter("shoal_shard_requests_total", "Shard RPCs by method and status code",
                                 (*labels, "method", "code"), registry=self.registry)
@@ -75,6 +93,11 @@ class ShardMetrics:
             self.rebuild_seconds.labels(*labels, outcome).observe(seconds)
 
         return StoreObservers(wal_fsync=wal_fsync, rebuild_end=rebuild_end)
+
+    def refresh_on_scrape(self, labels: tuple[str, str], figures: Callable[[], ShardFigures]) -> None:
+        """Set the figure gauges from `figures()` at every scrape, so they are current even without writes or
+        Stats calls (a rebuild's elapsed time keeps growing while it runs)."""
+        self._before_scrape.callback = lambda: self.observe_figures(labels, figures())
 
     def observe_figures(self, labels: tuple[str, str], f: ShardFigures) -> None:
         """Set the gauges from a shard's figures."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ from prometheus_client import start_http_server
 from protos import shard_pb2, shard_pb2_grpc
 from protos.request_parsing import ParseRequestsInterceptor
 from protos.serving import add_health_and_reflection, load_settings, mark_serving, server_options
+from protos.tls import ServerTLS, add_port
 from shard_node.metrics import ShardMetrics
 from shard_node.servicer import ShardServicer
 from shard_node.settings import PartitionSpec, ShardSettings
@@ -25,12 +27,27 @@ SERVICE_NAME = shard_pb2.DESCRIPTOR.services_by_name["Shard"].full_name
 
 
 def advertised_host(settings: ShardSettings) -> str:
-    """The host name other processes should dial."""
+    """The host name other processes should dial (never a wildcard address)."""
     if settings.advertise_host:
         return settings.advertise_host
     if settings.bind_host in ("0.0.0.0", "::", ""):
-        return socket.gethostbyname(socket.gethostname())
+        return own_address()
     return settings.bind_host
+
+
+def own_address() -> str:
+    """This host's IPv4 address as its name resolves, a non-loopback one first.
+
+    In a Kubernetes pod the hostname resolves to the pod IP (the kubelet writes it into /etc/hosts), which
+    is what a coordinator on another node must dial; a workstation whose name maps to 127.0.x.x keeps
+    loopback, which is right for a one-machine cluster."""
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET, socket.SOCK_STREAM)
+    except socket.gaierror:
+        infos = []
+    found = [str(info[4][0]) for info in infos]
+    routable = [a for a in found if not ipaddress.ip_address(a).is_loopback]
+    return (routable or found or ["127.0.0.1"])[0]
 
 
 class ShardServer:
@@ -43,12 +60,15 @@ class ShardServer:
         self.metrics = ShardMetrics()
         self.store = ShardStore(data_dir, spec, settings, self.metrics.observers(labels))
         servicer = ShardServicer(self.store, self.metrics, labels)
+        self.metrics.refresh_on_scrape(labels, self.store.figures)
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_workers),
                                    options=server_options(settings.max_message_bytes),
                                    interceptors=[ParseRequestsInterceptor()])
         shard_pb2_grpc.add_ShardServicer_to_server(servicer, self._server)
         health = add_health_and_reflection(self._server, [SERVICE_NAME])
-        port = self._server.add_insecure_port(f"{settings.bind_host}:{settings.port}")
+        port = add_port(self._server, f"{settings.bind_host}:{settings.port}", ServerTLS.of(settings))
+        if port == 0:
+            raise RuntimeError(f"shard cannot listen on {settings.bind_host}:{settings.port}")
         self.address = f"{advertised_host(settings)}:{port}"
         self.metrics_port = -1
         if settings.metrics_port >= 0:

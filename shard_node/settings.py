@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from protos.tls import ServerTLSSettings
+
 # Defaults live here, once.
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 DEFAULT_SNAPSHOT_EVERY_OPS = 20_000  # bounds WAL replay at start-up to seconds
@@ -24,7 +26,7 @@ HYBRID_DEPTH = 100            # each ranking's depth fused by RRF
 
 
 @dataclass(frozen=True)
-class ShardSettings:
+class ShardSettings(ServerTLSSettings):
     """Shard node settings."""
 
     bind_host: str = field(default="127.0.0.1", metadata={"help": "address the Shard gRPC server binds"})

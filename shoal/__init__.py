@@ -7,12 +7,15 @@ from shoal.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     ShoalError,
+    Unauthenticated,
     Unavailable,
 )
 
 __all__ = [
     "DEFAULT_ADDRESS", "AlreadyExists", "Client", "Collection", "DeadlineExceeded", "Document", "FailedPrecondition",
-    "Hit", "InvalidArgument", "NotFound", "ResourceExhausted", "ShoalError", "Unavailable",
+    "Hit", "InvalidArgument", "NotFound", "PermissionDenied", "ResourceExhausted", "ShoalError", "Unauthenticated",
+    "Unavailable",
 ]

@@ -27,18 +27,26 @@ PREVIEW_FIRST = ("section", "summary", "title", "name")  # payload fields most t
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(args.address)
+    return Client(args.address, tls_ca=args.tls_ca, api_key=args.api_key, tls_server_name=args.tls_server_name)
 
 
 # ---- serve ---------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run Ray, the shard actors and the coordinator here until Ctrl-C, then stop them all."""
     from shoal.demo import DEMO_COLLECTION, load_demo
-    from shoal.serve import LocalCluster
+    from shoal.serve import LocalCluster, LocalSecurity
 
     port = int(args.address.rsplit(":", 1)[1])
+    ca = args.tls_ca or os.environ.get("SHOAL_TLS_CA", "")
+    if args.tls_cert and not (args.tls_key and ca):
+        raise SystemExit("shoal serve: TLS needs --tls-cert, --tls-key and --tls-ca (the CA that signed them)")
+    security = (LocalSecurity(ca, args.tls_cert, args.tls_key, client_cert=args.internal_tls_cert,
+                              client_key=args.internal_tls_key, api_keys_file=args.api_keys_file)
+                if args.tls_cert else None)
+    # Without TLS the keys still apply (keys in plaintext are for loopback only).
+    security_args = [f"--api-keys-file={args.api_keys_file}"] if args.api_keys_file and security is None else []
     cluster = LocalCluster(args.data_dir, port=port, ray_address=args.ray_address, echo=args.verbose,
-                           metrics_port=args.metrics_port)
+                           metrics_port=args.metrics_port, security=security, coordinator_args=security_args)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -59,7 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                   f"file-SD {cluster.sd_file}, HTTP-SD http://127.0.0.1:{cluster.metrics_port}/sd/shards",
                   file=sys.stderr)
         if not args.no_demo and not stop.is_set():
-            with Client(cluster.address) as client:
+            with _client(args) as client:
                 count = load_demo(client, live=args.demo_live)
             print(f"demo collection {DEMO_COLLECTION!r} holds {count} documents; try:\n"
                   f"  shoal search '파이썬 HTTP 클라이언트 라이브러리'\n"
@@ -276,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shoal", description="Shoal vector search cluster")
     p.add_argument("--address", default=os.environ.get("SHOAL_ADDRESS", DEFAULT_ADDRESS),
                    help="coordinator host:port [env SHOAL_ADDRESS]")
+    p.add_argument("--tls-ca", default=None,
+                   help="PEM CA that signed the coordinator's certificate; set = connect over TLS [env SHOAL_TLS_CA]")
+    p.add_argument("--tls-server-name", default=None,
+                   help="name expected in the coordinator's certificate (default: the address's host) "
+                        "[env SHOAL_TLS_SERVER_NAME]")
+    p.add_argument("--api-key", default=None,
+                   help="API key sent with every call (prefer the env: flags show in `ps`) [env SHOAL_API_KEY]")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="run a local cluster in the foreground (Ctrl-C stops everything)")
@@ -286,6 +301,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--demo-live", action="store_true",
                    help="embed the demo sample through the embedder (~20 min) instead of loading its bundled vectors")
     s.add_argument("--verbose", action="store_true", help="echo the coordinator's and Ray's logs")
+    s.add_argument("--tls-cert", default="", help="PEM server certificate for the coordinator, embedder and shards "
+                                                  "(needs --tls-key and the global --tls-ca)")
+    s.add_argument("--tls-key", default="", help="PEM private key of --tls-cert")
+    s.add_argument("--internal-tls-cert", default="",
+                   help="PEM client certificate of the coordinator; set = shards and embedder require it (mutual TLS)")
+    s.add_argument("--internal-tls-key", default="", help="PEM private key of --internal-tls-cert")
+    s.add_argument("--api-keys-file", default="",
+                   help="'<read-only|read-write> <key>' lines; set = every call needs a key (load the demo with "
+                        "--api-key or SHOAL_API_KEY of a read-write key)")
     s.add_argument("--metrics-port", type=int, default=int(os.environ.get("SHOAL_METRICS_PORT", "9464")),
                    help="coordinator metrics port; the embedder's is the next one (-1 = no metrics) "
                         "[env SHOAL_METRICS_PORT]")

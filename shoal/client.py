@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from google.protobuf.json_format import MessageToDict
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc, query_pb2
 from protos.errors import InvalidArgument, error_from_rpc
 from protos.serving import grpc_options
+from protos.tls import ClientTLS, open_channel
 from protos.wire import (
     metric_from_proto,
     metric_to_proto,
@@ -114,16 +116,33 @@ def _hits(result: coordinator_pb2.QueryResult, missing: Sequence[int]) -> Hits:
                  for h in result.hits], missing)
 
 
+def _from_env(value: str | None, name: str) -> str:
+    """An explicit argument wins ("" turns the feature off); None falls back to env SHOAL_<name>."""
+    return os.environ.get(f"SHOAL_{name}", "") if value is None else value
+
+
 class Client:
-    """Talks to a coordinator. Idempotent calls are retried with backoff while the cluster is unavailable."""
+    """Talks to a coordinator. Idempotent calls are retried with backoff while the cluster is unavailable.
+
+    `tls_ca` (a PEM file) switches to TLS and names the CA that signed the coordinator's certificate;
+    `tls_server_name` is the name to expect in it (default: the address's host); `tls_cert`/`tls_key`
+    are a client certificate for a coordinator that demands one. `api_key` is sent as
+    `authorization: Bearer <key>`. Each of them left as None is read from env SHOAL_TLS_CA,
+    SHOAL_TLS_SERVER_NAME, SHOAL_TLS_CERT, SHOAL_TLS_KEY, SHOAL_API_KEY."""
 
     def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 60.0, retries: int = 5,
-                 backoff: float = 0.2) -> None:
+                 backoff: float = 0.2, *, tls_ca: str | None = None, api_key: str | None = None,
+                 tls_server_name: str | None = None, tls_cert: str | None = None,
+                 tls_key: str | None = None) -> None:
         self.address = address
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self._channel = grpc.insecure_channel(address, options=grpc_options(_MAX_MESSAGE_BYTES))
+        tls = ClientTLS(_from_env(tls_ca, "TLS_CA"), _from_env(tls_cert, "TLS_CERT"), _from_env(tls_key, "TLS_KEY"),
+                        _from_env(tls_server_name, "TLS_SERVER_NAME"))
+        key = _from_env(api_key, "API_KEY")
+        self._metadata = (("authorization", f"Bearer {key}"),) if key else ()
+        self._channel = open_channel(address, grpc_options(_MAX_MESSAGE_BYTES), tls)
         self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
 
     def close(self) -> None:
@@ -140,7 +159,7 @@ class Client:
         attempt = 0
         while True:
             try:
-                return fn(request, timeout=self.timeout)
+                return fn(request, timeout=self.timeout, metadata=self._metadata)
             except grpc.RpcError as err:
                 if idempotent and err.code() in _RETRY_CODES and attempt < self.retries:
                     time.sleep(self.backoff * (2**attempt) * (0.5 + random.random()))

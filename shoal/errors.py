@@ -6,12 +6,14 @@ from protos.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     ShoalError,
+    Unauthenticated,
     Unavailable,
 )
 
 __all__ = [
     "AlreadyExists", "DeadlineExceeded", "FailedPrecondition", "InvalidArgument", "NotFound",
-    "ResourceExhausted", "ShoalError", "Unavailable",
+    "PermissionDenied", "ResourceExhausted", "ShoalError", "Unauthenticated", "Unavailable",
 ]

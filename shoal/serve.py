@@ -16,11 +16,15 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
+
+from protos.healthcheck import health_status
+from protos.tls import ClientTLS
 
 RAY_START_TIMEOUT_S = 120.0
 COORDINATOR_START_TIMEOUT_S = 180.0
@@ -55,20 +59,64 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen |
     raise TimeoutError(f"{host}:{port} did not open within {timeout:.0f}s")
 
 
-def wait_serving(address: str, timeout: float) -> None:
+def wait_serving(address: str, timeout: float, tls: ClientTLS | None = None) -> None:
     """Block until the gRPC health service at address answers SERVING."""
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status == \
-                        health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.2)
+    while time.monotonic() < deadline:
+        try:
+            if health_status(address, tls, timeout=2) == health_pb2.HealthCheckResponse.SERVING:
+                return
+        except grpc.RpcError:
+            pass
+        time.sleep(0.2)
     raise TimeoutError(f"{address} was not SERVING within {timeout:.0f}s")
+
+
+@dataclass(frozen=True)
+class LocalSecurity:
+    """TLS and API keys for a local cluster (PEM paths); every certificate is signed by `ca`.
+
+    The coordinator serves `cert`; the embedder and the shards serve `internal_cert` (default: `cert`),
+    checked under `internal_server_name` (default: their address). With `client_cert`, the coordinator
+    presents it and the embedder and shards accept no client without one (mutual TLS)."""
+
+    ca: str
+    cert: str
+    key: str
+    internal_cert: str = ""
+    internal_key: str = ""
+    internal_server_name: str = ""
+    client_cert: str = ""
+    client_key: str = ""
+    api_keys_file: str = ""
+
+    def _internal_pair(self) -> tuple[str, str]:
+        return (self.internal_cert, self.internal_key) if self.internal_cert else (self.cert, self.key)
+
+    def _client_ca(self) -> str:
+        return self.ca if self.client_cert else ""
+
+    def public_client(self) -> ClientTLS:
+        """How a client dials the coordinator."""
+        return ClientTLS(self.ca)
+
+    def internal_client(self) -> ClientTLS:
+        """How the coordinator dials the embedder and the shards."""
+        return ClientTLS(self.ca, self.client_cert, self.client_key, self.internal_server_name)
+
+    def embedder_args(self) -> list[str]:
+        """Flags of the embedder process."""
+        cert, key = self._internal_pair()
+        return [f"--tls-cert={cert}", f"--tls-key={key}", f"--tls-client-ca={self._client_ca()}"]
+
+    def coordinator_args(self) -> list[str]:
+        """Flags of the coordinator process: its own server, how it dials, what its shards serve."""
+        cert, key = self._internal_pair()
+        internal = self.internal_client()
+        return [f"--tls-cert={self.cert}", f"--tls-key={self.key}", f"--api-keys-file={self.api_keys_file}",
+                f"--internal-tls-ca={internal.ca}", f"--internal-tls-cert={internal.cert}",
+                f"--internal-tls-key={internal.key}", f"--internal-tls-server-name={internal.server_name}",
+                f"--shard-tls-cert={cert}", f"--shard-tls-key={key}", f"--shard-tls-client-ca={self._client_ca()}"]
 
 
 def _stop_process(proc: subprocess.Popen | None, grace: float = STOP_GRACE_S) -> None:
@@ -101,9 +149,11 @@ class LocalCluster:
 
     def __init__(self, data_dir: str | Path, port: int = 0, ray_address: str = "", num_cpus: int | None = None,
                  coordinator_args: list[str] | None = None, echo: bool = False, embedder: bool = True,
-                 embedder_args: list[str] | None = None, metrics_port: int = -1) -> None:
+                 embedder_args: list[str] | None = None, metrics_port: int = -1,
+                 security: LocalSecurity | None = None) -> None:
         """metrics_port: the coordinator's metrics port (0 = any free one, -1 = no metrics); the embedder's is
-        the next free one, and the coordinator writes the shards' file-SD list to `sd_file`."""
+        the next free one, and the coordinator writes the shards' file-SD list to `sd_file`. security: TLS on
+        every server and API keys (see LocalSecurity)."""
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -121,6 +171,7 @@ class LocalCluster:
         self.coordinator_pid = 0
         self._with_embedder = embedder
         self._embedder_args = embedder_args or []
+        self.security = security
         self._embedder: subprocess.Popen | None = None
         self.embedder_address = ""
         self.embedder_pid = 0
@@ -165,7 +216,8 @@ class LocalCluster:
         self.ray_address = f"127.0.0.1:{gcs}"
 
     def _start_server(self, args: list[str], name: str, ready: re.Pattern[str],
-                      timeout: float = COORDINATOR_START_TIMEOUT_S) -> tuple[subprocess.Popen, str, int]:
+                      timeout: float = COORDINATOR_START_TIMEOUT_S,
+                      tls: ClientTLS | None = None) -> tuple[subprocess.Popen, str, int]:
         """Start a server process, wait for its "serving on" line and its health check; (process, address, pid)."""
         proc, seen, found = self._spawn(args, f"{name}.log", ready)
         deadline = time.monotonic() + timeout
@@ -174,7 +226,7 @@ class LocalCluster:
                 _stop_process(proc)
                 self.stop()
                 raise RuntimeError(f"{name} did not start; see {self.data_dir / 'logs' / f'{name}.log'}")
-        wait_serving(found[0], COORDINATOR_START_TIMEOUT_S)
+        wait_serving(found[0], COORDINATOR_START_TIMEOUT_S, tls)
         return proc, found[0], int(found[1])
 
     def start_embedder(self) -> None:
@@ -183,9 +235,10 @@ class LocalCluster:
             return
         args = [sys.executable, "-m", "embedder.server", f"--port={free_port()}", "--host=127.0.0.1",
                 f"--state-dir={self.data_dir / 'embedder'}", f"--metrics-port={self.embedder_metrics_port}",
-                *self._embedder_args]
+                *(self.security.embedder_args() if self.security else []), *self._embedder_args]
         self._embedder, self.embedder_address, self.embedder_pid = self._start_server(
-            args, "embedder", _EMBEDDER_READY_RE, EMBEDDER_START_TIMEOUT_S)
+            args, "embedder", _EMBEDDER_READY_RE, EMBEDDER_START_TIMEOUT_S,
+            self.security.internal_client() if self.security else None)
 
     def start_coordinator(self) -> None:
         """Start the coordinator process and wait until it serves."""
@@ -195,9 +248,10 @@ class LocalCluster:
             *([f"--embedder-address={self.embedder_address}"] if self.embedder_address else []),
             f"--metrics-port={self.metrics_port}",
             *([f"--metrics-sd-file={self.sd_file}"] if self.sd_file else []),
-            *self._coordinator_args,
+            *(self.security.coordinator_args() if self.security else []), *self._coordinator_args,
         ]
-        self._coordinator, _, self.coordinator_pid = self._start_server(args, "coordinator", _READY_RE)
+        self._coordinator, _, self.coordinator_pid = self._start_server(
+            args, "coordinator", _READY_RE, tls=self.security.public_client() if self.security else None)
 
     def start(self) -> LocalCluster:
         """Start Ray, the embedder and the coordinator."""

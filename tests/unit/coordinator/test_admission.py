@@ -42,6 +42,7 @@ class Slow(coordinator_pb2_grpc.CoordinatorServicer):
 class Served:
     def __init__(self, servicer: Slow, port: int, admission: AdmissionInterceptor) -> None:
         self.servicer, self.admission = servicer, admission
+        self.refused: list[tuple[str, str]] = []
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         self.stub = coordinator_pb2_grpc.CoordinatorStub(self.channel)
 
@@ -52,15 +53,17 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serving() -> AsyncIterator[Served]:
+async def serving(by_api_key: bool = True) -> AsyncIterator[Served]:
     """A grpc.aio server with the interceptor and a Slow servicer on a free loopback port."""
     servicer = Slow()
-    admission = AdmissionInterceptor(LIMITS, [SERVICE])
+    refused: list[tuple[str, str]] = []
+    admission = AdmissionInterceptor(LIMITS, [SERVICE], by_api_key, on_refused=lambda m, c: refused.append((m, c)))
     server = grpc.aio.server(interceptors=[admission])
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     s = Served(servicer, port, admission)
+    s.refused = refused  # the same list the interceptor appends to
     try:
         yield s
     finally:
@@ -76,11 +79,11 @@ async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def against_server(body: Callable[[Served], Awaitable[None]]) -> Callable[[], None]:
+def against_server(body: Callable[[Served], Awaitable[None]], by_api_key: bool = True) -> Callable[[], None]:
     """A test that runs an async body against a fresh server."""
     def test() -> None:
         async def main() -> None:
-            async with serving() as s:
+            async with serving(by_api_key) as s:
                 await body(s)
 
         asyncio.run(main())
@@ -97,6 +100,7 @@ async def _concurrency_per_peer(s: Served) -> None:
         await s.count()
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "max_concurrent_per_client" in info.value.details() and "limit is 2" in info.value.details()
+    assert s.refused == [("Count", "RESOURCE_EXHAUSTED")]
     s.servicer.release.set()
     assert (await first).count == 1 and (await second).count == 1
     assert s.admission.in_flight() == {}
@@ -115,6 +119,18 @@ async def _concurrency_per_api_key(s: Served) -> None:
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     s.servicer.release.set()
     assert [(await c).count for c in calls] == [1, 1, 1]
+
+
+async def _keys_ignored_when_unchecked(s: Served) -> None:
+    """With API keys off, a made-up key does not buy a host a second allowance."""
+    calls = [s.count(key="made-up-1"), s.count(key="made-up-2")]
+    await until(lambda: sum(s.admission.in_flight().values()) == 2)
+    assert list(s.admission.in_flight()) == ["peer:ipv4:127.0.0.1"]
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await s.count(key="made-up-3")
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    s.servicer.release.set()
+    assert [(await c).count for c in calls] == [1, 1]
 
 
 async def _default_deadline(s: Served) -> None:
@@ -145,6 +161,7 @@ async def _capped_deadline(s: Served) -> None:
 
 test_concurrency_is_limited_per_peer_host = against_server(_concurrency_per_peer)
 test_concurrency_is_limited_per_api_key = against_server(_concurrency_per_api_key)
+test_unchecked_keys_share_the_host_allowance = against_server(_keys_ignored_when_unchecked, by_api_key=False)
 test_request_without_deadline_gets_the_default = against_server(_default_deadline)
 test_longer_deadline_is_capped = against_server(_capped_deadline)
 
@@ -157,6 +174,8 @@ def test_client_key_hashes_api_keys_and_drops_ports() -> None:
     assert client_key(None, "ipv4:10.0.0.1:5555") == client_key((), "ipv4:10.0.0.1:6666") == "peer:ipv4:10.0.0.1"
     assert client_key((), "ipv6:[::1]:5555") == "peer:ipv6:[::1]"
     assert client_key((("authorization", "Basic xyz"),), "unix:/tmp/s") == "peer:unix:/tmp/s"
+    assert client_key((("authorization", "Bearer k1"),), "ipv4:10.0.0.1:5555", by_api_key=False) == \
+        "peer:ipv4:10.0.0.1"
 
 
 @pytest.mark.parametrize(("remaining", "expected"), [(None, 300.0), (5.0, 5.0), (7200.0, 3600.0)])

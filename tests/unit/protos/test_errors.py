@@ -14,8 +14,10 @@ from protos.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     ShoalError,
+    Unauthenticated,
     Unavailable,
     error_from_rpc,
     raise_from,
@@ -30,6 +32,8 @@ EXPECTED = {
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 
@@ -79,7 +83,7 @@ def test_codes_both_ways(cls: type[ShoalError], code: grpc.StatusCode) -> None:
 
 
 @pytest.mark.parametrize("code", [grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED,
-                                  grpc.StatusCode.PERMISSION_DENIED])
+                                  grpc.StatusCode.DATA_LOSS])
 def test_unmapped_code_keeps_its_code(code: grpc.StatusCode) -> None:
     exc = error_from_rpc(FakeRpcError(code, "boom"))
     assert type(exc) is ShoalError and exc.code == code

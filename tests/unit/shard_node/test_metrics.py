@@ -59,3 +59,16 @@ def test_failed_rebuild_is_reported_as_error() -> None:
 
     assert r.start(job, "request") and r.wait(10)
     assert [o for o, _ in ended] == ["error"] and r.figures().last_error == "RuntimeError: disk full"
+
+
+def test_figure_gauges_are_refreshed_at_every_scrape(tmp_path: Path) -> None:
+    m = ShardMetrics()
+    store = ShardStore(tmp_path, PartitionSpec(dim=4, metric="l2"), ShardSettings(), m.observers(LABELS))
+    try:
+        m.refresh_on_scrape(LABELS, store.figures)
+        store.upsert(["a", "b"], np.eye(2, 4, dtype=np.float32))  # no servicer here: nothing set the gauges
+        assert sample(m, "shoal_shard_vectors") == 2
+        store.delete(["b"])
+        assert sample(m, "shoal_shard_vectors") == 1 and sample(m, "shoal_shard_tombstones") == 1
+    finally:
+        store.close()
