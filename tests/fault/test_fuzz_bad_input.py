@@ -513,10 +513,16 @@ HINTS: dict[str, st.SearchStrategy] = {
 }
 
 
-@st.composite
-def message_of(draw: st.DrawFn, desc: Descriptor, names: list[str], depth: int = 0) -> object:
+def message_of(desc: Descriptor, names: list[str], depth: int = 0) -> st.SearchStrategy:
     """A message of this type with a random subset of its fields set to arbitrary (well-typed) values; some
     fields (HINTS, `collection`) often get plausible values instead."""
+    if not desc.fields:
+        return st.just(message_factory.GetMessageClass(desc)())
+    return _filled_message(desc, names, depth)
+
+
+@st.composite
+def _filled_message(draw: st.DrawFn, desc: Descriptor, names: list[str], depth: int) -> object:
     cls = message_factory.GetMessageClass(desc)
     msg = cls()
     oneofs_done: set[str] = set()
