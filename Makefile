@@ -49,16 +49,19 @@ clean:
 
 .PHONY: emoji emoji-font prometheus
 
+# True when a Debian package is installed; `dpkg -s` also succeeds for one removed with its config files kept.
+deb_installed = dpkg-query -W -f='$${db:Status-Status}' $(1) 2>/dev/null | grep -qx installed
+
 ## Install Debian's Prometheus (prometheus, promtool) if missing: tests/integration/test_prometheus.py runs its own
 ## server from it (the Debian service is not used).
 prometheus:
-	@dpkg -s prometheus >/dev/null 2>&1 || { \
+	@$(call deb_installed,prometheus) || { \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; }
 
 ## Install Debian's Noto Color Emoji font if it is missing (the emoji image set and the image tests draw with it).
 emoji-font:
-	@dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || { \
+	@$(call deb_installed,fonts-noto-color-emoji) || { \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q fonts-noto-color-emoji; }
 
