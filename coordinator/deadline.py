@@ -23,8 +23,8 @@ def deadline(within: float) -> float:
 
 
 def time_left(within: float) -> float:
-    """Seconds a shard call may take: at most `within`, never past the request's deadline."""
+    """Seconds a shard or embedder call may take: at most `within`, never past the request's deadline."""
     left = deadline(within) - time.monotonic()
     if left <= 0:
-        raise DeadlineExceeded("the request's deadline passed before the shards answered")
+        raise DeadlineExceeded("the request's deadline passed before the shards or the embedder answered")
     return left

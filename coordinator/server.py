@@ -12,6 +12,7 @@ import grpc
 from coordinator import shards
 from coordinator.admission import AdmissionInterceptor
 from coordinator.auth import ApiKeyInterceptor, Authorizer, KeyFileError, KeyRing
+from coordinator.deadline import time_left
 from coordinator.discovery import SD_PATH, ShardTargets
 from coordinator.documents import Documents
 from coordinator.engine import Engine
@@ -72,7 +73,7 @@ async def serve(settings: CoordinatorSettings, keys: KeyRing | None = None) -> N
     targets = ShardTargets(settings.metrics_sd_file, metrics.shard_targets.set)
     engine = Engine.wire(settings, placer, ShardPool(placer, settings, metrics, targets), metrics)
     embedder = (EmbedderClient(settings.embedder_address, settings.embedder_timeout_s, settings.max_message_bytes,
-                               settings.internal_tls())
+                               settings.internal_tls(), time_left=time_left)
                 if settings.embedder_address else None)
     if settings.default_deadline_s <= 0 or settings.max_deadline_s <= 0:
         raise SystemExit("default_deadline_s and max_deadline_s must be positive")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -29,9 +29,12 @@ class Embedded:
 class EmbedderClient:
     """One channel to an embedder; every call has a deadline."""
 
-    def __init__(self, address: str, timeout_s: float, max_message_bytes: int, tls: ClientTLS | None = None) -> None:
+    def __init__(self, address: str, timeout_s: float, max_message_bytes: int, tls: ClientTLS | None = None,
+                 time_left: Callable[[float], float] | None = None) -> None:
         self.address = address
         self._timeout_s = timeout_s
+        # The caller's own deadline (e.g. the coordinator's request deadline) can only shorten a call.
+        self._time_left = time_left or (lambda within: within)
         self._channel = open_aio_channel(address, grpc_options(max_message_bytes), tls)
         self._stub = embedder_pb2_grpc.EmbedderStub(self._channel)
 
@@ -47,7 +50,8 @@ class EmbedderClient:
     async def list_models(self) -> list[embedder_pb2.ModelInfo]:
         """Every model the embedder knows."""
         try:
-            reply = await self._stub.ListModels(embedder_pb2.ListModelsRequest(), timeout=self._timeout_s)
+            reply = await self._stub.ListModels(embedder_pb2.ListModelsRequest(),
+                                               timeout=self._time_left(self._timeout_s))
         except grpc.RpcError as err:
             raise_from(err)
         return list(reply.models)
@@ -58,7 +62,7 @@ class EmbedderClient:
 
     async def _call(self, method, request) -> Embedded:  # noqa: ANN001
         try:
-            reply = await method(request, timeout=self._timeout_s)
+            reply = await method(request, timeout=self._time_left(self._timeout_s))
         except grpc.RpcError as err:
             raise_from(err)
         ref = f"{reply.model.name}@{reply.model.version}"
