@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from protos import shard_pb2
 from shard_node.rebuild import tombstone_ratio
@@ -75,7 +76,16 @@ class CoordinatorMetrics:
 
     def forget_collection(self, collection: str) -> None:
         """Drop the per-shard series of a dropped collection."""
-        for family in (self.shard_up, *self.shard_figures.values(), self.shard_latency):
-            # prometheus_client has no public listing of a family's label sets; its children dict is the one.
-            for labels in [k for k in family._metrics if k[0] == collection]:
-                family.remove(*labels)
+        shard = ("collection", "shard", "replica")
+        families = [(f, shard) for f in (self.shard_up, *self.shard_figures.values())]
+        families.append((self.shard_latency, ("collection", "shard", "method")))
+        for family, names in families:
+            for labels in _label_sets(family, names):
+                if labels[0] == collection:
+                    family.remove(*labels)
+
+
+def _label_sets(family: MetricWrapperBase, names: tuple[str, ...]) -> set[tuple[str, ...]]:
+    """The label values of every child of a family, read through its public samples."""
+    return {tuple(sample.labels[n] for n in names)
+            for metric in family.collect() for sample in metric.samples if all(n in sample.labels for n in names)}
