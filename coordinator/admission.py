@@ -11,27 +11,22 @@ call answers DEADLINE_EXCEEDED.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
 
+from coordinator.auth import bearer_key, key_fingerprint
 from coordinator.deadline import set_request_deadline
 from coordinator.settings import CoordinatorSettings
 
-BEARER = "bearer "
-
 
 def client_key(metadata: Sequence[Any] | None, peer: str, by_api_key: bool = True) -> str:
-    """Who a request counts against: a digest of its API key (if by_api_key), else its peer host (the port
+    """Who a request counts against: its API key's fingerprint (if by_api_key), else its peer host (the port
     varies per call)."""
-    for item in metadata if by_api_key and metadata else ():
-        key, value = item
-        if key == "authorization" and isinstance(value, str) and value.lower().startswith(BEARER):
-            token = value[len(BEARER):].strip()
-            if token:
-                return "key:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+    token = bearer_key(metadata) if by_api_key else None
+    if token:
+        return "key:" + key_fingerprint(token)
     host, sep, port = peer.rpartition(":")
     return "peer:" + (host if sep and port.isdigit() else peer)
 
