@@ -40,6 +40,17 @@ class CollectionSpec:
     # Defaults keep catalogues written before these existed readable.
     tombstone_threshold: float = DEFAULT_TOMBSTONE_THRESHOLD
     replication_factor: int = 1
+    # placement[shard][replica] = index of the shard node hosting that partition (see coordinator/placement.py);
+    # empty in catalogues written before shard nodes: the coordinator places those at start-up.
+    placement: list[list[int]] = field(default_factory=list)
+
+    def node_of(self, index: int, replica: int) -> int:
+        """The shard node hosting a shard replica."""
+        return self.placement[index][replica]
+
+    def partition_key(self, index: int, replica: int) -> str:
+        """The key a shard node knows a shard replica of this collection by."""
+        return f"{self.name}-{self.uid}/{index}/{replica}"
 
     @staticmethod
     def new(name: str, dim: int, metric: str, shards: int, m: int, ef_construction: int,

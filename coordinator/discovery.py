@@ -1,4 +1,4 @@
-"""Prometheus service discovery of the shard actors' metrics endpoints, which move whenever Ray restarts a shard.
+"""Prometheus service discovery of the shard nodes' metrics endpoints, which move whenever Ray restarts a node.
 
 The coordinator learns where each shard replica serves (its gRPC address and metrics port) every time it
 locates one; this module keeps that list and publishes it two ways: a file-SD JSON file written atomically
@@ -14,9 +14,6 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from coordinator.catalog import CollectionSpec
-
-Key = tuple[str, int, int]  # collection uid, shard index, replica
 SD_PATH = "/sd/shards"
 
 
@@ -26,43 +23,34 @@ def target_host(address: str) -> str:
 
 
 class ShardTargets:
-    """The current metrics endpoint of every shard replica, as Prometheus file-SD / HTTP-SD target groups."""
+    """The current metrics endpoint of every shard node, as Prometheus file-SD / HTTP-SD target groups.
+
+    A node exports the series of every partition it hosts, labelled by collection and shard; the target
+    group adds only the node's index."""
 
     def __init__(self, sd_file: str = "", on_change: Callable[[int], None] | None = None) -> None:
         self._sd_file = Path(sd_file) if sd_file else None
         self._on_change = on_change
-        self._groups: dict[Key, dict[str, object]] = {}
-        self._names: dict[str, str] = {}  # collection uid -> name, for ordering
+        self._groups: dict[int, dict[str, object]] = {}
         self._lock = threading.Lock()  # the metrics HTTP server reads from its own thread
         self._body = b"[]"
         if self._sd_file is not None:
             self._publish()  # an empty list at once: Prometheus then watches a file that exists
 
-    def located(self, spec: CollectionSpec, index: int, replica: int, address: str, metrics_port: int) -> None:
-        """Record where a shard replica serves now; publishes when its metrics endpoint changed."""
-        key = (spec.uid, index, replica)
-        self._names[spec.uid] = spec.name
+    def located(self, node: int, address: str, metrics_port: int) -> None:
+        """Record where a shard node serves now; publishes when its metrics endpoint changed."""
         if metrics_port < 0:
-            changed = self._groups.pop(key, None) is not None
+            changed = self._groups.pop(node, None) is not None
         else:
-            group = {"targets": [f"{target_host(address)}:{metrics_port}"],
-                     "labels": {"collection": spec.name, "shard": str(index), "replica": str(replica)}}
-            changed = self._groups.get(key) != group
-            self._groups[key] = group
+            group = {"targets": [f"{target_host(address)}:{metrics_port}"], "labels": {"node": str(node)}}
+            changed = self._groups.get(node) != group
+            self._groups[node] = group
         if changed:
             self._publish()
 
-    def forget(self, spec: CollectionSpec) -> None:
-        """Remove every replica of a dropped collection."""
-        keys = [k for k in self._groups if k[0] == spec.uid]
-        for k in keys:
-            del self._groups[k]
-        if keys:
-            self._publish()
-
     def groups(self) -> list[dict[str, object]]:
-        """The target groups, ordered by collection, shard and replica."""
-        return [self._groups[k] for k in sorted(self._groups, key=lambda k: (self._names[k[0]], k))]
+        """The target groups, ordered by node."""
+        return [self._groups[k] for k in sorted(self._groups)]
 
     def http_body(self) -> bytes:
         """The JSON an HTTP-SD request gets."""

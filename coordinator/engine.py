@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +18,7 @@ from coordinator.fanout import ShardPool
 from coordinator.merge import column_starts, merge_top_k_rows
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.payload_check import check_payloads
+from coordinator.placement import load_of, place
 from coordinator.query_bind import RANKING_NAMES, VECTOR, BoundQuery, bind_query
 from coordinator.query_exec import QueryRunner, weights_of
 from coordinator.query_parser import parse_query
@@ -23,9 +27,9 @@ from coordinator.replicas import Replicator
 from coordinator.router import group_by_shard
 from coordinator.scheduler import CompactionScheduler
 from coordinator.settings import MAX_DIM, MAX_ID_BYTES, MAX_REPLICATION, MAX_SHARDS, CoordinatorSettings
-from coordinator.shards import ShardPlacer
+from coordinator.shards import ShardPlacer, replicas_of
 from protos import common_pb2, query_pb2, shard_pb2
-from protos.errors import InvalidArgument, Unavailable
+from protos.errors import InvalidArgument, ShoalError, Unavailable
 from protos.query_tree import depth as tree_depth
 from protos.wire import METRICS, check_vectors, pack_matrix
 from shard_node.client import LocalHits, ShardClient
@@ -106,6 +110,9 @@ def check_query_depth(tree: query_pb2.QueryNode, max_depth: int) -> None:
                               f"the limit is the coordinator setting max_query_depth")
 
 
+log = logging.getLogger("shoal.coordinator.engine")
+
+
 class Engine:
     """Everything the public API does, on plain values."""
 
@@ -118,6 +125,7 @@ class Engine:
         self._pool = replicator.pool
         self._scheduler = scheduler
         self._queries = QueryRunner(replicator, settings.shard_timeout_s)
+        self._nodes = 1  # shard nodes running; set by start()
 
     @staticmethod
     def wire(settings: CoordinatorSettings, placer: ShardPlacer, pool: ShardPool,
@@ -129,13 +137,63 @@ class Engine:
                       catalog)
 
     async def start(self) -> None:
-        """Stop orphaned shard actors, then bring up those of every catalogued collection (they recover from disk)."""
+        """Bring up the shard nodes (each reopens its partitions from disk), place collections catalogued before
+        shard nodes existed, make sure every catalogued partition is open and close those of unknown collections."""
+        await asyncio.to_thread(self._placer.reap_legacy)
         specs = self.catalog.all()
-        await asyncio.to_thread(self._placer.reap_orphans, specs)
-        placed = await asyncio.gather(*(asyncio.to_thread(self._placer.ensure, s) for s in specs))
-        for spec, where in zip(specs, placed, strict=True):
-            self._pool.located(spec, where)
+        used = [n for s in specs for replicas in s.placement for n in replicas]
+        self._nodes = max(await asyncio.to_thread(self._placer.node_count), max(used, default=-1) + 1)
+        self._pool.nodes_located(await asyncio.to_thread(self._placer.ensure, self._nodes))
+        load = load_of((s.placement for s in specs), self._nodes)
+        for spec in specs:
+            if not spec.placement:
+                self.catalog.update(spec.name, placement=place(spec.shards, max(spec.replication_factor, 1),
+                                                                self._nodes, load))
+        specs = self.catalog.all()
+        await asyncio.gather(*(self._open_partitions(s) for s in specs))
+        await self._close_orphans(specs)
         self._scheduler_task = asyncio.get_running_loop().create_task(self._scheduler.run())
+
+    def _partition_calls(self, spec: CollectionSpec) -> list[tuple[int, int]]:
+        return [(i, r) for i in range(spec.shards) for r in replicas_of(spec)]
+
+    async def _open_partitions(self, spec: CollectionSpec) -> None:
+        """Make every shard replica's node host it (idempotent)."""
+        timeout = time_left(self.settings.shard_timeout_s)
+        spec_json = json.dumps(self._placer.partition_spec(spec).to_dict())
+
+        async def open_one(i: int, r: int) -> None:
+            req = shard_pb2.OpenPartitionRequest(partition=spec.partition_key(i, r), collection=spec.name, shard=i,
+                                                 replica=r, spec_json=spec_json,
+                                                 data_dir=self._placer.data_dir(spec, i, r))
+            await self._pool.call_node(spec.node_of(i, r), lambda c: c.open_partition(req, timeout), "OpenPartition")
+
+        await asyncio.gather(*(open_one(i, r) for i, r in self._partition_calls(spec)))
+
+    async def _close_partitions(self, spec: CollectionSpec, delete_data: bool) -> None:
+        timeout = time_left(self.settings.shard_timeout_s)
+
+        async def close_one(i: int, r: int) -> None:
+            key = spec.partition_key(i, r)
+            await self._pool.call_node(spec.node_of(i, r), lambda c: c.close_partition(key, delete_data, timeout),
+                                       "ClosePartition")
+
+        await asyncio.gather(*(close_one(i, r) for i, r in self._partition_calls(spec)))
+
+    async def _close_orphans(self, specs: list[CollectionSpec]) -> list[str]:
+        """Close partitions of collections the catalogue no longer has (a crash between the two); keep their data."""
+        wanted = {s.partition_key(i, r) for s in specs for i, r in self._partition_calls(s)}
+        timeout = time_left(self.settings.shard_timeout_s)
+        closed = []
+        for node in range(self._nodes):
+            keys = await self._pool.call_node(node, lambda c: c.partitions(timeout), "ListPartitions")
+            for key in (k for k in keys if k not in wanted):
+                await self._pool.call_node(node, lambda c, k=key: c.close_partition(k, False, timeout),
+                                           "ClosePartition")
+                log.warning("closed partition %s on shard node %d: its collection is not in the catalogue "
+                            "(data left on disk)", key, node)
+                closed.append(key)
+        return closed
 
     async def stop(self) -> None:
         """Stop the scheduler (shards finish running rebuilds on their own)."""
@@ -150,7 +208,7 @@ class Engine:
                                 ef_construction: int, ef_search: int, tombstone_threshold: float = 0.0,
                                 replication_factor: int = 0, fields: dict[str, str] | None = None,
                                 **binding: str | int) -> CollectionSpec:
-        """Create a collection and start its shard actors (binding: model fields of CollectionSpec)."""
+        """Create a collection and place its partitions on shard nodes (binding: model fields of CollectionSpec)."""
         s = self.settings
         if not valid_name(name):
             raise InvalidArgument(f"collection name {name!r} is not valid: use 1-128 letters, digits, "
@@ -181,23 +239,27 @@ class Engine:
         problem = check_schema(dict(fields or {}))
         if problem:
             raise InvalidArgument(problem)
+        placement = place(shards, replication_factor, self._nodes,
+                          load_of((c.placement for c in self.catalog.all()), self._nodes))
         spec = CollectionSpec.new(name, dim, metric, shards, m, ef_construction, ef_search, fields=dict(fields or {}),
                                   tombstone_threshold=tombstone_threshold, replication_factor=replication_factor,
-                                  **binding)
+                                  placement=placement, **binding)
         self.catalog.add(spec)
         try:
-            self._pool.located(spec, await asyncio.to_thread(self._placer.ensure, spec))
+            await self._open_partitions(spec)
         except BaseException:
             self.catalog.remove(name)
-            await asyncio.to_thread(self._placer.drop, spec)
+            with contextlib.suppress(ShoalError):
+                await self._close_partitions(spec, delete_data=True)
             raise
         return spec
 
     async def drop_collection(self, name: str) -> None:
-        """Remove a collection, its shard actors and its data."""
+        """Remove a collection, its partitions and its data."""
         spec = self.catalog.remove(name)
         await self._pool.forget(spec)
-        await asyncio.to_thread(self._placer.drop, spec)
+        await self._close_partitions(spec, delete_data=True)
+        await asyncio.to_thread(self._placer.remove_collection_dir, spec)
 
     def list_collections(self) -> list[CollectionSpec]:
         """Every collection."""

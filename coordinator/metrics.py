@@ -27,6 +27,9 @@ class CoordinatorMetrics:
                                        "Latency of one successful shard call, per collection and shard",
                                        ("collection", "shard", "method"), buckets=LATENCY_BUCKETS,
                                        registry=self.registry)
+        self.node_latency = Histogram("shoal_coordinator_node_call_seconds",
+                                      "Latency of one successful call to a shard node, per node",
+                                      ("node", "method"), buckets=LATENCY_BUCKETS, registry=self.registry)
         self.fanout_width = Histogram("shoal_coordinator_fanout_width", "Shards one request went to",
                                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=self.registry)
         self.partial_answers = Counter("shoal_coordinator_partial_answers_total",
@@ -45,7 +48,7 @@ class CoordinatorMetrics:
                               "1 when a shard replica answered the scheduler's last figures poll, else 0", shard,
                               registry=self.registry)
         self.shard_targets = Gauge("shoal_coordinator_shard_metrics_targets",
-                                   "Shard metrics endpoints in the service-discovery list", registry=self.registry)
+                                   "Shard node metrics endpoints in the service-discovery list", registry=self.registry)
         self.shard_figures = {
             name: Gauge(f"shoal_coordinator_shard_{name}", help_, shard, registry=self.registry)
             for name, help_ in (

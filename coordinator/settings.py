@@ -66,7 +66,10 @@ class CoordinatorSettings(ServerTLSSettings):
     shard_ray_resource: str = field(default="", metadata={
         "help": "custom Ray resource each shard actor takes one unit of, so shards run only on Ray nodes that "
                 "offer it (Kubernetes: the shard worker group); empty = any node"})
-    shard_metrics: bool = field(default=True, metadata={"help": "shard actors serve Prometheus metrics"})
+    shard_metrics: bool = field(default=True, metadata={"help": "shard nodes serve Prometheus metrics"})
+    shard_nodes: int = field(default=0, metadata={
+        "help": "shard node actors to run (0 = one per unit of shard_ray_resource, else one per CPU of the Ray "
+                "cluster; at least 1)"})
     embedder_address: str = field(default="", metadata={
         "help": "host:port of the embedder service (empty: no models; collections take bare vectors only)"})
     embedder_timeout_s: float = field(default=120.0, metadata={"help": "deadline of one call to the embedder"})

@@ -1,4 +1,4 @@
-"""Where shards live: the one module that talks to Ray (placing, finding, killing shard actors)."""
+"""Where shard nodes live: the one module that talks to Ray (starting, finding, killing shard node actors)."""
 
 from __future__ import annotations
 
@@ -17,17 +17,18 @@ from ray.exceptions import GetTimeoutError, RayActorError
 from coordinator.catalog import CollectionSpec
 from coordinator.settings import CoordinatorSettings
 from protos.errors import Unavailable
-from shard_node.actor import ShardActor
+from shard_node.actor import ShardNodeActor
 from shard_node.settings import PartitionSpec, ShardSettings
 
-_ACTOR_PREFIX = "shard-"
+_ACTOR_PREFIX = "shard-"       # every shard actor Shoal ever named (per-shard actors of older versions too)
+_NODE_PREFIX = "shard-node-"
 log = logging.getLogger("shoal.coordinator.shards")
-_RemoteShard = ray.remote(ShardActor)
+_RemoteNode = ray.remote(ShardNodeActor)
 
 
 @dataclass(frozen=True)
 class ShardLocation:
-    """Where one shard serves right now."""
+    """Where one shard node serves right now."""
 
     address: str
     pid: int
@@ -35,12 +36,9 @@ class ShardLocation:
     metrics_port: int
 
 
-def actor_name(spec: CollectionSpec, index: int, replica: int = 0) -> str:
-    """Ray name of a shard actor; the uid keeps a re-created collection apart from a dropped one.
-
-    Replica 0 has the plain name (as before replication existed); further copies end in -r<replica>."""
-    base = f"{_ACTOR_PREFIX}{spec.name}-{spec.uid}-{index}"
-    return base if replica == 0 else f"{base}-r{replica}"
+def node_name(node: int) -> str:
+    """Ray name of a shard node actor."""
+    return f"{_NODE_PREFIX}{node}"
 
 
 def replicas_of(spec: CollectionSpec) -> range:
@@ -66,7 +64,7 @@ def disconnect() -> None:
 
 
 class ShardPlacer:
-    """Creates, finds and removes the shard actors of collections."""
+    """Starts, finds and kills shard node actors, and says where each partition's data lives."""
 
     def __init__(self, settings: CoordinatorSettings) -> None:
         self._settings = settings
@@ -80,84 +78,90 @@ class ShardPlacer:
             tls_client_ca=settings.shard_tls_client_ca,
         ).to_dict()
 
-    def _data_dir(self, spec: CollectionSpec, index: int, replica: int) -> str:
+    def data_dir(self, spec: CollectionSpec, index: int, replica: int) -> str:
+        """Where a shard replica's snapshots and WAL live (the same layout as before shard nodes)."""
         leaf = f"shard-{index}" if replica == 0 else f"shard-{index}-r{replica}"
         return str(self._root / f"{spec.name}-{spec.uid}" / leaf)
 
-    def _handle(self, spec: CollectionSpec, index: int, replica: int) -> Any:
-        part = PartitionSpec(dim=spec.dim, metric=spec.metric, m=spec.m,
-                             ef_construction=spec.ef_construction, ef_search=spec.ef_search,
-                             fields=dict(spec.fields))
-        return _RemoteShard.options(**self.actor_options(spec, index, replica)).remote(
-            spec.name, index, part.to_dict(), self._data_dir(spec, index, replica), self._shard_settings)
+    def partition_spec(self, spec: CollectionSpec) -> PartitionSpec:
+        """What each partition of a collection is."""
+        return PartitionSpec(dim=spec.dim, metric=spec.metric, m=spec.m, ef_construction=spec.ef_construction,
+                             ef_search=spec.ef_search, fields=dict(spec.fields))
 
-    def actor_options(self, spec: CollectionSpec, index: int, replica: int) -> dict[str, Any]:
-        """Ray options of one shard actor: named, detached, restarted forever, placed by the shard resource."""
+    def node_count(self) -> int:
+        """How many shard nodes this deployment runs: the setting, else one per unit of the shard resource
+        (one per KubeRay worker pod) or one per CPU of the Ray cluster; at least 1."""
+        if self._settings.shard_nodes > 0:
+            return self._settings.shard_nodes
+        resources = ray.cluster_resources()
+        key = self._settings.shard_ray_resource or "CPU"
+        return max(int(resources.get(key, 1)), 1)
+
+    def _handle(self, node: int) -> Any:
+        node_dir = str(self._root / "nodes" / f"node-{node}")
+        return _RemoteNode.options(**self.actor_options(node)).remote(node_dir, self._shard_settings)
+
+    def actor_options(self, node: int) -> dict[str, Any]:
+        """Ray options of a shard node actor: named, detached, restarted forever, placed by the shard resource."""
         resource = self._settings.shard_ray_resource
-        return {"name": actor_name(spec, index, replica), "namespace": self._namespace, "lifetime": "detached",
+        return {"name": node_name(node), "namespace": self._namespace, "lifetime": "detached",
                 "get_if_exists": True, "max_restarts": -1, "max_task_retries": -1, "num_cpus": 0,
                 "resources": {resource: 1} if resource else {}}
 
-    def ensure(self, spec: CollectionSpec) -> list[ShardLocation]:
-        """Start (or find) every shard actor (every replica) of a collection and wait until each serves."""
-        handles = [self._handle(spec, i, r) for i in range(spec.shards) for r in replicas_of(spec)]
+    def ensure(self, nodes: int) -> list[ShardLocation]:
+        """Start (or find) shard nodes 0..nodes-1 and wait until each serves (it reopens its partitions first)."""
+        handles = [self._handle(n) for n in range(nodes)]
         return [self._info(h) for h in handles]
 
-    def locate(self, spec: CollectionSpec, index: int, replica: int = 0) -> ShardLocation:
-        """Where a shard replica serves now, waiting for it if Ray is restarting it."""
+    def locate(self, node: int) -> ShardLocation:
+        """Where a shard node serves now, waiting for it if Ray is restarting it."""
         try:
-            handle = ray.get_actor(actor_name(spec, index, replica), namespace=self._namespace)
+            handle = ray.get_actor(node_name(node), namespace=self._namespace)
         except ValueError:
-            handle = self._handle(spec, index, replica)
+            handle = self._handle(node)
         return self._info(handle)
 
     def _info(self, handle: Any) -> ShardLocation:
         try:
             info = ray.get(handle.info.remote(), timeout=self._settings.shard_restart_wait_s)
         except (GetTimeoutError, RayActorError) as exc:
-            raise Unavailable(f"shard actor did not come up within {self._settings.shard_restart_wait_s}s: "
+            raise Unavailable(f"shard node did not come up within {self._settings.shard_restart_wait_s}s: "
                               f"{exc}") from None
         return ShardLocation(**info)
 
-    def drop(self, spec: CollectionSpec) -> None:
-        """Stop every shard actor of a collection and delete its data."""
-        for i, r in ((i, r) for i in range(spec.shards) for r in replicas_of(spec)):
-            try:
-                handle = ray.get_actor(actor_name(spec, i, r), namespace=self._namespace)
-            except ValueError:
-                continue
-            # A shard that cannot clean up is killed anyway; its directory is then left behind.
-            with contextlib.suppress(GetTimeoutError, RayActorError):
-                ray.get(handle.destroy.remote(), timeout=self._settings.shard_restart_wait_s)
-            ray.kill(handle, no_restart=True)
-        # The shards removed their own directories; on one machine the collection's folder is here too.
+    def remove_collection_dir(self, spec: CollectionSpec) -> None:
+        """Delete what is left of a dropped collection's data on this machine."""
         shutil.rmtree(self._root / f"{spec.name}-{spec.uid}", ignore_errors=True)
 
     def shard_actors(self) -> list[str]:
-        """Names of every shard actor in this deployment's namespace."""
+        """Names of every shard actor (node, or a per-shard actor of an older version) in this namespace."""
         return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
                       if a["namespace"] == self._namespace and a["name"].startswith(_ACTOR_PREFIX))
 
-    def reap_orphans(self, specs: list[CollectionSpec]) -> list[str]:
-        """Stop shard actors of collections the catalogue no longer has (a crash between the two); keep their data."""
-        wanted = {actor_name(s, i, r) for s in specs for i in range(s.shards) for r in replicas_of(s)}
-        orphans = [name for name in self.shard_actors() if name not in wanted]
-        for name in orphans:
+    def reap_legacy(self) -> list[str]:
+        """Stop per-shard actors left by a version before shard nodes (their data is reopened by nodes)."""
+        legacy = [name for name in self.shard_actors() if not name.startswith(_NODE_PREFIX)]
+        for name in legacy:
             with contextlib.suppress(ValueError):
                 ray.kill(ray.get_actor(name, namespace=self._namespace), no_restart=True)
-            log.warning("stopped shard actor %s: its collection is not in the catalogue (data left in %s)",
-                        name, self._root)
-        return orphans
+            log.warning("stopped per-shard actor %s of an older version; a shard node hosts its data now", name)
+        return legacy
 
-    def kill(self, spec: CollectionSpec, index: int, how: str = "ray", replica: int = 0) -> ShardLocation:
-        """Kill a shard actor the hard way (for fault tests and chaos): `ray` = ray.kill, `sigkill`."""
-        handle = ray.get_actor(actor_name(spec, index, replica), namespace=self._namespace)
+    def kill_node(self, node: int, how: str = "ray") -> ShardLocation:
+        """Kill a shard node the hard way (for fault tests and chaos): `ray` = ray.kill, `sigkill`, or `sigstop`
+        (freeze it; `sigcont` thaws it)."""
+        handle = ray.get_actor(node_name(node), namespace=self._namespace)
         where = self._info(handle)
-        if how == "sigkill":
-            os.kill(where.pid, signal.SIGKILL)
+        signals = {"sigkill": signal.SIGKILL, "sigstop": signal.SIGSTOP}
+        if how in signals:
+            os.kill(where.pid, signals[how])
         else:
             ray.kill(handle, no_restart=False)
         return where
+
+    def kill(self, spec: CollectionSpec, index: int, how: str = "ray", replica: int = 0) -> ShardLocation:
+        """Kill the shard node that hosts a shard replica (every partition on it goes down with it)."""
+        return self.kill_node(spec.node_of(index, replica), how)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -171,9 +175,10 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="coordinator.shards", add_help=False)
     parser.add_argument("action", choices=["kill", "locate", "list"])
+    parser.add_argument("--node", type=int, default=-1, help="a shard node by index (instead of --collection)")
     parser.add_argument("--collection", default="")
     parser.add_argument("--shard", type=int, default=0)
-    parser.add_argument("--how", choices=["ray", "sigkill"], default="ray")
+    parser.add_argument("--how", choices=["ray", "sigkill", "sigstop"], default="ray")
     parser.add_argument("--replica", type=int, default=0)
     known, rest = parser.parse_known_args(argv)
     settings = load_settings(CoordinatorSettings, rest, prog="coordinator.shards")
@@ -182,9 +187,10 @@ def main(argv: list[str] | None = None) -> None:
     if known.action == "list":
         print(json.dumps(placer.shard_actors()), flush=True)
         return
-    spec = Catalog(Path(settings.data_dir)).get(known.collection)
-    act = {"kill": lambda: placer.kill(spec, known.shard, known.how, known.replica),
-           "locate": lambda: placer.locate(spec, known.shard, known.replica)}
+    node = known.node
+    if node < 0:
+        node = Catalog(Path(settings.data_dir)).get(known.collection).node_of(known.shard, known.replica)
+    act = {"kill": lambda: placer.kill_node(node, known.how), "locate": lambda: placer.locate(node)}
     where = act[known.action]()
     print(json.dumps(dataclasses.asdict(where)), flush=True)
 

@@ -126,3 +126,13 @@ class observe:  # noqa: N801 - used like a function: `with observe(...):`
             code = "CANCELLED"  # the caller went away, or the coordinator's deadline cut the work short
         self._requests.labels(*self._labels, self._method, code).inc()
         self._latency.labels(*self._labels, self._method).observe(time.perf_counter() - self._start)
+
+
+def pin_blas_threads(threads: int) -> None:
+    """Limit BLAS/OpenMP pools to `threads` per process (0 = leave them): on a few cores, one pool per process
+    each as wide as the machine makes every process fight for every core."""
+    if threads <= 0:
+        return
+    from threadpoolctl import threadpool_limits  # imported here: only servers pay for it
+
+    threadpool_limits(limits=threads)

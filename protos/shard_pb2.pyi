@@ -8,21 +8,65 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class OpenPartitionRequest(_message.Message):
+    __slots__ = ("partition", "collection", "shard", "replica", "spec_json", "data_dir")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
+    DATA_DIR_FIELD_NUMBER: _ClassVar[int]
+    partition: str
+    collection: str
+    shard: int
+    replica: int
+    spec_json: str
+    data_dir: str
+    def __init__(self, partition: _Optional[str] = ..., collection: _Optional[str] = ..., shard: _Optional[int] = ..., replica: _Optional[int] = ..., spec_json: _Optional[str] = ..., data_dir: _Optional[str] = ...) -> None: ...
+
+class ClosePartitionRequest(_message.Message):
+    __slots__ = ("partition", "delete_data")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    DELETE_DATA_FIELD_NUMBER: _ClassVar[int]
+    partition: str
+    delete_data: bool
+    def __init__(self, partition: _Optional[str] = ..., delete_data: _Optional[bool] = ...) -> None: ...
+
+class ClosePartitionResponse(_message.Message):
+    __slots__ = ("existed",)
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    existed: bool
+    def __init__(self, existed: _Optional[bool] = ...) -> None: ...
+
+class ListPartitionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPartitionsResponse(_message.Message):
+    __slots__ = ("partitions",)
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    partitions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, partitions: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class ShardUpsertRequest(_message.Message):
-    __slots__ = ("ids", "vectors", "payloads")
+    __slots__ = ("partition", "ids", "vectors", "payloads")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
+    partition: str
     ids: _containers.RepeatedScalarFieldContainer[str]
     vectors: _common_pb2.FloatMatrix
     payloads: _containers.RepeatedCompositeFieldContainer[_common_pb2.Payload]
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., payloads: _Optional[_Iterable[_Union[_common_pb2.Payload, _Mapping]]] = ...) -> None: ...
+    def __init__(self, partition: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., payloads: _Optional[_Iterable[_Union[_common_pb2.Payload, _Mapping]]] = ...) -> None: ...
 
 class ShardDeleteRequest(_message.Message):
-    __slots__ = ("ids",)
+    __slots__ = ("partition", "ids")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
+    partition: str
     ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, partition: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ShardWriteResponse(_message.Message):
     __slots__ = ("lsn", "affected")
@@ -33,12 +77,14 @@ class ShardWriteResponse(_message.Message):
     def __init__(self, lsn: _Optional[int] = ..., affected: _Optional[int] = ...) -> None: ...
 
 class ShardGetRequest(_message.Message):
-    __slots__ = ("ids", "with_vectors")
+    __slots__ = ("partition", "ids", "with_vectors")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     WITH_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    partition: str
     ids: _containers.RepeatedScalarFieldContainer[str]
     with_vectors: bool
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., with_vectors: _Optional[bool] = ...) -> None: ...
+    def __init__(self, partition: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., with_vectors: _Optional[bool] = ...) -> None: ...
 
 class ShardGetResponse(_message.Message):
     __slots__ = ("documents",)
@@ -47,16 +93,18 @@ class ShardGetResponse(_message.Message):
     def __init__(self, documents: _Optional[_Iterable[_Union[_common_pb2.Document, _Mapping]]] = ...) -> None: ...
 
 class ShardSearchRequest(_message.Message):
-    __slots__ = ("queries", "k", "ef", "with_payload")
+    __slots__ = ("partition", "queries", "k", "ef", "with_payload")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     EF_FIELD_NUMBER: _ClassVar[int]
     WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    partition: str
     queries: _common_pb2.FloatMatrix
     k: int
     ef: int
     with_payload: bool
-    def __init__(self, queries: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ...) -> None: ...
+    def __init__(self, partition: _Optional[str] = ..., queries: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ...) -> None: ...
 
 class ShardSearchResponse(_message.Message):
     __slots__ = ("hits_per_query", "ids", "distances", "payloads")
@@ -71,12 +119,16 @@ class ShardSearchResponse(_message.Message):
     def __init__(self, hits_per_query: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., distances: _Optional[bytes] = ..., payloads: _Optional[_Iterable[_Union[_common_pb2.Payload, _Mapping]]] = ...) -> None: ...
 
 class ShardStatsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("partition",)
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    partition: str
+    def __init__(self, partition: _Optional[str] = ...) -> None: ...
 
 class ShardSnapshotRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("partition",)
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    partition: str
+    def __init__(self, partition: _Optional[str] = ...) -> None: ...
 
 class ShardStats(_message.Message):
     __slots__ = ("live", "tombstones", "capacity", "last_lsn", "snapshot_lsn", "wal_bytes", "documents", "slots_used", "m", "ef_construction", "memory_bytes", "disk_bytes", "rebuild")
@@ -109,16 +161,18 @@ class ShardStats(_message.Message):
     def __init__(self, live: _Optional[int] = ..., tombstones: _Optional[int] = ..., capacity: _Optional[int] = ..., last_lsn: _Optional[int] = ..., snapshot_lsn: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., documents: _Optional[int] = ..., slots_used: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., rebuild: _Optional[_Union[_common_pb2.RebuildStatus, _Mapping]] = ...) -> None: ...
 
 class ShardRebuildRequest(_message.Message):
-    __slots__ = ("m", "ef_construction", "reason", "wait")
+    __slots__ = ("partition", "m", "ef_construction", "reason", "wait")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
     M_FIELD_NUMBER: _ClassVar[int]
     EF_CONSTRUCTION_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
+    partition: str
     m: int
     ef_construction: int
     reason: str
     wait: bool
-    def __init__(self, m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., reason: _Optional[str] = ..., wait: _Optional[bool] = ...) -> None: ...
+    def __init__(self, partition: _Optional[str] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., reason: _Optional[str] = ..., wait: _Optional[bool] = ...) -> None: ...
 
 class WalRecord(_message.Message):
     __slots__ = ("lsn", "upsert", "delete")
@@ -131,7 +185,8 @@ class WalRecord(_message.Message):
     def __init__(self, lsn: _Optional[int] = ..., upsert: _Optional[_Union[ShardUpsertRequest, _Mapping]] = ..., delete: _Optional[_Union[ShardDeleteRequest, _Mapping]] = ...) -> None: ...
 
 class ShardQueryRequest(_message.Message):
-    __slots__ = ("filter", "vector", "match", "k", "ef", "with_payload", "explain", "strategy")
+    __slots__ = ("partition", "filter", "vector", "match", "k", "ef", "with_payload", "explain", "strategy")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     MATCH_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +195,7 @@ class ShardQueryRequest(_message.Message):
     WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    partition: str
     filter: _query_pb2.QueryNode
     vector: bytes
     match: _query_pb2.Match
@@ -148,7 +204,7 @@ class ShardQueryRequest(_message.Message):
     with_payload: bool
     explain: bool
     strategy: str
-    def __init__(self, filter: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., vector: _Optional[bytes] = ..., match: _Optional[_Union[_query_pb2.Match, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., explain: _Optional[bool] = ..., strategy: _Optional[str] = ...) -> None: ...
+    def __init__(self, partition: _Optional[str] = ..., filter: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., vector: _Optional[bytes] = ..., match: _Optional[_Union[_query_pb2.Match, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., explain: _Optional[bool] = ..., strategy: _Optional[str] = ...) -> None: ...
 
 class RankedList(_message.Message):
     __slots__ = ("ids", "scores")

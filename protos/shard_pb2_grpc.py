@@ -74,6 +74,21 @@ class ShardStub:
                 request_serializer=protos_dot_shard__pb2.ShardRebuildRequest.SerializeToString,
                 response_deserializer=protos_dot_shard__pb2.ShardStats.FromString,
                 _registered_method=True)
+        self.OpenPartition = channel.unary_unary(
+                '/shoal.v1.Shard/OpenPartition',
+                request_serializer=protos_dot_shard__pb2.OpenPartitionRequest.SerializeToString,
+                response_deserializer=protos_dot_shard__pb2.ShardStats.FromString,
+                _registered_method=True)
+        self.ClosePartition = channel.unary_unary(
+                '/shoal.v1.Shard/ClosePartition',
+                request_serializer=protos_dot_shard__pb2.ClosePartitionRequest.SerializeToString,
+                response_deserializer=protos_dot_shard__pb2.ClosePartitionResponse.FromString,
+                _registered_method=True)
+        self.ListPartitions = channel.unary_unary(
+                '/shoal.v1.Shard/ListPartitions',
+                request_serializer=protos_dot_shard__pb2.ListPartitionsRequest.SerializeToString,
+                response_deserializer=protos_dot_shard__pb2.ListPartitionsResponse.FromString,
+                _registered_method=True)
 
 
 class ShardServicer:
@@ -129,6 +144,26 @@ class ShardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenPartition(self, request, context):
+        """Host a partition (idempotent): open it from its data directory, creating it when empty.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClosePartition(self, request, context):
+        """Stop hosting a partition; with delete_data its directory goes too (its collection was dropped).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPartitions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -171,6 +206,21 @@ def add_ShardServicer_to_server(servicer, server):
                     servicer.Rebuild,
                     request_deserializer=protos_dot_shard__pb2.ShardRebuildRequest.FromString,
                     response_serializer=protos_dot_shard__pb2.ShardStats.SerializeToString,
+            ),
+            'OpenPartition': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenPartition,
+                    request_deserializer=protos_dot_shard__pb2.OpenPartitionRequest.FromString,
+                    response_serializer=protos_dot_shard__pb2.ShardStats.SerializeToString,
+            ),
+            'ClosePartition': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClosePartition,
+                    request_deserializer=protos_dot_shard__pb2.ClosePartitionRequest.FromString,
+                    response_serializer=protos_dot_shard__pb2.ClosePartitionResponse.SerializeToString,
+            ),
+            'ListPartitions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPartitions,
+                    request_deserializer=protos_dot_shard__pb2.ListPartitionsRequest.FromString,
+                    response_serializer=protos_dot_shard__pb2.ListPartitionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -389,6 +439,87 @@ class Shard:
             '/shoal.v1.Shard/Rebuild',
             protos_dot_shard__pb2.ShardRebuildRequest.SerializeToString,
             protos_dot_shard__pb2.ShardStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenPartition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Shard/OpenPartition',
+            protos_dot_shard__pb2.OpenPartitionRequest.SerializeToString,
+            protos_dot_shard__pb2.ShardStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClosePartition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Shard/ClosePartition',
+            protos_dot_shard__pb2.ClosePartitionRequest.SerializeToString,
+            protos_dot_shard__pb2.ClosePartitionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPartitions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Shard/ListPartitions',
+            protos_dot_shard__pb2.ListPartitionsRequest.SerializeToString,
+            protos_dot_shard__pb2.ListPartitionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

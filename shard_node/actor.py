@@ -1,8 +1,8 @@
-"""The shard actor: a plain class that Ray (through coordinator.shards) places, restarts and names.
+"""The shard node actor: a plain class that Ray (through coordinator.shards) places, restarts and names.
 
-It holds no Ray import: the coordinator's shards module wraps it with ray.remote, so every Ray
-call stays in one module. When Ray restarts a dead actor it calls __init__ again with the same
-arguments, and the shard recovers its partition from its snapshot and WAL.
+It holds no Ray import: the coordinator's shards module wraps it with ray.remote, so every Ray call
+stays in one module. When Ray restarts a dead node it calls __init__ again with the same arguments, and
+the node reopens every partition its manifest lists from their snapshots and WALs before it serves.
 """
 
 from __future__ import annotations
@@ -12,23 +12,20 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from shard_node.server import ShardServer
-from shard_node.settings import PartitionSpec, ShardSettings
+from protos.serving import pin_blas_threads
+from shard_node.server import NodeServer
+from shard_node.settings import ShardSettings
 
 
-class ShardActor:
-    """One shard of one collection, serving the Shard gRPC service on its own port."""
+class ShardNodeActor:
+    """One shard node: many partitions of many collections behind one gRPC server."""
 
-    def __init__(self, collection: str, shard_index: int, spec: dict[str, Any], data_dir: str,
-                 settings: dict[str, Any]) -> None:
-        self._server = ShardServer(collection, shard_index, PartitionSpec(**spec), Path(data_dir),
-                                   ShardSettings(**settings))
+    def __init__(self, node_dir: str, settings: dict[str, Any]) -> None:
+        shard_settings = ShardSettings(**settings)
+        pin_blas_threads(shard_settings.blas_threads)
+        self._server = NodeServer(Path(node_dir), shard_settings)
 
     def info(self) -> dict[str, Any]:
-        """Where this shard serves, and which process it is."""
+        """Where this node serves, and which process it is."""
         return {"address": self._server.address, "pid": os.getpid(), "host": socket.gethostname(),
                 "metrics_port": self._server.metrics_port}
-
-    def destroy(self) -> None:
-        """Stop serving and delete the shard's data; the caller then kills the actor."""
-        self._server.destroy()

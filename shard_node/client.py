@@ -1,4 +1,6 @@
-"""Async client of one shard's gRPC service, used by the coordinator; failures come back as domain errors."""
+"""Async clients of a shard node's gRPC service, used by the coordinator; failures come back as domain errors.
+
+A NodeClient owns the channel to one node; a ShardClient is a view of it bound to one hosted partition."""
 
 from __future__ import annotations
 
@@ -24,18 +26,58 @@ class LocalHits:
     payloads: Sequence[common_pb2.Payload]   # flat, row-major, when asked for
 
 
-class ShardClient:
-    """Calls one shard at one address."""
+class NodeClient:
+    """The channel to one shard node, and the calls about the node itself."""
 
     def __init__(self, address: str, max_message_bytes: int, tls: ClientTLS | None = None) -> None:
         self.address = address
         self._channel = open_aio_channel(address, grpc_options(max_message_bytes), tls)
-        self._stub = shard_pb2_grpc.ShardStub(self._channel)
+        self.stub = shard_pb2_grpc.ShardStub(self._channel)
+
+    def partition(self, key: str) -> ShardClient:
+        """Calls to one partition this node hosts."""
+        return ShardClient(self, key)
+
+    async def open_partition(self, req: shard_pb2.OpenPartitionRequest, timeout: float) -> shard_pb2.ShardStats:
+        """Make the node host a partition (idempotent); returns its figures."""
+        try:
+            return await self.stub.OpenPartition(req, timeout=timeout)
+        except grpc.RpcError as err:
+            raise_from(err)
+
+    async def close_partition(self, key: str, delete_data: bool, timeout: float) -> bool:
+        """Make the node stop hosting a partition; returns whether it did."""
+        req = shard_pb2.ClosePartitionRequest(partition=key, delete_data=delete_data)
+        try:
+            return (await self.stub.ClosePartition(req, timeout=timeout)).existed
+        except grpc.RpcError as err:
+            raise_from(err)
+
+    async def partitions(self, timeout: float) -> list[str]:
+        """Keys of every partition the node hosts."""
+        try:
+            return list((await self.stub.ListPartitions(shard_pb2.ListPartitionsRequest(), timeout=timeout)).partitions)
+        except grpc.RpcError as err:
+            raise_from(err)
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self._channel.close()
+
+
+class ShardClient:
+    """Calls one partition (shard replica) on its node."""
+
+    def __init__(self, node: NodeClient, partition: str) -> None:
+        self.node = node
+        self.address = node.address
+        self.partition = partition
+        self._stub = node.stub
 
     async def upsert(self, ids: Sequence[str], vectors: common_pb2.FloatMatrix,
                      payloads: Sequence[common_pb2.Payload], timeout: float) -> int:
         """Durably upsert; returns how many documents were written."""
-        req = shard_pb2.ShardUpsertRequest(ids=ids, vectors=vectors, payloads=payloads)
+        req = shard_pb2.ShardUpsertRequest(ids=ids, vectors=vectors, payloads=payloads, partition=self.partition)
         try:
             return (await self._stub.Upsert(req, timeout=timeout)).affected
         except grpc.RpcError as err:
@@ -44,7 +86,8 @@ class ShardClient:
     async def delete(self, ids: Sequence[str], timeout: float) -> int:
         """Durably delete; returns how many of the ids existed."""
         try:
-            return (await self._stub.Delete(shard_pb2.ShardDeleteRequest(ids=ids), timeout=timeout)).affected
+            return (await self._stub.Delete(shard_pb2.ShardDeleteRequest(ids=ids, partition=self.partition),
+                                           timeout=timeout)).affected
         except grpc.RpcError as err:
             raise_from(err)
 
@@ -52,7 +95,8 @@ class ShardClient:
                   ) -> Sequence[common_pb2.Document]:
         """Documents that exist among ids."""
         try:
-            resp = await self._stub.Get(shard_pb2.ShardGetRequest(ids=ids, with_vectors=with_vectors),
+            resp = await self._stub.Get(shard_pb2.ShardGetRequest(ids=ids, with_vectors=with_vectors,
+                                                                  partition=self.partition),
                                         timeout=timeout)
         except grpc.RpcError as err:
             raise_from(err)
@@ -61,7 +105,8 @@ class ShardClient:
     async def search(self, queries: common_pb2.FloatMatrix, k: int, ef: int, with_payload: bool,
                      timeout: float) -> LocalHits:
         """Local top-k of every query row."""
-        req = shard_pb2.ShardSearchRequest(queries=queries, k=k, ef=ef, with_payload=with_payload)
+        req = shard_pb2.ShardSearchRequest(queries=queries, k=k, ef=ef, with_payload=with_payload,
+                                          partition=self.partition)
         try:
             resp = await self._stub.Search(req, timeout=timeout)
         except grpc.RpcError as err:
@@ -73,6 +118,7 @@ class ShardClient:
 
     async def query(self, req: shard_pb2.ShardQueryRequest, timeout: float) -> shard_pb2.ShardQueryResponse:
         """One filtered / full-text / hybrid query's local rankings."""
+        req.partition = self.partition
         try:
             return await self._stub.Query(req, timeout=timeout)
         except grpc.RpcError as err:
@@ -81,19 +127,16 @@ class ShardClient:
     async def stats(self, timeout: float) -> shard_pb2.ShardStats:
         """The shard's figures."""
         try:
-            return await self._stub.Stats(shard_pb2.ShardStatsRequest(), timeout=timeout)
+            return await self._stub.Stats(shard_pb2.ShardStatsRequest(partition=self.partition), timeout=timeout)
         except grpc.RpcError as err:
             raise_from(err)
 
     async def rebuild(self, m: int, ef_construction: int, reason: str, wait: bool, timeout: float
                       ) -> shard_pb2.ShardStats:
         """Start (with wait: run to the end) a background rebuild of the shard's index; returns its figures."""
-        req = shard_pb2.ShardRebuildRequest(m=m, ef_construction=ef_construction, reason=reason, wait=wait)
+        req = shard_pb2.ShardRebuildRequest(m=m, ef_construction=ef_construction, reason=reason, wait=wait,
+                                           partition=self.partition)
         try:
             return await self._stub.Rebuild(req, timeout=timeout)
         except grpc.RpcError as err:
             raise_from(err)
-
-    async def close(self) -> None:
-        """Close the channel."""
-        await self._channel.close()

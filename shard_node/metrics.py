@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 
 from shard_node.store import ShardFigures, StoreObservers
@@ -16,20 +18,20 @@ REBUILD_OUTCOMES = ("ok", "error", "cancelled")
 
 
 class _BeforeScrape:
-    """A collector that exports nothing and runs a callback first: registered before the gauges, it refreshes
-    them on every scrape (the registry collects in registration order)."""
+    """A collector that exports nothing and runs callbacks first: registered before the gauges, it refreshes
+    them on every scrape (the registry collects in registration order). One callback per hosted partition."""
 
     def __init__(self) -> None:
-        self.callback: Callable[[], None] | None = None
+        self.callbacks: dict[tuple[str, str], Callable[[], None]] = {}
 
     def collect(self) -> Iterable[Metric]:
-        if self.callback is not None:
-            self.callback()
+        for callback in list(self.callbacks.values()):
+            callback()
         return []
 
 
 class ShardMetrics:
-    """The metric families one shard process exports."""
+    """The metric families one shard node exports, labelled by the partition (collection, shard)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -97,7 +99,22 @@ class ShardMetrics:
     def refresh_on_scrape(self, labels: tuple[str, str], figures: Callable[[], ShardFigures]) -> None:
         """Set the figure gauges from `figures()` at every scrape, so they are current even without writes or
         Stats calls (a rebuild's elapsed time keeps growing while it runs)."""
-        self._before_scrape.callback = lambda: self.observe_figures(labels, figures())
+        self._before_scrape.callbacks[labels] = lambda: self.observe_figures(labels, figures())
+
+    def forget(self, labels: tuple[str, str]) -> None:
+        """Drop every series of a partition the node no longer hosts."""
+        self._before_scrape.callbacks.pop(labels, None)
+        extra = {id(self.requests): ("method", "code"), id(self.latency): ("method",),
+                 id(self.rebuilds_started): ("reason",), id(self.rebuild_seconds): ("outcome",),
+                 id(self.plans): ("strategy",)}
+        for family in (v for v in vars(self).values() if isinstance(v, MetricWrapperBase)):
+            names = ("collection", "shard", *extra.get(id(family), ()))
+            found = {tuple(sample.labels[n] for n in names) for metric in family.collect()
+                     for sample in metric.samples if all(n in sample.labels for n in names)}
+            for values in found:
+                if values[:2] == labels:
+                    with contextlib.suppress(KeyError):
+                        family.remove(*values)
 
     def observe_figures(self, labels: tuple[str, str], f: ShardFigures) -> None:
         """Set the gauges from a shard's figures."""

@@ -1,10 +1,9 @@
-"""Runs one shard's gRPC server (inside a Ray actor, or standalone with `python -m shard_node.server`)."""
+"""Runs one shard node's gRPC server (inside a Ray actor, or standalone with `python -m shard_node.server`)."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
-import shutil
 import signal
 import socket
 import threading
@@ -19,9 +18,9 @@ from protos.request_parsing import ParseRequestsInterceptor
 from protos.serving import add_health_and_reflection, load_settings, mark_serving, server_options
 from protos.tls import ServerTLS, add_port
 from shard_node.metrics import ShardMetrics
+from shard_node.node import ShardNode
 from shard_node.servicer import ShardServicer
-from shard_node.settings import PartitionSpec, ShardSettings
-from shard_node.store import ShardStore
+from shard_node.settings import ShardSettings
 
 SERVICE_NAME = shard_pb2.DESCRIPTOR.services_by_name["Shard"].full_name
 
@@ -50,17 +49,14 @@ def own_address() -> str:
     return (routable or found or ["127.0.0.1"])[0]
 
 
-class ShardServer:
-    """A ShardStore opened from disk and served over gRPC until stop()."""
+class NodeServer:
+    """A ShardNode (its partitions reopened from disk) served over gRPC until stop()."""
 
-    def __init__(self, name: str, shard_index: int, spec: PartitionSpec, data_dir: Path,
-                 settings: ShardSettings) -> None:
-        self.data_dir = data_dir
-        labels = (name, str(shard_index))
+    def __init__(self, node_dir: Path, settings: ShardSettings) -> None:
+        self.node_dir = node_dir
         self.metrics = ShardMetrics()
-        self.store = ShardStore(data_dir, spec, settings, self.metrics.observers(labels))
-        servicer = ShardServicer(self.store, self.metrics, labels)
-        self.metrics.refresh_on_scrape(labels, self.store.figures)
+        self.node = ShardNode(node_dir, settings, self.metrics)
+        servicer = ShardServicer(self.node, self.metrics)
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_workers),
                                    options=server_options(settings.max_message_bytes),
                                    interceptors=[ParseRequestsInterceptor()])
@@ -68,7 +64,7 @@ class ShardServer:
         health = add_health_and_reflection(self._server, [SERVICE_NAME])
         port = add_port(self._server, f"{settings.bind_host}:{settings.port}", ServerTLS.of(settings))
         if port == 0:
-            raise RuntimeError(f"shard cannot listen on {settings.bind_host}:{settings.port}")
+            raise RuntimeError(f"shard node cannot listen on {settings.bind_host}:{settings.port}")
         self.address = f"{advertised_host(settings)}:{port}"
         self.metrics_port = -1
         if settings.metrics_port >= 0:
@@ -79,14 +75,9 @@ class ShardServer:
         mark_serving(health, [SERVICE_NAME])
 
     def stop(self, grace: float = 1.0) -> None:
-        """Stop serving and close the WAL."""
+        """Stop serving and close every partition's WAL."""
         self._server.stop(grace).wait()
-        self.store.close()
-
-    def destroy(self) -> None:
-        """Stop and delete this shard's data (its collection was dropped)."""
-        self.stop(0)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.node.close_all()
 
     def wait(self) -> None:
         """Block until the server stops."""
@@ -94,19 +85,15 @@ class ShardServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve one shard from a data directory until SIGTERM/SIGINT."""
+    """Serve one shard node (the partitions its directory's manifest lists) until SIGTERM/SIGINT."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="shard_node.server", add_help=False)
     parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--dim", type=int, required=True)
-    parser.add_argument("--metric", default="cosine")
-    parser.add_argument("--name", default="standalone")
     known, rest = parser.parse_known_args(argv)
     settings = load_settings(ShardSettings, rest, prog="shard_node.server")
-    server = ShardServer(known.name, 0, PartitionSpec(dim=known.dim, metric=known.metric),
-                         Path(known.data_dir), settings)
-    print(f"shard serving on {server.address} (pid {os.getpid()})", flush=True)
+    server = NodeServer(Path(known.data_dir), settings)
+    print(f"shard node serving on {server.address} (pid {os.getpid()})", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -1,7 +1,8 @@
-"""The Shard gRPC service: proto in, ShardStore calls, proto out."""
+"""The Shard gRPC service of a shard node: proto in, the named partition's ShardStore calls, proto out."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -12,8 +13,9 @@ from protos.errors import InvalidArgument, rpc_edge
 from protos.serving import observe
 from protos.wire import check_vectors, pack_floats, pack_vector, payload_to_proto, unpack_matrix
 from shard_node.metrics import ShardMetrics
+from shard_node.node import PartitionPlace, ShardNode
 from shard_node.query import run_query
-from shard_node.settings import MAX_M
+from shard_node.settings import MAX_M, PartitionSpec
 from shard_node.store import ShardFigures, ShardStore
 
 
@@ -31,108 +33,132 @@ def figures_to_proto(f: ShardFigures) -> shard_pb2.ShardStats:
 
 
 class ShardServicer(shard_pb2_grpc.ShardServicer):
-    """Serves one ShardStore."""
+    """Serves every partition a ShardNode hosts."""
 
-    def __init__(self, store: ShardStore, metrics: ShardMetrics, labels: tuple[str, str]) -> None:
-        self._store = store
+    def __init__(self, node: ShardNode, metrics: ShardMetrics) -> None:
+        self._node = node
         self._metrics = metrics
-        self._labels = labels
 
-    def _observed(self, method: str, fn: Callable[[], Any]) -> Any:
-        with observe(self._metrics.requests, self._metrics.latency, self._labels, method):
-            return fn()
+    def _observed(self, partition: str, method: str, fn: Callable[[ShardStore, tuple[str, str]], Any]) -> Any:
+        store = self._node.store(partition)
+        labels = self._node.place(partition).labels
+        with observe(self._metrics.requests, self._metrics.latency, labels, method):
+            return fn(store, labels)
 
-    def _update_gauges(self) -> ShardFigures:
-        f = self._store.figures()
-        self._metrics.observe_figures(self._labels, f)
+    def _update_gauges(self, store: ShardStore, labels: tuple[str, str]) -> ShardFigures:
+        f = store.figures()
+        self._metrics.observe_figures(labels, f)
         return f
+
+    @rpc_edge
+    def OpenPartition(self, request: shard_pb2.OpenPartitionRequest, context: grpc.ServicerContext
+                      ) -> shard_pb2.ShardStats:
+        if not request.partition or not request.data_dir:
+            raise InvalidArgument("OpenPartition needs a partition key and a data directory")
+        spec = PartitionSpec(**json.loads(request.spec_json))
+        place = PartitionPlace(request.collection, request.shard, request.replica, spec.to_dict(), request.data_dir)
+        store = self._node.open(request.partition, place)
+        return figures_to_proto(self._update_gauges(store, place.labels))
+
+    @rpc_edge
+    def ClosePartition(self, request: shard_pb2.ClosePartitionRequest, context: grpc.ServicerContext
+                       ) -> shard_pb2.ClosePartitionResponse:
+        return shard_pb2.ClosePartitionResponse(existed=self._node.close(request.partition, request.delete_data))
+
+    @rpc_edge
+    def ListPartitions(self, request: shard_pb2.ListPartitionsRequest, context: grpc.ServicerContext
+                       ) -> shard_pb2.ListPartitionsResponse:
+        return shard_pb2.ListPartitionsResponse(partitions=self._node.keys())
 
     @rpc_edge
     def Upsert(self, request: shard_pb2.ShardUpsertRequest, context: grpc.ServicerContext
                ) -> shard_pb2.ShardWriteResponse:
-        def run() -> shard_pb2.ShardWriteResponse:
-            lsn, n = self._store.upsert_request(request)
-            self._update_gauges()
+        def run(store: ShardStore, labels: tuple[str, str]) -> shard_pb2.ShardWriteResponse:
+            request.ClearField("partition")  # the WAL logs this very message; the key is the node's business
+            lsn, n = store.upsert_request(request)
+            self._update_gauges(store, labels)
             return shard_pb2.ShardWriteResponse(lsn=lsn, affected=n)
 
-        return self._observed("Upsert", run)
+        return self._observed(request.partition, "Upsert", run)
 
     @rpc_edge
     def Delete(self, request: shard_pb2.ShardDeleteRequest, context: grpc.ServicerContext
                ) -> shard_pb2.ShardWriteResponse:
-        def run() -> shard_pb2.ShardWriteResponse:
-            lsn, n = self._store.delete(list(request.ids))
-            self._update_gauges()
+        def run(store: ShardStore, labels: tuple[str, str]) -> shard_pb2.ShardWriteResponse:
+            lsn, n = store.delete(list(request.ids))
+            self._update_gauges(store, labels)
             return shard_pb2.ShardWriteResponse(lsn=lsn, affected=n)
 
-        return self._observed("Delete", run)
+        return self._observed(request.partition, "Delete", run)
 
     @rpc_edge
     def Get(self, request: shard_pb2.ShardGetRequest, context: grpc.ServicerContext
             ) -> shard_pb2.ShardGetResponse:
-        def run() -> shard_pb2.ShardGetResponse:
-            docs = self._store.partition.get(list(request.ids), request.with_vectors)
+        def run(store: ShardStore, _: tuple[str, str]) -> shard_pb2.ShardGetResponse:
+            docs = store.partition.get(list(request.ids), request.with_vectors)
             return shard_pb2.ShardGetResponse(documents=[
                 common_pb2.Document(id=doc_id, vector=pack_vector(vec) if vec is not None else b"",
                                     payload=payload_to_proto(payload))
                 for doc_id, vec, payload in docs
             ])
 
-        return self._observed("Get", run)
+        return self._observed(request.partition, "Get", run)
 
     @rpc_edge
     def Search(self, request: shard_pb2.ShardSearchRequest, context: grpc.ServicerContext
                ) -> shard_pb2.ShardSearchResponse:
-        def run() -> shard_pb2.ShardSearchResponse:
+        def run(store: ShardStore, _: tuple[str, str]) -> shard_pb2.ShardSearchResponse:
             queries = unpack_matrix(request.queries, "queries")
-            check_vectors(queries, self._store.spec.dim, "query vector", self._store.spec.metric)
+            check_vectors(queries, store.spec.dim, "query vector", store.spec.metric)
             if request.k == 0:
                 raise InvalidArgument("k must be at least 1")
-            part = self._store.partition
+            part = store.partition
             ids, dists = part.search_matrix(queries, int(request.k), int(request.ef) or None)
             flat_ids = ids.ravel().tolist()
             payloads = [payload_to_proto(p) for p in part.payloads_of(flat_ids)] if request.with_payload else []
             return shard_pb2.ShardSearchResponse(hits_per_query=ids.shape[1], ids=flat_ids,
                                                  distances=pack_floats(dists.ravel()), payloads=payloads)
 
-        return self._observed("Search", run)
+        return self._observed(request.partition, "Search", run)
 
     @rpc_edge
     def Query(self, request: shard_pb2.ShardQueryRequest, context: grpc.ServicerContext
               ) -> shard_pb2.ShardQueryResponse:
-        def run() -> shard_pb2.ShardQueryResponse:
-            resp = run_query(self._store.partition, request, int(self._labels[1]))
-            self._metrics.plans.labels(*self._labels, resp.plan.strategy).inc()
+        def run(store: ShardStore, labels: tuple[str, str]) -> shard_pb2.ShardQueryResponse:
+            resp = run_query(store.partition, request, int(labels[1]))
+            self._metrics.plans.labels(*labels, resp.plan.strategy).inc()
             return resp
 
-        return self._observed("Query", run)
+        return self._observed(request.partition, "Query", run)
 
     @rpc_edge
     def Stats(self, request: shard_pb2.ShardStatsRequest, context: grpc.ServicerContext
               ) -> shard_pb2.ShardStats:
-        return figures_to_proto(self._update_gauges())
+        return figures_to_proto(self._update_gauges(self._node.store(request.partition),
+                                                    self._node.place(request.partition).labels))
 
     @rpc_edge
     def Snapshot(self, request: shard_pb2.ShardSnapshotRequest, context: grpc.ServicerContext
                  ) -> shard_pb2.ShardStats:
-        self._store.snapshot()
-        return figures_to_proto(self._update_gauges())
+        store = self._node.store(request.partition)
+        store.snapshot()
+        return figures_to_proto(self._update_gauges(store, self._node.place(request.partition).labels))
 
     @rpc_edge
     def Rebuild(self, request: shard_pb2.ShardRebuildRequest, context: grpc.ServicerContext
                 ) -> shard_pb2.ShardStats:
-        def run() -> shard_pb2.ShardStats:
+        def run(store: ShardStore, labels: tuple[str, str]) -> shard_pb2.ShardStats:
             if request.m and not 2 <= request.m <= MAX_M:
                 raise InvalidArgument(f"hnsw m must be between 2 and {MAX_M}, got {request.m}")
-            rebuilder = self._store.rebuilder
-            started = self._store.rebuild(request.m, request.ef_construction, request.reason or "request")
+            rebuilder = store.rebuilder
+            started = store.rebuild(request.m, request.ef_construction, request.reason or "request")
             if started:
-                self._metrics.rebuilds_started.labels(*self._labels, request.reason or "request").inc()
+                self._metrics.rebuilds_started.labels(*labels, request.reason or "request").inc()
             if request.wait:
                 # Wait in slices so a caller that gave up (deadline, cancel) frees this thread.
                 while not rebuilder.wait(0.5):
                     if not context.is_active():
                         break
-            return figures_to_proto(self._update_gauges())
+            return figures_to_proto(self._update_gauges(store, labels))
 
-        return self._observed("Rebuild", run)
+        return self._observed(request.partition, "Rebuild", run)

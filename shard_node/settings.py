@@ -1,4 +1,4 @@
-"""Settings of a shard node, from flags and SHOAL_* environment."""
+"""Settings of a shard node (a process hosting many partitions), from flags and SHOAL_* environment."""
 
 from __future__ import annotations
 
@@ -48,6 +48,8 @@ class ShardSettings(ServerTLSSettings):
         "help": "hnswlib threads a background index rebuild uses (the rest of the CPUs keep serving)"})
     metrics_port: int = field(default=-1, metadata={
         "help": "Prometheus metrics port (0 = any free port, -1 = off)"})
+    blas_threads: int = field(default=1, metadata={
+        "help": "BLAS threads per node process (0 = the library's default); searches run on their own threads"})
 
     def to_dict(self) -> dict[str, object]:
         """Plain dict, to hand the settings to a shard actor."""

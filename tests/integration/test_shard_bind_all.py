@@ -10,12 +10,12 @@ from pathlib import Path
 
 from shoal.serve import wait_serving
 
-READY = re.compile(r"shard serving on (\S+) \(pid \d+\)")
+READY = re.compile(r"shard node serving on (\S+) \(pid \d+\)")
 
 
 def test_wildcard_bound_shard_advertises_a_dialable_address(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "shard_node.server", "--data-dir", str(tmp_path / "s"),
-                             "--dim", "4", "--bind-host", "0.0.0.0", "--port", "0"],
+                             "--bind-host", "0.0.0.0", "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

@@ -1,0 +1,43 @@
+"""Placement policy: which shard node hosts each replica of a collection's shards.
+
+Replicas of one shard go to distinct nodes whenever there are enough nodes; otherwise they share the
+least loaded ones. Among candidates the node hosting the fewest partitions wins, lowest index on ties,
+so placement is deterministic for the same cluster state.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+Placement = list[list[int]]  # placement[shard][replica] = node index
+
+
+def load_of(placements: Iterable[Placement], nodes: int) -> Counter[int]:
+    """Partitions each node hosts under the given placements (every node listed, possibly with 0)."""
+    load: Counter[int] = Counter({n: 0 for n in range(nodes)})
+    for placement in placements:
+        for replicas in placement:
+            load.update(replicas)
+    return load
+
+
+def place(shards: int, replicas: int, nodes: int, load: Counter[int]) -> Placement:
+    """Choose a node for every replica of every shard; `load` is updated with the choice."""
+    if nodes < 1:
+        raise ValueError("placement needs at least one shard node")
+    out: Placement = []
+    for _ in range(shards):
+        chosen: list[int] = []
+        for _ in range(replicas):
+            fresh = [n for n in range(nodes) if n not in chosen] or list(range(nodes))
+            best = min(fresh, key=lambda n: (load[n], n))
+            chosen.append(best)
+            load[best] += 1
+        out.append(chosen)
+    return out
+
+
+def nodes_used(placement: Sequence[Sequence[int]]) -> list[int]:
+    """The distinct nodes a placement names, in order."""
+    return sorted({n for replicas in placement for n in replicas})

@@ -1,0 +1,30 @@
+"""Placement policy: replicas of a shard on distinct nodes, load spread evenly, deterministic."""
+
+from __future__ import annotations
+
+from coordinator.placement import load_of, nodes_used, place
+
+
+def test_replicas_of_a_shard_land_on_distinct_nodes() -> None:
+    placement = place(shards=4, replicas=3, nodes=3, load=load_of([], 3))
+    assert all(len(set(r)) == 3 for r in placement)
+
+
+def test_more_replicas_than_nodes_share_nodes() -> None:
+    placement = place(shards=2, replicas=3, nodes=2, load=load_of([], 2))
+    assert all(len(r) == 3 and set(r) == {0, 1} for r in placement)
+
+
+def test_load_is_balanced_across_collections() -> None:
+    nodes = 2
+    placements = []
+    for _ in range(5):
+        placements.append(place(shards=3, replicas=1, nodes=nodes, load=load_of(placements, nodes)))
+    load = load_of(placements, nodes)
+    assert abs(load[0] - load[1]) <= 1 and sum(load.values()) == 15
+
+
+def test_placement_is_deterministic() -> None:
+    a = place(3, 2, 4, load_of([], 4))
+    b = place(3, 2, 4, load_of([], 4))
+    assert a == b and nodes_used(a) == [0, 1, 2, 3]
