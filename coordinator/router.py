@@ -7,10 +7,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from protos.wire import CHUNK_SEP
+
 
 def shard_of(ids: Sequence[str], shards: int) -> np.ndarray:
-    """Shard index of every id (blake2b of the UTF-8 id, first 8 bytes little-endian, mod shards)."""
-    digests = b"".join(hashlib.blake2b(i.encode("utf-8"), digest_size=8).digest() for i in ids)
+    """Shard index of every id (blake2b of the UTF-8 document id, first 8 bytes little-endian, mod shards).
+
+    A chunk entry (`doc` U+001F `n`) hashes as its document, so all of a document lives on one shard."""
+    digests = b"".join(hashlib.blake2b(i.split(CHUNK_SEP, 1)[0].encode("utf-8"), digest_size=8).digest()
+                       for i in ids)
     return (np.frombuffer(digests, dtype="<u8") % np.uint64(shards)).astype(np.int64)
 
 

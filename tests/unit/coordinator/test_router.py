@@ -13,8 +13,8 @@ from coordinator.router import group_by_shard, shard_of
 
 
 def expected_shard(doc_id: str, shards: int) -> int:
-    """The documented formula: blake2b(utf-8 id, digest_size=8) read little-endian, mod shards."""
-    digest = hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest()
+    """The documented formula: blake2b(utf-8 document id, digest_size=8) read little-endian, mod shards."""
+    digest = hashlib.blake2b(doc_id.split("\x1f", 1)[0].encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "little") % shards
 
 
@@ -73,3 +73,14 @@ def test_group_by_shard_partitions_positions(ids: list[str], shards: int) -> Non
 def test_group_by_shard_empty() -> None:
     assert group_by_shard([], 4) == {}
     assert shard_of([], 4).tolist() == []
+
+
+def test_chunk_entries_route_with_their_document() -> None:
+    """All of a chunked document lives on its shard: `doc` U+001F `n` hashes as `doc` (DESIGN)."""
+    ids = [f"doc-{d}" for d in range(200)]
+    for shards in (2, 3, 7):
+        whole = shard_of(ids, shards)
+        for n in (1, 2, 17):
+            chunks = shard_of([f"{i}\x1f{n}" for i in ids], shards)
+            assert (chunks == whole).all()
+        assert len(set(whole.tolist())) == shards  # and documents still spread over every shard
