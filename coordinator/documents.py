@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -10,14 +11,14 @@ import numpy as np
 
 from coordinator.catalog import CollectionSpec
 from coordinator.chunking import DEFAULT_OVERLAP, DEFAULT_WORDS, MAX_WORDS, chunk_text
-from coordinator.engine import Engine, Hit, SearchAnswer, check_batch, check_ids, check_k_ef
+from coordinator.engine import Engine, SearchAnswer, check_batch, check_ids
+from coordinator.grouping import CHUNKS_KEY, chunk_id, strip_internal
 from embedder.client import Embedded, EmbedderClient
 from embedder.registry import version_key
 from protos import common_pb2
 from protos.errors import FailedPrecondition, InvalidArgument, NotFound
 from protos.wire import CHUNK_SEP
 
-CHUNKS_KEY = "_shoal_chunks"   # payload field of a document's first entry: how many chunk entries it has
 EMBED_REQUEST_ITEMS = 256      # texts or images per call to the embedder (calls run concurrently)
 
 
@@ -28,38 +29,6 @@ class BoundModel:
     ref: str
     dim: int
     modality: str
-
-
-def chunk_id(doc_id: str, n: int) -> str:
-    """Id of a document's n-th entry (the first keeps the document's own id)."""
-    return doc_id if n == 0 else f"{doc_id}{CHUNK_SEP}{n}"
-
-
-def doc_of(entry_id: str) -> str:
-    """The document an entry id belongs to."""
-    return entry_id.split(CHUNK_SEP, 1)[0]
-
-
-def strip_internal(payload: common_pb2.Payload | None) -> common_pb2.Payload | None:
-    """The payload as the user wrote it (without the chunk bookkeeping)."""
-    if payload is not None and CHUNKS_KEY in payload.fields:
-        del payload.fields[CHUNKS_KEY]
-    return payload
-
-
-def group_hits(hits: list[Hit], k: int) -> list[Hit]:
-    """Best entry per document, best first, at most k."""
-    seen: set[str] = set()
-    out = []
-    for hit in hits:
-        doc = doc_of(hit.id)
-        if doc in seen:
-            continue
-        seen.add(doc)
-        out.append(Hit(doc, hit.score, hit.distance, strip_internal(hit.payload)))
-        if len(out) == k:
-            break
-    return out
 
 
 class Documents:
@@ -264,17 +233,20 @@ class Documents:
         return docs
 
     async def search(self, name: str, vectors: np.ndarray, vectors_model: str, texts: Sequence[str],
-                     images: Sequence[bytes], k: int, ef: int, with_payload: bool, allow_partial: bool = False
-                     ) -> SearchAnswer:
+                     images: Sequence[bytes], k: int, ef: int, with_payload: bool, allow_partial: bool = False,
+                     explain: bool = False) -> SearchAnswer:
         """Top-k documents per query; queries are vectors, or (bound collections) texts or images."""
         spec = self._engine.catalog.get(name)
         self._check_sources(spec, texts, images)
-        if not spec.model:
-            return await self._engine.search(name, vectors, k, ef, with_payload, allow_partial)
-        if sum(bool(x) for x in (vectors.shape[0], len(texts), len(images))) != 1:
+        if spec.model and sum(bool(x) for x in (vectors.shape[0], len(texts), len(images))) != 1:
             raise InvalidArgument("give the queries as vectors, texts or images (exactly one of them)")
+        start = time.perf_counter()
         queries = await self.query_vectors(name, vectors, vectors_model, texts, images)
-        return await self._search_grouped(name, queries, k, ef, with_payload, allow_partial)
+        embed_ms = (time.perf_counter() - start) * 1000.0
+        answer = await self._engine.search(name, queries, k, ef, with_payload, allow_partial, explain)
+        for plan in answer.plans[:1]:
+            plan.stage_ms["embed"] = embed_ms
+        return answer
 
     async def embed_query_texts(self, name: str, texts: list[str]) -> np.ndarray | None:
         """Query vectors of near:"text" clauses by the collection's model (None for a collection without one)."""
@@ -304,18 +276,3 @@ class Documents:
         check_batch(len(texts) + len(images), "queries", self._engine.settings.max_batch)
         text_vecs, image_vecs = await self._embed(spec, list(texts), list(images), "query")
         return text_vecs if len(texts) else image_vecs
-
-    async def _search_grouped(self, name: str, queries: np.ndarray, k: int, ef: int, with_payload: bool,
-                              allow_partial: bool) -> SearchAnswer:
-        """Ask for more entries until every query has k distinct documents (or the collection runs out)."""
-        max_k = self._engine.settings.max_k
-        check_k_ef(k, ef, self._engine.settings)
-        fetch = min(2 * k, max_k)
-        while True:
-            answer = await self._engine.search(name, queries, fetch, ef, with_payload, allow_partial)
-            raw = answer.results
-            grouped = [group_hits(hits, k) for hits in raw]
-            exhausted = all(len(hits) < fetch for hits in raw)
-            if exhausted or fetch == max_k or all(len(g) == k for g in grouped):
-                return SearchAnswer(grouped, answer.missing_shards)
-            fetch = min(fetch * 4, max_k)

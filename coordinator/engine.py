@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,37 +16,30 @@ import numpy as np
 from coordinator.catalog import Catalog, CollectionSpec, valid_name
 from coordinator.deadline import time_left
 from coordinator.fanout import ShardPool
-from coordinator.merge import column_starts, merge_top_k_rows
+from coordinator.fusion import rrf
+from coordinator.grouping import Hit, group_hits
 from coordinator.metrics import CoordinatorMetrics
+from coordinator.negation import resolve_rank_sets
 from coordinator.payload_check import check_payloads
 from coordinator.placement import load_of, place
-from coordinator.query_bind import RANKING_NAMES, VECTOR, BoundQuery, bind_query
-from coordinator.query_exec import QueryRunner, weights_of
+from coordinator.query_bind import BM25, HYBRID, RANKING_NAMES, VECTOR, bind_query
 from coordinator.query_parser import parse_query
 from coordinator.query_text import TextEmbedder, embed_near_texts
+from coordinator.read_path import ReadPath, ReadRequest, ReadResult
 from coordinator.replicas import Replicator
 from coordinator.router import group_by_shard
 from coordinator.scheduler import CompactionScheduler
 from coordinator.settings import MAX_DIM, MAX_ID_BYTES, MAX_REPLICATION, MAX_SHARDS, CoordinatorSettings
 from coordinator.shards import ShardPlacer, replicas_of
 from protos import common_pb2, query_pb2, shard_pb2
-from protos.errors import InvalidArgument, ShoalError, Unavailable
+from protos import query_tree as q
+from protos.errors import InvalidArgument, ShoalError
 from protos.query_tree import depth as tree_depth
 from protos.wire import METRICS, check_vectors, pack_matrix
-from shard_node.client import LocalHits, ShardClient
+from shard_node.client import ShardClient
 from shard_node.planner import EXACT
 from shard_node.schema import check_schema
-from shard_node.settings import MAX_M
-
-
-@dataclass
-class Hit:
-    """One merged search result."""
-
-    id: str
-    score: float
-    distance: float
-    payload: common_pb2.Payload | None
+from shard_node.settings import HYBRID_DEPTH, MAX_M
 
 
 @dataclass
@@ -61,10 +55,11 @@ class ShardStatus:
 
 @dataclass
 class SearchAnswer:
-    """Every query's merged hits, and the shards a partial answer left out."""
+    """Every query's merged hits, the shards a partial answer left out, and (explain) each query's plan."""
 
     results: list[list[Hit]]
     missing_shards: list[int]
+    plans: list[query_pb2.QueryPlan] = field(default_factory=list)
 
 
 def score_of(metric: str, distances: np.ndarray) -> np.ndarray:
@@ -124,7 +119,7 @@ class Engine:
         self._replicas = replicator
         self._pool = replicator.pool
         self._scheduler = scheduler
-        self._queries = QueryRunner(replicator, settings.shard_timeout_s)
+        self._reads = ReadPath(replicator, settings, replicator.metrics)
         self._nodes = 1  # shard nodes running; set by start()
 
     @staticmethod
@@ -368,9 +363,9 @@ class Engine:
         return [found[i] for i in ids if i in found]
 
     async def search(self, name: str, queries: np.ndarray, k: int, ef: int, with_payload: bool,
-                     allow_partial: bool = False) -> SearchAnswer:
-        """Global top-k of every query row: each shard's local top-k, merged (from the shards that answered,
-        when the request allows a partial answer)."""
+                     allow_partial: bool = False, explain: bool = False) -> SearchAnswer:
+        """Global top-k of every query row (documents, for a chunked collection), from the shards that answered
+        when the request allows a partial answer."""
         spec = self.catalog.get(name)
         s = self.settings
         check_k_ef(k, ef, s)
@@ -378,40 +373,77 @@ class Engine:
             raise InvalidArgument("search needs at least one query vector")
         check_batch(queries.shape[0], "queries", s.max_batch)
         check_vectors(queries, spec.dim, "query vector", spec.metric)
-        packed = pack_matrix(queries)
-        timeout = time_left(s.shard_timeout_s)
+        req = ReadRequest(np.ascontiguousarray(queries, dtype=np.float32), k, ef, with_payload, explain)
+        return await self._read(spec, req, VECTOR, (1.0, 1.0), allow_partial)
 
-        async def local(i: int, c: ShardClient) -> LocalHits:
-            return await c.search(packed, k, ef, with_payload, timeout)
+    async def _read(self, spec: CollectionSpec, req: ReadRequest, ranking: str, weights: tuple[float, float],
+                    allow_partial: bool, resolved: Sequence[query_pb2.ClauseFigures] = ()) -> SearchAnswer:
+        """The one read: the nodes' merged columns ranked, chunk entries grouped into documents (asking for
+        more entries until every query has k documents or the collection runs out), plans when explained."""
+        start = time.perf_counter()
+        k, max_k = req.k, self.settings.max_k
+        grouped = bool(spec.model)
+        depth = max(k, HYBRID_DEPTH) if ranking == HYBRID else k
+        fetch = min(2 * depth, max_k) if grouped else depth
+        while True:
+            req.k = fetch
+            result = await self._reads.run(spec, req, allow_partial)
+            rows = self._ranked(spec, result, ranking, weights, depth if ranking == HYBRID else fetch)
+            t_group = time.perf_counter()
+            if not grouped:
+                hits = [r[:k] for r in rows]
+                break
+            hits = [group_hits(r, k) for r in rows]
+            exhausted = all(len(r) < fetch for r in rows) and len(result.text_ids) < fetch
+            if exhausted or fetch == max_k or all(len(h) == k for h in hits):
+                break
+            fetch = min(fetch * 4, max_k)
+        req.k = k
+        if not req.with_payload:
+            for row in hits:
+                for h in row:
+                    h.payload = None
+        plans = []
+        if req.explain:
+            stages = dict(result.stage_ms)
+            stages["group"] = (time.perf_counter() - t_group) * 1000.0
+            plan = query_pb2.QueryPlan(ranking=ranking, shards=result.plans, nodes=result.nodes, resolved=resolved,
+                                       tree=q.render(req.filter) if req.filter is not None else "",
+                                       latency_ms=(time.perf_counter() - start) * 1000.0)
+            plan.stage_ms.update(stages)
+            plans = [plan] * len(hits)
+        return SearchAnswer(hits, result.missing_shards, plans)
 
-        answers, missing = await self._replicas.read(spec, range(spec.shards), local, "Search", allow_partial)
-        per_shard = [a for a in answers if a is not None]
-        if not per_shard:
-            raise Unavailable(f"no shard of collection {name!r} is available")
-        ids = np.concatenate([p.ids for p in per_shard], axis=1)
-        dists = np.concatenate([p.distances for p in per_shard], axis=1)
-        scores = score_of(spec.metric, dists)
-        widths = [p.ids.shape[1] for p in per_shard]
-        starts = column_starts(widths)
-        out: list[list[Hit]] = []
-        winners = merge_top_k_rows(ids, dists, widths, k)
-        for q, cols in enumerate(winners):
-            if with_payload:
-                shard = np.searchsorted(starts, cols, side="right") - 1
-                flat = q * np.asarray(widths)[shard] + (cols - starts[shard])
-                payloads = [per_shard[s_].payloads[f] for s_, f in zip(shard.tolist(), flat.tolist(), strict=True)]
-            else:
-                payloads = [None] * len(cols)
-            out.append([Hit(i, s_, d, p) for i, s_, d, p in zip(ids[q, cols].tolist(), scores[q, cols].tolist(),
-                                                                dists[q, cols].tolist(), payloads, strict=True)])
-        return SearchAnswer(out, missing)
+    @staticmethod
+    def _ranked(spec: CollectionSpec, result: ReadResult, ranking: str, weights: tuple[float, float], depth: int
+                ) -> list[list[Hit]]:
+        """Hits of every query under its ranking, best first (payloads attached; grouping is the caller's)."""
+        def payload(i: str) -> common_pb2.Payload | None:
+            return result.payloads.get(i)
+
+        by_vector = []
+        for row_ids, row_d in zip(result.ids, result.distances, strict=True):
+            n = int(np.isfinite(row_d).sum())
+            ids = row_ids[:n].tolist()
+            d = row_d[:n]
+            by_vector.append([Hit(i, sc, di, payload(i)) for i, sc, di in zip(
+                ids, score_of(spec.metric, d).tolist(), d.tolist(), strict=True)])
+        if ranking == VECTOR:
+            return by_vector
+        by_text = [Hit(i, sc, -sc, payload(i)) for i, sc in zip(result.text_ids, result.text_scores.tolist(),
+                                                                 strict=True)]
+        if ranking == BM25:
+            return [by_text]
+        fused = rrf([[h.id for h in by_vector[0]] if by_vector else [], [h.id for h in by_text]], weights, depth)
+        return [[Hit(i, sc, -sc, payload(i)) for i, sc in fused]]
 
     async def query(self, name: str, vectors: np.ndarray, k: int, ef: int, with_payload: bool, *,
                     filter_text: str = "", filter_tree: query_pb2.QueryNode | None = None, query_text: str = "",
                     query_tree: query_pb2.Query | None = None, ranking: int = 0, vector_weight: float = 0.0,
                     text_weight: float = 0.0, explain: bool = False, strategy: str = "",
-                    embed: TextEmbedder | None = None) -> tuple[list[list[Hit]], list[query_pb2.QueryPlan]]:
-        """Filtered, full-text or hybrid search: per query vector (or once, with none), hits and the plan."""
+                    embed: TextEmbedder | None = None, allow_partial: bool = False) -> SearchAnswer:
+        """Filtered, full-text or hybrid search: hits per query vector (or once, with none), and the plans."""
+        t0 = time.perf_counter()
         spec = self.catalog.get(name)
         s = self.settings
         check_k_ef(k, ef, s)
@@ -428,8 +460,10 @@ class Engine:
             where = parse_query(filter_text or query_text, s.max_query_depth)
         if where is not None:
             check_query_depth(where, s.max_query_depth)
+        t_parse = time.perf_counter()
         if where is not None and embed is not None:
             where = await embed_near_texts(where, embed)
+        t_embed = time.perf_counter()
         if filter_text or filter_tree is not None:
             if vectors.shape[0] == 0:
                 raise InvalidArgument("a filter restricts a vector search: give a query vector, or use `query`")
@@ -437,18 +471,38 @@ class Engine:
             raise InvalidArgument("a whole query takes at most one query vector")
         check_batch(vectors.shape[0], "queries", s.max_batch)
         rows = list(vectors) if vectors.shape[0] else [None]
+        # The filter does not depend on the row: bind once, search every row in one request.
         bound = [bind_query(spec, where, row, RANKING_NAMES.get(ranking, "")) for row in rows]
+        first = bound[0]
 
         async def top_search(vector: np.ndarray, top: int) -> list[str]:
             # Each shard's exact top-K' holds the global top-K': the exclusion set is exact, not approximate.
             if not 1 <= top <= s.max_k:
                 raise InvalidArgument(f"@top:{top} is out of range: 1 to {s.max_k} (coordinator setting max_k)")
-            hits, _ = await self._queries.run(spec, BoundQuery(None, vector, None, VECTOR), top, 0, False, False,
-                                              top_search, strategy=EXACT)
-            return [h[0] for h in hits]
+            exact = ReadRequest(vector.reshape(1, -1).astype(np.float32), top, strategy=EXACT)
+            answer = await self._read(spec, exact, VECTOR, (1.0, 1.0), False)
+            return [h.id for h in answer.results[0]]
 
-        runs = await asyncio.gather(*(
-            self._queries.run(spec, b, k, ef, with_payload, explain, top_search,
-                              weights_of(vector_weight, text_weight), strategy) for b in bound))
-        results = [[Hit(i, sc, d, p) for i, sc, d, p in hits] for hits, _ in runs]
-        return results, [plan for _, plan in runs] if explain else []
+        flt = None
+        resolved: list[query_pb2.ClauseFigures] = []
+        if first.filter is not None:
+            flt = query_pb2.QueryNode()
+            flt.CopyFrom(first.filter)
+            resolved = [query_pb2.ClauseFigures(clause=text, estimated=size, actual=size)
+                        for text, size in await resolve_rank_sets(flt, top_search)]
+        t_resolve = time.perf_counter()
+        ranking_vectors = [b.vector for b in bound if b.vector is not None]
+        queries = np.stack(ranking_vectors).astype(np.float32) if ranking_vectors else np.empty((0, spec.dim),
+                                                                                              np.float32)
+        req = ReadRequest(queries, k, ef, with_payload, explain, flt, first.match, strategy)
+        answer = await self._read(spec, req, first.ranking, weights_of(vector_weight, text_weight), allow_partial,
+                                  resolved)
+        for plan in answer.plans[:1]:
+            plan.stage_ms.update({"parse": (t_parse - t0) * 1000.0, "embed": (t_embed - t_parse) * 1000.0,
+                                  "resolve": (t_resolve - t_embed) * 1000.0})
+        return answer
+
+
+def weights_of(vector_weight: float, text_weight: float) -> tuple[float, float]:
+    """RRF weights, 0 meaning the default 1.0; negative weights are refused by the engine."""
+    return (vector_weight or 1.0, text_weight or 1.0)

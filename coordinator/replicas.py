@@ -46,6 +46,7 @@ class Replicator:
         self.pool = pool
         self._settings = settings
         self._metrics = metrics
+        self.metrics = metrics
         self._write_locks: dict[tuple[str, int], asyncio.Lock] = {}
         self._missed: dict[Key, list[Callable[[ShardClient], Awaitable[object]]]] = {}
         self._turn: dict[tuple[str, int], int] = {}
@@ -110,7 +111,7 @@ class Replicator:
         return behind
 
     # ---- reads ---------------------------------------------------------------------------
-    def _read_order(self, spec: CollectionSpec, index: int) -> list[int]:
+    def read_order(self, spec: CollectionSpec, index: int) -> list[int]:
         """Replicas to try, up to date ones first, rotating so that reads spread over them."""
         key = (spec.uid, index)
         turn = self._turn.get(key, 0)
@@ -121,7 +122,7 @@ class Replicator:
 
     async def _read_shard(self, spec: CollectionSpec, index: int, fn: ShardFn[T], method: str,
                           patience: float | None) -> T:
-        order = self._read_order(spec, index)
+        order = self.read_order(spec, index)
         for r in order[:-1]:  # a replica that does not answer at once makes way for the next
             try:
                 return await self.pool.call(spec, index, lambda c: fn(index, c), method, replica=r, patience=0)

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import functools
+import time
 
 import grpc
+import numpy as np
 
 from coordinator.catalog import CollectionSpec
-from coordinator.documents import Documents, group_hits
+from coordinator.documents import Documents
 from coordinator.engine import Engine, SearchAnswer, ShardStatus
 from coordinator.metrics import CoordinatorMetrics
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 from protos.errors import rpc_edge
 from protos.serving import observe
-from protos.wire import metric_from_proto, metric_to_proto, unpack_matrix
+from protos.wire import metric_from_proto, metric_to_proto, pack_floats, unpack_matrix
 from shard_node.rebuild import tombstone_ratio
 
 
@@ -53,7 +55,26 @@ def shard_to_proto(s: ShardStatus) -> coordinator_pb2.ShardInfo:
 def _is_query(request: coordinator_pb2.SearchRequest) -> bool:
     """Whether a search asks for more than plain vector similarity."""
     return bool(request.filter or request.query or request.HasField("filter_tree") or request.HasField("query_tree")
-                or request.explain or request.ranking)
+                or request.ranking)
+
+
+def answer_to_proto(answer: SearchAnswer, columns: bool) -> coordinator_pb2.SearchResponse:
+    """A SearchAnswer as the reply: packed columns when asked for, else one message per hit."""
+    resp = coordinator_pb2.SearchResponse(plans=answer.plans, missing_shards=answer.missing_shards)
+    if not columns:
+        resp.results.extend(coordinator_pb2.QueryResult(hits=[
+            common_pb2.Hit(id=h.id, score=h.score, distance=h.distance, payload=h.payload) for h in hits
+        ]) for hits in answer.results)
+        return resp
+    flat = [h for hits in answer.results for h in hits]
+    cols = resp.columns
+    cols.offsets.extend(np.cumsum([0, *(len(hits) for hits in answer.results)]).tolist())
+    cols.ids.extend(h.id for h in flat)
+    cols.scores = pack_floats(np.fromiter((h.score for h in flat), np.float32, len(flat)))
+    cols.distances = pack_floats(np.fromiter((h.distance for h in flat), np.float32, len(flat)))
+    if any(h.payload is not None for h in flat):
+        cols.payloads.extend(h.payload or common_pb2.Payload() for h in flat)
+    return resp
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
@@ -133,30 +154,30 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                      context: grpc.aio.ServicerContext) -> coordinator_pb2.SearchResponse:
         with self._observe("Search", context):
             vectors = unpack_matrix(request.vectors, "query vectors")
-            plans = []
             if _is_query(request):
+                t0 = time.perf_counter()
                 vectors = await self._documents.query_vectors(request.collection, vectors, request.vectors_model,
                                                               list(request.texts), list(request.images))
-                results, plans = await self._engine.query(
+                embed_ms = (time.perf_counter() - t0) * 1000.0
+                answer = await self._engine.query(
                     request.collection, vectors, request.k, request.ef, request.with_payload,
                     filter_text=request.filter,
                     filter_tree=request.filter_tree if request.HasField("filter_tree") else None,
                     query_text=request.query, query_tree=request.query_tree if request.HasField("query_tree") else None,
                     ranking=request.ranking, vector_weight=request.vector_weight, text_weight=request.text_weight,
-                    explain=request.explain,
+                    explain=request.explain, allow_partial=request.allow_partial,
                     embed=functools.partial(self._documents.embed_query_texts, request.collection))
-                # Entries of a chunked document come back as that document (its best chunk), payload as written.
-                answer = SearchAnswer([group_hits(hits, request.k) for hits in results], [])
+                for plan in answer.plans[:1]:
+                    plan.stage_ms["embed"] = plan.stage_ms["embed"] + embed_ms
             else:
                 answer = await self._documents.search(
                     request.collection, vectors, request.vectors_model, list(request.texts), list(request.images),
-                    request.k, request.ef, request.with_payload, request.allow_partial)
-            return coordinator_pb2.SearchResponse(plans=plans, results=[
-                coordinator_pb2.QueryResult(hits=[
-                    common_pb2.Hit(id=h.id, score=h.score, distance=h.distance, payload=h.payload)
-                    for h in hits
-                ]) for hits in answer.results
-            ], missing_shards=answer.missing_shards)
+                    request.k, request.ef, request.with_payload, request.allow_partial, request.explain)
+            t_reply = time.perf_counter()
+            resp = answer_to_proto(answer, request.columns)
+            for plan in resp.plans[:1]:
+                plan.stage_ms["reply"] = (time.perf_counter() - t_reply) * 1000.0
+            return resp
 
     @rpc_edge
     async def Compact(self, request: coordinator_pb2.CompactRequest,

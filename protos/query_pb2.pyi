@@ -140,16 +140,39 @@ class ShardPlan(_message.Message):
     latency_ms: float
     def __init__(self, shard: _Optional[int] = ..., strategy: _Optional[str] = ..., live: _Optional[int] = ..., allowed: _Optional[int] = ..., clauses: _Optional[_Iterable[_Union[ClauseFigures, _Mapping]]] = ..., rounds: _Optional[int] = ..., ef: _Optional[int] = ..., text_matches: _Optional[int] = ..., latency_ms: _Optional[float] = ...) -> None: ...
 
+class NodeTiming(_message.Message):
+    __slots__ = ("node", "shards", "call_ms", "node_ms")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    CALL_MS_FIELD_NUMBER: _ClassVar[int]
+    NODE_MS_FIELD_NUMBER: _ClassVar[int]
+    node: int
+    shards: _containers.RepeatedScalarFieldContainer[int]
+    call_ms: float
+    node_ms: float
+    def __init__(self, node: _Optional[int] = ..., shards: _Optional[_Iterable[int]] = ..., call_ms: _Optional[float] = ..., node_ms: _Optional[float] = ...) -> None: ...
+
 class QueryPlan(_message.Message):
-    __slots__ = ("ranking", "tree", "resolved", "shards", "latency_ms")
+    __slots__ = ("ranking", "tree", "resolved", "shards", "latency_ms", "stage_ms", "nodes")
+    class StageMsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     RANKING_FIELD_NUMBER: _ClassVar[int]
     TREE_FIELD_NUMBER: _ClassVar[int]
     RESOLVED_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    STAGE_MS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
     ranking: str
     tree: str
     resolved: _containers.RepeatedCompositeFieldContainer[ClauseFigures]
     shards: _containers.RepeatedCompositeFieldContainer[ShardPlan]
     latency_ms: float
-    def __init__(self, ranking: _Optional[str] = ..., tree: _Optional[str] = ..., resolved: _Optional[_Iterable[_Union[ClauseFigures, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardPlan, _Mapping]]] = ..., latency_ms: _Optional[float] = ...) -> None: ...
+    stage_ms: _containers.ScalarMap[str, float]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeTiming]
+    def __init__(self, ranking: _Optional[str] = ..., tree: _Optional[str] = ..., resolved: _Optional[_Iterable[_Union[ClauseFigures, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardPlan, _Mapping]]] = ..., latency_ms: _Optional[float] = ..., stage_ms: _Optional[_Mapping[str, float]] = ..., nodes: _Optional[_Iterable[_Union[NodeTiming, _Mapping]]] = ...) -> None: ...

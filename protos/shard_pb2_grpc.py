@@ -89,6 +89,11 @@ class ShardStub:
                 request_serializer=protos_dot_shard__pb2.ListPartitionsRequest.SerializeToString,
                 response_deserializer=protos_dot_shard__pb2.ListPartitionsResponse.FromString,
                 _registered_method=True)
+        self.NodeSearch = channel.unary_unary(
+                '/shoal.v1.Shard/NodeSearch',
+                request_serializer=protos_dot_shard__pb2.NodeSearchRequest.SerializeToString,
+                response_deserializer=protos_dot_shard__pb2.NodeSearchResponse.FromString,
+                _registered_method=True)
 
 
 class ShardServicer:
@@ -164,6 +169,14 @@ class ShardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def NodeSearch(self, request, context):
+        """The one read RPC: a batch of queries over the listed partitions, each partition searched on its own
+        thread, merged on the node; hits travel as packed columns.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -221,6 +234,11 @@ def add_ShardServicer_to_server(servicer, server):
                     servicer.ListPartitions,
                     request_deserializer=protos_dot_shard__pb2.ListPartitionsRequest.FromString,
                     response_serializer=protos_dot_shard__pb2.ListPartitionsResponse.SerializeToString,
+            ),
+            'NodeSearch': grpc.unary_unary_rpc_method_handler(
+                    servicer.NodeSearch,
+                    request_deserializer=protos_dot_shard__pb2.NodeSearchRequest.FromString,
+                    response_serializer=protos_dot_shard__pb2.NodeSearchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -520,6 +538,33 @@ class Shard:
             '/shoal.v1.Shard/ListPartitions',
             protos_dot_shard__pb2.ListPartitionsRequest.SerializeToString,
             protos_dot_shard__pb2.ListPartitionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NodeSearch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Shard/NodeSearch',
+            protos_dot_shard__pb2.NodeSearchRequest.SerializeToString,
+            protos_dot_shard__pb2.NodeSearchResponse.FromString,
             options,
             channel_credentials,
             insecure,

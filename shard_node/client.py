@@ -33,6 +33,17 @@ class NodeClient:
         self.address = address
         self._channel = open_aio_channel(address, grpc_options(max_message_bytes), tls)
         self.stub = shard_pb2_grpc.ShardStub(self._channel)
+        # Takes the request already serialised: the coordinator encodes a query batch once for every node.
+        self._node_search = self._channel.unary_unary(
+            "/shoal.v1.Shard/NodeSearch", request_serializer=None,
+            response_deserializer=shard_pb2.NodeSearchResponse.FromString)
+
+    async def node_search(self, request: bytes, timeout: float) -> shard_pb2.NodeSearchResponse:
+        """The node's merged hits for a serialised NodeSearchRequest."""
+        try:
+            return await self._node_search(request, timeout=timeout)
+        except grpc.RpcError as err:
+            raise_from(err)
 
     def partition(self, key: str) -> ShardClient:
         """Calls to one partition this node hosts."""

@@ -56,7 +56,10 @@ class NodeServer:
         self.node_dir = node_dir
         self.metrics = ShardMetrics()
         self.node = ShardNode(node_dir, settings, self.metrics)
-        servicer = ShardServicer(self.node, self.metrics)
+        # Partitions of one request are searched side by side on these threads (hnswlib releases the GIL).
+        self._search_pool = futures.ThreadPoolExecutor(max_workers=settings.search_workers,
+                                                       thread_name_prefix="partition-search")
+        servicer = ShardServicer(self.node, self.metrics, self._search_pool)
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_workers),
                                    options=server_options(settings.max_message_bytes),
                                    interceptors=[ParseRequestsInterceptor()])
@@ -77,6 +80,7 @@ class NodeServer:
     def stop(self, grace: float = 1.0) -> None:
         """Stop serving and close every partition's WAL."""
         self._server.stop(grace).wait()
+        self._search_pool.shutdown(wait=False, cancel_futures=True)
         self.node.close_all()
 
     def wait(self) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 import grpc
@@ -14,6 +16,7 @@ from protos.serving import observe
 from protos.wire import check_vectors, pack_floats, pack_vector, payload_to_proto, unpack_matrix
 from shard_node.metrics import ShardMetrics
 from shard_node.node import PartitionPlace, ShardNode
+from shard_node.node_search import node_search
 from shard_node.query import run_query
 from shard_node.settings import MAX_M, PartitionSpec
 from shard_node.store import ShardFigures, ShardStore
@@ -35,9 +38,27 @@ def figures_to_proto(f: ShardFigures) -> shard_pb2.ShardStats:
 class ShardServicer(shard_pb2_grpc.ShardServicer):
     """Serves every partition a ShardNode hosts."""
 
-    def __init__(self, node: ShardNode, metrics: ShardMetrics) -> None:
+    def __init__(self, node: ShardNode, metrics: ShardMetrics, executor: Executor | None = None) -> None:
         self._node = node
         self._metrics = metrics
+        self._executor = executor
+
+    @rpc_edge
+    def NodeSearch(self, request: shard_pb2.NodeSearchRequest, context: grpc.ServicerContext
+                   ) -> shard_pb2.NodeSearchResponse:
+        if not request.partitions:
+            raise InvalidArgument("NodeSearch needs at least one partition")
+        places = [self._node.place(key) for key in request.partitions]
+        stores = [(self._node.store(key), p.shard) for key, p in zip(request.partitions, places, strict=True)]
+        collection = places[0].collection
+
+        def plan(shard: int, strategy: str) -> None:
+            self._metrics.plans.labels(collection, str(shard), strategy).inc()
+
+        with contextlib.ExitStack() as stack:
+            for p in places:
+                stack.enter_context(observe(self._metrics.requests, self._metrics.latency, p.labels, "NodeSearch"))
+            return node_search(stores, request, self._executor, plan)
 
     def _observed(self, partition: str, method: str, fn: Callable[[ShardStore, tuple[str, str]], Any]) -> Any:
         store = self._node.store(partition)

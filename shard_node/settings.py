@@ -34,6 +34,8 @@ class ShardSettings(ServerTLSSettings):
         "help": "host others use to reach this shard (default: bind host, or this host's IP for 0.0.0.0)"})
     port: int = field(default=0, metadata={"help": "port of the Shard gRPC server (0 = any free port)"})
     grpc_workers: int = field(default=8, metadata={"help": "threads serving gRPC calls"})
+    search_workers: int = field(default=4, metadata={
+        "help": "threads one node searches the partitions of a request on, side by side"})
     search_threads: int = field(default=1, metadata={
         "help": "hnswlib threads per batched search call (calls already run in parallel)"})
     max_message_bytes: int = field(default=DEFAULT_MAX_MESSAGE_BYTES, metadata={

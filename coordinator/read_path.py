@@ -1,0 +1,164 @@
+"""The one read path: a batch of queries (with its filter, text match and plan inputs) sent as one request
+per shard node, the nodes' packed columns merged for the whole batch at once.
+
+Each shard is read from one up-to-date replica; the shards on one node travel in one request, encoded once
+for every node (the node part is appended as bytes: protobuf merges concatenated messages). A node that does
+not answer makes way for another replica of its shards; with allow_partial, shards no replica answered for
+are left out and listed, and a node that hangs is cut off before the request's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from coordinator.catalog import CollectionSpec
+from coordinator.deadline import time_left
+from coordinator.metrics import CoordinatorMetrics
+from coordinator.replicas import PARTIAL_BUDGET_SHARE, Replicator
+from coordinator.settings import CoordinatorSettings
+from protos import common_pb2, query_pb2, shard_pb2
+from protos.errors import DeadlineExceeded, ShoalError, Unavailable
+from protos.topk import merge_columns, merge_ranked
+from protos.wire import pack_matrix, unpack_floats
+from shard_node.client import NodeClient
+
+
+@dataclass
+class ReadRequest:
+    """What every node is asked, as plain values."""
+
+    queries: np.ndarray                      # (rows, dim) float32; 0 rows for a text-only query
+    k: int
+    ef: int = 0
+    with_payload: bool = False
+    explain: bool = False
+    filter: query_pb2.QueryNode | None = None
+    match: query_pb2.Match | None = None
+    strategy: str = ""
+
+
+@dataclass
+class ReadResult:
+    """The merged columns of every node's answer."""
+
+    ids: np.ndarray                          # (rows, <=k) object, "" on padding
+    distances: np.ndarray                    # (rows, <=k) float32, +inf on padding
+    text_ids: list[str]
+    text_scores: np.ndarray
+    payloads: dict[str, common_pb2.Payload]
+    missing_shards: list[int]
+    plans: list[query_pb2.ShardPlan] = field(default_factory=list)
+    nodes: list[query_pb2.NodeTiming] = field(default_factory=list)
+    stage_ms: dict[str, float] = field(default_factory=dict)
+
+
+def _encode(req: ReadRequest) -> bytes:
+    msg = shard_pb2.NodeSearchRequest(k=req.k, ef=req.ef, with_payload=req.with_payload, explain=req.explain,
+                                      strategy=req.strategy)
+    if len(req.queries):
+        msg.queries.CopyFrom(pack_matrix(req.queries))
+    if req.filter is not None:
+        msg.filter.CopyFrom(req.filter)
+    if req.match is not None:
+        msg.match.CopyFrom(req.match)
+    return msg.SerializeToString()
+
+
+class ReadPath:
+    """Runs ReadRequests against a collection's shard nodes."""
+
+    def __init__(self, replicas: Replicator, settings: CoordinatorSettings, metrics: CoordinatorMetrics) -> None:
+        self._replicas = replicas
+        self._pool = replicas.pool
+        self._settings = settings
+        self._metrics = metrics
+
+    async def run(self, spec: CollectionSpec, req: ReadRequest, allow_partial: bool = False) -> ReadResult:
+        """Every node's part of the request, merged; shards nobody answered for fail the call unless partial."""
+        t0 = time.perf_counter()
+        body = _encode(req)
+        timeout = time_left(self._settings.shard_timeout_s)
+        budget = timeout * PARTIAL_BUDGET_SHARE if allow_partial else timeout
+        choices = {i: self._replicas.read_order(spec, i) for i in range(spec.shards)}
+        pending = {i: 0 for i in range(spec.shards)}  # shard -> position in its replica order
+        answers: list[tuple[int, list[int], shard_pb2.NodeSearchResponse, float]] = []
+        errors: dict[int, ShoalError] = {}
+        self._metrics.fanout_width.observe(spec.shards)
+        give_up = time.monotonic() + budget
+        while pending:
+            by_node: dict[int, list[tuple[int, int]]] = defaultdict(list)
+            for i, pos in pending.items():
+                replica = choices[i][pos]
+                by_node[spec.node_of(i, replica)].append((i, replica))
+            results = await asyncio.gather(*(
+                self._call(spec, node, parts, body, choices, timeout, give_up, allow_partial)
+                for node, parts in by_node.items()), return_exceptions=True)
+            retry: dict[int, int] = {}
+            for (node, parts), result in zip(by_node.items(), results, strict=True):
+                shards = [i for i, _ in parts]
+                if isinstance(result, tuple):
+                    answers.append((node, shards, *result))
+                    continue
+                if not isinstance(result, Unavailable | DeadlineExceeded | TimeoutError):
+                    raise result
+                for i in shards:
+                    if pending[i] + 1 < len(choices[i]) and time.monotonic() < give_up:
+                        retry[i] = pending[i] + 1  # the next replica, on another node
+                    else:
+                        errors[i] = result if isinstance(result, ShoalError) else Unavailable(
+                            f"shard {i} of collection {spec.name!r} did not answer in time")
+            pending = retry
+        if errors and not allow_partial:
+            raise next(iter(errors.values()))
+        if not answers:
+            raise Unavailable(f"no shard of collection {spec.name!r} is available")
+        if errors:
+            self._metrics.partial_answers.inc()
+        t1 = time.perf_counter()
+        out = self._merge(req, [a[2] for a in answers])
+        out.missing_shards = sorted(errors)
+        out.stage_ms = {"fanout": (t1 - t0) * 1000.0, "merge": (time.perf_counter() - t1) * 1000.0}
+        if req.explain:
+            for node, shards, resp, call_ms in answers:
+                out.nodes.append(query_pb2.NodeTiming(node=node, shards=shards, call_ms=call_ms,
+                                                      node_ms=resp.node_ms))
+                out.plans.extend(resp.plans)
+        return out
+
+    async def _call(self, spec: CollectionSpec, node: int, parts: list[tuple[int, int]], body: bytes,
+                    choices: dict[int, list[int]], timeout: float, give_up: float, allow_partial: bool
+                    ) -> tuple[shard_pb2.NodeSearchResponse, float]:
+        keys = [spec.partition_key(i, r) for i, r in parts]
+        request = body + shard_pb2.NodeSearchRequest(partitions=keys).SerializeToString()
+        # A node whose shards all have another replica gets one try; else wait for Ray to bring it back.
+        alternatives = all(choices[i].index(r) + 1 < len(choices[i]) for i, r in parts)
+        patience = 0.0 if alternatives else (self._settings.partial_wait_s if allow_partial else None)
+        start = time.perf_counter()
+
+        async def ask(c: NodeClient) -> shard_pb2.NodeSearchResponse:
+            return await c.node_search(request, timeout)
+
+        call = self._pool.call_node(node, ask, "NodeSearch", patience,
+                                    what=f"shards {[i for i, _ in parts]} of collection {spec.name!r}")
+        resp = await asyncio.wait_for(call, max(give_up - time.monotonic(), 0.001)) if allow_partial else await call
+        for i, _ in parts:
+            self._metrics.shard_latency.labels(spec.name, str(i), "NodeSearch").observe(time.perf_counter() - start)
+        return resp, (time.perf_counter() - start) * 1000.0
+
+    @staticmethod
+    def _merge(req: ReadRequest, answers: list[shard_pb2.NodeSearchResponse]) -> ReadResult:
+        rows = max(len(req.queries), 1)
+        ids = [np.asarray(list(a.ids), dtype=object).reshape(rows, a.per_row) for a in answers]
+        dists = [unpack_floats(a.distances).reshape(rows, a.per_row) for a in answers]
+        merged_ids, merged_d = merge_columns(np.concatenate(ids, axis=1), np.concatenate(dists, axis=1), req.k)
+        text_ids, text_scores = merge_ranked([(list(a.text_ids), unpack_floats(a.text_scores)) for a in answers],
+                                             req.k, higher_is_better=True)
+        payloads: dict[str, common_pb2.Payload] = {}
+        for a in answers:
+            payloads.update(a.payloads)
+        return ReadResult(merged_ids, merged_d, text_ids, text_scores, payloads, [])

@@ -1,0 +1,65 @@
+"""Merging ranked columns into a top-k, the same way on shard nodes and on the coordinator.
+
+Hits arrive as (queries, entries) arrays side by side from several sources, padded with id "" and distance
++inf. Sorting is vectorised over the whole batch; only rows with exactly equal distances near the cut take a
+Python sort so ties go to the smaller id (the same answer whichever source was first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+PAD_ID = ""
+
+
+def merge_columns(ids: np.ndarray, dists: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's k smallest distances (ties by id), as (rows, <=k) id and distance arrays, padding last."""
+    rows, total = dists.shape
+    width = min(k, total)
+    if width == 0:
+        return np.empty((rows, 0), dtype=object), np.empty((rows, 0), dtype=np.float32)
+    if total <= k:
+        order = np.argsort(dists, axis=1, kind="stable")
+    else:
+        part = np.argpartition(dists, width - 1, axis=1)[:, :width]
+        inner = np.argsort(np.take_along_axis(dists, part, axis=1), axis=1, kind="stable")
+        order = np.take_along_axis(part, inner, axis=1)
+    out_d = np.take_along_axis(dists, order, axis=1)
+    out_ids = np.take_along_axis(ids, order, axis=1)
+    finite = np.isfinite(out_d)
+    tied = ((out_d[:, 1:] == out_d[:, :-1]) & finite[:, 1:]).any(axis=1)
+    if total > width:  # an equal distance just past the cut may belong to a smaller id
+        kth = out_d[:, -1]
+        tied |= (np.isfinite(kth) & ((dists == kth[:, None]).sum(axis=1) > (out_d == kth[:, None]).sum(axis=1)))
+    for q in np.flatnonzero(tied):
+        cand = np.flatnonzero(np.isfinite(dists[q]))
+        best = sorted(cand.tolist(), key=lambda c, q=q: (float(dists[q, c]), ids[q, c]))[:width]
+        fill = width - len(best)
+        out_ids[q] = np.asarray([ids[q, c] for c in best] + [PAD_ID] * fill, dtype=object)
+        out_d[q] = np.asarray([dists[q, c] for c in best] + [np.inf] * fill, dtype=np.float32)
+    return out_ids, out_d.astype(np.float32, copy=False)
+
+
+def merge_ranked(lists: Sequence[tuple[Sequence[str], np.ndarray]], k: int, higher_is_better: bool
+                 ) -> tuple[list[str], np.ndarray]:
+    """One ranked list from several (ids, values) lists: the k best values (ties by id)."""
+    ids = [i for part, _ in lists for i in part]
+    if not ids:
+        return [], np.empty(0, dtype=np.float32)
+    values = np.concatenate([np.asarray(v, dtype=np.float32) for _, v in lists])
+    keys = -values if higher_is_better else values
+    best = sorted(range(len(ids)), key=lambda j: (float(keys[j]), ids[j]))[:k]
+    return [ids[j] for j in best], values[best]
+
+
+def pad_rows(rows: Sequence[tuple[Sequence[str], np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged per-query (ids, distances) as padded (queries, width) arrays."""
+    width = max((len(r[0]) for r in rows), default=0)
+    ids = np.full((len(rows), width), PAD_ID, dtype=object)
+    dists = np.full((len(rows), width), np.inf, dtype=np.float32)
+    for q, (row_ids, row_d) in enumerate(rows):
+        ids[q, :len(row_ids)] = list(row_ids)
+        dists[q, :len(row_ids)] = row_d
+    return ids, dists

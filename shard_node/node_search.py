@@ -1,0 +1,112 @@
+"""The node's one read: a batch of queries over several hosted partitions, each searched on its own thread
+(hnswlib and numpy release the GIL), merged on the node into packed columns."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from protos import query_pb2, shard_pb2
+from protos.errors import InvalidArgument
+from protos.topk import merge_columns, merge_ranked, pad_rows
+from protos.wire import check_vectors, pack_floats, pack_vector, payload_to_proto, unpack_floats, unpack_matrix
+from shard_node.query import run_query
+from shard_node.store import ShardStore
+
+HNSW = "hnsw"
+
+
+@dataclass
+class PartitionAnswer:
+    """One partition's hits for every query, padded to one width."""
+
+    ids: np.ndarray            # (queries, width) object, "" on padding
+    dists: np.ndarray          # (queries, width) float32, +inf on padding
+    text: tuple[list[str], np.ndarray] = ([], np.empty(0, np.float32))
+    plans: list[query_pb2.ShardPlan] = field(default_factory=list)
+
+
+def _plain(req: shard_pb2.NodeSearchRequest) -> bool:
+    return req.filter.WhichOneof("node") is None and not req.match.field and not req.strategy
+
+
+def search_partition(store: ShardStore, shard: int, req: shard_pb2.NodeSearchRequest, queries: np.ndarray
+                     ) -> PartitionAnswer:
+    """One partition's part of a node request: plain HNSW for the whole batch, else its planner per query."""
+    start = time.perf_counter()
+    part = store.partition
+    k, ef = int(req.k), int(req.ef)
+    if len(queries):
+        check_vectors(queries, part.spec.dim, "query vector", part.spec.metric)
+    if _plain(req) and len(queries):
+        ids, dists = part.search_matrix(queries, k, ef or None)
+        answer = PartitionAnswer(ids, dists)
+        if req.explain:
+            ms = (time.perf_counter() - start) * 1000.0
+            answer.plans = [query_pb2.ShardPlan(shard=shard, strategy=HNSW, live=part.live, allowed=part.live,
+                                                rounds=1, ef=max(ef or part.spec.ef_search, k), latency_ms=ms)]
+        return answer
+    rows = queries if len(queries) else [None]
+    ranked, plans = [], []
+    text: tuple[list[str], np.ndarray] = ([], np.empty(0, np.float32))
+    for row in rows:
+        one = shard_pb2.ShardQueryRequest(filter=req.filter, k=k, ef=ef, explain=req.explain, strategy=req.strategy)
+        if row is not None:
+            one.vector = pack_vector(row)
+        if req.match.field:
+            one.match.CopyFrom(req.match)
+        resp = run_query(part, one, shard)
+        ranked.append((list(resp.vector_hits.ids), unpack_floats(resp.vector_hits.scores)))
+        if req.match.field:
+            text = (list(resp.text_hits.ids), unpack_floats(resp.text_hits.scores))
+        plans.append(resp.plan)
+    ids, dists = pad_rows(ranked) if len(queries) else pad_rows([([], np.empty(0, np.float32))])
+    return PartitionAnswer(ids, dists, text, plans if req.explain else [])
+
+
+def node_search(stores: Sequence[tuple[ShardStore, int]], req: shard_pb2.NodeSearchRequest,
+                executor: Executor | None, observe_plan: Callable[[int, str], None] | None = None
+                ) -> shard_pb2.NodeSearchResponse:
+    """Answer a NodeSearchRequest over the given (store, shard index) pairs."""
+    start = time.perf_counter()
+    if req.k == 0:
+        raise InvalidArgument("k must be at least 1")
+    queries = unpack_matrix(req.queries, "queries") if req.queries.rows else np.empty((0, 0), np.float32)
+    if not len(queries) and not req.match.field:
+        raise InvalidArgument("a search needs query vectors or a text to match")
+    if len(stores) == 1 or executor is None:
+        answers = [search_partition(s, shard, req, queries) for s, shard in stores]
+    else:
+        futures = [executor.submit(search_partition, s, shard, req, queries) for s, shard in stores]
+        answers = [f.result() for f in futures]
+    k = int(req.k)
+    ids, dists = merge_columns(np.concatenate([a.ids for a in answers], axis=1),
+                               np.concatenate([a.dists for a in answers], axis=1), k)
+    resp = shard_pb2.NodeSearchResponse(rows=ids.shape[0], per_row=ids.shape[1], ids=ids.ravel().tolist(),
+                                        distances=pack_floats(dists.ravel()))
+    if req.match.field:
+        text_ids, text_scores = merge_ranked([a.text for a in answers], k, higher_is_better=True)
+        resp.text_ids.extend(text_ids)
+        resp.text_scores = pack_floats(text_scores)
+    if req.with_payload:
+        _add_payloads(resp, stores, answers)
+    for a in answers:
+        resp.plans.extend(a.plans)
+        if observe_plan is not None:
+            for p in a.plans:
+                observe_plan(p.shard, p.strategy)
+    resp.node_ms = (time.perf_counter() - start) * 1000.0
+    return resp
+
+
+def _add_payloads(resp: shard_pb2.NodeSearchResponse, stores: Sequence[tuple[ShardStore, int]],
+                  answers: Sequence[PartitionAnswer]) -> None:
+    wanted = {i for i in resp.ids if i} | set(resp.text_ids)
+    for (store, _), answer in zip(stores, answers, strict=True):
+        mine = [i for i in dict.fromkeys([*answer.ids.ravel().tolist(), *answer.text[0]]) if i in wanted]
+        for doc_id, payload in zip(mine, store.partition.payloads_of(mine), strict=True):
+            resp.payloads[doc_id].CopyFrom(payload_to_proto(payload))
