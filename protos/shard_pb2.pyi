@@ -143,32 +143,6 @@ class ShardGetResponse(_message.Message):
     documents: _containers.RepeatedCompositeFieldContainer[_common_pb2.Document]
     def __init__(self, documents: _Optional[_Iterable[_Union[_common_pb2.Document, _Mapping]]] = ...) -> None: ...
 
-class ShardSearchRequest(_message.Message):
-    __slots__ = ("partition", "queries", "k", "ef", "with_payload")
-    PARTITION_FIELD_NUMBER: _ClassVar[int]
-    QUERIES_FIELD_NUMBER: _ClassVar[int]
-    K_FIELD_NUMBER: _ClassVar[int]
-    EF_FIELD_NUMBER: _ClassVar[int]
-    WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
-    partition: str
-    queries: _common_pb2.FloatMatrix
-    k: int
-    ef: int
-    with_payload: bool
-    def __init__(self, partition: _Optional[str] = ..., queries: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ...) -> None: ...
-
-class ShardSearchResponse(_message.Message):
-    __slots__ = ("hits_per_query", "ids", "distances", "payloads")
-    HITS_PER_QUERY_FIELD_NUMBER: _ClassVar[int]
-    IDS_FIELD_NUMBER: _ClassVar[int]
-    DISTANCES_FIELD_NUMBER: _ClassVar[int]
-    PAYLOADS_FIELD_NUMBER: _ClassVar[int]
-    hits_per_query: int
-    ids: _containers.RepeatedScalarFieldContainer[str]
-    distances: bytes
-    payloads: _containers.RepeatedCompositeFieldContainer[_common_pb2.Payload]
-    def __init__(self, hits_per_query: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., distances: _Optional[bytes] = ..., payloads: _Optional[_Iterable[_Union[_common_pb2.Payload, _Mapping]]] = ...) -> None: ...
-
 class ShardStatsRequest(_message.Message):
     __slots__ = ("partition",)
     PARTITION_FIELD_NUMBER: _ClassVar[int]
@@ -236,8 +210,7 @@ class WalRecord(_message.Message):
     def __init__(self, lsn: _Optional[int] = ..., upsert: _Optional[_Union[ShardUpsertRequest, _Mapping]] = ..., delete: _Optional[_Union[ShardDeleteRequest, _Mapping]] = ...) -> None: ...
 
 class ShardQueryRequest(_message.Message):
-    __slots__ = ("partition", "filter", "vector", "match", "k", "ef", "with_payload", "explain", "strategy")
-    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("filter", "vector", "match", "k", "ef", "with_payload", "explain", "strategy")
     FILTER_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     MATCH_FIELD_NUMBER: _ClassVar[int]
@@ -246,7 +219,6 @@ class ShardQueryRequest(_message.Message):
     WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
-    partition: str
     filter: _query_pb2.QueryNode
     vector: bytes
     match: _query_pb2.Match
@@ -255,7 +227,7 @@ class ShardQueryRequest(_message.Message):
     with_payload: bool
     explain: bool
     strategy: str
-    def __init__(self, partition: _Optional[str] = ..., filter: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., vector: _Optional[bytes] = ..., match: _Optional[_Union[_query_pb2.Match, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., explain: _Optional[bool] = ..., strategy: _Optional[str] = ...) -> None: ...
+    def __init__(self, filter: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., vector: _Optional[bytes] = ..., match: _Optional[_Union[_query_pb2.Match, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., explain: _Optional[bool] = ..., strategy: _Optional[str] = ...) -> None: ...
 
 class RankedList(_message.Message):
     __slots__ = ("ids", "scores")

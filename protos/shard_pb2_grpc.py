@@ -49,11 +49,6 @@ class ShardStub:
                 request_serializer=protos_dot_shard__pb2.ShardGetRequest.SerializeToString,
                 response_deserializer=protos_dot_shard__pb2.ShardGetResponse.FromString,
                 _registered_method=True)
-        self.Search = channel.unary_unary(
-                '/shoal.v1.Shard/Search',
-                request_serializer=protos_dot_shard__pb2.ShardSearchRequest.SerializeToString,
-                response_deserializer=protos_dot_shard__pb2.ShardSearchResponse.FromString,
-                _registered_method=True)
         self.Stats = channel.unary_unary(
                 '/shoal.v1.Shard/Stats',
                 request_serializer=protos_dot_shard__pb2.ShardStatsRequest.SerializeToString,
@@ -63,11 +58,6 @@ class ShardStub:
                 '/shoal.v1.Shard/Snapshot',
                 request_serializer=protos_dot_shard__pb2.ShardSnapshotRequest.SerializeToString,
                 response_deserializer=protos_dot_shard__pb2.ShardStats.FromString,
-                _registered_method=True)
-        self.Query = channel.unary_unary(
-                '/shoal.v1.Shard/Query',
-                request_serializer=protos_dot_shard__pb2.ShardQueryRequest.SerializeToString,
-                response_deserializer=protos_dot_shard__pb2.ShardQueryResponse.FromString,
                 _registered_method=True)
         self.Rebuild = channel.unary_unary(
                 '/shoal.v1.Shard/Rebuild',
@@ -117,12 +107,6 @@ class ShardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Search(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def Stats(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -131,13 +115,6 @@ class ShardServicer:
 
     def Snapshot(self, request, context):
         """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Query(self, request, context):
-        """One filtered / full-text / hybrid query: each ranking's local top-k among the allowed documents.
-        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -195,11 +172,6 @@ def add_ShardServicer_to_server(servicer, server):
                     request_deserializer=protos_dot_shard__pb2.ShardGetRequest.FromString,
                     response_serializer=protos_dot_shard__pb2.ShardGetResponse.SerializeToString,
             ),
-            'Search': grpc.unary_unary_rpc_method_handler(
-                    servicer.Search,
-                    request_deserializer=protos_dot_shard__pb2.ShardSearchRequest.FromString,
-                    response_serializer=protos_dot_shard__pb2.ShardSearchResponse.SerializeToString,
-            ),
             'Stats': grpc.unary_unary_rpc_method_handler(
                     servicer.Stats,
                     request_deserializer=protos_dot_shard__pb2.ShardStatsRequest.FromString,
@@ -209,11 +181,6 @@ def add_ShardServicer_to_server(servicer, server):
                     servicer.Snapshot,
                     request_deserializer=protos_dot_shard__pb2.ShardSnapshotRequest.FromString,
                     response_serializer=protos_dot_shard__pb2.ShardStats.SerializeToString,
-            ),
-            'Query': grpc.unary_unary_rpc_method_handler(
-                    servicer.Query,
-                    request_deserializer=protos_dot_shard__pb2.ShardQueryRequest.FromString,
-                    response_serializer=protos_dot_shard__pb2.ShardQueryResponse.SerializeToString,
             ),
             'Rebuild': grpc.unary_unary_rpc_method_handler(
                     servicer.Rebuild,
@@ -333,33 +300,6 @@ class Shard:
             _registered_method=True)
 
     @staticmethod
-    def Search(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/shoal.v1.Shard/Search',
-            protos_dot_shard__pb2.ShardSearchRequest.SerializeToString,
-            protos_dot_shard__pb2.ShardSearchResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
     def Stats(request,
             target,
             options=(),
@@ -403,33 +343,6 @@ class Shard:
             '/shoal.v1.Shard/Snapshot',
             protos_dot_shard__pb2.ShardSnapshotRequest.SerializeToString,
             protos_dot_shard__pb2.ShardStats.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Query(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/shoal.v1.Shard/Query',
-            protos_dot_shard__pb2.ShardQueryRequest.SerializeToString,
-            protos_dot_shard__pb2.ShardQueryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,25 +5,13 @@ A NodeClient owns the channel to one node; a ShardClient is a view of it bound t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import grpc
-import numpy as np
 
 from protos import common_pb2, shard_pb2, shard_pb2_grpc
 from protos.errors import raise_from
 from protos.serving import grpc_options
 from protos.tls import ClientTLS, open_aio_channel
-from protos.wire import unpack_floats
-
-
-@dataclass
-class LocalHits:
-    """Every query's local top-k from one shard: one row per query, best first."""
-
-    ids: np.ndarray                          # (queries, hits) object array of str
-    distances: np.ndarray                    # (queries, hits) float32
-    payloads: Sequence[common_pb2.Payload]   # flat, row-major, when asked for
 
 
 class NodeClient:
@@ -112,28 +100,6 @@ class ShardClient:
         except grpc.RpcError as err:
             raise_from(err)
         return resp.documents
-
-    async def search(self, queries: common_pb2.FloatMatrix, k: int, ef: int, with_payload: bool,
-                     timeout: float) -> LocalHits:
-        """Local top-k of every query row."""
-        req = shard_pb2.ShardSearchRequest(queries=queries, k=k, ef=ef, with_payload=with_payload,
-                                          partition=self.partition)
-        try:
-            resp = await self._stub.Search(req, timeout=timeout)
-        except grpc.RpcError as err:
-            raise_from(err)
-        rows, per = int(queries.rows), int(resp.hits_per_query)
-        ids = np.empty(rows * per, dtype=object)
-        ids[:] = list(resp.ids)
-        return LocalHits(ids.reshape(rows, per), unpack_floats(resp.distances).reshape(rows, per), resp.payloads)
-
-    async def query(self, req: shard_pb2.ShardQueryRequest, timeout: float) -> shard_pb2.ShardQueryResponse:
-        """One filtered / full-text / hybrid query's local rankings."""
-        req.partition = self.partition
-        try:
-            return await self._stub.Query(req, timeout=timeout)
-        except grpc.RpcError as err:
-            raise_from(err)
 
     async def stats(self, timeout: float) -> shard_pb2.ShardStats:
         """The shard's figures."""

@@ -13,11 +13,10 @@ import grpc
 from protos import common_pb2, shard_pb2, shard_pb2_grpc
 from protos.errors import InvalidArgument, rpc_edge
 from protos.serving import observe
-from protos.wire import check_vectors, pack_floats, pack_vector, payload_to_proto, unpack_matrix
+from protos.wire import pack_vector, payload_to_proto
 from shard_node.metrics import ShardMetrics
 from shard_node.node import PartitionPlace, ShardNode
 from shard_node.node_search import node_search
-from shard_node.query import run_query
 from shard_node.settings import MAX_M, PartitionSpec
 from shard_node.store import ShardFigures, ShardStore
 
@@ -124,33 +123,6 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
             ])
 
         return self._observed(request.partition, "Get", run)
-
-    @rpc_edge
-    def Search(self, request: shard_pb2.ShardSearchRequest, context: grpc.ServicerContext
-               ) -> shard_pb2.ShardSearchResponse:
-        def run(store: ShardStore, _: tuple[str, str]) -> shard_pb2.ShardSearchResponse:
-            queries = unpack_matrix(request.queries, "queries")
-            check_vectors(queries, store.spec.dim, "query vector", store.spec.metric)
-            if request.k == 0:
-                raise InvalidArgument("k must be at least 1")
-            part = store.partition
-            ids, dists = part.search_matrix(queries, int(request.k), int(request.ef) or None)
-            flat_ids = ids.ravel().tolist()
-            payloads = [payload_to_proto(p) for p in part.payloads_of(flat_ids)] if request.with_payload else []
-            return shard_pb2.ShardSearchResponse(hits_per_query=ids.shape[1], ids=flat_ids,
-                                                 distances=pack_floats(dists.ravel()), payloads=payloads)
-
-        return self._observed(request.partition, "Search", run)
-
-    @rpc_edge
-    def Query(self, request: shard_pb2.ShardQueryRequest, context: grpc.ServicerContext
-              ) -> shard_pb2.ShardQueryResponse:
-        def run(store: ShardStore, labels: tuple[str, str]) -> shard_pb2.ShardQueryResponse:
-            resp = run_query(store.partition, request, int(labels[1]))
-            self._metrics.plans.labels(*labels, resp.plan.strategy).inc()
-            return resp
-
-        return self._observed(request.partition, "Query", run)
 
     @rpc_edge
     def Stats(self, request: shard_pb2.ShardStatsRequest, context: grpc.ServicerContext

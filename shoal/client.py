@@ -23,6 +23,7 @@ from protos.wire import (
     pack_matrix,
     payload_from_proto,
     payloads_to_proto,
+    unpack_floats,
     unpack_vector,
 )
 
@@ -111,9 +112,20 @@ def _collection(info: coordinator_pb2.CollectionInfo) -> Collection:
     )
 
 
-def _hits(result: coordinator_pb2.QueryResult, missing: Sequence[int]) -> Hits:
-    return Hits([Hit(h.id, h.score, payload_from_proto(h.payload) if h.payload.fields else {}, h.distance)
-                 for h in result.hits], missing)
+def _hits_of(resp: coordinator_pb2.SearchResponse) -> list[Hits]:
+    """Every query's hits from the reply's packed columns (no per-hit messages are built or parsed)."""
+    cols = resp.columns
+    offsets = list(cols.offsets)
+    scores = unpack_floats(cols.scores).tolist()
+    distances = unpack_floats(cols.distances).tolist()
+    ids = list(cols.ids)
+    payloads = [payload_from_proto(p) if p.fields else {} for p in cols.payloads] if cols.payloads else None
+    out = []
+    for q in range(max(len(offsets) - 1, 0)):
+        lo, hi = offsets[q], offsets[q + 1]
+        out.append(Hits([Hit(ids[j], scores[j], payloads[j] if payloads is not None else {}, distances[j])
+                         for j in range(lo, hi)], resp.missing_shards))
+    return out
 
 
 def _from_env(value: str | None, name: str) -> str:
@@ -250,7 +262,8 @@ class Client:
         With allow_partial, shards that are down are left out instead of failing the call: see missing_shards."""
         if filter is not None or query is not None or ranking is not None:
             return self.explain(name, vector, k, ef, with_payload, filter, query, ranking, weights, explain=False,
-                                text=text, image=image, vectors_model=vectors_model)[0]
+                                text=text, image=image, vectors_model=vectors_model,
+                                allow_partial=allow_partial)[0]
         if vector is not None:
             arr = np.asarray(vector, dtype=np.float32)
             if arr.ndim != 1:
@@ -265,11 +278,12 @@ class Client:
                 with_payload: bool = True, filter: QueryLike | None = None, query: QueryLike | None = None,
                 ranking: str | None = None, weights: tuple[float, float] = (0.0, 0.0),
                 explain: bool = True, *, text: str | None = None, image: bytes | None = None,
-                vectors_model: str = "") -> tuple[list[Hit], dict[str, Any]]:
+                vectors_model: str = "", allow_partial: bool = False) -> tuple[Hits, dict[str, Any]]:
         """Like search, and the plan: per clause estimated and actual set sizes, each shard's strategy and
         latency."""
         req = coordinator_pb2.SearchRequest(collection=name, k=k, ef=ef or 0, with_payload=with_payload,
                                             explain=explain, vector_weight=weights[0], text_weight=weights[1],
+                                            allow_partial=allow_partial, columns=True,
                                             texts=[text] if text is not None else [],
                                             images=[image] if image is not None else [], vectors_model=vectors_model)
         if ranking not in _RANKINGS:
@@ -292,7 +306,7 @@ class Client:
         resp = self._call(self._stub.Search, req)
         plan = MessageToDict(resp.plans[0], preserving_proto_field_name=True,
                              always_print_fields_with_no_presence=True) if resp.plans else {}
-        return _hits(resp.results[0], resp.missing_shards), plan
+        return _hits_of(resp)[0], plan
 
     def search_batch(self, name: str, vectors: Any = None, k: int = 10, ef: int | None = None,
                      with_payload: bool = True, filter: str | None = None, *, texts: Sequence[str] | None = None,
@@ -303,8 +317,8 @@ class Client:
         req = coordinator_pb2.SearchRequest(collection=name, k=k, ef=ef or 0, with_payload=with_payload,
                                             texts=list(texts or []), images=list(images or []),
                                             vectors_model=vectors_model, allow_partial=allow_partial,
-                                            filter=filter or "")
+                                            filter=filter or "", columns=True)
         if vectors is not None:
             req.vectors.CopyFrom(pack_matrix(vectors))
         resp = self._call(self._stub.Search, req)
-        return [_hits(r, resp.missing_shards) for r in resp.results]
+        return _hits_of(resp)

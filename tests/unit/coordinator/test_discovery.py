@@ -12,6 +12,7 @@ from coordinator.discovery import SD_PATH, ShardTargets
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.metrics_http import serve_metrics
 
+
 def test_file_sd_follows_nodes_as_they_start_move_and_go(tmp_path: Path) -> None:
     sd = tmp_path / "sd" / "shards.json"
     counts: list[int] = []
