@@ -28,6 +28,7 @@ from protos.serving import (
     add_health_and_reflection,
     load_settings,
     mark_serving_async,
+    pin_blas_threads,
     server_options,
     wait_for_stop_signal,
 )
@@ -112,7 +113,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: `python -m coordinator.server [--flags]`."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(load_settings(CoordinatorSettings, argv, prog="coordinator.server")))
+    settings = load_settings(CoordinatorSettings, argv, prog="coordinator.server")
+    pin_blas_threads(settings.blas_threads)
+    asyncio.run(serve(settings))
 
 
 if __name__ == "__main__":

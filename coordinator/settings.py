@@ -67,6 +67,8 @@ class CoordinatorSettings(ServerTLSSettings):
         "help": "custom Ray resource each shard actor takes one unit of, so shards run only on Ray nodes that "
                 "offer it (Kubernetes: the shard worker group); empty = any node"})
     shard_metrics: bool = field(default=True, metadata={"help": "shard nodes serve Prometheus metrics"})
+    blas_threads: int = field(default=1, metadata={
+        "help": "BLAS threads of the coordinator process (0 = the library's default)"})
     shard_nodes: int = field(default=0, metadata={
         "help": "shard node actors to run (0 = one per unit of shard_ray_resource, else one per CPU of the Ray "
                 "cluster; at least 1)"})

@@ -29,10 +29,20 @@ def _unary_unary(handler: Any) -> bool:
 
 
 class ParseRequestsInterceptor(grpc.ServerInterceptor):
-    """For thread-pool servers: malformed unary requests answer INVALID_ARGUMENT."""
+    """For thread-pool servers: malformed unary requests answer INVALID_ARGUMENT.
+
+    It must be the innermost interceptor: the wrapped handler is built once per method and reused, which
+    holds because the service's own handler for a method never changes."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, Any] = {}
 
     def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
         """Wrap the method handler so it receives raw bytes and parses them itself."""
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None:
+            return cached
         handler = continuation(handler_call_details)
         if not _unary_unary(handler):
             return handler
@@ -45,14 +55,23 @@ class ParseRequestsInterceptor(grpc.ServerInterceptor):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, malformed_message(method, exc))
             return behavior(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(parsed, response_serializer=handler.response_serializer)
+        wrapped = grpc.unary_unary_rpc_method_handler(parsed, response_serializer=handler.response_serializer)
+        self._wrapped[method] = wrapped
+        return wrapped
 
 
 class AsyncParseRequestsInterceptor(grpc.aio.ServerInterceptor):
-    """For asyncio servers: malformed unary requests answer INVALID_ARGUMENT."""
+    """For asyncio servers: malformed unary requests answer INVALID_ARGUMENT (innermost; wrapped once per method)."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, Any] = {}
 
     async def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
         """Wrap the method handler so it receives raw bytes and parses them itself."""
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None:
+            return cached
         handler = await continuation(handler_call_details)
         if not _unary_unary(handler):
             return handler
@@ -65,4 +84,6 @@ class AsyncParseRequestsInterceptor(grpc.aio.ServerInterceptor):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, malformed_message(method, exc))
             return await behavior(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(parsed, response_serializer=handler.response_serializer)
+        wrapped = grpc.unary_unary_rpc_method_handler(parsed, response_serializer=handler.response_serializer)
+        self._wrapped[method] = wrapped
+        return wrapped

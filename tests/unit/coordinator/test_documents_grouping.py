@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from coordinator.documents import CHUNKS_KEY, chunk_id, doc_of, group_hits, strip_internal
-from coordinator.engine import Hit
+from coordinator.grouping import CHUNKS_KEY, Hit, chunk_id, doc_of, group_hits, strip_internal
 from protos import common_pb2
 from protos.wire import CHUNK_SEP
 
