@@ -57,8 +57,8 @@ def test_shard_killed_mid_ingest_recovers_every_acked_write(cluster: LocalCluste
     writer.join(timeout=300)
     assert not writer.is_alive()
     after = cluster.shard_tool("locate", collection_name, 0)
-    print(f"\n{how}: the node of shard 0 (shards 0 and 2 with two nodes), pid {before['pid']} -> {after['pid']}; batches acked at kill {acked_at_kill}, "
-          f"acked {len(writer.acked)}, failed {len(writer.failed)} {writer.failed}")
+    print(f"\n{how}: node of shard 0, pid {before['pid']} -> {after['pid']}; batches acked at kill "
+          f"{acked_at_kill}, acked {len(writer.acked)}, failed {len(writer.failed)} {writer.failed}")
     assert acked_at_kill < BATCHES, "the kill should land mid-ingest"
     assert after["pid"] != before["pid"], "Ray should have restarted the shard actor in a new process"
 
