@@ -86,14 +86,16 @@ class MemoryRun:
 
 
 def process_tree(roots: list[int]) -> list[psutil.Process]:
-    """The root processes, their descendants, and any other process in one of their sessions (a daemonised child
-    leaves the tree but keeps the session); each once."""
+    """The root processes, their descendants, and any other process in a session a root leads (a daemonised child
+    leaves the tree but keeps the session); each once. A root that does not lead its session adds no session, so
+    the caller's own session is never swept in."""
     found: dict[int, psutil.Process] = {}
     sessions = set()
     for pid in roots:
         try:
             root = psutil.Process(pid)
-            sessions.add(_sid(pid))
+            if _sid(pid) == pid:
+                sessions.add(pid)
             for p in [root, *root.children(recursive=True)]:
                 found[p.pid] = p
         except psutil.NoSuchProcess:

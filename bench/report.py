@@ -25,6 +25,7 @@ CONCURRENT_TARGET = 0.5            # 16-client QPS / hnswlib single-thread QPS a
 REPLICA_TARGET_MB = 10.0           # RSS of an idle shard replica beyond its data
 MEMORY_TARGET_GB = 3.0             # all Shoal processes, 100 collections x 3 shards x 1,000 vectors
 TARGET_N, TARGET_DIM = 100_000, 384
+QUIET_LOAD = 1.0                   # 1-minute load average at the start above which a run is not taken as alone
 HNSWLIB, HNSWLIB_1T, BRUTE, PGVECTOR = "hnswlib", "hnswlib_1t", "brute", "pgvector"
 RPC_COORDINATOR = "rpc_coordinator"
 T = TypeVar("T")
@@ -396,8 +397,29 @@ def _memory_lines(r: Results) -> list[str]:
     return lines
 
 
+def _loaded_memory_lines(r: Results) -> list[str]:
+    """RSS of the main comparison's servers with their data loaded."""
+    n = r.notes
+    if "shoal_rss_mib" not in n:
+        return []
+    return ["", f"With the main comparison's data loaded ({len(r.shards)} collections of {r.data.n:,} vectors), the "
+                f"Shoal processes held {n['shoal_rss_mib']:,} MiB RSS ({n['shoal_pss_mib']:,} MiB PSS, "
+                f"{n['shoal_processes']} processes) and PostgreSQL {n['postgresql_rss_mib']:,} MiB RSS "
+                f"({n['postgresql_pss_mib']:,} MiB PSS, {n['postgresql_processes']} processes, one table and "
+                "index of the same vectors)."]
+
+
 def _names(counts: dict[str, int]) -> str:
     return ", ".join(f"{name} x{n}" for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) or "—"
+
+
+def _quiet_line(r: Results) -> str:
+    """Whether the machine was idle when the run began (a figure taken beside other work does not count)."""
+    start = r.machine.get("load_average_start") or [0.0]
+    if start[0] <= QUIET_LOAD:
+        return f"The machine was quiet at the start (1-minute load {start[0]} <= {QUIET_LOAD})."
+    return (f"**The machine was not quiet at the start (1-minute load {start[0]} > {QUIET_LOAD}): these figures do "
+            "not count; re-run the benchmark alone.**")
 
 
 def _setup_lines(r: Results) -> list[str]:
@@ -458,6 +480,8 @@ def render_section(r: Results, plot: Path, out: Path) -> str:
         f"{m.get('load_average_per_pass')}, at end {m.get('load_average_end')}. Everything — benchmark client, "
         "coordinator, Ray, shard processes and PostgreSQL — shares these CPUs." + scope,
         "",
+        _quiet_line(r),
+        "",
         f"Data: {r.data.describe()}",
         "",
         "Setup:",
@@ -507,6 +531,7 @@ def render_section(r: Results, plot: Path, out: Path) -> str:
         "sessions; PSS splits shared pages among their users.",
         "",
         *_memory_lines(r),
+        *_loaded_memory_lines(r),
         END,
     ]
     return "\n".join(lines) + "\n"

@@ -36,7 +36,7 @@ from bench.measure import (
     measure_latency,
     run_batched,
 )
-from bench.memory import fill_collections
+from bench.memory import MIB, fill_collections, memory_of, process_tree
 from bench.pgvector_peer import PgServer, PgVector
 from bench.report import (
     BRUTE,
@@ -212,6 +212,7 @@ class Bench:
         self.hnsw = Hnswlib(args.dim, args.m, args.ef_construction, args.threads)
         self.partitions: dict[int, Hnswlib] = {}
         self.pg: PgVector | None = None
+        self.pg_server: PgServer | None = None
         self.cluster: LocalCluster | None = None
         self.shoal: dict[int, Shoal] = {}
         self.floors: dict[str, RpcFloor] = {}
@@ -245,6 +246,7 @@ class Bench:
             server = PgServer(stack.enter_context(temp_dir("shoal-bench-pg-", args)) / "pgdata")
             uri = server.start()
             stack.callback(server.stop)
+            self.pg_server = server
             self.pg = PgVector(uri, args.dim, args.m, args.ef_construction, args.threads)
             stack.callback(self.pg.close)
             res.names[PGVECTOR] = self.pg.name
@@ -281,6 +283,15 @@ class Bench:
                     res.notes[f"shard_address_{shards}"] = address
                 else:
                     res.notes[f"shard_address_{shards}"] = "DescribeCollection reported no shard address"
+
+    def record_memory(self) -> None:
+        """RSS of the Shoal processes holding every collection, and of PostgreSQL holding its table and index."""
+        assert self.cluster is not None and self.pg_server is not None
+        for key, roots in (("shoal", self.cluster.process_ids()), ("postgresql", self.pg_server.pids())):
+            use = memory_of(process_tree(roots))
+            self.res.notes[f"{key}_rss_mib"] = round(use.rss_bytes / MIB)
+            self.res.notes[f"{key}_pss_mib"] = round(use.pss_bytes / MIB)
+            self.res.notes[f"{key}_processes"] = use.processes
 
     # ---- one pass -----------------------------------------------------------------------------------------
     def batched(self) -> None:
@@ -373,6 +384,7 @@ def run_main(args: argparse.Namespace, vectors: np.ndarray, queries: np.ndarray,
         bench.build_baselines()
         bench.build_pgvector(stack)
         bench.build_shoal(stack)
+        bench.record_memory()
         for i in range(args.passes):
             with phase(f"pass {i + 1}/{args.passes}", res.phases_s):
                 res.machine.setdefault("load_average_per_pass", []).append(load_average())
