@@ -162,8 +162,8 @@ def measure_latency(system: System, queries: np.ndarray, k: int, ef: int, truth:
         system.search_one(q, k, ef)
     seconds = np.empty(len(queries))
     found = np.full((len(queries), k), MISSING, dtype=np.int64)
-    label = f"ef={ef}" if ef else "exact"
-    for i, q in enumerate(tqdm(queries, desc=f"{system.name} single query {label}", unit="q", leave=False)):
+    label = f" ef={ef}" if ef else ""
+    for i, q in enumerate(tqdm(queries, desc=f"{system.name} single query{label}", unit="q", leave=False)):
         start = time.perf_counter()
         raw = system.search_one(q, k, ef)
         seconds[i] = time.perf_counter() - start
