@@ -23,7 +23,10 @@ logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 
 class PgServer:
-    """A PostgreSQL server in `pgdata` (created and started by pgserver; stopped by stop())."""
+    """A PostgreSQL server in `pgdata` (created and started by pgserver; stopped by stop()).
+
+    Run as root, pgserver starts PostgreSQL as a system user `pgserver` (created with useradd if missing) and
+    makes the parents of the data dir and of its own install dir readable and traversable by others."""
 
     def __init__(self, pgdata: Path) -> None:
         self.pgdata = pgdata

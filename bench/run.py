@@ -8,6 +8,7 @@ bench/recall_qps.png and bench/out/results.json.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shlex
 import shutil
@@ -88,6 +89,7 @@ MEMORY_CAP_GB = 6.0
 COLLECTION = "bench"
 CLIENT_TIMEOUT_S = 300.0        # one upsert or search_batch on a busy 2-CPU machine can take a while
 LOG_TAIL_LINES = 40
+PEER_PACKAGES = ("pgserver", "psycopg", "pgvector")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -406,10 +408,18 @@ def run_memory(args: argparse.Namespace, res: Results) -> None:
                                       vectors, int(args.memory_cap_gb * 2**30))
 
 
+def check_peer_packages() -> None:
+    """Exit with the install command when the pgvector peer's packages are missing (imported only when used)."""
+    missing = [name for name in PEER_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        sys.exit(f"bench.run needs {', '.join(missing)}: pip install -e '.[bench]' (or make install)")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run every measurement, then write BENCHMARKS.md's section, the plot and results.json."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    check_peer_packages()
     spec = DataSpec(n=args.n, queries=args.queries, dim=args.dim, seed=args.seed)
     res = Results(command=shlex.join(["python", "-m", "bench.run", *argv]), machine=machine_facts(REPO),
                   data=spec, shards=args.shards, m=args.m, ef_construction=args.ef_construction,
