@@ -33,7 +33,8 @@ class MemoryStep:
     """The cluster after one more collection was created and filled."""
 
     collections: int
-    seconds: float
+    seconds: float          # create + upsert
+    create_seconds: float   # CreateCollection alone
     rss_bytes: int
     pss_bytes: int
     processes: int
@@ -64,6 +65,11 @@ class MemoryRun:
         """Time spent creating and filling every collection."""
         return sum(s.seconds for s in self.steps)
 
+    @property
+    def create_only_seconds(self) -> float:
+        """Time spent in CreateCollection alone."""
+        return sum(s.create_seconds for s in self.steps)
+
     def per_replica_bytes(self) -> float | None:
         """RSS added per shard replica after the first collection (so one-time start-up costs drop out)."""
         if len(self.steps) >= 2:
@@ -81,6 +87,7 @@ class MemoryRun:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for results.json."""
         return {**asdict(self), "created": self.created, "creation_seconds": self.creation_seconds,
+                "create_only_seconds": self.create_only_seconds,
                 "per_replica_bytes": self.per_replica_bytes(),
                 "per_replica_beyond_data_bytes": self.per_replica_beyond_data()}
 
@@ -151,11 +158,12 @@ def fill_collections(client: shoal.Client, roots: list[int], wanted: int, shards
             start = time.perf_counter()
             name = f"{prefix}{i:03d}"
             client.create_collection(name, vectors.shape[1], "cosine", shards=shards)
+            created = time.perf_counter() - start
             client.upsert(name, ids, vectors)
             seconds = time.perf_counter() - start
             use = memory_of(process_tree(roots))
             run.final_names = use.names
-            run.steps.append(MemoryStep(i + 1, seconds, use.rss_bytes, use.pss_bytes, use.processes))
+            run.steps.append(MemoryStep(i + 1, seconds, created, use.rss_bytes, use.pss_bytes, use.processes))
             growth, last_rss = use.rss_bytes - last_rss, use.rss_bytes
             bar.set_postfix(rss_mib=f"{use.rss_bytes / MIB:,.0f}")
             bar.update()

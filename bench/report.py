@@ -384,7 +384,8 @@ def _memory_lines(r: Results) -> list[str]:
     lines += [
         "",
         f"- Asked for {mem.wanted} collections x {mem.shards} shards x {mem.vectors:,} vectors (dim {mem.dim}); "
-        f"created {mem.created} in {mem.creation_seconds:.1f} s (create + upsert, {_fmt(avg, '.2f')} s each)"
+        f"created {mem.created} in {mem.creation_seconds:.1f} s (create + upsert, {_fmt(avg, '.2f')} s each; "
+        f"CreateCollection alone {mem.create_only_seconds:.1f} s in all)"
         + (f"; {mem.stopped}." if mem.stopped else "."),
         f"- RSS per shard replica (growth from the first to the last collection / replicas added): "
         f"{_fmt(per and per / MIB, '.1f')} MiB; the replica's own index memory (DescribeCollection "

@@ -56,10 +56,10 @@ def test_memory_per_replica_uses_growth_after_the_first_collection() -> None:
     mib = 2**20
     run = MemoryRun(wanted=3, shards=3, vectors=1000, dim=4, cap_bytes=10 * mib,
                     baseline=MemoryUse(5, 500 * mib, 400 * mib), index_bytes_per_replica=1 * mib)
-    run.steps = [MemoryStep(1, 1.0, 800 * mib, 0, 8), MemoryStep(3, 1.0, 860 * mib, 0, 8)]
+    run.steps = [MemoryStep(1, 1.0, 0.5, 800 * mib, 0, 8), MemoryStep(3, 1.0, 0.25, 860 * mib, 0, 8)]
     assert run.per_replica_bytes() == 10 * mib
     assert run.per_replica_beyond_data() == 9 * mib
-    assert run.creation_seconds == 2.0 and run.created == 3
+    assert run.creation_seconds == 2.0 and run.create_only_seconds == 0.75 and run.created == 3
 
 
 def test_table_renders_header_alignment_and_rows() -> None:
