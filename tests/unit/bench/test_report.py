@@ -14,6 +14,7 @@ from bench.report import (
     matching,
     partition_role,
     rpc_node_role,
+    share_verdict,
     shoal_role,
     table,
     write_section,
@@ -72,3 +73,10 @@ def test_write_section_replaces_only_its_own_region(tmp_path: Path) -> None:
     write_section(f"{BEGIN}\nnew\n{END}\n", path)
     text = path.read_text()
     assert "new" in text and "old" not in text and "keep" in text and text.startswith("head\n")
+
+
+def test_batched_verdict_counts_the_recall_levels_that_pass() -> None:
+    assert share_verdict([True, True]) == "met"
+    assert share_verdict([True, False, False]) == "partly met (1 of 3 recall levels)"
+    assert share_verdict([False]) == "not met"
+    assert share_verdict([]).startswith("not judged")
