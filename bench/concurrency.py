@@ -1,18 +1,50 @@
-"""Many concurrent clients, each its own connection, each sending single-vector searches one after another."""
+"""Many concurrent clients, each its own connection, each sending single-vector searches one after another.
+
+Clients are threads of the benchmark process by default, or processes of their own (`processes=True`), each
+opening its connection from a picklable spec."""
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from bench.measure import MISSING, System, recall_at_k
+from bench.measure import MISSING, recall_at_k
 
-WARMUP_PER_CLIENT = 5   # untimed queries per client before the start line (connection set-up, prepared plans)
+WARMUP_PER_CLIENT = 5     # untimed queries per client before the start line (connection set-up, prepared plans)
+START_TIMEOUT_S = 300.0   # every client connected and warmed up (spawned processes import the SDK first)
+RUN_TIMEOUT_S = 1800.0
+
+
+class Searcher(Protocol):
+    """One client's connection: single searches, their labels, close."""
+
+    def search_one(self, query: np.ndarray, k: int, ef: int) -> Any:
+        """Top-k of one query."""
+        ...
+
+    def labels_one(self, raw: Any, k: int) -> np.ndarray:
+        """(k,) row numbers of an answer."""
+        ...
+
+    def close(self) -> None:
+        """Close the connection."""
+        ...
+
+
+class ClientSpec(Protocol):
+    """Opens one more client (picklable when clients are processes)."""
+
+    def open(self) -> Searcher:
+        """A new connection."""
+        ...
 
 
 @dataclass
@@ -28,6 +60,7 @@ class Concurrent:
     p50_ms: float
     p99_ms: float
     recall: float
+    mode: str = "threads"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for results.json."""
@@ -40,59 +73,65 @@ def client_rows(client: int, clients: int, per_client: int, total_queries: int) 
     return (start + np.arange(per_client)) % total_queries
 
 
-def run_concurrent(make_client: Callable[[], System], name: str, queries: np.ndarray, truth: np.ndarray, k: int,
-                   ef: int, clients: int, per_client: int, close: Callable[[System], None] | None = None
-                   ) -> Concurrent:
-    """`clients` threads, each with a client from make_client(), start together and run `per_client` single
-    searches each; QPS = all searches / wall time from the start line to the last answer."""
-    conns = [make_client() for _ in range(clients)]
-    rows = [client_rows(c, clients, per_client, len(queries)) for c in range(clients)]
-    seconds = np.zeros((clients, per_client))
-    found = np.full((clients, per_client, k), MISSING, dtype=np.int64)
-    errors: list[BaseException] = []
-    start_line = threading.Barrier(clients + 1)
-    finished = np.zeros(clients)
-
-    def work(c: int) -> None:
-        conn = conns[c]
-        try:
-            for r in rows[c][:WARMUP_PER_CLIENT]:
-                conn.search_one(queries[r], k, ef)
-        except BaseException as err:  # noqa: BLE001 - reported after the run, never swallowed
-            errors.append(err)
-        start_line.wait()
-        if errors:
-            return
-        try:
-            for i, r in enumerate(rows[c]):
-                t0 = time.perf_counter()
-                raw = conn.search_one(queries[r], k, ef)
-                seconds[c, i] = time.perf_counter() - t0
-                found[c, i] = conn.labels_one(raw, k)
-        except BaseException as err:  # noqa: BLE001
-            errors.append(err)
-        finished[c] = time.perf_counter()
-
-    threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in range(clients)]
-    for t in threads:
-        t.start()
-    start_line.wait()
-    began = time.perf_counter()
-    for t in threads:
-        t.join()
+def client_work(spec: ClientSpec, queries: np.ndarray, k: int, ef: int, start_line: Any, out: Any, c: int) -> None:
+    """One client (thread or process): connect, warm up, wait at the start line, search every query, report
+    (client, seconds per search, labels, finish time, error) on `out`. perf_counter is the system's monotonic
+    clock on Linux, so times from different processes compare."""
+    system = None
     try:
-        if errors:
-            raise RuntimeError(f"{name}: {len(errors)} of {clients} clients failed") from errors[0]
-        wall = float(finished.max() - began)
-        ms = seconds.ravel() * 1e3
-        total = clients * per_client
-        recall = recall_at_k(found.reshape(total, k), truth[np.concatenate(rows)])
-        return Concurrent(name, ef, clients, total, wall, total / wall, float(np.percentile(ms, 50)),
-                          float(np.percentile(ms, 99)), recall)
+        system = spec.open()
+        for q in queries[:WARMUP_PER_CLIENT]:
+            system.search_one(q, k, ef)
+        start_line.wait(START_TIMEOUT_S)
+        seconds = np.empty(len(queries))
+        found = np.full((len(queries), k), MISSING, dtype=np.int64)
+        for i, q in enumerate(queries):
+            t0 = time.perf_counter()
+            raw = system.search_one(q, k, ef)
+            seconds[i] = time.perf_counter() - t0
+            found[i] = system.labels_one(raw, k)
+        out.put((c, seconds, found, time.perf_counter(), ""))
+    except BaseException as err:  # noqa: BLE001 - reported to the caller, which raises
+        start_line.abort()
+        out.put((c, None, None, 0.0, f"{type(err).__name__}: {err}"))
     finally:
-        for conn in conns:
-            if close is not None:
-                close(conn)
+        if system is not None:
+            system.close()
+
+
+def run_concurrent(spec: ClientSpec, name: str, queries: np.ndarray, truth: np.ndarray, k: int, ef: int,
+                   clients: int, per_client: int, processes: bool = False) -> Concurrent:
+    """`clients` clients, each opened from `spec`, start together and run `per_client` single searches each;
+    QPS = all searches / wall time from the start line to the last answer."""
+    rows = [client_rows(c, clients, per_client, len(queries)) for c in range(clients)]
+    if processes:
+        ctx = multiprocessing.get_context("spawn")   # a fork would copy the parent's gRPC threads
+        start_line, out = ctx.Barrier(clients + 1), ctx.Queue()
+        workers = [ctx.Process(target=client_work, args=(spec, queries[rows[c]], k, ef, start_line, out, c),
+                               daemon=True) for c in range(clients)]
+    else:
+        start_line, out = threading.Barrier(clients + 1), queue.Queue()
+        workers = [threading.Thread(target=client_work, args=(spec, queries[rows[c]], k, ef, start_line, out, c),
+                                    daemon=True) for c in range(clients)]
+    for w in workers:
+        w.start()
+    with contextlib.suppress(threading.BrokenBarrierError):   # a client failed before the start: see `out`
+        start_line.wait(START_TIMEOUT_S)
+    began = time.perf_counter()
+    reports = [out.get(timeout=RUN_TIMEOUT_S) for _ in range(clients)]
+    for w in workers:
+        w.join(RUN_TIMEOUT_S)
+    errors = [r[4] for r in reports if r[4]]
+    if errors:
+        raise RuntimeError(f"{name}: {len(errors)} of {clients} clients failed; first: {errors[0]}")
+    reports.sort(key=lambda r: r[0])
+    wall = max(r[3] for r in reports) - began
+    ms = np.concatenate([r[1] for r in reports]) * 1e3
+    found = np.concatenate([r[2] for r in reports])
+    total = clients * per_client
+    return Concurrent(name, ef, clients, total, wall, total / wall, float(np.percentile(ms, 50)),
+                      float(np.percentile(ms, 99)), recall_at_k(found, truth[np.concatenate(rows)]),
+                      "processes" if processes else "threads")
 
 
 def fastest_concurrent(runs: Sequence[Concurrent]) -> Concurrent:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -140,10 +141,25 @@ class PgVector:
         """Row ids of every query."""
         return pad_labels([[r[0] for r in rows] for rows in raw], k)
 
-    def another(self) -> PgVector:
-        """A new connection to the same table (one per concurrent client)."""
-        return PgVector(self.uri, self.dim, self.m, self.ef_construction, self.threads)
+    def client_spec(self) -> PgClientSpec:
+        """How to open another connection to the same table (one per concurrent client)."""
+        return PgClientSpec(self.uri, self.dim, self.m, self.ef_construction, self.threads)
 
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()
+
+
+@dataclass(frozen=True)
+class PgClientSpec:
+    """How to open one more connection to the benchmark table (picklable, for client processes)."""
+
+    uri: str
+    dim: int
+    m: int
+    ef_construction: int
+    threads: int
+
+    def open(self) -> PgVector:
+        """A new connection."""
+        return PgVector(self.uri, self.dim, self.m, self.ef_construction, self.threads)

@@ -66,6 +66,7 @@ class Results:
     client_queries: int
     concurrency_ef: int
     floor_ef: int
+    client_mode: str = "threads"
     names: dict[str, str] = field(default_factory=dict)
     curves: dict[str, list[CurvePoint]] = field(default_factory=dict)
     latency: dict[str, list[Latency]] = field(default_factory=dict)
@@ -226,7 +227,7 @@ def results_json(r: Results) -> dict[str, Any]:
     return {
         "command": r.command, "machine": r.machine, "data": r.data.to_dict(),
         "data_description": r.data.describe(),
-        "setup": {"shards": r.shards, "m": r.m, "ef_construction": r.ef_construction,
+        "setup": {"client_mode": r.client_mode, "shards": r.shards, "m": r.m, "ef_construction": r.ef_construction,
                   "ef_search_default": r.ef_search_default, "k": r.k, "search_batch": r.batch,
                   "ingest_batch": r.ingest_batch, "hnswlib_threads": r.threads, "passes": r.passes,
                   "clients": r.clients, "client_queries": r.client_queries, "concurrency_ef": r.concurrency_ef,
@@ -432,6 +433,14 @@ def _quiet_line(r: Results) -> str:
             "not count; re-run the benchmark alone.**")
 
 
+def _client_mode(r: Results) -> str:
+    if r.client_mode == "processes":
+        return "each a process of its own (spawned, `--client-processes`)"
+    return ("threads of the benchmark process (gRPC Python may share one connection among channels with the same "
+            "settings, as it would for an application with many clients in one process; `--client-processes` "
+            "gives each client a process)")
+
+
 def _setup_lines(r: Results) -> list[str]:
     return [
         f"- Every index is HNSW with M={r.m}, ef_construction={r.ef_construction}; k={r.k}; recall@{r.k} of every "
@@ -452,10 +461,9 @@ def _setup_lines(r: Results) -> list[str]:
         "collection's shard 0 (stands for coordinator → node: the same hop, made from the client process), and "
         f"a single query on one thread into an in-process hnswlib index of 1/shards of the vectors at ef "
         f"{r.floor_ef}. Floor = the sum of the three p50s.",
-        f"- Concurrency: {r.clients} threads in the benchmark process, each with its own `shoal.Client` (or psycopg "
+        f"- Concurrency: {r.clients} clients, {_client_mode(r)}, each with its own `shoal.Client` (or psycopg "
         f"connection), start together and send {r.client_queries} single-vector searches each, one after another; "
-        "QPS = all searches / wall time (gRPC Python may share one connection among channels with the same "
-        "settings, as it would for an application with many clients in one process). pgvector runs at the same "
+        "QPS = all searches / wall time. pgvector runs at the same "
         "ef and at the cheapest ef_search whose recall is "
         "at least Shoal's; hnswlib's one-thread QPS (batched knn_query, num_threads=1) likewise.",
         f"- {r.passes} passes; in each pass every system takes its turn at every measurement, and the best pass "

@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 import shoal
-from bench.concurrency import fastest_concurrent, run_concurrent
+from bench.concurrency import ClientSpec, fastest_concurrent, run_concurrent
 from bench.data import DataSpec, make_dataset
 from bench.machine import load_average, machine_facts
 from bench.measure import (
@@ -54,7 +54,7 @@ from bench.report import (
     write_json,
     write_section,
 )
-from bench.systems import BruteForce, Hnswlib, RpcFloor, Shoal
+from bench.systems import BruteForce, Hnswlib, RpcFloor, Shoal, ShoalClientSpec
 from shoal.serve import LocalCluster
 
 REPO = Path(__file__).resolve().parent.parent
@@ -117,6 +117,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=CLIENTS, help="concurrent clients (threads, one connection each)")
     p.add_argument("--client-queries", type=int, default=CLIENT_QUERIES,
                    help="single searches per concurrent client and pass")
+    p.add_argument("--client-processes", action="store_true",
+                   help="concurrent clients as processes of their own (default: threads of the benchmark process)")
     p.add_argument("--concurrency-ef", type=int, default=CONCURRENCY_EF, help="ef of the concurrent-client runs")
     p.add_argument("--ingest-batch", type=int, default=INGEST_BATCH, help="vectors per upsert / add_items call")
     p.add_argument("--m", type=int, default=HNSW_M, help="HNSW M (every system)")
@@ -333,26 +335,24 @@ class Bench:
         hnswlib's single-thread QPS at Shoal's recall."""
         args = self.args
         assert self.cluster is not None and self.pg is not None
-        address = self.cluster.address
         for shards in args.shards:
-            collection = self.shoal[shards].collection
-            self._concurrent(shoal_role(shards), lambda c=collection, s=shards: Shoal(
-                shoal.Client(address, timeout=CLIENT_TIMEOUT_S), c, s), args.concurrency_ef,
-                lambda system: system.client.close())
+            spec = ShoalClientSpec(self.cluster.address, self.shoal[shards].collection, shards, CLIENT_TIMEOUT_S)
+            self._concurrent(shoal_role(shards), spec, args.concurrency_ef)
         if not self.pg_concurrency_efs:   # the first pass picks the efs that match Shoal's recall
             self._pick_matching_efs()
         for ef in self.pg_concurrency_efs:
-            self._concurrent(PGVECTOR, self.pg.another, ef, lambda system: system.close())
+            self._concurrent(PGVECTOR, self.pg.client_spec(), ef)
         single = self.hnsw.with_threads(1, "hnswlib (in-process, 1 thread)")
         self.res.names[HNSWLIB_1T] = single.name
         self.curve_passes.setdefault(HNSWLIB_1T, []).append(
             measure_curve(single, self.queries, self.truth, self.hnsw_single_efs, args.batch, 1))
 
-    def _concurrent(self, role: str, make, ef: int, close) -> None:  # noqa: ANN001 - callables of run_concurrent
+    def _concurrent(self, role: str, spec: ClientSpec, ef: int) -> None:
         args = self.args
-        tqdm.write(f"   {args.clients} concurrent clients: {self.res.names[role]}, ef={ef}", file=sys.stderr)
-        x = run_concurrent(make, self.res.names[role], self.queries, self.truth, K, ef, args.clients,
-                           args.client_queries, close)
+        tqdm.write(f"   {args.clients} concurrent clients ({self.res.client_mode}): {self.res.names[role]}, ef={ef}",
+                   file=sys.stderr)
+        x = run_concurrent(spec, self.res.names[role], self.queries, self.truth, K, ef, args.clients,
+                           args.client_queries, args.client_processes)
         self.concurrent_passes.setdefault((role, ef), []).append(x)
 
     def _pick_matching_efs(self) -> None:
@@ -425,7 +425,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                   data=spec, shards=args.shards, m=args.m, ef_construction=args.ef_construction,
                   ef_search_default=EF_SEARCH_DEFAULT, k=K, batch=args.batch, ingest_batch=args.ingest_batch,
                   threads=args.threads, passes=args.passes, clients=args.clients,
-                  client_queries=args.client_queries, concurrency_ef=args.concurrency_ef, floor_ef=args.floor_ef)
+                  client_queries=args.client_queries, concurrency_ef=args.concurrency_ef, floor_ef=args.floor_ef,
+                  client_mode="processes" if args.client_processes else "threads")
     # The harness's own numpy work (ground truth, recall) must not spread over the cores the servers use.
     with threadpool_limits(limits=1):
         with phase("data", res.phases_s):

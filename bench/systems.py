@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 
 import grpc
 import hnswlib
@@ -151,6 +152,24 @@ class Shoal:
     def labels_one(self, raw: list[shoal.Hit], k: int) -> np.ndarray:
         """Parse the string ids back to row numbers."""
         return pad_labels([[int(h.id) for h in raw]], k)[0]
+
+    def close(self) -> None:
+        """Close the client."""
+        self.client.close()
+
+
+@dataclass(frozen=True)
+class ShoalClientSpec:
+    """How to open one more client of a Shoal collection (picklable, so a client process can open its own)."""
+
+    address: str
+    collection: str
+    shards: int
+    timeout: float
+
+    def open(self) -> Shoal:
+        """A new shoal.Client (its own channel) on the collection."""
+        return Shoal(shoal.Client(self.address, timeout=self.timeout), self.collection, self.shards)
 
 
 class RpcFloor:
