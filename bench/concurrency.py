@@ -1,7 +1,7 @@
 """Many concurrent clients, each its own connection, each sending single-vector searches one after another.
 
 Clients are threads of the benchmark process by default, or processes of their own (`processes=True`), each
-opening its connection from a picklable spec."""
+opening its connection from a picklable Opener."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import multiprocessing
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -39,12 +39,17 @@ class Searcher(Protocol):
         ...
 
 
-class ClientSpec(Protocol):
-    """Opens one more client (picklable when clients are processes)."""
+@dataclass(frozen=True)
+class Opener:
+    """Opens one more client as `factory(*args)`; picklable (for client processes) when the factory is a
+    module-level class, function or classmethod and the args are plain values."""
+
+    factory: Callable[..., Searcher]
+    args: tuple[Any, ...]
 
     def open(self) -> Searcher:
         """A new connection."""
-        ...
+        return self.factory(*self.args)
 
 
 @dataclass
@@ -73,13 +78,13 @@ def client_rows(client: int, clients: int, per_client: int, total_queries: int) 
     return (start + np.arange(per_client)) % total_queries
 
 
-def client_work(spec: ClientSpec, queries: np.ndarray, k: int, ef: int, start_line: Any, out: Any, c: int) -> None:
+def client_work(opener: Opener, queries: np.ndarray, k: int, ef: int, start_line: Any, out: Any, c: int) -> None:
     """One client (thread or process): connect, warm up, wait at the start line, search every query, report
     (client, seconds per search, labels, finish time, error) on `out`. perf_counter is the system's monotonic
     clock on Linux, so times from different processes compare."""
     system = None
     try:
-        system = spec.open()
+        system = opener.open()
         for q in queries[:WARMUP_PER_CLIENT]:
             system.search_one(q, k, ef)
         start_line.wait(START_TIMEOUT_S)
@@ -99,19 +104,19 @@ def client_work(spec: ClientSpec, queries: np.ndarray, k: int, ef: int, start_li
             system.close()
 
 
-def run_concurrent(spec: ClientSpec, name: str, queries: np.ndarray, truth: np.ndarray, k: int, ef: int,
+def run_concurrent(opener: Opener, name: str, queries: np.ndarray, truth: np.ndarray, k: int, ef: int,
                    clients: int, per_client: int, processes: bool = False) -> Concurrent:
-    """`clients` clients, each opened from `spec`, start together and run `per_client` single searches each;
+    """`clients` clients, each opened by `opener`, start together and run `per_client` single searches each;
     QPS = all searches / wall time from the start line to the last answer."""
     rows = [client_rows(c, clients, per_client, len(queries)) for c in range(clients)]
     if processes:
         ctx = multiprocessing.get_context("spawn")   # a fork would copy the parent's gRPC threads
         start_line, out = ctx.Barrier(clients + 1), ctx.Queue()
-        workers = [ctx.Process(target=client_work, args=(spec, queries[rows[c]], k, ef, start_line, out, c),
+        workers = [ctx.Process(target=client_work, args=(opener, queries[rows[c]], k, ef, start_line, out, c),
                                daemon=True) for c in range(clients)]
     else:
         start_line, out = threading.Barrier(clients + 1), queue.Queue()
-        workers = [threading.Thread(target=client_work, args=(spec, queries[rows[c]], k, ef, start_line, out, c),
+        workers = [threading.Thread(target=client_work, args=(opener, queries[rows[c]], k, ef, start_line, out, c),
                                     daemon=True) for c in range(clients)]
     for w in workers:
         w.start()

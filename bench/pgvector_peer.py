@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from bench.concurrency import Opener
 from bench.measure import batch_slices, pad_labels
 
 TABLE = "items"
@@ -141,25 +141,11 @@ class PgVector:
         """Row ids of every query."""
         return pad_labels([[r[0] for r in rows] for rows in raw], k)
 
-    def client_spec(self) -> PgClientSpec:
+    def opener(self) -> Opener:
         """How to open another connection to the same table (one per concurrent client)."""
-        return PgClientSpec(self.uri, self.dim, self.m, self.ef_construction, self.threads)
+        return Opener(PgVector, (self.uri, self.dim, self.m, self.ef_construction, self.threads))
 
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()
 
-
-@dataclass(frozen=True)
-class PgClientSpec:
-    """How to open one more connection to the benchmark table (picklable, for client processes)."""
-
-    uri: str
-    dim: int
-    m: int
-    ef_construction: int
-    threads: int
-
-    def open(self) -> PgVector:
-        """A new connection."""
-        return PgVector(self.uri, self.dim, self.m, self.ef_construction, self.threads)

@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 import shoal
-from bench.concurrency import ClientSpec, fastest_concurrent, run_concurrent
+from bench.concurrency import Opener, fastest_concurrent, run_concurrent
 from bench.data import DataSpec, make_dataset
 from bench.machine import load_average, machine_facts
 from bench.measure import (
@@ -54,7 +54,7 @@ from bench.report import (
     write_json,
     write_section,
 )
-from bench.systems import BruteForce, Hnswlib, RpcFloor, Shoal, ShoalClientSpec
+from bench.systems import BruteForce, Hnswlib, RpcFloor, Shoal
 from shoal.serve import LocalCluster
 
 REPO = Path(__file__).resolve().parent.parent
@@ -336,22 +336,23 @@ class Bench:
         args = self.args
         assert self.cluster is not None and self.pg is not None
         for shards in args.shards:
-            spec = ShoalClientSpec(self.cluster.address, self.shoal[shards].collection, shards, CLIENT_TIMEOUT_S)
-            self._concurrent(shoal_role(shards), spec, args.concurrency_ef)
+            opener = Opener(Shoal.connect, (self.cluster.address, self.shoal[shards].collection, shards,
+                                            CLIENT_TIMEOUT_S))
+            self._concurrent(shoal_role(shards), opener, args.concurrency_ef)
         if not self.pg_concurrency_efs:   # the first pass picks the efs that match Shoal's recall
             self._pick_matching_efs()
         for ef in self.pg_concurrency_efs:
-            self._concurrent(PGVECTOR, self.pg.client_spec(), ef)
+            self._concurrent(PGVECTOR, self.pg.opener(), ef)
         single = self.hnsw.with_threads(1, "hnswlib (in-process, 1 thread)")
         self.res.names[HNSWLIB_1T] = single.name
         self.curve_passes.setdefault(HNSWLIB_1T, []).append(
             measure_curve(single, self.queries, self.truth, self.hnsw_single_efs, args.batch, 1))
 
-    def _concurrent(self, role: str, spec: ClientSpec, ef: int) -> None:
+    def _concurrent(self, role: str, opener: Opener, ef: int) -> None:
         args = self.args
         tqdm.write(f"   {args.clients} concurrent clients ({self.res.client_mode}): {self.res.names[role]}, ef={ef}",
                    file=sys.stderr)
-        x = run_concurrent(spec, self.res.names[role], self.queries, self.truth, K, ef, args.clients,
+        x = run_concurrent(opener, self.res.names[role], self.queries, self.truth, K, ef, args.clients,
                            args.client_queries, args.client_processes)
         self.concurrent_passes.setdefault((role, ef), []).append(x)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
 
 import grpc
 import hnswlib
@@ -119,6 +118,11 @@ class Shoal:
         self.collection = collection
         self.name = f"Shoal ({shards} shards)"
 
+    @classmethod
+    def connect(cls, address: str, collection: str, shards: int, timeout: float) -> Shoal:
+        """A new shoal.Client (its own channel) on the collection."""
+        return cls(shoal.Client(address, timeout=timeout), collection, shards)
+
     def ingest(self, vectors: np.ndarray, batch: int) -> float:
         """Upsert batch by batch with ids "0".."n-1", timing the RPCs; then check every vector arrived."""
         ids = np.arange(len(vectors)).astype(str).tolist()
@@ -156,20 +160,6 @@ class Shoal:
     def close(self) -> None:
         """Close the client."""
         self.client.close()
-
-
-@dataclass(frozen=True)
-class ShoalClientSpec:
-    """How to open one more client of a Shoal collection (picklable, so a client process can open its own)."""
-
-    address: str
-    collection: str
-    shards: int
-    timeout: float
-
-    def open(self) -> Shoal:
-        """A new shoal.Client (its own channel) on the collection."""
-        return Shoal(shoal.Client(self.address, timeout=self.timeout), self.collection, self.shards)
 
 
 class RpcFloor:

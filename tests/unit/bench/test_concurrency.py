@@ -1,11 +1,9 @@
 """Concurrent clients: every client's searches are counted, timed and scored, in threads and in processes."""
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
-from bench.concurrency import run_concurrent
+from bench.concurrency import Opener, run_concurrent
 from bench.systems import top_k_by_dot
 
 K = 3
@@ -29,15 +27,6 @@ class ExactSearcher:
         pass
 
 
-@dataclass(frozen=True)
-class ExactSpec:
-    vectors: np.ndarray
-    fail: bool = False
-
-    def open(self) -> ExactSearcher:
-        return ExactSearcher(self.vectors, self.fail)
-
-
 def _data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(5)
     vectors = rng.standard_normal((200, 8)).astype(np.float32)
@@ -48,7 +37,7 @@ def _data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("processes", [False, True])
 def test_every_client_search_is_counted_and_scored(processes: bool) -> None:
     vectors, queries, truth = _data()
-    x = run_concurrent(ExactSpec(vectors), "exact", queries, truth, K, 0, clients=3, per_client=7,
+    x = run_concurrent(Opener(ExactSearcher, (vectors, False)), "exact", queries, truth, K, 0, clients=3, per_client=7,
                        processes=processes)
     assert x.queries == 21 and x.clients == 3
     assert x.recall == 1.0
@@ -59,4 +48,4 @@ def test_every_client_search_is_counted_and_scored(processes: bool) -> None:
 def test_a_client_that_cannot_connect_fails_the_run() -> None:
     vectors, queries, truth = _data()
     with pytest.raises(RuntimeError, match="3 of 3 clients failed.*no server here"):
-        run_concurrent(ExactSpec(vectors, fail=True), "exact", queries, truth, K, 0, clients=3, per_client=2)
+        run_concurrent(Opener(ExactSearcher, (vectors, True)), "exact", queries, truth, K, 0, clients=3, per_client=2)
