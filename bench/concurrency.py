@@ -72,6 +72,18 @@ class Concurrent:
         return asdict(self)
 
 
+@dataclass
+class ClientReport:
+    """What one client sends back: per-search seconds and labels, when it left the start line and finished."""
+
+    client: int
+    seconds: np.ndarray | None
+    found: np.ndarray | None
+    began: float
+    finished: float
+    error: str = ""
+
+
 def client_rows(client: int, clients: int, per_client: int, total_queries: int) -> np.ndarray:
     """Query row numbers of one client: consecutive from its own offset, wrapping round the query set."""
     start = client * total_queries // clients
@@ -79,15 +91,16 @@ def client_rows(client: int, clients: int, per_client: int, total_queries: int) 
 
 
 def client_work(opener: Opener, queries: np.ndarray, k: int, ef: int, start_line: Any, out: Any, c: int) -> None:
-    """One client (thread or process): connect, warm up, wait at the start line, search every query, report
-    (client, seconds per search, labels, finish time, error) on `out`. perf_counter is the system's monotonic
-    clock on Linux, so times from different processes compare."""
+    """One client (thread or process): connect, warm up, wait at the start line, search every query, put a
+    ClientReport on `out`. perf_counter is the system's monotonic clock on Linux, so times from different
+    processes compare."""
     system = None
     try:
         system = opener.open()
         for q in queries[:WARMUP_PER_CLIENT]:
             system.search_one(q, k, ef)
         start_line.wait(START_TIMEOUT_S)
+        began = time.perf_counter()
         seconds = np.empty(len(queries))
         found = np.full((len(queries), k), MISSING, dtype=np.int64)
         for i, q in enumerate(queries):
@@ -95,10 +108,10 @@ def client_work(opener: Opener, queries: np.ndarray, k: int, ef: int, start_line
             raw = system.search_one(q, k, ef)
             seconds[i] = time.perf_counter() - t0
             found[i] = system.labels_one(raw, k)
-        out.put((c, seconds, found, time.perf_counter(), ""))
+        out.put(ClientReport(c, seconds, found, began, time.perf_counter()))
     except BaseException as err:  # noqa: BLE001 - reported to the caller, which raises
         start_line.abort()
-        out.put((c, None, None, 0.0, f"{type(err).__name__}: {err}"))
+        out.put(ClientReport(c, None, None, 0.0, 0.0, f"{type(err).__name__}: {err}"))
     finally:
         if system is not None:
             system.close()
@@ -122,17 +135,17 @@ def run_concurrent(opener: Opener, name: str, queries: np.ndarray, truth: np.nda
         w.start()
     with contextlib.suppress(threading.BrokenBarrierError):   # a client failed before the start: see `out`
         start_line.wait(START_TIMEOUT_S)
-    began = time.perf_counter()
     reports = [out.get(timeout=RUN_TIMEOUT_S) for _ in range(clients)]
     for w in workers:
         w.join(RUN_TIMEOUT_S)
-    errors = [r[4] for r in reports if r[4]]
+    errors = [r.error for r in reports if r.error]
     if errors:
         raise RuntimeError(f"{name}: {len(errors)} of {clients} clients failed; first: {errors[0]}")
-    reports.sort(key=lambda r: r[0])
-    wall = max(r[3] for r in reports) - began
-    ms = np.concatenate([r[1] for r in reports]) * 1e3
-    found = np.concatenate([r[2] for r in reports])
+    reports.sort(key=lambda r: r.client)
+    # From the first client leaving the start line (this thread may wake after them) to the last answer.
+    wall = max(r.finished for r in reports) - min(r.began for r in reports)
+    ms = np.concatenate([r.seconds for r in reports]) * 1e3
+    found = np.concatenate([r.found for r in reports])
     total = clients * per_client
     return Concurrent(name, ef, clients, total, wall, total / wall, float(np.percentile(ms, 50)),
                       float(np.percentile(ms, 99)), recall_at_k(found, truth[np.concatenate(rows)]),
