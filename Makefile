@@ -33,9 +33,12 @@ test-unit: $(STAMP) emoji-font
 lint: $(STAMP)
 	$(PYTHON) -m ruff check .
 
-## Benchmark: Shoal vs in-process hnswlib vs brute force; writes BENCHMARKS.md and bench/recall_qps.png.
+## Benchmark: Shoal (2 and 4 shards) vs in-process hnswlib vs PostgreSQL + pgvector vs brute force, the latency
+## floor, 16 concurrent clients, memory of 100 small collections; writes BENCHMARKS.md and bench/recall_qps.png.
+## Flags: make bench BENCH_ARGS="--n 5000 --passes 1 --memory-collections 3" (see python -m bench.run --help).
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(PYTHON) -m bench.run
+	$(PYTHON) -m bench.run $(BENCH_ARGS)
 
 ## Filtered search, NOT and BM25 on the Debian corpus; writes its section of BENCHMARKS.md.
 bench-filter: $(STAMP)

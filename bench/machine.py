@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("hnswlib", "ray", "numpy", "grpcio", "shoal")
+PACKAGES = ("hnswlib", "ray", "numpy", "grpcio", "shoal", "pgserver", "psycopg", "pgvector")
 
 
 def _proc_field(path: str, key: str) -> str:

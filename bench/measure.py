@@ -35,6 +35,10 @@ class System(Protocol):
         """Top-k of one query through the system's single-query path (timed)."""
         ...
 
+    def labels_one(self, raw: Any, k: int) -> np.ndarray:
+        """A (k,) int64 array of row numbers (MISSING-padded) from what search_one() returned (not timed)."""
+        ...
+
 
 @dataclass
 class CurvePoint:
@@ -65,6 +69,7 @@ class Latency:
     p99_ms: float
     mean_ms: float
     max_ms: float
+    recall: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for results.json."""
@@ -131,7 +136,8 @@ def measure_curve(system: System, queries: np.ndarray, truth: np.ndarray, efs: S
     k = truth.shape[1]
     system.search(queries[:batch], k, efs[0])
     points = []
-    with tqdm(total=len(efs) * len(queries) * repeats, desc=f"{system.name} batched search", unit="q") as bar:
+    with tqdm(total=len(efs) * len(queries) * repeats, desc=f"{system.name} batched search", unit="q",
+              leave=False) as bar:
         for ef in efs:
             bar.set_postfix(ef=ef)
             passes = [run_batched(system, queries, k, ef, batch, bar) for _ in range(repeats)]
@@ -142,19 +148,53 @@ def measure_curve(system: System, queries: np.ndarray, truth: np.ndarray, efs: S
     return points
 
 
-def measure_latency(system: System, queries: np.ndarray, k: int, ef: int) -> Latency:
-    """Latency percentiles of one-at-a-time queries, each timed around the system call alone."""
+def latency_of(system: str, ef: int, ms: np.ndarray, recall: float | None = None) -> Latency:
+    """Percentiles, mean and max of per-query milliseconds."""
+    return Latency(system, ef, len(ms), float(np.percentile(ms, 50)), float(np.percentile(ms, 99)),
+                   float(ms.mean()), float(ms.max()), recall)
+
+
+def measure_latency(system: System, queries: np.ndarray, k: int, ef: int, truth: np.ndarray | None = None
+                    ) -> Latency:
+    """Latency percentiles of one-at-a-time queries, each timed around the system call alone; with `truth`
+    (rows matching `queries`), also the recall of those answers."""
     for q in queries[:WARMUP_QUERIES]:
         system.search_one(q, k, ef)
     seconds = np.empty(len(queries))
-    label = f"ef={ef}" if ef else "exact"
-    for i, q in enumerate(tqdm(queries, desc=f"{system.name} single query {label}", unit="q")):
+    found = np.full((len(queries), k), MISSING, dtype=np.int64)
+    label = f" ef={ef}" if ef else ""
+    for i, q in enumerate(tqdm(queries, desc=f"{system.name} single query{label}", unit="q", leave=False)):
         start = time.perf_counter()
-        system.search_one(q, k, ef)
+        raw = system.search_one(q, k, ef)
         seconds[i] = time.perf_counter() - start
-    ms = seconds * 1e3
-    return Latency(system.name, ef, len(queries), float(np.percentile(ms, 50)), float(np.percentile(ms, 99)),
-                   float(ms.mean()), float(ms.max()))
+        if truth is not None:
+            found[i] = system.labels_one(raw, k)
+    recall = None if truth is None else recall_at_k(found, truth[: len(queries)])
+    return latency_of(system.name, ef, seconds * 1e3, recall)
+
+
+def fastest_latency(runs: Sequence[Latency]) -> Latency:
+    """The run with the lowest p50 (best of passes: the one least disturbed by the rest of the machine)."""
+    return min(runs, key=lambda x: x.p50_ms)
+
+
+def fastest_points(passes: Sequence[Sequence[CurvePoint]]) -> list[CurvePoint]:
+    """Per ef, the pass with the highest QPS; pass_seconds collects every pass's time."""
+    by_ef: dict[int, list[CurvePoint]] = {}
+    for points in passes:
+        for p in points:
+            by_ef.setdefault(p.ef, []).append(p)
+    out = []
+    for ef, points in by_ef.items():
+        best = max(points, key=lambda p: p.qps)
+        out.append(CurvePoint(best.system, ef, best.recall, best.qps, best.seconds, best.queries, best.batch,
+                              [s for p in points for s in p.pass_seconds]))
+    return out
+
+
+def cheapest_ef_reaching(recall_by_ef: dict[int, float], recall: float) -> int | None:
+    """The smallest ef whose recall is at least `recall`, or None when no measured ef reaches it."""
+    return min((ef for ef, r in recall_by_ef.items() if r >= recall), default=None)
 
 
 def measure_ingest(system: System, vectors: np.ndarray, batch: int) -> Ingest:

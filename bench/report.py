@@ -4,35 +4,56 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from bench.concurrency import Concurrent
 from bench.data import DataSpec
 from bench.measure import CurvePoint, Ingest, Latency, qps_at_recall
+from bench.memory import MIB, MemoryRun
 
 BEGIN = "<!-- bench:cluster:begin -->"
 END = "<!-- bench:cluster:end -->"
 FILE_HEADER = ("# Benchmarks\n\nMeasured figures of Shoal. Each section is written by a harness; "
                "re-run it rather than editing the numbers by hand.\n")
 # The issue's targets, and the configuration they are stated for.
-THROUGHPUT_TARGET = 0.5
-P50_TARGET_MS = 3.0
-TARGET_LATENCY_EF = 128
-TARGET_N, TARGET_DIM, TARGET_SHARDS = 100_000, 384, 4
-SHOAL, HNSWLIB, BRUTE = "shoal", "hnswlib", "brute"
-# Latency floors of the path a Shoal query takes: one empty gRPC hop, and one shard called directly.
-RPC_FLOOR, ONE_SHARD = "rpc_floor", "one_shard"
+FLOOR_TARGET = 1.5                 # single-query p50 / floor
+BATCHED_TARGET, BATCHED_TARGET_SHARDS = 0.8, 2   # Shoal / hnswlib batched QPS at equal recall
+CONCURRENT_TARGET = 0.5            # 16-client QPS / hnswlib single-thread QPS at equal recall
+REPLICA_TARGET_MB = 10.0           # RSS of an idle shard replica beyond its data
+MEMORY_TARGET_GB = 3.0             # all Shoal processes, 100 collections x 3 shards x 1,000 vectors
+TARGET_N, TARGET_DIM = 100_000, 384
+QUIET_LOAD = 1.0                   # 1-minute load average at the start above which a run is not taken as alone
+HNSWLIB, HNSWLIB_1T, BRUTE, PGVECTOR = "hnswlib", "hnswlib_1t", "brute", "pgvector"
+RPC_COORDINATOR = "rpc_coordinator"
+T = TypeVar("T")
+
+
+def shoal_role(shards: int) -> str:
+    """Role of the Shoal collection with this many shards."""
+    return f"shoal{shards}"
+
+
+def rpc_node_role(shards: int) -> str:
+    """Role of the empty RPC to a shard of that collection."""
+    return f"rpc_node{shards}"
+
+
+def partition_role(shards: int) -> str:
+    """Role of one partition's in-process search for that shard count."""
+    return f"partition{shards}"
 
 
 @dataclass
 class Results:
-    """Everything one run measured, keyed by role (SHOAL, HNSWLIB, BRUTE)."""
+    """Everything one run measured, keyed by role (see the *_role helpers and the role constants)."""
 
     command: str
     machine: dict[str, Any]
     data: DataSpec
-    shards: int
+    shards: list[int]
     m: int
     ef_construction: int
     ef_search_default: int
@@ -40,78 +61,165 @@ class Results:
     batch: int
     ingest_batch: int
     threads: int
-    repeats: int
+    passes: int
+    clients: int
+    client_queries: int
+    concurrency_ef: int
+    floor_ef: int
+    client_mode: str = "threads"
     names: dict[str, str] = field(default_factory=dict)
     curves: dict[str, list[CurvePoint]] = field(default_factory=dict)
     latency: dict[str, list[Latency]] = field(default_factory=dict)
     ingest: dict[str, Ingest] = field(default_factory=dict)
+    concurrent: dict[str, list[Concurrent]] = field(default_factory=dict)
+    memory: MemoryRun | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
     phases_s: dict[str, float] = field(default_factory=dict)
 
+    def latency_at(self, role: str, ef: int) -> Latency | None:
+        """The single-query run of a role at an ef (ef 0 for systems without one)."""
+        return next((x for x in self.latency.get(role, []) if x.ef == ef), None)
 
-def equal_ef_ratios(r: Results) -> list[dict[str, Any]]:
-    """Shoal QPS / hnswlib QPS at each ef both were measured at, with both recalls."""
-    hnsw = {p.ef: p for p in r.curves.get(HNSWLIB, [])}
-    return [{"ef": s.ef, "shoal_recall": s.recall, "hnswlib_recall": hnsw[s.ef].recall, "shoal_qps": s.qps,
-             "hnswlib_qps": hnsw[s.ef].qps, "ratio": s.qps / hnsw[s.ef].qps}
-            for s in r.curves.get(SHOAL, []) if s.ef in hnsw]
+    def concurrent_at(self, role: str, ef: int) -> Concurrent | None:
+        """The concurrent-client run of a role at an ef."""
+        return next((x for x in self.concurrent.get(role, []) if x.ef == ef), None)
 
 
-def equal_recall_ratios(r: Results) -> list[dict[str, Any]]:
+def matching(items: Sequence[T], recall: float, recall_of: Callable[[T], float | None],
+             ef_of: Callable[[T], int]) -> tuple[T | None, bool]:
+    """The cheapest (lowest-ef) item whose recall is at least `recall`, and True; when none reaches it, the
+    item of highest recall and False (the comparison is then not at equal recall)."""
+    scored = [x for x in items if recall_of(x) is not None]
+    reaching = [x for x in scored if recall_of(x) >= recall]
+    if reaching:
+        return min(reaching, key=ef_of), True
+    return (max(scored, key=recall_of), False) if scored else (None, False)
+
+
+def equal_recall_batched(r: Results, shards: int) -> list[dict[str, Any]]:
     """Shoal QPS / hnswlib QPS at Shoal's recall, hnswlib's curve interpolated; None outside its range."""
     out = []
-    for s in r.curves.get(SHOAL, []):
+    for s in r.curves.get(shoal_role(shards), []):
         h = qps_at_recall(r.curves.get(HNSWLIB, []), s.recall)
         out.append({"ef": s.ef, "recall": s.recall, "shoal_qps": s.qps, "hnswlib_qps": h,
                     "ratio": None if h is None else s.qps / h})
     return out
 
 
-def latency_ratios(r: Results) -> list[dict[str, Any]]:
-    """Shoal p50 / hnswlib p50 (and p99) at each ef both were timed at."""
-    hnsw = {x.ef: x for x in r.latency.get(HNSWLIB, [])}
-    return [{"ef": s.ef, "shoal_p50_ms": s.p50_ms, "hnswlib_p50_ms": hnsw[s.ef].p50_ms,
-             "p50_ratio": s.p50_ms / hnsw[s.ef].p50_ms, "p99_ratio": s.p99_ms / hnsw[s.ef].p99_ms}
-            for s in r.latency.get(SHOAL, []) if s.ef in hnsw]
+def floor_rows(r: Results) -> list[dict[str, Any]]:
+    """Per shard count: the floor's three parts, their sum, Shoal's p50 at the floor ef and the ratio."""
+    out = []
+    coord = r.latency_at(RPC_COORDINATOR, 0)
+    for shards in r.shards:
+        node, part = r.latency_at(rpc_node_role(shards), 0), r.latency_at(partition_role(shards), r.floor_ef)
+        shoal = r.latency_at(shoal_role(shards), r.floor_ef)
+        parts = [x.p50_ms for x in (coord, node, part) if x is not None]
+        floor = sum(parts) if len(parts) == 3 else None
+        out.append({"shards": shards, "client_coordinator_ms": coord and coord.p50_ms,
+                    "coordinator_node_ms": node and node.p50_ms, "partition_ms": part and part.p50_ms,
+                    "floor_ms": floor, "shoal_p50_ms": shoal and shoal.p50_ms,
+                    "ratio": None if floor is None or shoal is None else shoal.p50_ms / floor})
+    return out
 
 
-def ingest_ratio(r: Results) -> float | None:
-    """Shoal ingest rate / hnswlib ingest rate."""
-    if SHOAL not in r.ingest or HNSWLIB not in r.ingest:
-        return None
-    return r.ingest[SHOAL].rate / r.ingest[HNSWLIB].rate
+def pgvector_single(r: Results) -> list[dict[str, Any]]:
+    """Per shard count: Shoal's single query at the floor ef against pgvector's cheapest ef of at least its recall."""
+    out = []
+    for shards in r.shards:
+        s = r.latency_at(shoal_role(shards), r.floor_ef)
+        if s is None or s.recall is None:
+            continue
+        pg, equal = matching(r.latency.get(PGVECTOR, []), s.recall, lambda x: x.recall, lambda x: x.ef)
+        out.append({"shards": shards, "ef": s.ef, "shoal_recall": s.recall, "shoal_p50_ms": s.p50_ms,
+                    "shoal_p99_ms": s.p99_ms, "pg_ef": pg and pg.ef, "pg_recall": pg and pg.recall,
+                    "pg_p50_ms": pg and pg.p50_ms, "pg_p99_ms": pg and pg.p99_ms, "equal_recall": equal,
+                    "ratio": None if pg is None else s.p50_ms / pg.p50_ms})
+    return out
+
+
+def concurrency_rows(r: Results) -> list[dict[str, Any]]:
+    """Per shard count: Shoal's concurrent QPS against pgvector's and hnswlib's one-thread QPS at its recall."""
+    out = []
+    for shards in r.shards:
+        s = r.concurrent_at(shoal_role(shards), r.concurrency_ef)
+        if s is None:
+            continue
+        pg, pg_equal = matching(r.concurrent.get(PGVECTOR, []), s.recall, lambda x: x.recall, lambda x: x.ef)
+        h, h_equal = matching(r.curves.get(HNSWLIB_1T, []), s.recall, lambda x: x.recall, lambda x: x.ef)
+        out.append({"shards": shards, "ef": s.ef, "recall": s.recall, "shoal_qps": s.qps,
+                    "pg_ef": pg and pg.ef, "pg_recall": pg and pg.recall, "pg_qps": pg and pg.qps,
+                    "pg_equal_recall": pg_equal, "pg_ratio": None if pg is None else s.qps / pg.qps,
+                    "hnswlib_ef": h and h.ef, "hnswlib_recall": h and h.recall, "hnswlib_qps": h and h.qps,
+                    "hnswlib_equal_recall": h_equal, "hnswlib_ratio": None if h is None else s.qps / h.qps})
+    return out
 
 
 def is_target_config(r: Results) -> bool:
     """Whether this run is at the size the targets are stated for."""
-    return r.data.n >= TARGET_N and r.data.dim == TARGET_DIM and r.shards == TARGET_SHARDS
+    return r.data.n >= TARGET_N and r.data.dim == TARGET_DIM
 
 
-def judge_targets(r: Results) -> dict[str, Any]:
-    """Whether each target was met, with the figures that decide it."""
-    comparable = [x for x in equal_recall_ratios(r) if x["ratio"] is not None]
-    passed = [x for x in comparable if x["ratio"] >= THROUGHPUT_TARGET]
-    if not comparable:
-        tp_verdict = "not judged (no Shoal recall level falls inside hnswlib's measured recall range)"
-    elif len(passed) == len(comparable):
-        tp_verdict = "met"
-    elif passed:
-        tp_verdict = f"partly met ({len(passed)} of {len(comparable)} recall levels)"
-    else:
-        tp_verdict = "not met"
-    lat = next((x for x in r.latency.get(SHOAL, []) if x.ef == TARGET_LATENCY_EF), None)
-    if lat is None:
-        p50_verdict = f"not judged (no single-query run at ef={TARGET_LATENCY_EF})"
-    else:
-        p50_verdict = "met" if lat.p50_ms <= P50_TARGET_MS else "not met"
-    return {
-        "target_config": is_target_config(r),
-        "throughput": {"target_ratio": THROUGHPUT_TARGET, "verdict": tp_verdict,
-                       "min_ratio": min((x["ratio"] for x in comparable), default=None),
-                       "max_ratio": max((x["ratio"] for x in comparable), default=None),
-                       "points": comparable},
-        "p50": {"target_ms": P50_TARGET_MS, "ef": TARGET_LATENCY_EF, "verdict": p50_verdict,
-                "p50_ms": None if lat is None else lat.p50_ms},
-    }
+def _verdict(ok: bool | None) -> str:
+    return "not judged (not measured)" if ok is None else ("met" if ok else "not met")
+
+
+def share_verdict(passed: Sequence[bool]) -> str:
+    """met / partly met (i of n recall levels) / not met, over the levels that could be compared."""
+    if not passed:
+        return "not judged (no Shoal recall level falls inside hnswlib's measured range)"
+    if all(passed):
+        return "met"
+    return f"partly met ({sum(passed)} of {len(passed)} recall levels)" if any(passed) else "not met"
+
+
+def judge_targets(r: Results) -> list[dict[str, Any]]:
+    """Each target with its verdict and the figures that decide it."""
+    out = []
+    for x in floor_rows(r):
+        ok = None if x["ratio"] is None else x["ratio"] <= FLOOR_TARGET
+        out.append({"target": f"single-query p50 <= {FLOOR_TARGET}x the floor ({x['shards']} shards, "
+                              f"ef={r.floor_ef})", "verdict": _verdict(ok),
+                    "figures": f"{_fmt(x['shoal_p50_ms'], '.3f')} ms / {_fmt(x['floor_ms'], '.3f')} ms = "
+                               f"{_fmt(x['ratio'])}x"})
+    for x in pgvector_single(r):
+        ok = x["equal_recall"] and x["ratio"] is not None and x["ratio"] < 1
+        out.append({"target": f"single-query p50 below pgvector's at equal recall ({x['shards']} shards)",
+                    "verdict": _verdict(ok) + ("" if x["equal_recall"] else " (pgvector never reached Shoal's "
+                                                                             "recall; compared at its best)"),
+                    "figures": f"Shoal {x['shoal_p50_ms']:.3f} ms at recall {x['shoal_recall']:.4f} vs pgvector "
+                               f"{_fmt(x['pg_p50_ms'], '.3f')} ms at ef {x['pg_ef']} (recall "
+                               f"{_fmt(x['pg_recall'], '.4f')})"})
+    for x in concurrency_rows(r):
+        ok = x["pg_equal_recall"] and x["pg_ratio"] is not None and x["pg_ratio"] > 1
+        out.append({"target": f"{r.clients}-client QPS above pgvector's at equal recall ({x['shards']} shards)",
+                    "verdict": _verdict(ok), "figures": f"{x['shoal_qps']:,.0f} vs {_fmt(x['pg_qps'], ',.0f')} q/s "
+                                                        f"(pgvector ef {x['pg_ef']}) = {_fmt(x['pg_ratio'])}x"})
+        ok = None if x["hnswlib_ratio"] is None else x["hnswlib_equal_recall"] and x["hnswlib_ratio"] >= \
+            CONCURRENT_TARGET
+        out.append({"target": f"{r.clients}-client QPS >= {CONCURRENT_TARGET}x hnswlib's single-thread QPS at equal "
+                              f"recall ({x['shards']} shards)", "verdict": _verdict(ok),
+                    "figures": f"{x['shoal_qps']:,.0f} vs {_fmt(x['hnswlib_qps'], ',.0f')} q/s (hnswlib ef "
+                               f"{x['hnswlib_ef']}) = {_fmt(x['hnswlib_ratio'])}x"})
+    for shards in r.shards:
+        pts = [x for x in equal_recall_batched(r, shards) if x["ratio"] is not None]
+        goal = f" >= {BATCHED_TARGET}x" if shards == BATCHED_TARGET_SHARDS else " (reported)"
+        out.append({"target": f"batched QPS at equal recall vs in-process hnswlib{goal} ({shards} shards)",
+                    "verdict": share_verdict([x["ratio"] >= BATCHED_TARGET for x in pts])
+                    if shards == BATCHED_TARGET_SHARDS else "reported",
+                    "figures": ", ".join(f"{x['ratio']:.2f} at recall {x['recall']:.4f} (ef {x['ef']})"
+                                         for x in pts) or "—"})
+    mem = r.memory
+    if mem is not None:
+        beyond = mem.per_replica_beyond_data()
+        out.append({"target": f"idle shard replica <= {REPLICA_TARGET_MB:g} MB beyond its data",
+                    "verdict": _verdict(None if beyond is None else beyond <= REPLICA_TARGET_MB * 1e6),
+                    "figures": f"{_fmt(beyond and beyond / MIB, '.1f')} MiB"})
+        final = mem.steps[-1].rss_bytes if mem.steps else None
+        ok = None if final is None else mem.created >= mem.wanted and final <= MEMORY_TARGET_GB * 1e9
+        out.append({"target": f"{mem.wanted} collections x {mem.shards} shards x {mem.vectors:,} vectors in <= "
+                              f"{MEMORY_TARGET_GB:g} GB RSS", "verdict": _verdict(ok),
+                    "figures": f"{mem.created} created, {_fmt(final and final / 2**30, '.2f')} GiB"})
+    return out
 
 
 def results_json(r: Results) -> dict[str, Any]:
@@ -119,17 +227,21 @@ def results_json(r: Results) -> dict[str, Any]:
     return {
         "command": r.command, "machine": r.machine, "data": r.data.to_dict(),
         "data_description": r.data.describe(),
-        "setup": {"shards": r.shards, "m": r.m, "ef_construction": r.ef_construction,
+        "setup": {"client_mode": r.client_mode, "shards": r.shards, "m": r.m, "ef_construction": r.ef_construction,
                   "ef_search_default": r.ef_search_default, "k": r.k, "search_batch": r.batch,
-                  "ingest_batch": r.ingest_batch, "hnswlib_threads": r.threads, "search_repeats": r.repeats},
+                  "ingest_batch": r.ingest_batch, "hnswlib_threads": r.threads, "passes": r.passes,
+                  "clients": r.clients, "client_queries": r.client_queries, "concurrency_ef": r.concurrency_ef,
+                  "floor_ef": r.floor_ef},
         "systems": r.names,
         "curves": {role: [p.to_dict() for p in pts] for role, pts in r.curves.items()},
         "latency": {role: [x.to_dict() for x in xs] for role, xs in r.latency.items()},
+        "concurrent": {role: [x.to_dict() for x in xs] for role, xs in r.concurrent.items()},
         "ingest": {role: x.to_dict() for role, x in r.ingest.items()},
-        "ratios": {"equal_ef": equal_ef_ratios(r), "equal_recall": equal_recall_ratios(r),
-                   "latency": latency_ratios(r), "ingest": ingest_ratio(r)},
-        "targets": judge_targets(r),
-        "phases_s": r.phases_s,
+        "memory": None if r.memory is None else r.memory.to_dict(),
+        "comparisons": {"equal_recall_batched": {s: equal_recall_batched(r, s) for s in r.shards},
+                        "floor": floor_rows(r), "pgvector_single": pgvector_single(r),
+                        "concurrency": concurrency_rows(r)},
+        "targets": judge_targets(r), "notes": r.notes, "phases_s": r.phases_s,
     }
 
 
@@ -140,15 +252,16 @@ def write_json(r: Results, path: Path) -> None:
 
 
 def plot_curves(r: Results, path: Path) -> None:
-    """recall@k (x) against queries/s (y, log) for Shoal and hnswlib, ef marked; brute force as a point."""
+    """recall@k (x) against batched queries/s (y, log) for Shoal and hnswlib, ef marked; brute force as a point."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    for role, style in ((SHOAL, "o-"), (HNSWLIB, "s--")):
-        pts = r.curves.get(role, [])
+    styles = [(shoal_role(s), "o-") for s in r.shards] + [(HNSWLIB, "s--"), (HNSWLIB_1T, "^:")]
+    for role, style in styles:
+        pts = sorted(r.curves.get(role, []), key=lambda p: p.ef)
         if not pts:
             continue
         ax.plot([p.recall for p in pts], [p.qps for p in pts], style, label=r.names[role])
@@ -174,96 +287,189 @@ def _fmt(x: float | None, spec: str = ".2f") -> str:
     return "—" if x is None else format(x, spec)
 
 
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[bool] | None = None) -> list[str]:
+    """Markdown table lines; `right` marks right-aligned (numeric) columns."""
+    right = right or [i > 0 for i in range(len(header))]
+    return ["| " + " | ".join(header) + " |", "| " + " | ".join("---:" if r else "---" for r in right) + " |",
+            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
+
+
 def _curve_table(r: Results) -> list[str]:
-    """system | ef | recall | QPS | ratio rows."""
-    rows = [f"| system | ef | recall@{r.k} | batched QPS | Shoal / hnswlib QPS at this ef |",
-            "| --- | ---: | ---: | ---: | ---: |"]
-    ratio = {x["ef"]: x["ratio"] for x in equal_ef_ratios(r)}
-    for role in (SHOAL, HNSWLIB):
-        for p in r.curves.get(role, []):
-            cell = _fmt(ratio.get(p.ef), ".2f") if role == SHOAL else ""
-            rows.append(f"| {r.names[role]} | {p.ef} | {p.recall:.4f} | {p.qps:,.0f} | {cell} |")
+    rows = []
+    for role in [*(shoal_role(s) for s in r.shards), HNSWLIB, HNSWLIB_1T]:
+        for p in sorted(r.curves.get(role, []), key=lambda p: p.ef):
+            rows.append([r.names[role], p.ef, f"{p.recall:.4f}", f"{p.qps:,.0f}"])
     for p in r.curves.get(BRUTE, []):
-        rows.append(f"| {r.names[BRUTE]} | exact | {p.recall:.4f} | {p.qps:,.0f} | |")
-    return rows
+        rows.append([r.names[BRUTE], "exact", f"{p.recall:.4f}", f"{p.qps:,.0f}"])
+    return table(["system", "ef", f"recall@{r.k}", "batched QPS"], rows)
 
 
 def _recall_table(r: Results) -> list[str]:
-    """Shoal against hnswlib's curve interpolated at Shoal's recall."""
-    rows = [f"| Shoal ef | Shoal recall@{r.k} | Shoal QPS | hnswlib QPS at that recall | ratio |",
-            "| ---: | ---: | ---: | ---: | ---: |"]
-    for x in equal_recall_ratios(r):
-        h = "outside hnswlib's range" if x["hnswlib_qps"] is None else f"{x['hnswlib_qps']:,.0f}"
-        rows.append(f"| {x['ef']} | {x['recall']:.4f} | {x['shoal_qps']:,.0f} | {h} | {_fmt(x['ratio'])} |")
-    return rows
+    rows = []
+    for shards in r.shards:
+        for x in equal_recall_batched(r, shards):
+            h = "outside hnswlib's range" if x["hnswlib_qps"] is None else f"{x['hnswlib_qps']:,.0f}"
+            rows.append([r.names[shoal_role(shards)], x["ef"], f"{x['recall']:.4f}", f"{x['shoal_qps']:,.0f}", h,
+                         _fmt(x["ratio"])])
+    return table(["system", "Shoal ef", f"recall@{r.k}", "Shoal QPS", "hnswlib QPS at that recall", "ratio"], rows)
 
 
 def _latency_table(r: Results) -> list[str]:
-    """p50/p99 of one-at-a-time queries."""
-    rows = ["| system | ef | queries | p50 ms | p99 ms | mean ms | max ms |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for role in (SHOAL, HNSWLIB, BRUTE, ONE_SHARD, RPC_FLOOR):
+    roles = [*(shoal_role(s) for s in r.shards), HNSWLIB, PGVECTOR, BRUTE, RPC_COORDINATOR,
+             *(rpc_node_role(s) for s in r.shards), *(partition_role(s) for s in r.shards)]
+    rows = []
+    for role in roles:
         for x in r.latency.get(role, []):
-            ef = {BRUTE: "exact", RPC_FLOOR: "-"}.get(role, str(x.ef))
-            rows.append(f"| {r.names[role]} | {ef} | {x.queries:,} | {x.p50_ms:.3f} | {x.p99_ms:.3f} | "
-                        f"{x.mean_ms:.3f} | {x.max_ms:.3f} |")
-    for x in latency_ratios(r):
-        rows.append(f"\nShoal / hnswlib at ef={x['ef']}: p50 {x['p50_ratio']:.1f}x "
-                    f"({x['shoal_p50_ms']:.3f} ms vs {x['hnswlib_p50_ms']:.3f} ms), p99 {x['p99_ratio']:.1f}x.")
-    if RPC_FLOOR in r.latency:
-        rows.append("\nA Shoal query is one gRPC hop from the client to the coordinator plus a fan-out of one hop to "
-                    "every shard; the last two rows measure those hops alone on this machine, so the share of "
-                    "Shoal's latency that is transport (rather than search) can be read off the table.")
-    return rows
+            ef = {BRUTE: "exact"}.get(role, str(x.ef) if x.ef else "-")
+            rows.append([r.names[role], ef, _fmt(x.recall, ".4f"), f"{x.queries:,}", f"{x.p50_ms:.3f}",
+                         f"{x.p99_ms:.3f}", f"{x.mean_ms:.3f}", f"{x.max_ms:.3f}"])
+    return table(["system", "ef", f"recall@{r.k}", "queries", "p50 ms", "p99 ms", "mean ms", "max ms"], rows)
+
+
+def _floor_table(r: Results) -> list[str]:
+    rows = [[x["shards"], _fmt(x["client_coordinator_ms"], ".3f"), _fmt(x["coordinator_node_ms"], ".3f"),
+             _fmt(x["partition_ms"], ".3f"), _fmt(x["floor_ms"], ".3f"), _fmt(x["shoal_p50_ms"], ".3f"),
+             _fmt(x["ratio"]) + "x"] for x in floor_rows(r)]
+    return table(["shards", "client → coordinator RPC p50 ms", "coordinator → node RPC p50 ms",
+                  f"one partition search p50 ms (ef {r.floor_ef})", "floor ms",
+                  f"Shoal single-query p50 ms (ef {r.floor_ef})", "p50 / floor"], rows)
+
+
+def _pg_single_table(r: Results) -> list[str]:
+    rows = [[x["shards"], x["ef"], f"{x['shoal_recall']:.4f}", f"{x['shoal_p50_ms']:.3f}", f"{x['shoal_p99_ms']:.3f}",
+             x["pg_ef"], _fmt(x["pg_recall"], ".4f") + ("" if x["equal_recall"] else " (below)"),
+             _fmt(x["pg_p50_ms"], ".3f"), _fmt(x["pg_p99_ms"], ".3f"), _fmt(x["ratio"]) + "x"]
+            for x in pgvector_single(r)]
+    return table(["Shoal shards", "Shoal ef", "Shoal recall", "Shoal p50 ms", "Shoal p99 ms", "pgvector ef_search",
+                  "pgvector recall", "pgvector p50 ms", "pgvector p99 ms", "Shoal / pgvector p50"], rows)
+
+
+def _concurrent_table(r: Results) -> list[str]:
+    rows = []
+    for role in [*(shoal_role(s) for s in r.shards), PGVECTOR]:
+        for x in sorted(r.concurrent.get(role, []), key=lambda x: x.ef):
+            rows.append([r.names[role], x.ef, f"{x.recall:.4f}", x.clients, f"{x.queries:,}", f"{x.qps:,.0f}",
+                         f"{x.p50_ms:.3f}", f"{x.p99_ms:.3f}"])
+    for p in sorted(r.curves.get(HNSWLIB_1T, []), key=lambda p: p.ef):
+        rows.append([r.names[HNSWLIB_1T] + ", batched", p.ef, f"{p.recall:.4f}", 1, f"{p.queries:,}",
+                     f"{p.qps:,.0f}", "—", "—"])
+    lines = table(["system", "ef", f"recall@{r.k}", "clients", "searches", "QPS", "p50 ms", "p99 ms"], rows)
+    for x in concurrency_rows(r):
+        lines.append(f"\n{r.names[shoal_role(x['shards'])]} at ef {x['ef']} (recall {x['recall']:.4f}): "
+                     f"{_fmt(x['pg_ratio'])}x pgvector's QPS at ef {x['pg_ef']} (recall {_fmt(x['pg_recall'], '.4f')}"
+                     f"{'' if x['pg_equal_recall'] else ', lower'}); {_fmt(x['hnswlib_ratio'])}x hnswlib's "
+                     f"one-thread QPS at ef {x['hnswlib_ef']} (recall {_fmt(x['hnswlib_recall'], '.4f')}"
+                     f"{'' if x['hnswlib_equal_recall'] else ', lower'}).")
+    return lines
 
 
 def _ingest_table(r: Results) -> list[str]:
-    """Vectors/s of building the index."""
-    rows = ["| system | vectors | batch | seconds | vectors/s |", "| --- | ---: | ---: | ---: | ---: |"]
-    for role in (SHOAL, HNSWLIB):
+    rows = []
+    for role in [*(shoal_role(s) for s in r.shards), HNSWLIB, PGVECTOR]:
         if role in r.ingest:
             x = r.ingest[role]
-            rows.append(f"| {r.names[role]} | {x.vectors:,} | {x.batch:,} | {x.seconds:.1f} | {x.rate:,.0f} |")
-    ratio = ingest_ratio(r)
-    if ratio is not None:
-        rows.append(f"\nShoal / hnswlib ingest rate: {ratio:.2f}.")
-    return rows
+            rows.append([r.names[role], f"{x.vectors:,}", f"{x.batch:,}", f"{x.seconds:.1f}", f"{x.rate:,.0f}"])
+    lines = table(["system", "vectors", "batch", "seconds", "vectors/s"], rows)
+    if "pgvector_index_build_s" in r.notes:
+        lines.append(f"\npgvector's time is COPY plus `CREATE INDEX ... USING hnsw` "
+                     f"({r.notes['pgvector_index_build_s']:.1f} s of it, {max(r.threads - 1, 0)} parallel "
+                     "maintenance workers besides the leader).")
+    return lines
 
 
-def _target_lines(r: Results) -> list[str]:
-    """One line per target, with the deciding figures."""
-    t = judge_targets(r)
-    tp, p50 = t["throughput"], t["p50"]
-    scope = "" if t["target_config"] else (
-        f" — this run is {r.data.n:,} x {r.data.dim} on {r.shards} shards, not the stated "
-        f"{TARGET_N:,} x {TARGET_DIM} on {TARGET_SHARDS}, so this is indicative only")
-    pts = ", ".join(f"{x['ratio']:.2f} at recall {x['recall']:.3f} (Shoal ef={x['ef']})" for x in tp["points"])
-    return [
-        f"- Batched throughput through Shoal >= {THROUGHPUT_TARGET:.0%} of in-process hnswlib at equal recall: "
-        f"**{tp['verdict']}**{': ' + pts if pts else ''}{scope}.",
-        f"- Single-query p50 <= {P50_TARGET_MS:g} ms at {TARGET_N // 1000}k x {TARGET_DIM} on {TARGET_SHARDS} "
-        f"shards (ef={TARGET_LATENCY_EF}): **{p50['verdict']}** (p50 {_fmt(p50['p50_ms'], '.3f')} ms){scope}.",
+def _memory_lines(r: Results) -> list[str]:
+    mem = r.memory
+    if mem is None:
+        return ["Not run (`--memory-collections 0`)."]
+    last = mem.steps[-1] if mem.steps else None
+    per, beyond = mem.per_replica_bytes(), mem.per_replica_beyond_data()
+    rows = [
+        ["Shoal processes, empty cluster", mem.baseline.processes, f"{mem.baseline.rss_bytes / MIB:,.0f}",
+         f"{mem.baseline.pss_bytes / MIB:,.0f}"],
+        *([[f"after {last.collections} collections", last.processes, f"{last.rss_bytes / MIB:,.0f}",
+            f"{last.pss_bytes / MIB:,.0f}"]] if last else []),
     ]
+    lines = table(["state", "processes", "RSS MiB", "PSS MiB"], rows)
+    avg = mem.creation_seconds / mem.created if mem.created else None
+    lines += [
+        "",
+        f"- Asked for {mem.wanted} collections x {mem.shards} shards x {mem.vectors:,} vectors (dim {mem.dim}); "
+        f"created {mem.created} in {mem.creation_seconds:.1f} s (create + upsert, {_fmt(avg, '.2f')} s each; "
+        f"CreateCollection alone {mem.create_only_seconds:.1f} s in all)"
+        + (f"; {mem.stopped}." if mem.stopped else "."),
+        f"- RSS per shard replica (growth from the first to the last collection / replicas added): "
+        f"{_fmt(per and per / MIB, '.1f')} MiB; the replica's own index memory (DescribeCollection "
+        f"`memory_bytes`) {mem.index_bytes_per_replica / MIB:.2f} MiB; beyond its data "
+        f"{_fmt(beyond and beyond / MIB, '.1f')} MiB.",
+        f"- Cap: {mem.cap_bytes / 2**30:.1f} GiB of summed RSS (`--memory-cap-gb`).",
+        "- Processes counted, empty cluster: " + _names(mem.baseline.names) + "; at the end: "
+        + _names(mem.final_names) + ".",
+    ]
+    return lines
+
+
+def _loaded_memory_lines(r: Results) -> list[str]:
+    """RSS of the main comparison's servers with their data loaded."""
+    n = r.notes
+    if "shoal_rss_mib" not in n:
+        return []
+    return ["", f"With the main comparison's data loaded ({len(r.shards)} collections of {r.data.n:,} vectors), the "
+                f"Shoal processes held {n['shoal_rss_mib']:,} MiB RSS ({n['shoal_pss_mib']:,} MiB PSS, "
+                f"{n['shoal_processes']} processes) and PostgreSQL {n['postgresql_rss_mib']:,} MiB RSS "
+                f"({n['postgresql_pss_mib']:,} MiB PSS, {n['postgresql_processes']} processes, one table and "
+                "index of the same vectors)."]
+
+
+def _names(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} x{n}" for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) or "—"
+
+
+def _quiet_line(r: Results) -> str:
+    """Whether the machine was idle when the run began (a figure taken beside other work does not count)."""
+    start = r.machine.get("load_average_start") or [0.0]
+    if start[0] <= QUIET_LOAD:
+        return f"The machine was quiet at the start (1-minute load {start[0]} <= {QUIET_LOAD})."
+    return (f"**The machine was not quiet at the start (1-minute load {start[0]} > {QUIET_LOAD}): these figures do "
+            "not count; re-run the benchmark alone.**")
+
+
+def _client_mode(r: Results) -> str:
+    if r.client_mode == "processes":
+        return "each a process of its own (spawned, `--client-processes`)"
+    return ("threads of the benchmark process (gRPC Python may share one connection among channels with the same "
+            "settings, as it would for an application with many clients in one process; `--client-processes` "
+            "gives each client a process)")
 
 
 def _setup_lines(r: Results) -> list[str]:
-    """How each system was driven and timed, as bullets."""
     return [
-        f"- One collection, {r.shards} shards, HNSW M={r.m}, ef_construction={r.ef_construction} for both Shoal "
-        f"and hnswlib; k={r.k}; both ingest in batches of {r.ingest_batch:,}.",
-        "- Shoal: started by `shoal.serve.LocalCluster` on loopback, reached through `shoal.Client`; batched "
-        f"search is `search_batch(..., with_payload=False)` with {r.batch} queries per call, one call at a time; "
-        "single-query latency is `client.search` one query at a time.",
-        f"- hnswlib: one `hnswlib.Index` over all vectors in this process, num_threads={r.threads} for ingest and "
-        "batched calls, 1 for single queries. Its ef values without a Shoal counterpart stretch its curve to "
-        "Shoal's recall range.",
-        "- Brute force: a float32 numpy matrix product and top-k per batch (BLAS on every core); its batched run "
-        "is also the ground truth.",
-        "- Timings cover only the calls into each system (not id parsing or progress bars). Each curve starts with "
-        f"an untimed warm-up batch; each ef is timed over {r.repeats} full passes of the queries and the fastest "
-        "counts (the same for every system); each latency run starts with untimed warm-up queries.",
-        "- hnswlib and brute force are measured before the cluster starts, so its idle processes do not compete "
-        "with them.",
+        f"- Every index is HNSW with M={r.m}, ef_construction={r.ef_construction}; k={r.k}; recall@{r.k} of every "
+        "system against the same exact ground truth.",
+        f"- Shoal: one cluster (`shoal.serve.LocalCluster`, without the embedder) with one collection per shard "
+        f"count ({', '.join(str(s) for s in r.shards)}), reached through `shoal.Client` on loopback; batched "
+        f"search is `search_batch(..., with_payload=False)`, {r.batch} queries per call; single queries are "
+        "`client.search` one at a time.",
+        f"- hnswlib: one `hnswlib.Index` over all vectors in the benchmark process, num_threads={r.threads} for "
+        "ingest and batched calls, 1 for single queries and for the one-thread row.",
+        "- PostgreSQL + pgvector: the `pgserver` wheel's server on a Unix socket (shared_buffers 1GB), one table "
+        "(`id bigint, embedding vector`), `CREATE INDEX ... USING hnsw (embedding vector_cosine_ops)`; queries "
+        "`ORDER BY embedding <=> $1 LIMIT k` through psycopg (prepared, binary), `SET hnsw.ef_search` per ef; "
+        "the harness checks with EXPLAIN that the index answers.",
+        "- Brute force: a float32 numpy matrix product and top-k per batch; its result is the ground truth.",
+        f"- Floor: the standard gRPC `Health.Check` against the coordinator's address (client → coordinator), "
+        "the same call from the benchmark process against the address DescribeCollection reports for the "
+        "collection's shard 0 (stands for coordinator → node: the same hop, made from the client process), and "
+        f"a single query on one thread into an in-process hnswlib index of 1/shards of the vectors at ef "
+        f"{r.floor_ef}. Floor = the sum of the three p50s.",
+        f"- Concurrency: {r.clients} clients, {_client_mode(r)}, each with its own `shoal.Client` (or psycopg "
+        f"connection), start together and send {r.client_queries} single-vector searches each, one after another; "
+        "QPS = all searches / wall time. pgvector runs at the same "
+        "ef and at the cheapest ef_search whose recall is "
+        "at least Shoal's; hnswlib's one-thread QPS (batched knn_query, num_threads=1) likewise.",
+        f"- {r.passes} passes; in each pass every system takes its turn at every measurement, and the best pass "
+        "counts (highest QPS; lowest p50). BLAS is pinned to one thread in the benchmark process (threadpoolctl); "
+        "the servers use their own settings.",
+        "- Timings cover only the calls into each system. Every latency run starts with untimed warm-up queries.",
     ]
 
 
@@ -276,17 +482,23 @@ def render_section(r: Results, plot: Path, out: Path) -> str:
     except ValueError:
         plot_ref = str(plot)
     total = sum(r.phases_s.values())
+    scope = "" if is_target_config(r) else (
+        f" This run is {r.data.n:,} x {r.data.dim}, not the {TARGET_N:,} x {TARGET_DIM} the targets are "
+        "stated for: indicative only.")
     lines = [
         BEGIN,
-        "## Cluster: Shoal vs in-process hnswlib vs brute force",
+        "## Cluster: Shoal vs in-process hnswlib vs PostgreSQL + pgvector vs brute force",
         "",
         f"Command: `{r.command}` (git {m.get('git') or 'unknown'}; whole run {total / 60:.1f} min: "
         + ", ".join(f"{name} {s:.0f} s" for name, s in r.phases_s.items()) + ").",
         "",
         f"Machine: {m['nproc']} CPUs (nproc), {m['ram_gib']} GiB RAM, CPU `{m['cpu_model']}`, {m['os']}; "
-        f"Python {m['python']}, hnswlib {v['hnswlib']}, ray {v['ray']}, numpy {v['numpy']}, grpcio {v['grpcio']}. "
-        f"Load average (1/5/15 min) at start {m['load_average_start']}, at end {m.get('load_average_end')}. "
-        "Everything — benchmark client, coordinator, Ray and the shard actors — shares these CPUs.",
+        f"Python {m['python']}, " + ", ".join(f"{name} {ver}" for name, ver in v.items()) + ". "
+        f"Load average (1/5/15 min) at start {m['load_average_start']}, at each pass "
+        f"{m.get('load_average_per_pass')}, at end {m.get('load_average_end')}. Everything — benchmark client, "
+        "coordinator, Ray, shard processes and PostgreSQL — shares these CPUs." + scope,
+        "",
+        _quiet_line(r),
         "",
         f"Data: {r.data.describe()}",
         "",
@@ -294,19 +506,35 @@ def render_section(r: Results, plot: Path, out: Path) -> str:
         "",
         *_setup_lines(r),
         "",
+        "### Targets",
+        "",
+        *(f"- {t['target']}: **{t['verdict']}** ({t['figures']})" for t in judge_targets(r)),
+        "",
+        "### Single query vs the floor",
+        "",
+        *_floor_table(r),
+        "",
+        "### Single query vs pgvector at equal recall",
+        "",
+        *_pg_single_table(r),
+        "",
+        f"### {r.clients} concurrent clients",
+        "",
+        *_concurrent_table(r),
+        "",
         "### Recall and batched throughput",
         "",
         *_curve_table(r),
         "",
         "Shoal searches every shard with the given ef and merges the per-shard top-k, so at equal ef it "
         "examines more candidates than one index does and reaches higher recall; the fair comparison is at "
-        "equal recall:",
+        "equal recall (hnswlib's curve interpolated at Shoal's recall):",
         "",
         *_recall_table(r),
         "",
         f"![recall@{r.k} vs queries/s]({plot_ref})",
         "",
-        "### Single-query latency",
+        "### Single-query latency, every system",
         "",
         *_latency_table(r),
         "",
@@ -314,9 +542,14 @@ def render_section(r: Results, plot: Path, out: Path) -> str:
         "",
         *_ingest_table(r),
         "",
-        "### Targets",
+        "### Memory of many small collections",
         "",
-        *_target_lines(r),
+        "RSS summed over every Shoal process: the processes LocalCluster started (Ray head, coordinator) and all "
+        "their descendants (GCS, raylet, Ray workers and shard processes), plus any other process in their "
+        "sessions; PSS splits shared pages among their users.",
+        "",
+        *_memory_lines(r),
+        *_loaded_memory_lines(r),
         END,
     ]
     return "\n".join(lines) + "\n"

@@ -1,7 +1,8 @@
-"""The three systems under test: Shoal through its SDK, in-process hnswlib, and numpy brute force."""
+"""Systems under test: Shoal through its SDK, in-process hnswlib, numpy brute force, and empty-RPC floors."""
 
 from __future__ import annotations
 
+import copy
 import time
 
 import grpc
@@ -12,8 +13,6 @@ from tqdm import tqdm
 
 import shoal
 from bench.measure import batch_slices, pad_labels
-from protos import shard_pb2, shard_pb2_grpc
-from protos.wire import pack_matrix
 
 RANDOM_SEED = 100  # hnswlib's level-generator seed, the same one Shoal's partitions use
 
@@ -52,13 +51,17 @@ class BruteForce:
         """Exact top-k of one query."""
         return top_k_by_dot(query[None, :], self._vectors, k)
 
+    def labels_one(self, raw: np.ndarray, k: int) -> np.ndarray:
+        """The one row."""
+        return raw[0]
+
 
 class Hnswlib:
     """One in-process hnswlib index over every vector, using every core for batched calls."""
 
-    name = "hnswlib (in-process)"
-
-    def __init__(self, dim: int, m: int, ef_construction: int, threads: int) -> None:
+    def __init__(self, dim: int, m: int, ef_construction: int, threads: int, name: str = "hnswlib (in-process)"
+                 ) -> None:
+        self.name = name
         self.dim = dim
         self.m = m
         self.ef_construction = ef_construction
@@ -96,6 +99,16 @@ class Hnswlib:
         self._index.set_ef(ef)
         return self._index.knn_query(query[None, :], k=k, num_threads=1)[0]
 
+    def labels_one(self, raw: np.ndarray, k: int) -> np.ndarray:
+        """The one row, as int64."""
+        return raw[0].astype(np.int64)
+
+    def with_threads(self, threads: int, name: str) -> Hnswlib:
+        """The same index searched with another thread count (for single-thread throughput)."""
+        view = copy.copy(self)
+        view.threads, view.name = threads, name
+        return view
+
 
 class Shoal:
     """A Shoal collection reached through shoal.Client, exactly as an application would use it."""
@@ -104,6 +117,11 @@ class Shoal:
         self.client = client
         self.collection = collection
         self.name = f"Shoal ({shards} shards)"
+
+    @classmethod
+    def connect(cls, address: str, collection: str, shards: int, timeout: float) -> Shoal:
+        """A new shoal.Client (its own channel) on the collection."""
+        return cls(shoal.Client(address, timeout=timeout), collection, shards)
 
     def ingest(self, vectors: np.ndarray, batch: int) -> float:
         """Upsert batch by batch with ids "0".."n-1", timing the RPCs; then check every vector arrived."""
@@ -135,13 +153,20 @@ class Shoal:
         """client.search of one vector, without payloads."""
         return self.client.search(self.collection, query, k=k, ef=ef, with_payload=False)
 
+    def labels_one(self, raw: list[shoal.Hit], k: int) -> np.ndarray:
+        """Parse the string ids back to row numbers."""
+        return pad_labels([[int(h.id) for h in raw]], k)[0]
+
+    def close(self) -> None:
+        """Close the client."""
+        self.client.close()
+
 
 class RpcFloor:
-    """One gRPC round trip that does no work (Health.Check on the coordinator): the latency floor of a hop."""
+    """One gRPC round trip that does no work (the standard Health.Check) to one server: the floor of a hop."""
 
-    name = "gRPC round trip, no work (Health.Check)"
-
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, name: str) -> None:
+        self.name = name
         self._channel = grpc.insecure_channel(address)
         self._stub = health_pb2_grpc.HealthStub(self._channel)
         self._request = health_pb2.HealthCheckRequest()
@@ -150,16 +175,6 @@ class RpcFloor:
         """Ignore the query; one empty round trip."""
         return self._stub.Check(self._request)
 
-
-class OneShard:
-    """One shard's own Search RPC, called directly (what the coordinator fans out to each shard)."""
-
-    name = "one shard, direct Shard.Search"
-
-    def __init__(self, address: str) -> None:
-        self._channel = grpc.insecure_channel(address)
-        self._stub = shard_pb2_grpc.ShardStub(self._channel)
-
-    def search_one(self, query: np.ndarray, k: int, ef: int) -> object:
-        """Local top-k of one query on this shard."""
-        return self._stub.Search(shard_pb2.ShardSearchRequest(queries=pack_matrix(query), k=k, ef=ef))
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()

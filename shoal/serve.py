@@ -300,6 +300,11 @@ class LocalCluster:
             raise RuntimeError(f"coordinator.shards {action} failed: {out.stderr[-2000:]}")
         return json.loads(out.stdout.strip().splitlines()[-1])
 
+    def process_ids(self) -> list[int]:
+        """Pids of the processes this cluster started and that still run (Ray head, embedder, coordinator); each
+        leads its own session, and what they start (Ray's GCS, raylet, workers, shard actors) descends from them."""
+        return [p.pid for p in (self._ray, self._embedder, self._coordinator) if p is not None and p.poll() is None]
+
     def wait_nonblocking(self) -> int | None:
         """The coordinator's exit code if it has exited, else None."""
         return self._coordinator.poll() if self._coordinator else 0
