@@ -19,7 +19,7 @@ from coordinator.fanout import ShardPool
 from coordinator.fusion import rrf
 from coordinator.grouping import Hit, group_hits
 from coordinator.metrics import CoordinatorMetrics
-from coordinator.negation import resolve_rank_sets
+from coordinator.negation import resolve_rank_sets, split_rank_nots
 from coordinator.payload_check import check_payloads
 from coordinator.placement import load_of, place
 from coordinator.query_bind import BM25, HYBRID, RANKING_NAMES, VECTOR, bind_query
@@ -60,6 +60,7 @@ class SearchAnswer:
     results: list[list[Hit]]
     missing_shards: list[int]
     plans: list[query_pb2.QueryPlan] = field(default_factory=list)
+    excluded: list[int] = field(default_factory=list)  # sizes of the rank-form NOT sets resolved in the round
 
 
 def score_of(metric: str, distances: np.ndarray) -> np.ndarray:
@@ -384,7 +385,7 @@ class Engine:
         k, max_k = req.k, self.settings.max_k
         grouped = bool(spec.model)
         depth = max(k, HYBRID_DEPTH) if ranking == HYBRID else k
-        fetch = min(2 * depth, max_k) if grouped else depth
+        fetch = min(2 * depth, max_k) if grouped else depth + req.extra
         while True:
             req.k = fetch
             result = await self._reads.run(spec, req, allow_partial)
@@ -412,7 +413,7 @@ class Engine:
                                        latency_ms=(time.perf_counter() - start) * 1000.0)
             plan.stage_ms.update(stages)
             plans = [plan] * len(hits)
-        return SearchAnswer(hits, result.missing_shards, plans)
+        return SearchAnswer(hits, result.missing_shards, plans, result.excluded)
 
     @staticmethod
     def _ranked(spec: CollectionSpec, result: ReadResult, ranking: str, weights: tuple[float, float], depth: int
@@ -485,21 +486,33 @@ class Engine:
 
         flt = None
         resolved: list[query_pb2.ClauseFigures] = []
+        exclude: list[query_pb2.Near] = []
         if first.filter is not None:
             flt = query_pb2.QueryNode()
             flt.CopyFrom(first.filter)
-            resolved = [query_pb2.ClauseFigures(clause=text, estimated=size, actual=size)
-                        for text, size in await resolve_rank_sets(flt, top_search)]
+            if not spec.model:  # chunked collections exclude whole documents: their sets take two rounds
+                flt, exclude = split_rank_nots(flt)
+            if flt is not None:
+                resolved = [query_pb2.ClauseFigures(clause=text, estimated=size, actual=size)
+                            for text, size in await resolve_rank_sets(flt, top_search)]
         t_resolve = time.perf_counter()
         ranking_vectors = [b.vector for b in bound if b.vector is not None]
         queries = np.stack(ranking_vectors).astype(np.float32) if ranking_vectors else np.empty((0, spec.dim),
                                                                                               np.float32)
-        req = ReadRequest(queries, k, ef, with_payload, explain, flt, first.match, strategy)
+        req = ReadRequest(queries, k, ef, with_payload, explain, flt, first.match, strategy, exclude,
+                          extra=sum(int(n.top) for n in exclude))
         answer = await self._read(spec, req, first.ranking, weights_of(vector_weight, text_weight), allow_partial,
                                   resolved)
         for plan in answer.plans[:1]:
             plan.stage_ms.update({"parse": (t_parse - t0) * 1000.0, "embed": (t_embed - t_parse) * 1000.0,
                                   "resolve": (t_resolve - t_embed) * 1000.0})
+            if exclude:
+                plan.not_path = "one round"
+                plan.resolved.extend(query_pb2.ClauseFigures(clause=q.render(q.not_(query_pb2.QueryNode(near=n))),
+                                                             estimated=int(n.top), actual=size)
+                                     for n, size in zip(exclude, answer.excluded, strict=True))
+            elif resolved:
+                plan.not_path = "two rounds"
         return answer
 
 

@@ -40,6 +40,8 @@ class ReadRequest:
     filter: query_pb2.QueryNode | None = None
     match: query_pb2.Match | None = None
     strategy: str = ""
+    exclude: list[query_pb2.Near] = field(default_factory=list)  # rank-form NOTs resolved in this round
+    extra: int = 0                 # candidates asked for beyond k, so that k remain once the excluded go
 
 
 @dataclass
@@ -55,6 +57,7 @@ class ReadResult:
     plans: list[query_pb2.ShardPlan] = field(default_factory=list)
     nodes: list[query_pb2.NodeTiming] = field(default_factory=list)
     stage_ms: dict[str, float] = field(default_factory=dict)
+    excluded: list[int] = field(default_factory=list)  # size of each rank-form NOT's global set
 
 
 def _encode(req: ReadRequest) -> bytes:
@@ -66,6 +69,7 @@ def _encode(req: ReadRequest) -> bytes:
         msg.filter.CopyFrom(req.filter)
     if req.match is not None:
         msg.match.CopyFrom(req.match)
+    msg.exclude.extend(req.exclude)
     return msg.SerializeToString()
 
 
@@ -153,12 +157,23 @@ class ReadPath:
     @staticmethod
     def _merge(req: ReadRequest, answers: list[shard_pb2.NodeSearchResponse]) -> ReadResult:
         rows = max(len(req.queries), 1)
-        ids = [np.asarray(list(a.ids), dtype=object).reshape(rows, a.per_row) for a in answers]
-        dists = [unpack_floats(a.distances).reshape(rows, a.per_row) for a in answers]
-        merged_ids, merged_d = merge_columns(np.concatenate(ids, axis=1), np.concatenate(dists, axis=1), req.k)
-        text_ids, text_scores = merge_ranked([(list(a.text_ids), unpack_floats(a.text_scores)) for a in answers],
-                                             req.k, higher_is_better=True)
+        ids = np.concatenate([np.asarray(list(a.ids), dtype=object).reshape(rows, a.per_row) for a in answers],
+                             axis=1)
+        dists = np.concatenate([unpack_floats(a.distances).reshape(rows, a.per_row) for a in answers], axis=1)
+        text = [(list(a.text_ids), unpack_floats(a.text_scores)) for a in answers]
+        gone: set[str] = set()
+        sizes = []
+        for j, near in enumerate(req.exclude):  # the global top-K' of each NOT vector: exact, from local tops
+            top_ids, _ = merge_ranked([(list(a.exclusions[j].ids), unpack_floats(a.exclusions[j].scores))
+                                       for a in answers], int(near.top), higher_is_better=False)
+            gone.update(top_ids)
+            sizes.append(len(top_ids))
+        if gone:
+            dists = np.where(np.frompyfunc(gone.__contains__, 1, 1)(ids).astype(bool), np.inf, dists)
+            text = [([i for i in t if i not in gone], v[[i not in gone for i in t]]) for t, v in text]
+        merged_ids, merged_d = merge_columns(ids, dists, req.k)
+        text_ids, text_scores = merge_ranked(text, req.k, higher_is_better=True)
         payloads: dict[str, common_pb2.Payload] = {}
         for a in answers:
             payloads.update(a.payloads)
-        return ReadResult(merged_ids, merged_d, text_ids, text_scores, payloads, [])
+        return ReadResult(merged_ids, merged_d, text_ids, text_scores, payloads, [], excluded=sizes)

@@ -119,7 +119,7 @@ class ClauseFigures(_message.Message):
     def __init__(self, clause: _Optional[str] = ..., estimated: _Optional[int] = ..., actual: _Optional[int] = ...) -> None: ...
 
 class ShardPlan(_message.Message):
-    __slots__ = ("shard", "strategy", "live", "allowed", "clauses", "rounds", "ef", "text_matches", "latency_ms")
+    __slots__ = ("shard", "strategy", "live", "allowed", "clauses", "rounds", "ef", "text_matches", "latency_ms", "exclusion_candidates")
     SHARD_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     LIVE_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +129,7 @@ class ShardPlan(_message.Message):
     EF_FIELD_NUMBER: _ClassVar[int]
     TEXT_MATCHES_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUSION_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     shard: int
     strategy: str
     live: int
@@ -138,7 +139,8 @@ class ShardPlan(_message.Message):
     ef: int
     text_matches: int
     latency_ms: float
-    def __init__(self, shard: _Optional[int] = ..., strategy: _Optional[str] = ..., live: _Optional[int] = ..., allowed: _Optional[int] = ..., clauses: _Optional[_Iterable[_Union[ClauseFigures, _Mapping]]] = ..., rounds: _Optional[int] = ..., ef: _Optional[int] = ..., text_matches: _Optional[int] = ..., latency_ms: _Optional[float] = ...) -> None: ...
+    exclusion_candidates: int
+    def __init__(self, shard: _Optional[int] = ..., strategy: _Optional[str] = ..., live: _Optional[int] = ..., allowed: _Optional[int] = ..., clauses: _Optional[_Iterable[_Union[ClauseFigures, _Mapping]]] = ..., rounds: _Optional[int] = ..., ef: _Optional[int] = ..., text_matches: _Optional[int] = ..., latency_ms: _Optional[float] = ..., exclusion_candidates: _Optional[int] = ...) -> None: ...
 
 class NodeTiming(_message.Message):
     __slots__ = ("node", "shards", "call_ms", "node_ms")
@@ -153,7 +155,7 @@ class NodeTiming(_message.Message):
     def __init__(self, node: _Optional[int] = ..., shards: _Optional[_Iterable[int]] = ..., call_ms: _Optional[float] = ..., node_ms: _Optional[float] = ...) -> None: ...
 
 class QueryPlan(_message.Message):
-    __slots__ = ("ranking", "tree", "resolved", "shards", "latency_ms", "stage_ms", "nodes")
+    __slots__ = ("ranking", "tree", "resolved", "shards", "latency_ms", "stage_ms", "nodes", "not_path")
     class StageMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +170,7 @@ class QueryPlan(_message.Message):
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     STAGE_MS_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
+    NOT_PATH_FIELD_NUMBER: _ClassVar[int]
     ranking: str
     tree: str
     resolved: _containers.RepeatedCompositeFieldContainer[ClauseFigures]
@@ -175,4 +178,5 @@ class QueryPlan(_message.Message):
     latency_ms: float
     stage_ms: _containers.ScalarMap[str, float]
     nodes: _containers.RepeatedCompositeFieldContainer[NodeTiming]
-    def __init__(self, ranking: _Optional[str] = ..., tree: _Optional[str] = ..., resolved: _Optional[_Iterable[_Union[ClauseFigures, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardPlan, _Mapping]]] = ..., latency_ms: _Optional[float] = ..., stage_ms: _Optional[_Mapping[str, float]] = ..., nodes: _Optional[_Iterable[_Union[NodeTiming, _Mapping]]] = ...) -> None: ...
+    not_path: str
+    def __init__(self, ranking: _Optional[str] = ..., tree: _Optional[str] = ..., resolved: _Optional[_Iterable[_Union[ClauseFigures, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardPlan, _Mapping]]] = ..., latency_ms: _Optional[float] = ..., stage_ms: _Optional[_Mapping[str, float]] = ..., nodes: _Optional[_Iterable[_Union[NodeTiming, _Mapping]]] = ..., not_path: _Optional[str] = ...) -> None: ...

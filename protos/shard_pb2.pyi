@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class NodeSearchRequest(_message.Message):
-    __slots__ = ("partitions", "queries", "k", "ef", "with_payload", "explain", "filter", "match", "strategy")
+    __slots__ = ("partitions", "queries", "k", "ef", "with_payload", "explain", "filter", "match", "strategy", "exclude")
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class NodeSearchRequest(_message.Message):
     FILTER_FIELD_NUMBER: _ClassVar[int]
     MATCH_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_FIELD_NUMBER: _ClassVar[int]
     partitions: _containers.RepeatedScalarFieldContainer[str]
     queries: _common_pb2.FloatMatrix
     k: int
@@ -28,10 +29,11 @@ class NodeSearchRequest(_message.Message):
     filter: _query_pb2.QueryNode
     match: _query_pb2.Match
     strategy: str
-    def __init__(self, partitions: _Optional[_Iterable[str]] = ..., queries: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., explain: _Optional[bool] = ..., filter: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., match: _Optional[_Union[_query_pb2.Match, _Mapping]] = ..., strategy: _Optional[str] = ...) -> None: ...
+    exclude: _containers.RepeatedCompositeFieldContainer[_query_pb2.Near]
+    def __init__(self, partitions: _Optional[_Iterable[str]] = ..., queries: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., explain: _Optional[bool] = ..., filter: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., match: _Optional[_Union[_query_pb2.Match, _Mapping]] = ..., strategy: _Optional[str] = ..., exclude: _Optional[_Iterable[_Union[_query_pb2.Near, _Mapping]]] = ...) -> None: ...
 
 class NodeSearchResponse(_message.Message):
-    __slots__ = ("rows", "per_row", "ids", "distances", "text_ids", "text_scores", "payloads", "plans", "node_ms")
+    __slots__ = ("rows", "per_row", "ids", "distances", "text_ids", "text_scores", "payloads", "plans", "node_ms", "exclusions")
     class PayloadsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +50,7 @@ class NodeSearchResponse(_message.Message):
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
     PLANS_FIELD_NUMBER: _ClassVar[int]
     NODE_MS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUSIONS_FIELD_NUMBER: _ClassVar[int]
     rows: int
     per_row: int
     ids: _containers.RepeatedScalarFieldContainer[str]
@@ -57,7 +60,8 @@ class NodeSearchResponse(_message.Message):
     payloads: _containers.MessageMap[str, _common_pb2.Payload]
     plans: _containers.RepeatedCompositeFieldContainer[_query_pb2.ShardPlan]
     node_ms: float
-    def __init__(self, rows: _Optional[int] = ..., per_row: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., distances: _Optional[bytes] = ..., text_ids: _Optional[_Iterable[str]] = ..., text_scores: _Optional[bytes] = ..., payloads: _Optional[_Mapping[str, _common_pb2.Payload]] = ..., plans: _Optional[_Iterable[_Union[_query_pb2.ShardPlan, _Mapping]]] = ..., node_ms: _Optional[float] = ...) -> None: ...
+    exclusions: _containers.RepeatedCompositeFieldContainer[RankedList]
+    def __init__(self, rows: _Optional[int] = ..., per_row: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., distances: _Optional[bytes] = ..., text_ids: _Optional[_Iterable[str]] = ..., text_scores: _Optional[bytes] = ..., payloads: _Optional[_Mapping[str, _common_pb2.Payload]] = ..., plans: _Optional[_Iterable[_Union[_query_pb2.ShardPlan, _Mapping]]] = ..., node_ms: _Optional[float] = ..., exclusions: _Optional[_Iterable[_Union[RankedList, _Mapping]]] = ...) -> None: ...
 
 class OpenPartitionRequest(_message.Message):
     __slots__ = ("partition", "collection", "shard", "replica", "spec_json", "data_dir")

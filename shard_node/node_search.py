@@ -14,6 +14,7 @@ from protos import query_pb2, shard_pb2
 from protos.errors import InvalidArgument
 from protos.topk import merge_columns, merge_ranked, pad_rows
 from protos.wire import check_vectors, pack_floats, pack_vector, payload_to_proto, unpack_floats, unpack_matrix
+from shard_node.partition import exact_distances
 from shard_node.query import run_query
 from shard_node.store import ShardStore
 
@@ -28,6 +29,30 @@ class PartitionAnswer:
     dists: np.ndarray          # (queries, width) float32, +inf on padding
     text: tuple[list[str], np.ndarray] = ([], np.empty(0, np.float32))
     plans: list[query_pb2.ShardPlan] = field(default_factory=list)
+    exclusions: list[tuple[list[str], np.ndarray]] = field(default_factory=list)
+
+
+def local_top(store: ShardStore, near: query_pb2.Near) -> tuple[list[str], np.ndarray]:
+    """A partition's exact top-`near.top` of `near.vector` over its live documents (distances, best first)."""
+    part = store.partition
+    vector = np.asarray(near.vector, dtype=np.float32).reshape(1, -1)
+    check_vectors(vector, part.spec.dim, "NOT near vector", part.spec.metric)
+    live = np.flatnonzero(part.live_mask())
+    if not len(live) or near.top == 0:
+        return [], np.empty(0, np.float32)
+    dists = exact_distances(part.spec.metric, vector, part.vectors[live])[0]
+    top = min(int(near.top), len(live))
+    best = np.argpartition(dists, top - 1)[:top] if top < len(live) else np.arange(len(live))
+    best = best[np.argsort(dists[best], kind="stable")]
+    return part.ids_of(live[best]), dists[best].astype(np.float32)
+
+
+def _with_exclusions(answer: PartitionAnswer, store: ShardStore, req: shard_pb2.NodeSearchRequest
+                     ) -> PartitionAnswer:
+    answer.exclusions = [local_top(store, near) for near in req.exclude]
+    for plan in answer.plans:
+        plan.exclusion_candidates = sum(len(ids) for ids, _ in answer.exclusions)
+    return answer
 
 
 def _plain(req: shard_pb2.NodeSearchRequest) -> bool:
@@ -36,7 +61,13 @@ def _plain(req: shard_pb2.NodeSearchRequest) -> bool:
 
 def search_partition(store: ShardStore, shard: int, req: shard_pb2.NodeSearchRequest, queries: np.ndarray
                      ) -> PartitionAnswer:
-    """One partition's part of a node request: plain HNSW for the whole batch, else its planner per query."""
+    """One partition's part of a node request: its hits, and its local top of every rank-form NOT vector."""
+    return _with_exclusions(_search_partition(store, shard, req, queries), store, req)
+
+
+def _search_partition(store: ShardStore, shard: int, req: shard_pb2.NodeSearchRequest, queries: np.ndarray
+                      ) -> PartitionAnswer:
+    """Plain HNSW for the whole batch, else the partition's planner per query."""
     start = time.perf_counter()
     part = store.partition
     k, ef = int(req.k), int(req.ef)
@@ -92,6 +123,9 @@ def node_search(stores: Sequence[tuple[ShardStore, int]], req: shard_pb2.NodeSea
         text_ids, text_scores = merge_ranked([a.text for a in answers], k, higher_is_better=True)
         resp.text_ids.extend(text_ids)
         resp.text_scores = pack_floats(text_scores)
+    for j, near in enumerate(req.exclude):
+        top_ids, top_d = merge_ranked([a.exclusions[j] for a in answers], int(near.top), higher_is_better=False)
+        resp.exclusions.add(ids=top_ids, scores=pack_floats(top_d))
     if req.with_payload:
         _add_payloads(resp, stores, answers)
     for a in answers:
