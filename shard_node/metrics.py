@@ -22,7 +22,7 @@ class _BeforeScrape:
     them on every scrape (the registry collects in registration order). One callback per hosted partition."""
 
     def __init__(self) -> None:
-        self.callbacks: dict[tuple[str, str], Callable[[], None]] = {}
+        self.callbacks: dict[tuple[str, str, str], Callable[[], None]] = {}
 
     def collect(self) -> Iterable[Metric]:
         for callback in list(self.callbacks.values()):
@@ -31,13 +31,13 @@ class _BeforeScrape:
 
 
 class ShardMetrics:
-    """The metric families one shard node exports, labelled by the partition (collection, shard)."""
+    """The metric families one shard node exports, labelled by the partition (collection, shard, replica)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self._before_scrape = _BeforeScrape()
         self.registry.register(self._before_scrape)
-        labels = ("collection", "shard")
+        labels = ("collection", "shard", "replica")
         self.requests = Counter("shoal_shard_requests_total", "Shard RPCs by method and status code",
                                 (*labels, "method", "code"), registry=self.registry)
         self.latency = Histogram("shoal_shard_request_seconds", "Shard RPC latency",
@@ -81,7 +81,7 @@ class ShardMetrics:
         self.plans = Counter("shoal_shard_planner_plans_total", "Queries answered, by the plan the planner chose",
                              (*labels, "strategy"), registry=self.registry)
 
-    def observers(self, labels: tuple[str, str]) -> StoreObservers:
+    def observers(self, labels: tuple[str, str, str]) -> StoreObservers:
         """Callbacks that feed a store's WAL fsync and rebuild timings into these metrics."""
         for outcome in REBUILD_OUTCOMES:  # every outcome exported from the start, so rates and alerts see 0
             self.rebuild_seconds.labels(*labels, outcome)
@@ -96,27 +96,27 @@ class ShardMetrics:
 
         return StoreObservers(wal_fsync=wal_fsync, rebuild_end=rebuild_end)
 
-    def refresh_on_scrape(self, labels: tuple[str, str], figures: Callable[[], ShardFigures]) -> None:
+    def refresh_on_scrape(self, labels: tuple[str, str, str], figures: Callable[[], ShardFigures]) -> None:
         """Set the figure gauges from `figures()` at every scrape, so they are current even without writes or
         Stats calls (a rebuild's elapsed time keeps growing while it runs)."""
         self._before_scrape.callbacks[labels] = lambda: self.observe_figures(labels, figures())
 
-    def forget(self, labels: tuple[str, str]) -> None:
+    def forget(self, labels: tuple[str, str, str]) -> None:
         """Drop every series of a partition the node no longer hosts."""
         self._before_scrape.callbacks.pop(labels, None)
         extra = {id(self.requests): ("method", "code"), id(self.latency): ("method",),
                  id(self.rebuilds_started): ("reason",), id(self.rebuild_seconds): ("outcome",),
                  id(self.plans): ("strategy",)}
         for family in (v for v in vars(self).values() if isinstance(v, MetricWrapperBase)):
-            names = ("collection", "shard", *extra.get(id(family), ()))
+            names = ("collection", "shard", "replica", *extra.get(id(family), ()))
             found = {tuple(sample.labels[n] for n in names) for metric in family.collect()
                      for sample in metric.samples if all(n in sample.labels for n in names)}
             for values in found:
-                if values[:2] == labels:
+                if values[:3] == labels:
                     with contextlib.suppress(KeyError):
                         family.remove(*values)
 
-    def observe_figures(self, labels: tuple[str, str], f: ShardFigures) -> None:
+    def observe_figures(self, labels: tuple[str, str, str], f: ShardFigures) -> None:
         """Set the gauges from a shard's figures."""
         r = f.rebuild
         for gauge, value in ((self.vectors, f.live), (self.tombstones, f.tombstones),

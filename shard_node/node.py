@@ -35,9 +35,9 @@ class PartitionPlace:
     data_dir: str
 
     @property
-    def labels(self) -> tuple[str, str]:
+    def labels(self) -> tuple[str, str, str]:
         """Metric labels of the partition's series."""
-        return (self.collection, str(self.shard))
+        return (self.collection, str(self.shard), str(self.replica))
 
 
 @dataclass

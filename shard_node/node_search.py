@@ -75,12 +75,10 @@ def _search_partition(store: ShardStore, shard: int, req: shard_pb2.NodeSearchRe
         check_vectors(queries, part.spec.dim, "query vector", part.spec.metric)
     if _plain(req) and len(queries):
         ids, dists = part.search_matrix(queries, k, ef or None)
-        answer = PartitionAnswer(ids, dists)
-        if req.explain:
-            ms = (time.perf_counter() - start) * 1000.0
-            answer.plans = [query_pb2.ShardPlan(shard=shard, strategy=HNSW, live=part.live, allowed=part.live,
-                                                rounds=1, ef=max(ef or part.spec.ef_search, k), latency_ms=ms)]
-        return answer
+        ms = (time.perf_counter() - start) * 1000.0
+        plan = query_pb2.ShardPlan(shard=shard, strategy=HNSW, live=part.live, allowed=part.live, rounds=1,
+                                   ef=max(ef or part.spec.ef_search, k), latency_ms=ms)
+        return PartitionAnswer(ids, dists, plans=[plan])
     rows = queries if len(queries) else [None]
     ranked, plans = [], []
     text: tuple[list[str], np.ndarray] = ([], np.empty(0, np.float32))
@@ -96,7 +94,7 @@ def _search_partition(store: ShardStore, shard: int, req: shard_pb2.NodeSearchRe
             text = (list(resp.text_hits.ids), unpack_floats(resp.text_hits.scores))
         plans.append(resp.plan)
     ids, dists = pad_rows(ranked) if len(queries) else pad_rows([([], np.empty(0, np.float32))])
-    return PartitionAnswer(ids, dists, text, plans if req.explain else [])
+    return PartitionAnswer(ids, dists, text, plans)
 
 
 def node_search(stores: Sequence[tuple[ShardStore, int]], req: shard_pb2.NodeSearchRequest,
@@ -129,7 +127,8 @@ def node_search(stores: Sequence[tuple[ShardStore, int]], req: shard_pb2.NodeSea
     if req.with_payload:
         _add_payloads(resp, stores, answers)
     for a in answers:
-        resp.plans.extend(a.plans)
+        if req.explain:
+            resp.plans.extend(a.plans)
         if observe_plan is not None:
             for p in a.plans:
                 observe_plan(p.shard, p.strategy)

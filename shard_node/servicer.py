@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
@@ -13,7 +14,7 @@ import grpc
 from protos import common_pb2, shard_pb2, shard_pb2_grpc
 from protos.errors import InvalidArgument, rpc_edge
 from protos.serving import observe
-from protos.wire import pack_vector, payload_to_proto
+from protos.wire import METRICS, pack_vector, payload_to_proto
 from shard_node.metrics import ShardMetrics
 from shard_node.node import PartitionPlace, ShardNode
 from shard_node.node_search import node_search
@@ -34,6 +35,18 @@ def figures_to_proto(f: ShardFigures) -> shard_pb2.ShardStats:
             last_error=r.last_error))
 
 
+def spec_from_json(text: str) -> PartitionSpec:
+    """A PartitionSpec from its JSON form, or InvalidArgument saying what is wrong with it."""
+    try:
+        raw = json.loads(text)
+        spec = PartitionSpec(**raw) if isinstance(raw, dict) else None
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument(f"spec_json is not a partition spec ({exc})") from None
+    if spec is None or not isinstance(spec.dim, int) or spec.dim < 1 or spec.metric not in METRICS:
+        raise InvalidArgument(f"spec_json needs a positive integer dim and a metric among {', '.join(METRICS)}")
+    return spec
+
+
 class ShardServicer(shard_pb2_grpc.ShardServicer):
     """Serves every partition a ShardNode hosts."""
 
@@ -49,23 +62,23 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
             raise InvalidArgument("NodeSearch needs at least one partition")
         places = [self._node.place(key) for key in request.partitions]
         stores = [(self._node.store(key), p.shard) for key, p in zip(request.partitions, places, strict=True)]
-        collection = places[0].collection
+        labels = {p.shard: p.labels for p in places}
 
         def plan(shard: int, strategy: str) -> None:
-            self._metrics.plans.labels(collection, str(shard), strategy).inc()
+            self._metrics.plans.labels(*labels[shard], strategy).inc()
 
         with contextlib.ExitStack() as stack:
             for p in places:
                 stack.enter_context(observe(self._metrics.requests, self._metrics.latency, p.labels, "NodeSearch"))
             return node_search(stores, request, self._executor, plan)
 
-    def _observed(self, partition: str, method: str, fn: Callable[[ShardStore, tuple[str, str]], Any]) -> Any:
+    def _observed(self, partition: str, method: str, fn: Callable[[ShardStore, tuple[str, str, str]], Any]) -> Any:
         store = self._node.store(partition)
         labels = self._node.place(partition).labels
         with observe(self._metrics.requests, self._metrics.latency, labels, method):
             return fn(store, labels)
 
-    def _update_gauges(self, store: ShardStore, labels: tuple[str, str]) -> ShardFigures:
+    def _update_gauges(self, store: ShardStore, labels: tuple[str, str, str]) -> ShardFigures:
         f = store.figures()
         self._metrics.observe_figures(labels, f)
         return f
@@ -73,9 +86,9 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
     @rpc_edge
     def OpenPartition(self, request: shard_pb2.OpenPartitionRequest, context: grpc.ServicerContext
                       ) -> shard_pb2.ShardStats:
-        if not request.partition or not request.data_dir:
-            raise InvalidArgument("OpenPartition needs a partition key and a data directory")
-        spec = PartitionSpec(**json.loads(request.spec_json))
+        if not request.partition or not os.path.isabs(request.data_dir):
+            raise InvalidArgument("OpenPartition needs a partition key and an absolute data directory")
+        spec = spec_from_json(request.spec_json)
         place = PartitionPlace(request.collection, request.shard, request.replica, spec.to_dict(), request.data_dir)
         store = self._node.open(request.partition, place)
         return figures_to_proto(self._update_gauges(store, place.labels))
@@ -93,7 +106,7 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
     @rpc_edge
     def Upsert(self, request: shard_pb2.ShardUpsertRequest, context: grpc.ServicerContext
                ) -> shard_pb2.ShardWriteResponse:
-        def run(store: ShardStore, labels: tuple[str, str]) -> shard_pb2.ShardWriteResponse:
+        def run(store: ShardStore, labels: tuple[str, str, str]) -> shard_pb2.ShardWriteResponse:
             request.ClearField("partition")  # the WAL logs this very message; the key is the node's business
             lsn, n = store.upsert_request(request)
             self._update_gauges(store, labels)
@@ -104,7 +117,7 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
     @rpc_edge
     def Delete(self, request: shard_pb2.ShardDeleteRequest, context: grpc.ServicerContext
                ) -> shard_pb2.ShardWriteResponse:
-        def run(store: ShardStore, labels: tuple[str, str]) -> shard_pb2.ShardWriteResponse:
+        def run(store: ShardStore, labels: tuple[str, str, str]) -> shard_pb2.ShardWriteResponse:
             lsn, n = store.delete(list(request.ids))
             self._update_gauges(store, labels)
             return shard_pb2.ShardWriteResponse(lsn=lsn, affected=n)
@@ -114,7 +127,7 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
     @rpc_edge
     def Get(self, request: shard_pb2.ShardGetRequest, context: grpc.ServicerContext
             ) -> shard_pb2.ShardGetResponse:
-        def run(store: ShardStore, _: tuple[str, str]) -> shard_pb2.ShardGetResponse:
+        def run(store: ShardStore, _: tuple[str, str, str]) -> shard_pb2.ShardGetResponse:
             docs = store.partition.get(list(request.ids), request.with_vectors)
             return shard_pb2.ShardGetResponse(documents=[
                 common_pb2.Document(id=doc_id, vector=pack_vector(vec) if vec is not None else b"",
@@ -140,7 +153,7 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
     @rpc_edge
     def Rebuild(self, request: shard_pb2.ShardRebuildRequest, context: grpc.ServicerContext
                 ) -> shard_pb2.ShardStats:
-        def run(store: ShardStore, labels: tuple[str, str]) -> shard_pb2.ShardStats:
+        def run(store: ShardStore, labels: tuple[str, str, str]) -> shard_pb2.ShardStats:
             if request.m and not 2 <= request.m <= MAX_M:
                 raise InvalidArgument(f"hnsw m must be between 2 and {MAX_M}, got {request.m}")
             rebuilder = store.rebuilder

@@ -71,6 +71,7 @@ class Target:
     client: shoal.Client
     addresses: dict[str, str]
     channels: dict[str, grpc.Channel]
+    partition: str = ""  # key of a partition of the collection on the shard node under test
 
 
 def matrix(rows: np.ndarray | list, dim: int | None = None) -> common_pb2.FloatMatrix:
@@ -109,12 +110,15 @@ def seeds(t: Target) -> dict[str, list[bytes]]:
         coordinator_pb2.SearchRequest(collection=t.name, vectors=matrix(good[:1]), k=5,
                                       query_tree=query_pb2.Query(where=tree)),
         coordinator_pb2.CompactRequest(collection=ABSENT),
-        shard_pb2.ShardUpsertRequest(ids=["absent-a"], vectors=matrix(np.ones((1, BAD_DIM)))),
-        shard_pb2.ShardDeleteRequest(ids=["absent-document"]),
-        shard_pb2.ShardGetRequest(ids=IDS[:3], with_vectors=True),
-        shard_pb2.ShardSearchRequest(queries=matrix(good), k=5, ef=32, with_payload=True),
-        shard_pb2.ShardQueryRequest(filter=tree, vector=good[0].astype("<f4").tobytes(), k=5, with_payload=True),
-        shard_pb2.ShardRebuildRequest(m=1000, reason="fuzz"),
+        shard_pb2.ShardUpsertRequest(ids=["absent-a"], vectors=matrix(np.ones((1, BAD_DIM))), partition=t.partition),
+        shard_pb2.ShardDeleteRequest(ids=["absent-document"], partition=t.partition),
+        shard_pb2.ShardGetRequest(ids=IDS[:3], with_vectors=True, partition=t.partition),
+        shard_pb2.NodeSearchRequest(partitions=[t.partition], queries=matrix(good), k=5, ef=32, with_payload=True),
+        shard_pb2.NodeSearchRequest(partitions=[t.partition], queries=matrix(good[:1]), filter=tree, k=5,
+                                    with_payload=True),
+        shard_pb2.ShardRebuildRequest(m=1000, reason="fuzz", partition=t.partition),
+        shard_pb2.OpenPartitionRequest(partition="fz-absent/0/0", spec_json="{\"dim\": 4, \"metric\": \"l2\"}"),
+        shard_pb2.ClosePartitionRequest(partition="fz-absent/0/0"),
         embedder_pb2.EmbedTextRequest(texts=["a short text", "짧은 글"], kind=embedder_pb2.QUERY),
         embedder_pb2.EmbedImageRequest(images=[b"not an image at all"]),
     ]
@@ -161,9 +165,10 @@ def still_serving(t: Target) -> None:
         assert reply.status == health_pb2.HealthCheckResponse.SERVING, server
     hits = t.client.search(t.name, random_vectors(1, DIM, seed=12)[0], k=5)
     assert len(hits) == 5
-    shard = shard_pb2_grpc.ShardStub(t.channels["shard"]).Search(
-        shard_pb2.ShardSearchRequest(queries=matrix(random_vectors(1, DIM, seed=13)), k=3), timeout=CALL_TIMEOUT_S)
-    assert shard.hits_per_query >= 1
+    shard = shard_pb2_grpc.ShardStub(t.channels["shard"]).NodeSearch(
+        shard_pb2.NodeSearchRequest(partitions=[t.partition], queries=matrix(random_vectors(1, DIM, seed=13)), k=3),
+        timeout=CALL_TIMEOUT_S)
+    assert shard.per_row >= 1
     embedded = embedder_pb2_grpc.EmbedderStub(t.channels["embedder"]).EmbedText(
         embedder_pb2.EmbedTextRequest(texts=["still serving"]), timeout=CALL_TIMEOUT_S)
     assert embedded.vectors.rows == 1
@@ -180,8 +185,11 @@ def target(cluster: LocalCluster) -> Iterator[Target]:
         shard_address = client.describe_collection(name).shard_info[0]["address"]
         addresses = {"coordinator": cluster.address, "shard": shard_address, "embedder": cluster.embedder_address}
         channels = {k: grpc.insecure_channel(a) for k, a in addresses.items()}
+        hosted = shard_pb2_grpc.ShardStub(channels["shard"]).ListPartitions(shard_pb2.ListPartitionsRequest(),
+                                                                            timeout=CALL_TIMEOUT_S).partitions
+        partition = next(p for p in hosted if p.startswith(f"{name}-"))
         try:
-            yield Target(name, client, addresses, channels)
+            yield Target(name, client, addresses, channels, partition)
         finally:
             for ch in channels.values():
                 ch.close()
@@ -471,7 +479,7 @@ def test_oversized_messages_every_server(target: Target, unchanged: None) -> Non
 # ---- structure-aware: well-formed messages with arbitrary field values -------------------------------
 MESSAGE_DEPTH = 6
 # Writes could legitimately change the data under test, so these keep their target fixed (see `harmless`).
-WRITES = {"Upsert", "Delete", "CreateCollection", "DropCollection", "Compact"}
+WRITES = {"Upsert", "Delete", "CreateCollection", "DropCollection", "Compact", "OpenPartition", "ClosePartition"}
 _INT_RANGES = {
     FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1), FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
     FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1), FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
@@ -578,7 +586,13 @@ def harmless(server: str, method: str, msg: object) -> object:
         return msg
     if server == "shard":
         # A shard trusts its coordinator: a well-formed write to it is a real write. Keep the ids unknown
-        # and the vectors of a wrong dimension, so only the refusal paths run.
+        # and the vectors of a wrong dimension, so only the refusal paths run; partitions opened or closed
+        # are never the ones under test, and an opened one has no data directory (refused).
+        if method in ("OpenPartition", "ClosePartition"):
+            msg.partition = "fz-" + msg.partition
+            if method == "OpenPartition":
+                msg.data_dir = ""
+            return msg
         if method == "Upsert":
             msg.vectors.dim = BAD_DIM
         for i, doc_id in enumerate(msg.ids):

@@ -1,6 +1,6 @@
 """A real Prometheus (Debian's package) scrapes a running local cluster under a small load: every metric family the
 cluster exports has samples there, every PromQL expression of the Grafana dashboard and of the alert rules returns
-data, the rules pass `promtool check rules` and their `promtool test rules` unit tests, and the shard actors are
+data, the rules pass `promtool check rules` and their `promtool test rules` unit tests, and the shard nodes are
 found through the coordinator's file-SD file and its HTTP-SD endpoint, also after a shard moved."""
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def eventually(check, timeout: float = WAIT_S, what: str = "") -> object:  # noq
 def scrape_configs(lc: LocalCluster) -> list[dict]:
     """Jobs named as the alert rules and the dashboard expect; shards twice: through file-SD and HTTP-SD."""
     coordinator = f"127.0.0.1:{lc.metrics_port}"
-    # honor_labels: a shard's own collection/shard labels stay as they are; the target adds replica.
+    # honor_labels: a node's own collection/shard/replica labels stay as they are; the target adds node.
     return [
         {"job_name": "shoal-coordinator", "static_configs": [{"targets": [coordinator]}]},
         {"job_name": "shoal-embedder", "static_configs": [{"targets": [f"127.0.0.1:{lc.embedder_metrics_port}"]}]},
@@ -92,30 +92,34 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitored]:
         lc.stop()
 
 
-def shard_targets(prom: PrometheusServer, job: str) -> dict[tuple[str, str, str], str]:
-    """(collection, shard, replica) -> instance of the job's targets that are up."""
-    return {(t["labels"]["collection"], t["labels"]["shard"], t["labels"]["replica"]): t["labels"]["instance"]
-            for t in prom.targets(job) if t["health"] == "up"}
+def shard_targets(prom: PrometheusServer, job: str) -> dict[str, str]:
+    """Shard node -> instance of the job's targets that are up."""
+    return {t["labels"]["node"]: t["labels"]["instance"] for t in prom.targets(job) if t["health"] == "up"}
 
 
-def sd_file_targets(lc: LocalCluster) -> dict[tuple[str, str, str], str]:
+def sd_file_targets(lc: LocalCluster) -> dict[str, str]:
     """The same mapping from the coordinator's file-SD file."""
     groups = json.loads(lc.sd_file.read_text())
-    return {(g["labels"]["collection"], g["labels"]["shard"], g["labels"]["replica"]): g["targets"][0]
-            for g in groups}
+    return {g["labels"]["node"]: g["targets"][0] for g in groups}
 
 
-def http_sd_targets(lc: LocalCluster) -> dict[tuple[str, str, str], str]:
+def http_sd_targets(lc: LocalCluster) -> dict[str, str]:
     """The same mapping from the coordinator's HTTP-SD endpoint."""
     with urllib.request.urlopen(f"http://127.0.0.1:{lc.metrics_port}/sd/shards", timeout=10) as r:
         assert r.headers["Content-Type"] == "application/json"
         groups = json.loads(r.read())
-    return {(g["labels"]["collection"], g["labels"]["shard"], g["labels"]["replica"]): g["targets"][0]
-            for g in groups}
+    return {g["labels"]["node"]: g["targets"][0] for g in groups}
 
 
-def expected_shards() -> set[tuple[str, str, str]]:
-    return {(VEC, str(i), "0") for i in range(SHARDS)} | {(TEXT, "0", "0"), (ONE, "0", "0")}
+def expected_nodes(client: shoal.Client) -> set[str]:
+    """Every shard node hosting a partition of the test's collections (the cluster runs one per core)."""
+    addresses = {s["address"] for name in (VEC, TEXT, ONE) for s in client.describe_collection(name).shard_info}
+    return {str(i) for i in range(len(addresses))}
+
+
+def metrics_target(where: dict) -> str:
+    """host:metrics_port of a node as `coordinator.shards locate` reports it (as discovery lists it)."""
+    return f"{where['address'].rsplit(':', 1)[0]}:{where['metrics_port']}"
 
 
 def coordinator_samples(lc: LocalCluster, family: str) -> dict[str, float]:
@@ -171,14 +175,17 @@ def fill(client: shoal.Client) -> None:
     client.upsert(ONE, ["a", "b"], random_vectors(2, DIM, seed=4))
 
 
-def kill_shards(m: Monitored) -> dict[tuple[str, str, str], str]:
-    """SIGKILL shard 1 of VEC and the only shard of ONE, and search at once: VEC answers partially, ONE (no shard
-    left) fails UNAVAILABLE, a server error. Ray restarts both on new ports. Returns the targets before."""
+def kill_shards(m: Monitored) -> tuple[dict[str, str], list[str]]:
+    """SIGKILL the node of shard 1 of VEC and the node of ONE's only shard, and search at once: VEC answers
+    partially, ONE (no shard left) fails UNAVAILABLE, a server error. Ray restarts the nodes on new ports.
+    Returns the targets before and the nodes killed."""
     before = sd_file_targets(m.cluster)
     partial = coordinator_samples(m.cluster, "shoal_coordinator_partial_answers_total").get("", 0.0)
+    killed: set[str] = set()
     for _ in range(3):  # a restart faster than the searches below leaves nothing to see: try again
-        pids = [m.cluster.shard_tool("locate", VEC, shard=1)["pid"], m.cluster.shard_tool("locate", ONE)["pid"]]
-        for pid in pids:
+        where = [m.cluster.shard_tool("locate", VEC, shard=1), m.cluster.shard_tool("locate", ONE)]
+        killed |= {n for n, t in sd_file_targets(m.cluster).items() if t in {metrics_target(w) for w in where}}
+        for pid in {w["pid"] for w in where}:
             os.kill(pid, signal.SIGKILL)
         hits = m.client.search(VEC, np.ones(DIM), k=5, allow_partial=True)
         with shoal.Client(m.cluster.address, retries=0) as once, contextlib.suppress(shoal.Unavailable):
@@ -189,7 +196,7 @@ def kill_shards(m: Monitored) -> dict[tuple[str, str, str], str]:
     else:
         raise AssertionError("the killed shards came back before a search could miss them, three times")
     assert coordinator_samples(m.cluster, "shoal_coordinator_partial_answers_total")[""] > partial
-    return before
+    return before, sorted(killed)
 
 
 def test_prometheus_scrapes_every_family_and_every_dashboard_and_alert_query_returns_data(
@@ -197,11 +204,12 @@ def test_prometheus_scrapes_every_family_and_every_dashboard_and_alert_query_ret
     m, prom, lc = monitored, monitored.prom, monitored.cluster
     started = time.monotonic()
     fill(m.client)
-    # Discovery: the coordinator's file-SD file and HTTP-SD list every shard replica, and Prometheus scrapes them.
-    eventually(lambda: set(sd_file_targets(lc)) == expected_shards(), what="every shard in the file-SD file")
+    # Discovery: the coordinator's file-SD file and HTTP-SD list every shard node, and Prometheus scrapes them.
+    nodes = expected_nodes(m.client)
+    eventually(lambda: set(sd_file_targets(lc)) == nodes, what="every shard node in the file-SD file")
     assert http_sd_targets(lc) == sd_file_targets(lc)
     for job in ("shoal-shards", "shoal-shards-http"):
-        eventually(lambda job=job: set(shard_targets(prom, job)) == expected_shards(), what=f"{job} targets up")
+        eventually(lambda job=job: set(shard_targets(prom, job)) == nodes, what=f"{job} targets up")
     eventually(lambda: prom.query('shoal_shard_rebuild_seconds_count{outcome="ok", collection="obs-vec"}'),
                what="the shards' rebuild histogram in Prometheus before the rebuild")
 
@@ -210,23 +218,23 @@ def test_prometheus_scrapes_every_family_and_every_dashboard_and_alert_query_ret
     shards = m.client.compact(VEC, wait=True)                       # a rebuild of each shard: duration samples
     assert all(s["rebuild"]["total"] >= 1 and s["tombstones"] == 0 for s in shards)
 
-    # A shard moves: killed, restarted by Ray on a new port; discovery follows and Prometheus scrapes it there.
-    before = kill_shards(m)
-    moved = [(VEC, "1", "0"), (ONE, "0", "0")]
+    # A node moves: killed, restarted by Ray on a new port; discovery follows and Prometheus scrapes it there.
+    before, moved = kill_shards(m)
+    assert moved
     eventually(lambda: all(sd_file_targets(lc).get(k, before[k]) != before[k] for k in moved),
                what="the file-SD file to list the restarted shards' new ports")
     for job in ("shoal-shards", "shoal-shards-http"):
         eventually(lambda job=job: all(shard_targets(prom, job).get(k) == sd_file_targets(lc)[k] for k in moved)
-                   and set(shard_targets(prom, job)) == expected_shards(), what=f"{job} to scrape the moved shards")
+                   and set(shard_targets(prom, job)) == nodes, what=f"{job} to scrape the moved nodes")
     assert http_sd_targets(lc) == sd_file_targets(lc)
-    print(f"\nshards moved: {[(k, before[k], sd_file_targets(lc)[k]) for k in moved]}")
+    print(f"\nnodes moved: {[(k, before[k], sd_file_targets(lc)[k]) for k in moved]}")
 
     load(m.client, rng)  # fresh samples for the rate windows
     time.sleep(4)        # a few scrapes
     load_done = time.monotonic()
 
     # 1. Every family the processes export has samples in Prometheus.
-    shard_url = f"http://{shard_targets(prom, 'shoal-shards')[(VEC, '0', '0')]}/metrics"
+    shard_url = f"http://{shard_targets(prom, 'shoal-shards')['0']}/metrics"
     exported = set()
     for url in (f"http://127.0.0.1:{lc.metrics_port}/metrics", f"http://127.0.0.1:{lc.embedder_metrics_port}/metrics",
                 shard_url):
