@@ -16,6 +16,7 @@ from shoal.serve import LocalCluster
 
 TOPICS = ["bicycle repair", "cat care", "python web client", "garden tomatoes", "jazz piano", "rust compiler"]
 N_DOCS = 36
+ATTEMPTS = 4  # a killed node that Ray restarts faster than the search leaves nothing to see: kill it again
 
 
 def docs() -> tuple[list[str], list[str], list[dict[str, str]]]:
@@ -62,12 +63,18 @@ def test_partial_answers_leave_out_a_dead_or_frozen_node(cluster: LocalCluster, 
     expected_missing = sorted(s["index"] for s in info if s["address"] == victim)
     with shoal.Client(cluster.address, timeout=6.0, retries=0) as quick:
         for kind, run in searches(quick, collection_name, vector).items():
-            where = cluster.shard_tool("kill", collection_name, 1, how)
-            try:
-                hits = run()
-            finally:
-                if how == "sigstop":
-                    os.kill(where["pid"], signal.SIGCONT)
+            for _ in range(ATTEMPTS):
+                where = cluster.shard_tool("kill", collection_name, 1, how)
+                try:
+                    hits = run()
+                finally:
+                    if how == "sigstop":
+                        os.kill(where["pid"], signal.SIGCONT)
+                if hits.missing_shards:
+                    break
+                # Ray brought a killed node back within the partial wait: a whole answer, and a fair one.
+                assert how == "sigkill" and len(hits) == 5, (kind, hits.missing_shards)
+                wait_all_up(client, collection_name)
             assert hits.missing_shards == expected_missing, kind
             assert len(hits) > 0, kind
             owners = set(shard_of([h.id for h in hits], 3).tolist())
