@@ -9,33 +9,40 @@ import numpy as np
 from protos import query_pb2, shard_pb2
 from protos.errors import InvalidArgument
 from protos.wire import check_vectors, pack_floats, payload_to_proto, unpack_vector
-from shard_node.filters import FilterContext, evaluate
-from shard_node.partition import Partition, exact_distances
-from shard_node.planner import EXACT, vector_top_k
+from shard_node.allowed import Allowed
+from shard_node.fields import labels_array
+from shard_node.filters import Exclusion, Figures, FilterContext, evaluate, split_exclusions
+from shard_node.near import near_set
+from shard_node.partition import Partition
+from shard_node.planner import EXACT, admitted, vector_top_k
 
 
-def _within_fn(part: Partition):  # noqa: ANN202 - a closure over the partition
-    metric = part.spec.metric
+def allowed_set(part: Partition, node: query_pb2.QueryNode, explain: bool = False
+                ) -> tuple[Allowed | None, tuple, list[Exclusion], list[Figures]]:
+    """The filter's allowed set (None = every live document) from the partition's cache or its postings, the
+    cache key it lives under, the NOT near exclusions left for the planner, and (explain only) clause figures.
 
-    def within(vector: np.ndarray, labels: np.ndarray | None, tau: float) -> np.ndarray:
-        # The coordinator binds near vectors first, but a shard answers whoever calls it with a clear status.
-        check_vectors(vector.reshape(1, -1), part.spec.dim, "near vector", metric)
-        rows = part.vectors[: part.size] if labels is None else part.vectors[labels]
-        dists = exact_distances(metric, vector.reshape(1, -1), rows)[0]
-        # cosine / ip: similarity = 1 - distance >= tau; l2: tau is the largest squared distance.
-        return dists <= tau if metric == "l2" else dists <= 1.0 - tau
+    Call it while `searching`."""
+    rest, exclusions = split_exclusions(node)
+    if rest is None:
+        return None, (), exclusions, []
+    key = (rest.SerializeToString(deterministic=True), part.version)
+    entry = None if explain else part.allowed_cache.get(key)
+    if entry is not None:
+        return entry, key, exclusions, []
+    ctx = FilterContext(part.fields, part.text, part.live_bitmap(), part.labels_of,
+                        lambda vector, tau: near_set(part, vector, tau), record=explain)
+    entry = Allowed(labels_array(evaluate(ctx, rest)), part.version)
+    part.allowed_cache.put(key, entry)
+    return entry, key, exclusions, ctx.figures
 
-    return within
 
-
-def _text_top_k(part: Partition, match: query_pb2.Match, allowed: np.ndarray, k: int
-                ) -> tuple[np.ndarray, np.ndarray, int]:
+def _text_top_k(part: Partition, match: query_pb2.Match, allowed: Allowed | None, exclusions: list[Exclusion],
+                k: int) -> tuple[np.ndarray, np.ndarray, int]:
     if match.field not in part.text.fields:
         raise InvalidArgument(f"match needs a text field; {match.field!r} is not one of {part.text.fields}")
     labels, scores = part.text.scores(match.field, match.text)
-    inside = labels < len(allowed)
-    labels, scores = labels[inside], scores[inside]
-    keep = allowed[labels]
+    keep = admitted(part, labels, allowed, exclusions)
     labels, scores = labels[keep], scores[keep]
     matched = len(labels)
     if matched > k:
@@ -55,23 +62,22 @@ def run_query(part: Partition, req: shard_pb2.ShardQueryRequest, shard_index: in
     if req.vector:
         vector = unpack_vector(req.vector)
         check_vectors(vector.reshape(1, -1), part.spec.dim, "query vector", part.spec.metric)
-    has_filter = req.filter.WhichOneof("node") is not None
     resp = shard_pb2.ShardQueryResponse()
     with part.searching(part.spec.ef_search):
-        live = part.live_mask()
-        ctx = FilterContext(part.fields, part.text, live, part.labels_of, _within_fn(part))
-        mask = evaluate(ctx, req.filter)[0] if has_filter else None
-        allowed_mask = live if mask is None else mask
-        allowed = int(allowed_mask.sum())
+        allowed, key, exclusions, figures = allowed_set(part, req.filter, req.explain)
+        n_allowed = part.live if allowed is None else allowed.count
         if req.match.field:
-            t_labels, t_scores, matched = _text_top_k(part, req.match, allowed_mask, k)
+            t_labels, t_scores, matched = _text_top_k(part, req.match, allowed, exclusions, k)
             resp.text_hits.ids.extend(part.ids_of(t_labels))
             resp.text_hits.scores = pack_floats(t_scores)
             resp.plan.text_matches = matched
     plan = resp.plan
-    plan.shard, plan.live, plan.allowed = shard_index, part.live, allowed
+    plan.shard, plan.live, plan.allowed = shard_index, part.live, n_allowed
     if vector is not None:
-        result = vector_top_k(part, vector, mask, k, ef, req.strategy)
+        cached = allowed.nbytes() if allowed is not None else 0
+        result = vector_top_k(part, vector, allowed, k, ef, req.strategy, exclusions)
+        if allowed is not None and allowed.nbytes() != cached:
+            part.allowed_cache.put(key, allowed)  # it gathered its rows or mask: account for them
         resp.vector_hits.ids.extend(part.ids_of(result.labels))
         resp.vector_hits.scores = pack_floats(result.distances)
         plan.strategy, plan.rounds, plan.ef = result.strategy, result.rounds, result.ef
@@ -82,9 +88,9 @@ def run_query(part: Partition, req: shard_pb2.ShardQueryRequest, shard_index: in
         for doc_id, payload in zip(ids, part.payloads_of(ids), strict=True):
             resp.payloads[doc_id].CopyFrom(payload_to_proto(payload))
     if req.explain:
-        for f in ctx.figures:
+        for f in figures:
             plan.clauses.add(clause=f.clause, estimated=f.estimated, actual=f.actual)
     plan.latency_ms = (time.perf_counter() - start) * 1000.0
     if plan.strategy == "":
-        plan.strategy = EXACT if allowed else "empty"
+        plan.strategy = EXACT if n_allowed else "empty"
     return resp

@@ -1,0 +1,141 @@
+"""A shard's query path: the allowed-rows cache, NOT near exclusions per candidate, and the rank form's local top,
+each against numpy over the stored vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from protos import query_tree as q
+from protos import shard_pb2
+from protos.wire import pack_vector
+from shard_node import planner
+from shard_node.allowed import Allowed, AllowedCache
+from shard_node.near import top_similar
+from shard_node.partition import Partition
+from shard_node.query import allowed_set, run_query
+from shard_node.settings import PartitionSpec
+from tests.support.data import clustered
+from tests.support.oracle import exact_top_k, recall_at_k
+
+N, K, DIM = 3000, 10, 32
+
+
+@pytest.fixture(scope="module")
+def part() -> tuple[Partition, np.ndarray, np.ndarray, np.ndarray]:
+    base, queries = clustered(N, 20, dim=DIM, intrinsic=16, clusters=40, seed=5)
+    kinds = np.asarray(["a", "b", "c", "d", "e"])[np.arange(N) % 5]
+    p = Partition(PartitionSpec(dim=DIM, metric="cosine", ef_search=64, fields={"kind": "keyword", "n": "int"}),
+                  capacity=N)
+    p.upsert([f"v{i}" for i in range(N)], base, [{"kind": str(kinds[i]), "n": i} for i in range(N)])
+    p.delete([f"v{i}" for i in range(0, N, 13)])
+    return p, base, queries, kinds
+
+
+def live(p: Partition) -> np.ndarray:
+    return p.live_mask()[:N]  # a test may have written more documents past the N of the fixture
+
+
+def search(p: Partition, vector: np.ndarray, node, k: int = K, strategy: str = "") -> shard_pb2.ShardQueryResponse:
+    req = shard_pb2.ShardQueryRequest(vector=pack_vector(vector), k=k, strategy=strategy)
+    if node is not None:
+        req.filter.CopyFrom(node)
+    return run_query(p, req, 0)
+
+
+def cosine(base: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return (base @ v) / (np.linalg.norm(base, axis=1) * np.linalg.norm(v))
+
+
+def test_a_filter_is_evaluated_once_per_version_and_writes_invalidate(part) -> None:
+    p, base, queries, kinds = part
+    node = q.and_(q.eq("kind", "b"), q.range_("n", lt=2000))
+    search(p, queries[0], node)
+    hits_before = p.allowed_cache.hits
+    resp = search(p, queries[1], node)
+    assert p.allowed_cache.hits == hits_before + 1
+    with p.searching(p.spec.ef_search):
+        entry, key, _, _ = allowed_set(p, node)
+    assert entry.rows is not None and key[1] == p.version  # the exact plan gathered its rows once
+    mask = live(p) & (kinds == "b") & (np.arange(N) < 2000)
+    assert resp.plan.allowed == mask.sum() == entry.count
+    # a write bumps the version: the next query sees the new document
+    p.upsert(["new"], queries[1][None] * 1.0, [{"kind": "b", "n": 1}])
+    resp = search(p, queries[1], node)
+    assert resp.vector_hits.ids[0] == "new"
+    assert resp.plan.allowed == mask.sum() + 1
+    p.delete(["new"])
+    assert "new" not in search(p, queries[1], node).vector_hits.ids
+
+
+def test_cache_is_bounded_in_bytes() -> None:
+    cache = AllowedCache(max_bytes=10_000)
+    for i in range(10):
+        cache.put((i, 0), Allowed(np.arange(400, dtype=np.int64), 0))  # 3,200 bytes each
+    assert len(cache) == 3
+    assert cache.get((9, 0)) is not None and cache.get((0, 0)) is None
+    cache.put(("later", 1), Allowed(np.arange(4, dtype=np.int64), 1))
+    assert len(cache) == 1  # older versions are stale for good
+
+
+def test_a_batch_sharing_a_filter_is_one_exact_scan(part) -> None:
+    p, base, queries, kinds = part
+    mask = live(p) & (kinds == "c")
+    allowed = Allowed(np.flatnonzero(mask), p.version)
+    results = planner.exact_many(p, queries, allowed, K)
+    _, truth = exact_top_k("cosine", queries, base[mask], K)
+    assert all(len(r.labels) == K and mask[r.labels].all() for r in results)
+    np.testing.assert_allclose(np.stack([r.distances for r in results]), truth, atol=1e-5)
+
+
+@pytest.mark.parametrize("with_filter", [False, True])
+@pytest.mark.parametrize("strategy", ["", planner.EXACT, planner.HNSW])
+def test_not_near_threshold_is_checked_per_candidate(part, with_filter, strategy) -> None:
+    p, base, queries, kinds = part
+    found, truth = [], []
+    for i, query in enumerate(queries):
+        excluded = 0.8 * query + 0.2 * queries[(i + 1) % len(queries)]
+        tau = float(np.sort(cosine(base, excluded))[-60])  # the exclusion eats about the query's top 60
+        node = q.not_(q.near(excluded.tolist(), min_similarity=tau))
+        mask = live(p) & (cosine(base, excluded) < tau)
+        if with_filter:
+            node = q.and_(q.eq("kind", "a"), node)
+            mask &= kinds == "a"
+        resp = search(p, query, node, strategy=strategy)
+        labels = np.asarray([int(x[1:]) for x in resp.vector_hits.ids])
+        assert len(labels) == K and mask[labels].all()  # k hits, never an excluded one
+        found.append(np.frombuffer(resp.vector_hits.scores, dtype="<f4"))
+        truth.append(exact_top_k("cosine", query[None], base[mask], K)[1][0])
+    assert recall_at_k(found, np.asarray(truth)) >= 0.95
+
+
+def test_not_near_applies_to_text_and_plain_filters_alike(part) -> None:
+    p, base, queries, _ = part
+    node = q.and_(q.not_(q.near(queries[0].tolist(), min_similarity=0.5)), q.not_(q.eq("kind", "a")))
+    with p.searching(p.spec.ef_search):
+        allowed, _, exclusions, _ = allowed_set(p, node)
+    assert len(exclusions) == 1 and allowed.count == int((live(p) & (part[3] != "a")).sum())
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_top_similar_equals_numpy(metric) -> None:
+    rng = np.random.default_rng(9)
+    base = rng.standard_normal((500, 8)).astype(np.float32)
+    p = Partition(PartitionSpec(dim=8, metric=metric), capacity=64)
+    p.upsert([f"v{i}" for i in range(500)], base)
+    p.delete([f"v{i}" for i in range(0, 500, 7)])
+    alive = np.ones(500, dtype=bool)
+    alive[::7] = False
+    v = rng.standard_normal(8).astype(np.float32)
+    if metric == "cosine":
+        sims = cosine(base, v)
+    elif metric == "ip":
+        sims = base @ v
+    else:
+        sims = -((base - v) ** 2).sum(axis=1)
+    sims[~alive] = -np.inf
+    order = np.argsort(-sims, kind="stable")[:40]
+    ids, got = top_similar(p, v, 40)
+    assert ids == [f"v{i}" for i in order]
+    np.testing.assert_allclose(got, sims[order], rtol=1e-4, atol=1e-4)
+    assert len(top_similar(p, v, 10_000)[0]) == alive.sum()
