@@ -139,3 +139,14 @@ def test_top_similar_equals_numpy(metric) -> None:
     assert ids == [f"v{i}" for i in order]
     np.testing.assert_allclose(got, sims[order], rtol=1e-4, atol=1e-4)
     assert len(top_similar(p, v, 10_000)[0]) == alive.sum()
+
+
+@pytest.mark.parametrize(("ftype", "found"), [("text:korean", {"ko0", "ko2"}), ("text:english", {"ko2"})])
+def test_korean_bm25_through_the_shard_query(ftype, found) -> None:
+    texts = ["파이썬으로 작성된 HTTP 클라이언트", "러스트로 만든 웹 서버", "파이썬 인터프리터"]
+    p = Partition(PartitionSpec(dim=4, metric="cosine", fields={"body": ftype}), capacity=8)
+    p.upsert([f"ko{i}" for i in range(3)], np.eye(4, dtype=np.float32)[:3] + 0.1, [{"body": t} for t in texts])
+    req = shard_pb2.ShardQueryRequest(k=5)
+    req.match.field, req.match.text = "body", "파이썬"
+    resp = run_query(p, req, 0)
+    assert set(resp.text_hits.ids) == found and resp.plan.text_matches == len(found)
