@@ -78,8 +78,10 @@ def choose(allowed: int, live: int, k: int, ef: int) -> str:
 def _distances(metric: str, rows: np.ndarray, row_sq: np.ndarray | None, queries: np.ndarray) -> np.ndarray:
     """hnswlib-compatible distances of queries (m x dim) to prepared rows (unit rows for cosine)."""
     if metric == "cosine":
-        queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-30)
-    dots = queries @ rows.T
+        norms = np.sqrt(np.einsum("ij,ij->i", queries, queries))
+        queries = queries / np.maximum(norms, 1e-30)[:, None]
+    # One query is a gemv (rows @ q): BLAS runs it faster than a 1-row gemm.
+    dots = (rows @ queries[0])[None, :] if len(queries) == 1 else queries @ rows.T
     if metric == "l2":
         return np.maximum(row_sq[None, :] + np.einsum("ij,ij->i", queries, queries)[:, None] - 2.0 * dots, 0.0)
     return 1.0 - dots
@@ -118,6 +120,9 @@ def admitted(part: Partition, labels: np.ndarray, allowed: Allowed | None, exclu
 def _top_without(part: Partition, labels: np.ndarray, dists: np.ndarray, k: int,
                  exclusions: Sequence[Exclusion]) -> tuple[np.ndarray, np.ndarray]:
     """The k best of (labels, dists) that no exclusion removes, checking the best candidates first."""
+    if not exclusions:
+        top = _best(dists, min(k, len(dists)))
+        return labels[top], dists[top]
     depth = max(k, PLAN_EXCLUSION_DEPTH)
     while True:
         top = _best(dists, min(depth, len(dists)))
@@ -135,27 +140,33 @@ def _current(part: Partition, allowed: Allowed) -> Allowed:
     return Allowed(labels_array(bitmap_of(allowed.labels) & part.live_bitmap()), part.version)
 
 
+def exact_held(part: Partition, queries: np.ndarray, allowed: Allowed | None, k: int,
+               exclusions: Sequence[Exclusion] = ()) -> list[VectorResult]:
+    """exact_many for a caller already `searching` the partition."""
+    queries = np.asarray(queries, dtype=np.float32).reshape(len(queries), -1)
+    entry = part.everything() if allowed is None else _current(part, allowed)
+    if entry.count == 0:
+        return [_empty(EXACT) for _ in queries]
+    budget = part.allowed_cache.max_bytes // 2
+    if entry.rows is None and entry.count * part.spec.dim * 4 > budget:
+        # Too large to keep gathered: scanning the contiguous store and keeping the allowed columns
+        # reads no more memory than a gather would.
+        dists = _full_scan(part, queries)[:, entry.labels]
+    else:
+        rows, row_sq = entry.gathered(part.vectors, part.norms, part.spec.metric)
+        dists = _distances(part.spec.metric, rows, row_sq, queries)
+    out = []
+    for row in dists:
+        labels, vals = _top_without(part, entry.labels, row, k, exclusions)
+        out.append(VectorResult(labels, vals.astype(np.float32), EXACT))
+    return out
+
+
 def exact_many(part: Partition, queries: np.ndarray, allowed: Allowed | None, k: int,
                exclusions: Sequence[Exclusion] = ()) -> list[VectorResult]:
     """Brute force over the allowed labels (every live one when None) for a batch of queries: one gemm."""
-    queries = np.asarray(queries, dtype=np.float32).reshape(len(queries), -1)
     with part.searching(part.spec.ef_search):
-        entry = part.everything() if allowed is None else _current(part, allowed)
-        if entry.count == 0:
-            return [_empty(EXACT) for _ in queries]
-        budget = part.allowed_cache.max_bytes // 2
-        if entry.rows is None and entry.count * part.spec.dim * 4 > budget:
-            # Too large to keep gathered: scanning the contiguous store and keeping the allowed columns
-            # reads no more memory than a gather would.
-            dists = _full_scan(part, queries)[:, entry.labels]
-        else:
-            rows, row_sq = entry.gathered(part.vectors, part.norms, part.spec.metric)
-            dists = _distances(part.spec.metric, rows, row_sq, queries)
-        out = []
-        for row in dists:
-            labels, vals = _top_without(part, entry.labels, row, k, exclusions)
-            out.append(VectorResult(labels, vals.astype(np.float32), EXACT))
-        return out
+        return exact_held(part, queries, allowed, k, exclusions)
 
 
 def exact(part: Partition, query: np.ndarray, allowed: Allowed | None, k: int,
@@ -226,18 +237,28 @@ def hnsw_filter(part: Partition, query: np.ndarray, allowed: Allowed, k: int, ef
     return VectorResult(labels[0].astype(np.int64), dists[0].astype(np.float32), HNSW_FILTER, 1, round_ef)
 
 
-def vector_top_k(part: Partition, query: np.ndarray, allowed: Allowed | None, k: int, ef: int,
-                 strategy: str = "", exclusions: Sequence[Exclusion] = ()) -> VectorResult:
-    """Local top-k by vector among the allowed documents (None = every live one), without the excluded ones:
-    k whenever k qualify."""
+def plan(part: Partition, allowed: Allowed | None, k: int, ef: int, strategy: str = ""
+         ) -> tuple[str, Allowed | None]:
+    """The plan for the allowed set (`strategy` when it forces one), and the set it runs on (None = every live
+    document, also for a filter that keeps them all)."""
     live = part.live
     if allowed is not None and allowed.count >= live and allowed.version == part.version:
         allowed = None  # the filter keeps everything: a plain search, with no per-candidate check
     n_allowed = live if allowed is None else allowed.count
     if n_allowed == 0:
-        return _empty()
+        return EMPTY, allowed
     if strategy not in STRATEGIES:
         strategy = HNSW if allowed is None and live > PLAN_EXACT_ALWAYS else choose(n_allowed, live, k, ef)
+    return strategy, allowed
+
+
+def vector_top_k(part: Partition, query: np.ndarray, allowed: Allowed | None, k: int, ef: int,
+                 strategy: str = "", exclusions: Sequence[Exclusion] = ()) -> VectorResult:
+    """Local top-k by vector among the allowed documents (None = every live one), without the excluded ones:
+    k whenever k qualify."""
+    strategy, allowed = plan(part, allowed, k, ef, strategy)
+    if strategy == EMPTY:
+        return _empty()
     if strategy == EXACT:
         return exact(part, query, allowed, k, exclusions)
     if strategy == HNSW_FILTER and allowed is not None:

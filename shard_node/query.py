@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -14,7 +15,7 @@ from shard_node.fields import labels_array
 from shard_node.filters import Exclusion, Figures, FilterContext, evaluate, split_exclusions
 from shard_node.near import near_set
 from shard_node.partition import Partition
-from shard_node.planner import EXACT, admitted, vector_top_k
+from shard_node.planner import EMPTY, EXACT, admitted, exact_held, plan, vector_top_k
 
 
 def allowed_set(part: Partition, node: query_pb2.QueryNode, explain: bool = False
@@ -52,45 +53,58 @@ def _text_top_k(part: Partition, match: query_pb2.Match, allowed: Allowed | None
     return labels[order], scores[order], matched
 
 
+def _query_vector(part: Partition, packed: bytes) -> np.ndarray:
+    vector = unpack_vector(packed)
+    # One dot product vets the usual vector (the right size, finite, not zero); anything else gets
+    # check_vectors' full diagnosis.
+    square = float(vector @ vector) if len(vector) == part.spec.dim else math.nan
+    if not (math.isfinite(square) and square > 0.0):
+        check_vectors(vector.reshape(1, -1), part.spec.dim, "query vector", part.spec.metric)
+    return vector
+
+
 def run_query(part: Partition, req: shard_pb2.ShardQueryRequest, shard_index: int) -> shard_pb2.ShardQueryResponse:
     """Answer a ShardQueryRequest on this partition."""
     start = time.perf_counter()
     if req.k == 0:
         raise InvalidArgument("k must be at least 1")
     k, ef = int(req.k), int(req.ef) or part.spec.ef_search
-    vector = None
-    if req.vector:
-        vector = unpack_vector(req.vector)
-        check_vectors(vector.reshape(1, -1), part.spec.dim, "query vector", part.spec.metric)
+    vector = _query_vector(part, req.vector) if req.vector else None
     resp = shard_pb2.ShardQueryResponse()
+    result = None
     with part.searching(part.spec.ef_search):
         allowed, key, exclusions, figures = allowed_set(part, req.filter, req.explain)
         n_allowed = part.live if allowed is None else allowed.count
+        cached = allowed.nbytes() if allowed is not None else 0
         if req.match.field:
             t_labels, t_scores, matched = _text_top_k(part, req.match, allowed, exclusions, k)
             resp.text_hits.ids.extend(part.ids_of(t_labels))
             resp.text_hits.scores = pack_floats(t_scores)
             resp.plan.text_matches = matched
-    plan = resp.plan
-    plan.shard, plan.live, plan.allowed = shard_index, part.live, n_allowed
+        if vector is not None:
+            strategy, plan_set = plan(part, allowed, k, ef, req.strategy)
+            if strategy == EXACT:  # it runs at this gate's ef: no second hold
+                result = exact_held(part, vector[None], plan_set, k, exclusions)[0]
+    info = resp.plan
+    info.shard, info.live, info.allowed = shard_index, part.live, n_allowed
     if vector is not None:
-        cached = allowed.nbytes() if allowed is not None else 0
-        result = vector_top_k(part, vector, allowed, k, ef, req.strategy, exclusions)
+        if result is None:
+            result = vector_top_k(part, vector, plan_set, k, ef, strategy, exclusions)
         if allowed is not None and allowed.nbytes() != cached:
             part.allowed_cache.put(key, allowed)  # it gathered its rows or mask: account for them
         resp.vector_hits.ids.extend(part.ids_of(result.labels))
         resp.vector_hits.scores = pack_floats(result.distances)
-        plan.strategy, plan.rounds, plan.ef = result.strategy, result.rounds, result.ef
+        info.strategy, info.rounds, info.ef = result.strategy, result.rounds, result.ef
     elif req.match.field:
-        plan.strategy = "bm25"
+        info.strategy = "bm25"
     if req.with_payload:
         ids = list(dict.fromkeys([*resp.vector_hits.ids, *resp.text_hits.ids]))
         for doc_id, payload in zip(ids, part.payloads_of(ids), strict=True):
             resp.payloads[doc_id].CopyFrom(payload_to_proto(payload))
     if req.explain:
         for f in figures:
-            plan.clauses.add(clause=f.clause, estimated=f.estimated, actual=f.actual)
-    plan.latency_ms = (time.perf_counter() - start) * 1000.0
-    if plan.strategy == "":
-        plan.strategy = EXACT if n_allowed else "empty"
+            info.clauses.add(clause=f.clause, estimated=f.estimated, actual=f.actual)
+    info.latency_ms = (time.perf_counter() - start) * 1000.0
+    if info.strategy == "":
+        info.strategy = EXACT if n_allowed else EMPTY
     return resp
