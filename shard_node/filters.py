@@ -139,6 +139,16 @@ def evaluate(ctx: FilterContext, node: query_pb2.QueryNode) -> BitMap:
     return out
 
 
+def mentions_near(node: query_pb2.QueryNode) -> bool:
+    """Whether a filter tree holds a near clause (its set is particular to one query vector)."""
+    kind = node.WhichOneof("node")
+    if kind in ("all", "any"):
+        return any(mentions_near(child) for child in getattr(node, kind).nodes)
+    if kind == "negate":
+        return mentions_near(node.negate)
+    return kind == "near"
+
+
 def _exclusion(node: query_pb2.QueryNode) -> Exclusion | None:
     if node.WhichOneof("node") != "negate" or node.negate.WhichOneof("node") != "near":
         return None

@@ -12,7 +12,7 @@ from protos.errors import InvalidArgument
 from protos.wire import check_vectors, pack_floats, payload_to_proto, unpack_vector
 from shard_node.allowed import Allowed
 from shard_node.fields import labels_array
-from shard_node.filters import Exclusion, Figures, FilterContext, evaluate, split_exclusions
+from shard_node.filters import Exclusion, Figures, FilterContext, evaluate, mentions_near, split_exclusions
 from shard_node.near import near_set
 from shard_node.partition import Partition
 from shard_node.planner import EMPTY, EXACT, admitted, exact_held, plan, vector_top_k
@@ -21,7 +21,8 @@ from shard_node.planner import EMPTY, EXACT, admitted, exact_held, plan, vector_
 def allowed_set(part: Partition, node: query_pb2.QueryNode, explain: bool = False
                 ) -> tuple[Allowed | None, tuple, list[Exclusion], list[Figures]]:
     """The filter's allowed set (None = every live document) from the partition's cache or its postings, the
-    cache key it lives under, the NOT near exclusions left for the planner, and (explain only) clause figures.
+    cache key it lives under (() when not cached), the NOT near exclusions left for the planner, and (explain
+    only) clause figures.
 
     Call it while `searching`."""
     rest, exclusions = split_exclusions(node)
@@ -34,6 +35,8 @@ def allowed_set(part: Partition, node: query_pb2.QueryNode, explain: bool = Fals
     ctx = FilterContext(part.fields, part.text, part.live_bitmap(), part.labels_of,
                         lambda vector, tau: near_set(part, vector, tau), record=explain)
     entry = Allowed(labels_array(evaluate(ctx, rest)), part.version)
+    if mentions_near(rest):
+        return entry, (), exclusions, ctx.figures  # a set for one query vector: not worth a cache slot
     part.allowed_cache.put(key, entry)
     return entry, key, exclusions, ctx.figures
 
@@ -90,7 +93,7 @@ def run_query(part: Partition, req: shard_pb2.ShardQueryRequest, shard_index: in
     if vector is not None:
         if result is None:
             result = vector_top_k(part, vector, plan_set, k, ef, strategy, exclusions)
-        if allowed is not None and allowed.nbytes() != cached:
+        if key and allowed.nbytes() != cached:
             part.allowed_cache.put(key, allowed)  # it gathered its rows or mask: account for them
         resp.vector_hits.ids.extend(part.ids_of(result.labels))
         resp.vector_hits.scores = pack_floats(result.distances)

@@ -150,3 +150,13 @@ def test_korean_bm25_through_the_shard_query(ftype, found) -> None:
     req.match.field, req.match.text = "body", "파이썬"
     resp = run_query(p, req, 0)
     assert set(resp.text_hits.ids) == found and resp.plan.text_matches == len(found)
+
+
+def test_a_near_set_inside_a_filter_is_not_cached(part) -> None:
+    p, base, queries, kinds = part
+    node = q.or_(q.near(queries[0].tolist(), min_similarity=0.9), q.eq("kind", "a"))
+    before = len(p.allowed_cache)
+    resp = search(p, queries[0], node)
+    sims = cosine(base, queries[0])
+    mask = live(p) & ((sims >= 0.9) | (kinds == "a"))
+    assert resp.plan.allowed == mask.sum() and len(p.allowed_cache) == before
