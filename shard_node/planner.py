@@ -188,6 +188,10 @@ def hnsw_post_filter(part: Partition, query: np.ndarray, allowed: Allowed | None
     live = part.live
     n_allowed = live if allowed is None else allowed.count
     want = k if allowed is None else first_k(n_allowed, live, k)
+    if allowed is not None or exclusions:
+        # A walk's cost is its beam, not how many of the beam it returns: candidates up to the first round's
+        # beam come free, and some of them will be filtered out.
+        want = max(want, ef // PLAN_EF_PER_WANT if allowed is not None else ef)
     rounds = 0
     while True:
         want = min(want, part.live)
@@ -209,11 +213,9 @@ def hnsw_post_filter(part: Partition, query: np.ndarray, allowed: Allowed | None
             return VectorResult(labels[:k], dists[:k].astype(np.float32), HNSW, rounds, round_ef)
         if n_allowed < want * PLAN_GROWTH / PLAN_OVERSAMPLE * PLAN_EXACT_PER_HNSW_EF:
             return _exact_after(rounds, part, query, allowed, k, exclusions)  # cheaper than going deeper
-        if len(labels) / asked < PLAN_ANTI_CORRELATED * n_allowed / live:
-            # The filter removes the query's neighbourhood (an exclusion eating the top): the allowed documents
-            # lie far down the unfiltered ranking.
-            if exclusions or allowed is None:
-                return _exact_after(rounds, part, query, allowed, k, exclusions)
+        if allowed is not None and not exclusions and len(labels) / asked < PLAN_ANTI_CORRELATED * n_allowed / live:
+            # The filter removes the query's neighbourhood: the allowed documents lie far down the unfiltered
+            # ranking. (NOT near exclusions instead go deeper: they remove a region, not most of the partition.)
             # The filtered walk's neighbours are excluded ones, so it needs a wider beam to reach the allowed region.
             result = hnsw_filter(part, query, allowed, k, PLAN_EF_PER_WANT * max(ef, want))
             result.rounds += rounds
