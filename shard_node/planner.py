@@ -77,11 +77,17 @@ def choose(allowed: int, live: int, k: int, ef: int) -> str:
 
 def _distances(metric: str, rows: np.ndarray, row_sq: np.ndarray | None, queries: np.ndarray) -> np.ndarray:
     """hnswlib-compatible distances of queries (m x dim) to prepared rows (unit rows for cosine)."""
-    if metric == "cosine":
-        norms = np.sqrt(np.einsum("ij,ij->i", queries, queries))
-        queries = queries / np.maximum(norms, 1e-30)[:, None]
-    # One query is a gemv (rows @ q): BLAS runs it faster than a 1-row gemm.
-    dots = (rows @ queries[0])[None, :] if len(queries) == 1 else queries @ rows.T
+    if len(queries) == 1:
+        # One query is a gemv (rows @ q): BLAS runs it faster than a 1-row gemm, and a scalar norm is cheaper.
+        q = queries[0]
+        if metric == "cosine":
+            return (1.0 - (rows @ q) * np.float32(1.0 / max(math.sqrt(float(q @ q)), 1e-30)))[None, :]
+        dots = (rows @ q)[None, :]
+    else:
+        if metric == "cosine":
+            norms = np.sqrt(np.einsum("ij,ij->i", queries, queries))
+            queries = queries / np.maximum(norms, 1e-30)[:, None]
+        dots = queries @ rows.T
     if metric == "l2":
         return np.maximum(row_sq[None, :] + np.einsum("ij,ij->i", queries, queries)[:, None] - 2.0 * dots, 0.0)
     return 1.0 - dots
@@ -101,11 +107,11 @@ def _full_scan(part: Partition, queries: np.ndarray) -> np.ndarray:
 
 
 def _best(dists: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the k smallest of a 1-D array, best first (ties by position)."""
+    """Positions of the k smallest of a 1-D array, best first."""
     if k < len(dists):
         part = np.argpartition(dists, k - 1)[:k]
-        return part[np.lexsort((part, dists[part]))]
-    return np.lexsort((np.arange(len(dists)), dists))
+        return part[np.argsort(dists[part], kind="stable")]
+    return np.argsort(dists, kind="stable")
 
 
 def admitted(part: Partition, labels: np.ndarray, allowed: Allowed | None, exclusions: Sequence[Exclusion]
@@ -158,7 +164,7 @@ def exact_held(part: Partition, queries: np.ndarray, allowed: Allowed | None, k:
     out = []
     for row in dists:
         labels, vals = _top_without(part, entry.labels, row, k, exclusions)
-        out.append(VectorResult(labels, vals.astype(np.float32), EXACT))
+        out.append(VectorResult(labels, vals.astype(np.float32, copy=False), EXACT))
     return out
 
 
