@@ -99,6 +99,15 @@ class AllowedCache:
             self.hits += 1
             return entry
 
+    def peek(self, key: Any) -> Allowed | None:
+        """The entry for key if present (marked as just used), without counting a miss."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+            return entry
+
     def put(self, key: Any, entry: Allowed) -> None:
         """Store (or re-size, after it gathered more) an entry; drop older versions and the least recently used."""
         with self._lock:

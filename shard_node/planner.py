@@ -168,6 +168,15 @@ def exact_held(part: Partition, queries: np.ndarray, allowed: Allowed | None, k:
     return out
 
 
+def exact_gathered(metric: str, entry: Allowed, query: np.ndarray, k: int) -> VectorResult:
+    """The exact top-k of one query over an allowed set whose rows are already gathered (entry.rows set).
+
+    Needs no gate: the rows are the entry's own copy, valid for its version."""
+    dists = _distances(metric, entry.rows, entry.row_sq, query.reshape(1, -1))[0]
+    top = _best(dists, min(k, len(dists)))
+    return VectorResult(entry.labels[top], dists[top].astype(np.float32, copy=False), EXACT)
+
+
 def exact_many(part: Partition, queries: np.ndarray, allowed: Allowed | None, k: int,
                exclusions: Sequence[Exclusion] = ()) -> list[VectorResult]:
     """Brute force over the allowed labels (every live one when None) for a batch of queries: one gemm."""

@@ -15,7 +15,7 @@ from shard_node.fields import labels_array
 from shard_node.filters import Exclusion, Figures, FilterContext, evaluate, mentions_near, split_exclusions
 from shard_node.near import near_set
 from shard_node.partition import Partition
-from shard_node.planner import EMPTY, EXACT, admitted, exact_held, plan, vector_top_k
+from shard_node.planner import EMPTY, EXACT, VectorResult, admitted, exact_gathered, exact_held, plan, vector_top_k
 
 
 def allowed_set(part: Partition, node: query_pb2.QueryNode, explain: bool = False
@@ -39,6 +39,18 @@ def allowed_set(part: Partition, node: query_pb2.QueryNode, explain: bool = Fals
         return entry, (), exclusions, ctx.figures  # a set for one query vector: not worth a cache slot
     part.allowed_cache.put(key, entry)
     return entry, key, exclusions, ctx.figures
+
+
+def _gathered_scan(part: Partition, req: shard_pb2.ShardQueryRequest, vector: np.ndarray, k: int, ef: int
+                   ) -> tuple[Allowed, VectorResult] | None:
+    """The exact plan straight from a cached allowed set with its rows gathered, without holding the gate (the
+    rows are the entry's own copy, of the version the key names); None when the query needs the full path."""
+    if req.match.field or req.explain or req.strategy not in ("", EXACT) or not req.filter.WhichOneof("node"):
+        return None
+    entry = part.allowed_cache.peek((req.filter.SerializeToString(deterministic=True), part.version))
+    if entry is None or entry.rows is None or plan(part, entry, k, ef, req.strategy)[0] != EXACT:
+        return None  # (a filter with NOT near exclusions is cached under its other clauses' key: never found here)
+    return entry, exact_gathered(part.spec.metric, entry, vector, k)
 
 
 def _text_top_k(part: Partition, match: query_pb2.Match, allowed: Allowed | None, exclusions: list[Exclusion],
@@ -74,6 +86,10 @@ def run_query(part: Partition, req: shard_pb2.ShardQueryRequest, shard_index: in
     k, ef = int(req.k), int(req.ef) or part.spec.ef_search
     vector = _query_vector(part, req.vector) if req.vector else None
     resp = shard_pb2.ShardQueryResponse()
+    fast = _gathered_scan(part, req, vector, k, ef) if vector is not None else None
+    if fast is not None:
+        allowed, result = fast
+        return _response(part, req, resp, shard_index, allowed.count, result, [], start)
     result = None
     with part.searching(part.spec.ef_search):
         allowed, key, exclusions, figures = allowed_set(part, req.filter, req.explain)
@@ -88,13 +104,20 @@ def run_query(part: Partition, req: shard_pb2.ShardQueryRequest, shard_index: in
             strategy, plan_set = plan(part, allowed, k, ef, req.strategy)
             if strategy == EXACT:  # it runs at this gate's ef: no second hold
                 result = exact_held(part, vector[None], plan_set, k, exclusions)[0]
-    info = resp.plan
-    info.shard, info.live, info.allowed = shard_index, part.live, n_allowed
     if vector is not None:
         if result is None:
             result = vector_top_k(part, vector, plan_set, k, ef, strategy, exclusions)
         if key and allowed.nbytes() != cached:
             part.allowed_cache.put(key, allowed)  # it gathered its rows or mask: account for them
+    return _response(part, req, resp, shard_index, n_allowed, result, figures, start)
+
+
+def _response(part: Partition, req: shard_pb2.ShardQueryRequest, resp: shard_pb2.ShardQueryResponse,
+              shard_index: int, n_allowed: int, result: VectorResult | None, figures: list[Figures], start: float
+              ) -> shard_pb2.ShardQueryResponse:
+    info = resp.plan
+    info.shard, info.live, info.allowed = shard_index, part.live, n_allowed
+    if result is not None:
         resp.vector_hits.ids.extend(part.ids_of(result.labels))
         resp.vector_hits.scores = pack_floats(result.distances)
         info.strategy, info.rounds, info.ef = result.strategy, result.rounds, result.ef

@@ -59,6 +59,9 @@ def test_a_filter_is_evaluated_once_per_version_and_writes_invalidate(part) -> N
     assert entry.rows is not None and key[1] == p.version  # the exact plan gathered its rows once
     mask = live(p) & (kinds == "b") & (np.arange(N) < 2000)
     assert resp.plan.allowed == mask.sum() == entry.count
+    # the cached rows answer exactly (this query ran on them without evaluating the filter again)
+    _, truth = exact_top_k("cosine", queries[1][None], base[mask], K)
+    np.testing.assert_allclose(np.frombuffer(resp.vector_hits.scores, dtype="<f4"), truth[0], atol=1e-5)
     # a write bumps the version: the next query sees the new document
     p.upsert(["new"], queries[1][None] * 1.0, [{"kind": "b", "n": 1}])
     resp = search(p, queries[1], node)
