@@ -351,7 +351,8 @@ class Partition:
                     f.write("\n")
 
     @classmethod
-    def load(cls, directory: Path, spec: PartitionSpec, search_threads: int = 1) -> Partition:
+    def load(cls, directory: Path, spec: PartitionSpec, search_threads: int = 1,
+             allowed_cache_mb: int = DEFAULT_ALLOWED_CACHE_MB) -> Partition:
         """Read a partition written by save()."""
         vectors = np.load(directory / "vectors.npy", allow_pickle=False)
         deleted = np.load(directory / "deleted.npy", allow_pickle=False)
@@ -360,7 +361,7 @@ class Partition:
         size = len(ids)
         capacity = max(1024, 1 << max(size - 1, 1).bit_length())
         part = cls(spec, capacity=capacity, search_threads=search_threads,
-                   index_file=directory / "index.hnsw")
+                   index_file=directory / "index.hnsw", allowed_cache_mb=allowed_cache_mb)
         part._vectors[:size] = vectors
         part._norms[:size] = np.maximum(np.linalg.norm(vectors, axis=1), 1e-30)
         part._deleted[:size] = deleted
