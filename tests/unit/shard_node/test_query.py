@@ -163,3 +163,32 @@ def test_a_near_set_inside_a_filter_is_not_cached(part) -> None:
     sims = cosine(base, queries[0])
     mask = live(p) & ((sims >= 0.9) | (kinds == "a"))
     assert resp.plan.allowed == mask.sum() and len(p.allowed_cache) == before
+
+
+def test_rank_form_not_in_one_round_equals_brute_force() -> None:
+    """NOT near:v@top:K across partitions: each returns its local top-K of v (top_similar) and its main top-(k+K);
+    the global top-K of v is found from those lists alone, and dropping it from the merged candidates is exact."""
+    base, queries = clustered(1500, 5, dim=16, intrinsic=8, clusters=20, seed=11)
+    parts = [Partition(PartitionSpec(dim=16, metric="cosine", ef_search=64), capacity=600) for _ in range(3)]
+    for i, p in enumerate(parts):
+        rows = np.arange(i, 1500, 3)
+        p.upsert([f"v{j}" for j in rows], base[rows])
+    top_k_of_v = 40
+    for n, query in enumerate(queries):
+        v = queries[(n + 1) % len(queries)] * 0.3 + query * 0.7
+        local = [top_similar(p, v, top_k_of_v) for p in parts]
+        pooled = sorted(((float(s), i) for ids, sims in local for i, s in zip(ids, sims, strict=True)),
+                        key=lambda x: (-x[0], x[1]))
+        excluded = {i for _, i in pooled[:top_k_of_v]}
+        candidates = []
+        for p in parts:
+            r = planner.vector_top_k(p, query, None, K + top_k_of_v, 64, planner.EXACT)
+            candidates += list(zip(r.distances.tolist(), p.ids_of(r.labels), strict=True))
+        got = [i for _, i in sorted(candidates) if i not in excluded][:K]
+        sims = cosine(base, v)
+        b_set = {f"v{j}" for j in np.lexsort((np.arange(1500), -sims))[:top_k_of_v]}
+        assert excluded == b_set  # the global top-K of v, from the local lists alone
+        keep = np.asarray([f"v{j}" not in b_set for j in range(1500)])
+        d = 1 - cosine(base, query)
+        want = [f"v{j}" for j in np.flatnonzero(keep)[np.argsort(d[keep], kind="stable")[:K]]]
+        assert got == want
