@@ -78,19 +78,26 @@ def choose(allowed: int, live: int, k: int, ef: int) -> str:
 def _distances(metric: str, rows: np.ndarray, row_sq: np.ndarray | None, queries: np.ndarray) -> np.ndarray:
     """hnswlib-compatible distances of queries (m x dim) to prepared rows (unit rows for cosine)."""
     if len(queries) == 1:
-        # One query is a gemv (rows @ q): BLAS runs it faster than a 1-row gemm, and a scalar norm is cheaper.
-        q = queries[0]
-        if metric == "cosine":
-            return (1.0 - (rows @ q) * np.float32(1.0 / max(math.sqrt(float(q @ q)), 1e-30)))[None, :]
-        dots = (rows @ q)[None, :]
-    else:
-        if metric == "cosine":
-            norms = np.sqrt(np.einsum("ij,ij->i", queries, queries))
-            queries = queries / np.maximum(norms, 1e-30)[:, None]
-        dots = queries @ rows.T
+        return _distances_one(metric, rows, row_sq, queries[0])[None, :]
+    if metric == "cosine":
+        norms = np.sqrt(np.einsum("ij,ij->i", queries, queries))
+        queries = queries / np.maximum(norms, 1e-30)[:, None]
+    dots = queries @ rows.T
     if metric == "l2":
         return np.maximum(row_sq[None, :] + np.einsum("ij,ij->i", queries, queries)[:, None] - 2.0 * dots, 0.0)
     return 1.0 - dots
+
+
+def _distances_one(metric: str, rows: np.ndarray, row_sq: np.ndarray | None, q: np.ndarray) -> np.ndarray:
+    """_distances of one query: a gemv (BLAS runs it faster than a 1-row gemm), then in-place arithmetic."""
+    dots = rows @ q
+    if metric == "cosine":
+        dots *= np.float32(-1.0 / max(math.sqrt(float(q @ q)), 1e-30))
+        dots += np.float32(1.0)
+        return dots
+    if metric == "l2":
+        return np.maximum(row_sq + float(q @ q) - 2.0 * dots, 0.0)
+    return np.float32(1.0) - dots
 
 
 def _full_scan(part: Partition, queries: np.ndarray) -> np.ndarray:
@@ -172,7 +179,7 @@ def exact_gathered(metric: str, entry: Allowed, query: np.ndarray, k: int) -> Ve
     """The exact top-k of one query over an allowed set whose rows are already gathered (entry.rows set).
 
     Needs no gate: the rows are the entry's own copy, valid for its version."""
-    dists = _distances(metric, entry.rows, entry.row_sq, query.reshape(1, -1))[0]
+    dists = _distances_one(metric, entry.rows, entry.row_sq, query)
     top = _best(dists, min(k, len(dists)))
     return VectorResult(entry.labels[top], dists[top].astype(np.float32, copy=False), EXACT)
 

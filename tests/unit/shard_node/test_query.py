@@ -192,3 +192,22 @@ def test_rank_form_not_in_one_round_equals_brute_force() -> None:
         d = 1 - cosine(base, query)
         want = [f"v{j}" for j in np.flatnonzero(keep)[np.argsort(d[keep], kind="stable")[:K]]]
         assert got == want
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_exact_plan_equals_numpy_in_every_metric(metric) -> None:
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((800, 8)).astype(np.float32)
+    p = Partition(PartitionSpec(dim=8, metric=metric, fields={"kind": "keyword"}), capacity=64)
+    p.upsert([f"v{i}" for i in range(800)], base, [{"kind": "ab"[i % 2]} for i in range(800)])
+    queries = rng.standard_normal((6, 8)).astype(np.float32)
+    rows = np.arange(0, 800, 2)
+    _, truth = exact_top_k(metric, queries, base[rows], K)
+    for use in range(2):  # the first query gathers the rows, the second scans them from the cache
+        for query, want in zip(queries, truth, strict=True):
+            resp = search(p, query, q.eq("kind", "a"), strategy=planner.EXACT)
+            assert all(int(i[1:]) % 2 == 0 for i in resp.vector_hits.ids), use
+            np.testing.assert_allclose(np.frombuffer(resp.vector_hits.scores, dtype="<f4"), want, rtol=1e-4,
+                                       atol=1e-4)
+    batch = planner.exact_many(p, queries, Allowed(rows, p.version), K)
+    np.testing.assert_allclose(np.stack([r.distances for r in batch]), truth, rtol=1e-4, atol=1e-4)
