@@ -38,7 +38,7 @@ from protos.query_tree import depth as tree_depth
 from protos.wire import METRICS, check_vectors, pack_matrix
 from shard_node.client import ShardClient
 from shard_node.planner import EXACT
-from shard_node.schema import check_schema
+from shard_node.schema import check_schema, check_schema_change
 from shard_node.settings import HYBRID_DEPTH, MAX_M
 
 
@@ -232,7 +232,10 @@ class Engine:
         if not 1 <= replication_factor <= MAX_REPLICATION:
             raise InvalidArgument(f"replication_factor must be between 1 and {MAX_REPLICATION}, "
                                   f"got {replication_factor}")
-        problem = check_schema(dict(fields or {}))
+        existing = {spec.name: spec.fields for spec in self.catalog.all()}.get(name)
+        # Re-creating an existing collection with a field's type or tokenizer changed is a bad schema, not a clash.
+        problem = (check_schema(dict(fields or {})) if existing is None
+                   else check_schema_change(existing, dict(fields or {})))
         if problem:
             raise InvalidArgument(problem)
         placement = place(shards, replication_factor, self._nodes,

@@ -16,7 +16,7 @@ from protos import common_pb2, query_pb2
 from protos import query_tree as q
 from protos.errors import InvalidArgument
 from protos.wire import check_vectors, value_from_proto, value_to_proto
-from shard_node.schema import BOOL, FLOAT, INT, NUMERIC_TYPES, TAGS, TEXT, FieldTypeError, scalar
+from shard_node.schema import BOOL, FLOAT, INT, NUMERIC_TYPES, TAGS, FieldTypeError, is_text, scalar
 
 VECTOR, BM25, HYBRID = "vector", "bm25", "hybrid"
 RANKING_NAMES = {query_pb2.RANKING_AUTO: "", query_pb2.RANKING_VECTOR: VECTOR, query_pb2.RANKING_BM25: BM25,
@@ -34,7 +34,7 @@ class BoundQuery:
 
 
 def _text_field(spec: CollectionSpec, name: str) -> str:
-    texts = sorted(f for f, t in spec.fields.items() if t == TEXT)
+    texts = sorted(f for f, t in spec.fields.items() if is_text(t))
     if name == DEFAULT_TEXT_FIELD:
         if len(texts) != 1:
             raise InvalidArgument(f"match: needs the collection's one text field, but it has {texts or 'none'}; "
@@ -42,7 +42,7 @@ def _text_field(spec: CollectionSpec, name: str) -> str:
         return texts[0]
     if name not in spec.fields:
         raise _unknown(spec, name)
-    if spec.fields[name] != TEXT:
+    if not is_text(spec.fields[name]):
         raise InvalidArgument(f"field {name!r} is {spec.fields[name]}, not text: full-text match needs a text field")
     return name
 
@@ -92,7 +92,7 @@ def _bind_field(spec: CollectionSpec, pred: query_pb2.FieldPredicate) -> query_p
         raise InvalidArgument(f"the predicate on {name!r} has no operation (eq, in, range, contains or exists)")
     if op == "exists":
         return q.exists(name)
-    if ftype == TEXT:
+    if is_text(ftype):
         if op not in ("eq", "contains"):
             raise InvalidArgument(f"field {name!r} is text: it takes a full-text match (field:\"words\"), not {op}")
         return q.match(name, str(value_from_proto(getattr(pred, op))))
@@ -152,7 +152,7 @@ def _ranker(spec: CollectionSpec, node: query_pb2.QueryNode) -> query_pb2.QueryN
         return _bind_near(spec, node.near)
     if kind == "match":
         return q.match(_text_field(spec, node.match.field), node.match.text)
-    if kind == "field" and node.field.field in spec.fields and spec.fields[node.field.field] == TEXT:
+    if kind == "field" and node.field.field in spec.fields and is_text(spec.fields[node.field.field]):
         op = node.field.WhichOneof("op")
         if op in ("eq", "contains"):
             return q.match(node.field.field, str(value_from_proto(getattr(node.field, op))))

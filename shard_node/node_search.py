@@ -14,7 +14,7 @@ from protos import query_pb2, shard_pb2
 from protos.errors import InvalidArgument
 from protos.topk import merge_columns, merge_ranked, pad_rows
 from protos.wire import check_vectors, pack_floats, pack_vector, payload_to_proto, unpack_floats, unpack_matrix
-from shard_node.partition import exact_distances
+from shard_node.near import top_similar
 from shard_node.query import run_query
 from shard_node.store import ShardStore
 
@@ -33,18 +33,12 @@ class PartitionAnswer:
 
 
 def local_top(store: ShardStore, near: query_pb2.Near) -> tuple[list[str], np.ndarray]:
-    """A partition's exact top-`near.top` of `near.vector` over its live documents (distances, best first)."""
-    part = store.partition
-    vector = np.asarray(near.vector, dtype=np.float32).reshape(1, -1)
-    check_vectors(vector, part.spec.dim, "NOT near vector", part.spec.metric)
-    live = np.flatnonzero(part.live_mask())
-    if not len(live) or near.top == 0:
+    """A partition's exact top-`near.top` of `near.vector` over its live documents, as negated similarities
+    (lower is better, like every other column this node merges)."""
+    if near.top == 0:
         return [], np.empty(0, np.float32)
-    dists = exact_distances(part.spec.metric, vector, part.vectors[live])[0]
-    top = min(int(near.top), len(live))
-    best = np.argpartition(dists, top - 1)[:top] if top < len(live) else np.arange(len(live))
-    best = best[np.argsort(dists[best], kind="stable")]
-    return part.ids_of(live[best]), dists[best].astype(np.float32)
+    ids, sims = top_similar(store.partition, np.asarray(near.vector, dtype=np.float32), int(near.top))
+    return ids, -sims
 
 
 def _with_exclusions(answer: PartitionAnswer, store: ShardStore, req: shard_pb2.NodeSearchRequest

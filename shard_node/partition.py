@@ -10,14 +10,16 @@ from typing import Any
 
 import hnswlib
 import numpy as np
+from pyroaring import BitMap
 
 from protos.errors import InvalidArgument
 from protos.wire import CHUNK_SEP
+from shard_node.allowed import Allowed, AllowedCache
 from shard_node.bm25 import TextIndex
-from shard_node.fields import FieldIndexes
+from shard_node.fields import FieldIndexes, bitmap_of, labels_array
 from shard_node.rwlock import SearchGate
-from shard_node.schema import TEXT
-from shard_node.settings import PartitionSpec
+from shard_node.schema import is_text
+from shard_node.settings import DEFAULT_ALLOWED_CACHE_MB, PartitionSpec
 
 METRIC_TO_SPACE = {"cosine": "cosine", "l2": "l2", "ip": "ip"}  # Shoal metric -> hnswlib space
 _RANDOM_SEED = 100
@@ -63,7 +65,7 @@ class Partition:
     """The in-memory state of one shard; thread-safe. Durability is the ShardStore's job."""
 
     def __init__(self, spec: PartitionSpec, capacity: int = 1024, search_threads: int = 1,
-                 index_file: Path | None = None) -> None:
+                 index_file: Path | None = None, allowed_cache_mb: int = DEFAULT_ALLOWED_CACHE_MB) -> None:
         if spec.metric not in METRIC_TO_SPACE:
             raise InvalidArgument(f"unknown metric {spec.metric!r}; use one of {sorted(METRIC_TO_SPACE)}")
         self.spec = spec
@@ -78,6 +80,7 @@ class Partition:
         self._vectors = np.zeros((capacity, spec.dim), dtype=np.float32)
         self._norms = np.ones(capacity, dtype=np.float32)  # L2 norms of the vectors, for exact cosine scans
         self._deleted = np.zeros(capacity, dtype=bool)
+        self._live = BitMap()  # the labels not deleted, for NOT's complement and the allowed sets
         self._ids = np.empty(capacity, dtype=object)
         self._labels: dict[str, int] = {}
         self._payloads: dict[int, dict[str, Any]] = {}
@@ -88,7 +91,8 @@ class Partition:
         self._writes = 0
         self._documents: tuple[int, int] = (-1, 0)  # (writes when counted, count)
         self.fields = FieldIndexes(spec.fields, capacity)
-        self.text = TextIndex([name for name, ftype in spec.fields.items() if ftype == TEXT])
+        self.text = TextIndex({name: ftype for name, ftype in spec.fields.items() if is_text(ftype)})
+        self.allowed_cache = AllowedCache(allowed_cache_mb << 20)
 
     # ---- figures -------------------------------------------------------------------------
     @property
@@ -192,6 +196,7 @@ class Partition:
         self._vectors[labels] = vectors
         self._norms[labels] = np.maximum(np.linalg.norm(vectors, axis=1), 1e-30)
         self._deleted[labels] = False
+        self._live.update(labels.astype(np.uint32))
         for i, label in enumerate(labels.tolist()):
             self._payloads[label] = payloads[i] if payloads is not None else {}
         self._index_payloads(labels.tolist())
@@ -213,6 +218,7 @@ class Partition:
                     continue
                 self._index.mark_deleted(label)
                 self._deleted[label] = True
+                self._live.discard(label)
                 self._payloads.pop(label, None)
                 gone.append(label)
                 removed += 1
@@ -273,6 +279,24 @@ class Partition:
         """Bool mask of live labels over [0, size)."""
         return ~self._deleted[: self._size]
 
+    @property
+    def version(self) -> int:
+        """Bumped by every write: what a cached allowed set or scan is valid for."""
+        return self._writes
+
+    def live_bitmap(self) -> BitMap:
+        """The live labels; read it only while `searching` (writers change it in place)."""
+        return self._live
+
+    def everything(self) -> Allowed:
+        """Every live label as an Allowed set, cached per version; call it while `searching`."""
+        key = (None, self._writes)
+        entry = self.allowed_cache.get(key)
+        if entry is None:
+            entry = Allowed(labels_array(self._live), self._writes)
+            self.allowed_cache.put(key, entry)
+        return entry
+
     def labels_of(self, ids: Sequence[str]) -> np.ndarray:
         """Labels of the live documents among ids."""
         found = [self._labels.get(i) for i in ids]
@@ -327,7 +351,8 @@ class Partition:
                     f.write("\n")
 
     @classmethod
-    def load(cls, directory: Path, spec: PartitionSpec, search_threads: int = 1) -> Partition:
+    def load(cls, directory: Path, spec: PartitionSpec, search_threads: int = 1,
+             allowed_cache_mb: int = DEFAULT_ALLOWED_CACHE_MB) -> Partition:
         """Read a partition written by save()."""
         vectors = np.load(directory / "vectors.npy", allow_pickle=False)
         deleted = np.load(directory / "deleted.npy", allow_pickle=False)
@@ -336,7 +361,7 @@ class Partition:
         size = len(ids)
         capacity = max(1024, 1 << max(size - 1, 1).bit_length())
         part = cls(spec, capacity=capacity, search_threads=search_threads,
-                   index_file=directory / "index.hnsw")
+                   index_file=directory / "index.hnsw", allowed_cache_mb=allowed_cache_mb)
         part._vectors[:size] = vectors
         part._norms[:size] = np.maximum(np.linalg.norm(vectors, axis=1), 1e-30)
         part._deleted[:size] = deleted
@@ -344,6 +369,7 @@ class Partition:
         part._labels = {doc_id: label for label, doc_id in enumerate(ids)}
         part._size = size
         part._tombstones = int(deleted.sum())
+        part._live = bitmap_of(np.flatnonzero(~deleted))
         with open(directory / "payloads.jsonl", encoding="utf-8") as f:
             for line in f:
                 label, payload = json.loads(line)

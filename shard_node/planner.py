@@ -1,25 +1,35 @@
 """The per-shard vector planner: exact scan of the allowed set, post-filtered HNSW that searches deeper
 until k allowed documents are found, or HNSW with hnswlib's filter callback inside the traversal.
 
-hnswlib's filter callback costs a Python call per visited node (see `make bench-filter`), so the
-planner prefers post-filtering: the graph is searched unfiltered with k and ef grown by the filter's
-selectivity, and the allowed mask is applied to the candidates in one numpy step. When the allowed set
-is small, scanning it exactly is cheaper than any graph search and its answer is exact.
+The allowed set's exact size comes from the field postings, so the choice needs no estimate. hnswlib's
+filter callback costs a Python call per visited node (see `make bench-filter`), so the planner prefers
+post-filtering: the graph is searched unfiltered with k and ef grown by the filter's selectivity, and the
+candidates are checked against the allowed mask in one numpy step. When the allowed set is small, scanning
+it exactly is cheaper than any graph search and its answer is exact: its rows are gathered once per
+(filter, partition version) and kept in the partition's allowed-rows cache, so a query is one gemv.
+
+`NOT near:v@tau` exclusions are checked on the candidates only, exactly, from the stored norms.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from shard_node.partition import Partition, exact_distances, top_k_rows
+from shard_node.allowed import Allowed
+from shard_node.fields import bitmap_of, labels_array
+from shard_node.filters import Exclusion
+from shard_node.near import excluded
+from shard_node.partition import Partition
 from shard_node.settings import (
     PLAN_ANTI_CORRELATED,
     PLAN_EF_PER_WANT,
     PLAN_EXACT_ALWAYS,
     PLAN_EXACT_PER_HNSW_EF,
+    PLAN_EXCLUSION_DEPTH,
     PLAN_GROWTH,
     PLAN_MAX_EF,
     PLAN_OVERSAMPLE,
@@ -38,6 +48,10 @@ class VectorResult:
     strategy: str
     rounds: int = 0
     ef: int = 0
+
+
+def _empty(strategy: str = EMPTY) -> VectorResult:
+    return VectorResult(np.empty(0, np.int64), np.empty(0, np.float32), strategy)
 
 
 def first_k(allowed: int, live: int, k: int) -> int:
@@ -61,103 +75,216 @@ def choose(allowed: int, live: int, k: int, ef: int) -> str:
     return EXACT if allowed < hnsw_ef * PLAN_EXACT_PER_HNSW_EF else HNSW
 
 
-def exact(part: Partition, query: np.ndarray, mask: np.ndarray | None, k: int) -> VectorResult:
-    """Brute force over the allowed labels (every live one when mask is None)."""
-    with part.searching(part.spec.ef_search):
-        live = part.live_mask()
-        if mask is not None:
-            live[: len(mask)] &= mask  # documents deleted since the mask was taken drop out
-            live[len(mask):] = False
-        labels = np.flatnonzero(live)
-        if len(labels) == 0:
-            return VectorResult(labels, np.empty(0, np.float32), EXACT)
-        rows = part.vectors[labels]
-        norms = part.norms[labels] if part.spec.metric == "cosine" else None
-    if norms is not None:
-        # Stored norms save normalising every allowed row on every query.
-        dists = (1.0 - (rows @ query) / (norms * max(float(np.linalg.norm(query)), 1e-30)))[None, :]
-    else:
-        dists = exact_distances(part.spec.metric, query.reshape(1, -1), rows)
-    cols, vals = top_k_rows(dists, k)
-    return VectorResult(labels[cols[0]], vals[0].astype(np.float32), EXACT)
+def _distances(metric: str, rows: np.ndarray, row_sq: np.ndarray | None, queries: np.ndarray) -> np.ndarray:
+    """hnswlib-compatible distances of queries (m x dim) to prepared rows (unit rows for cosine)."""
+    if len(queries) == 1:
+        return _distances_one(metric, rows, row_sq, queries[0])[None, :]
+    if metric == "cosine":
+        norms = np.sqrt(np.einsum("ij,ij->i", queries, queries))
+        queries = queries / np.maximum(norms, 1e-30)[:, None]
+    dots = queries @ rows.T
+    if metric == "l2":
+        return np.maximum(row_sq[None, :] + np.einsum("ij,ij->i", queries, queries)[:, None] - 2.0 * dots, 0.0)
+    return 1.0 - dots
 
 
-def _allowed(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    # Labels written after the mask was taken are past its end: they were not allowed then.
-    inside = labels < len(mask)
-    keep = np.zeros(len(labels), dtype=bool)
-    keep[inside] = mask[labels[inside]]
+def _distances_one(metric: str, rows: np.ndarray, row_sq: np.ndarray | None, q: np.ndarray) -> np.ndarray:
+    """_distances of one query: a gemv (BLAS runs it faster than a 1-row gemm), then in-place arithmetic."""
+    dots = rows @ q
+    if metric == "cosine":
+        dots *= np.float32(-1.0 / max(math.sqrt(float(q @ q)), 1e-30))
+        dots += np.float32(1.0)
+        return dots
+    if metric == "l2":
+        return np.maximum(row_sq + float(q @ q) - 2.0 * dots, 0.0)
+    return np.float32(1.0) - dots
+
+
+def _full_scan(part: Partition, queries: np.ndarray) -> np.ndarray:
+    """Distances to every row [0, size) from the contiguous store and stored norms (no gather, no copy kept)."""
+    rows, norms = part.vectors[: part.size], part.norms[: part.size]
+    dots = queries @ rows.T
+    if part.spec.metric == "cosine":
+        qn = np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-30)
+        return 1.0 - dots / (norms[None, :] * qn)
+    if part.spec.metric == "l2":
+        return np.maximum((norms * norms)[None, :] + np.einsum("ij,ij->i", queries, queries)[:, None] - 2.0 * dots,
+                          0.0)
+    return 1.0 - dots
+
+
+def _best(dists: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k smallest of a 1-D array, best first."""
+    if k < len(dists):
+        part = np.argpartition(dists, k - 1)[:k]
+        return part[np.argsort(dists[part], kind="stable")]
+    return np.argsort(dists, kind="stable")
+
+
+def admitted(part: Partition, labels: np.ndarray, allowed: Allowed | None, exclusions: Sequence[Exclusion]
+             ) -> np.ndarray:
+    """Which candidate labels the allowed set keeps and no exclusion removes; call it while `searching`."""
+    keep = np.ones(len(labels), dtype=bool) if allowed is None else allowed.contains(labels)
+    if exclusions and keep.any():
+        keep[keep] = ~excluded(part, labels[keep], exclusions)
     return keep
 
 
-def hnsw_post_filter(part: Partition, query: np.ndarray, mask: np.ndarray | None, allowed: int, k: int,
-                     ef: int) -> VectorResult:
+def _top_without(part: Partition, labels: np.ndarray, dists: np.ndarray, k: int,
+                 exclusions: Sequence[Exclusion]) -> tuple[np.ndarray, np.ndarray]:
+    """The k best of (labels, dists) that no exclusion removes, checking the best candidates first."""
+    if not exclusions:
+        top = _best(dists, min(k, len(dists)))
+        return labels[top], dists[top]
+    depth = max(k, PLAN_EXCLUSION_DEPTH)
+    while True:
+        top = _best(dists, min(depth, len(dists)))
+        top = top[admitted(part, labels[top], None, exclusions)]
+        if len(top) >= k or depth >= len(dists):
+            top = top[:k]
+            return labels[top], dists[top]
+        depth *= PLAN_GROWTH
+
+
+def _current(part: Partition, allowed: Allowed) -> Allowed:
+    """`allowed` as of the partition's version now: labels deleted since drop out, none written since join."""
+    if allowed.version == part.version:
+        return allowed
+    return Allowed(labels_array(bitmap_of(allowed.labels) & part.live_bitmap()), part.version)
+
+
+def exact_held(part: Partition, queries: np.ndarray, allowed: Allowed | None, k: int,
+               exclusions: Sequence[Exclusion] = ()) -> list[VectorResult]:
+    """exact_many for a caller already `searching` the partition."""
+    queries = np.asarray(queries, dtype=np.float32).reshape(len(queries), -1)
+    entry = part.everything() if allowed is None else _current(part, allowed)
+    if entry.count == 0:
+        return [_empty(EXACT) for _ in queries]
+    budget = part.allowed_cache.max_bytes // 2
+    if entry.rows is None and entry.count * part.spec.dim * 4 > budget:
+        # Too large to keep gathered: scanning the contiguous store and keeping the allowed columns
+        # reads no more memory than a gather would.
+        dists = _full_scan(part, queries)[:, entry.labels]
+    else:
+        rows, row_sq = entry.gathered(part.vectors, part.norms, part.spec.metric)
+        dists = _distances(part.spec.metric, rows, row_sq, queries)
+    out = []
+    for row in dists:
+        labels, vals = _top_without(part, entry.labels, row, k, exclusions)
+        out.append(VectorResult(labels, vals.astype(np.float32, copy=False), EXACT))
+    return out
+
+
+def exact_gathered(metric: str, entry: Allowed, query: np.ndarray, k: int) -> VectorResult:
+    """The exact top-k of one query over an allowed set whose rows are already gathered (entry.rows set).
+
+    Needs no gate: the rows are the entry's own copy, valid for its version."""
+    dists = _distances_one(metric, entry.rows, entry.row_sq, query)
+    top = _best(dists, min(k, len(dists)))
+    return VectorResult(entry.labels[top], dists[top].astype(np.float32, copy=False), EXACT)
+
+
+def exact_many(part: Partition, queries: np.ndarray, allowed: Allowed | None, k: int,
+               exclusions: Sequence[Exclusion] = ()) -> list[VectorResult]:
+    """Brute force over the allowed labels (every live one when None) for a batch of queries: one gemm."""
+    with part.searching(part.spec.ef_search):
+        return exact_held(part, queries, allowed, k, exclusions)
+
+
+def exact(part: Partition, query: np.ndarray, allowed: Allowed | None, k: int,
+          exclusions: Sequence[Exclusion] = ()) -> VectorResult:
+    """Brute force over the allowed labels (every live one when None)."""
+    return exact_many(part, query.reshape(1, -1), allowed, k, exclusions)[0]
+
+
+def _exact_after(rounds: int, part: Partition, query: np.ndarray, allowed: Allowed | None, k: int,
+                 exclusions: Sequence[Exclusion]) -> VectorResult:
+    result = exact(part, query, allowed, k, exclusions)
+    result.rounds = rounds
+    return result
+
+
+def hnsw_post_filter(part: Partition, query: np.ndarray, allowed: Allowed | None, k: int, ef: int,
+                     exclusions: Sequence[Exclusion] = ()) -> VectorResult:
     """Search the graph unfiltered, keep the allowed candidates; go deeper until k of them are found."""
     live = part.live
-    want = k if mask is None else first_k(allowed, live, k)
+    n_allowed = live if allowed is None else allowed.count
+    want = k if allowed is None else first_k(n_allowed, live, k)
+    if allowed is not None or exclusions:
+        # A walk's cost is its beam, not how many of the beam it returns: candidates up to the first round's
+        # beam come free, and some of them will be filtered out.
+        want = max(want, ef // PLAN_EF_PER_WANT if allowed is not None else ef)
     rounds = 0
     while True:
         want = min(want, part.live)
         # The candidates past the first k are what a filter keeps, so they need the graph's full precision too.
         # The beam must also hold about ef allowed documents, as a filtered walk at ef would.
-        round_ef = max(ef, want) if mask is None else beam(ef, want, allowed, live)
+        round_ef = max(ef, want) if allowed is None else beam(ef, want, n_allowed, live)
         rounds += 1
         try:
             with part.searching(round_ef):
                 labels, dists = part.graph.knn_query(query.reshape(1, -1), k=want, num_threads=1)
+                labels, dists = labels[0].astype(np.int64), dists[0]
+                asked = len(labels)
+                keep = admitted(part, labels, allowed, exclusions)
+                labels, dists = labels[keep], dists[keep]
         except RuntimeError:
             # Tombstones can leave the walk short of `want` live nodes: answer exactly.
-            result = exact(part, query, mask, k)
-            result.rounds = rounds
-            return result
-        labels, dists = labels[0].astype(np.int64), dists[0]
-        if mask is not None:
-            keep = _allowed(labels, mask)
-            labels, dists = labels[keep], dists[keep]
+            return _exact_after(rounds, part, query, allowed, k, exclusions)
         if len(labels) >= k or want >= part.live:
             return VectorResult(labels[:k], dists[:k].astype(np.float32), HNSW, rounds, round_ef)
-        if mask is not None and allowed < want * PLAN_GROWTH / PLAN_OVERSAMPLE * PLAN_EXACT_PER_HNSW_EF:
-            result = exact(part, query, mask, k)  # deeper search would cost more than scanning the set
-            result.rounds = rounds
-            return result
-        if mask is not None and len(labels) / want < PLAN_ANTI_CORRELATED * allowed / live:
-            # The filter removes the query's neighbourhood (an exclusion eating the top): the allowed documents
-            # lie far down the unfiltered ranking, so search with the filter inside the traversal instead.
-            # Its neighbours are excluded ones, so the walk needs a wider beam to reach the allowed region.
-            result = hnsw_filter(part, query, mask, allowed, k, PLAN_EF_PER_WANT * max(ef, want))
+        if n_allowed < want * PLAN_GROWTH / PLAN_OVERSAMPLE * PLAN_EXACT_PER_HNSW_EF:
+            return _exact_after(rounds, part, query, allowed, k, exclusions)  # cheaper than going deeper
+        if allowed is not None and not exclusions and len(labels) / asked < PLAN_ANTI_CORRELATED * n_allowed / live:
+            # The filter removes the query's neighbourhood: the allowed documents lie far down the unfiltered
+            # ranking. (NOT near exclusions instead go deeper: they remove a region, not most of the partition.)
+            # The filtered walk's neighbours are excluded ones, so it needs a wider beam to reach the allowed region.
+            result = hnsw_filter(part, query, allowed, k, PLAN_EF_PER_WANT * max(ef, want))
             result.rounds += rounds
             return result
         want *= PLAN_GROWTH
 
 
-def hnsw_filter(part: Partition, query: np.ndarray, mask: np.ndarray, allowed: int, k: int,
-                ef: int) -> VectorResult:
+def hnsw_filter(part: Partition, query: np.ndarray, allowed: Allowed, k: int, ef: int,
+                exclusions: Sequence[Exclusion] = ()) -> VectorResult:
     """hnswlib's own filtered search: the allowed-label check runs as a Python callback per visited node."""
-    allowed_labels = set(np.flatnonzero(mask).tolist())
-    want = min(k, allowed)
+    if exclusions:
+        return hnsw_post_filter(part, query, allowed, k, ef, exclusions)  # the callback cannot score vectors
+    want = min(k, allowed.count)
     round_ef = max(ef, want)
     try:
         with part.searching(round_ef):
             labels, dists = part.graph.knn_query(query.reshape(1, -1), k=want, num_threads=1,
-                                                 filter=allowed_labels.__contains__)
+                                                 filter=allowed.label_set().__contains__)
     except RuntimeError:
-        result = exact(part, query, mask, k)  # the filtered walk found fewer than k
-        result.rounds = 1
-        return result
+        return _exact_after(1, part, query, allowed, k, ())  # the filtered walk found fewer than k
     return VectorResult(labels[0].astype(np.int64), dists[0].astype(np.float32), HNSW_FILTER, 1, round_ef)
 
 
-def vector_top_k(part: Partition, query: np.ndarray, mask: np.ndarray | None, k: int, ef: int,
-                 strategy: str = "") -> VectorResult:
-    """Local top-k by vector among the allowed documents (mask None = every live one): k whenever k qualify."""
+def plan(part: Partition, allowed: Allowed | None, k: int, ef: int, strategy: str = ""
+         ) -> tuple[str, Allowed | None]:
+    """The plan for the allowed set (`strategy` when it forces one), and the set it runs on (None = every live
+    document, also for a filter that keeps them all)."""
     live = part.live
-    allowed = live if mask is None else int(mask.sum())
+    if allowed is not None and allowed.count >= live and allowed.version == part.version:
+        allowed = None  # the filter keeps everything: a plain search, with no per-candidate check
+    n_allowed = live if allowed is None else allowed.count
+    if n_allowed == 0:
+        return EMPTY, allowed
     if strategy not in STRATEGIES:
-        strategy = HNSW if mask is None and live > PLAN_EXACT_ALWAYS else choose(allowed, live, k, ef)
-    if strategy == EMPTY or allowed == 0:
-        return VectorResult(np.empty(0, np.int64), np.empty(0, np.float32), EMPTY)
+        strategy = HNSW if allowed is None and live > PLAN_EXACT_ALWAYS else choose(n_allowed, live, k, ef)
+    return strategy, allowed
+
+
+def vector_top_k(part: Partition, query: np.ndarray, allowed: Allowed | None, k: int, ef: int,
+                 strategy: str = "", exclusions: Sequence[Exclusion] = ()) -> VectorResult:
+    """Local top-k by vector among the allowed documents (None = every live one), without the excluded ones:
+    k whenever k qualify."""
+    strategy, allowed = plan(part, allowed, k, ef, strategy)
+    if strategy == EMPTY:
+        return _empty()
     if strategy == EXACT:
-        return exact(part, query, mask, k)
-    if strategy == HNSW_FILTER and mask is not None:
-        return hnsw_filter(part, query, mask, allowed, k, ef)
-    return hnsw_post_filter(part, query, mask, allowed, k, ef)
+        return exact(part, query, allowed, k, exclusions)
+    if strategy == HNSW_FILTER and allowed is not None:
+        return hnsw_filter(part, query, allowed, k, ef, exclusions)
+    return hnsw_post_filter(part, query, allowed, k, ef, exclusions)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from shard_node.partition import Partition
-from shard_node.settings import PartitionSpec
+from shard_node.settings import DEFAULT_ALLOWED_CACHE_MB, PartitionSpec
 
 BUILD_CHUNK = 1024  # documents per add_items call while building: progress and cancellation points
 HEADROOM = 1.5      # a rebuilt index has room for this many times its live documents before it grows
@@ -57,11 +57,12 @@ def capacity_for(live: int) -> int:
 
 def build_partition(spec: PartitionSpec, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]],
                     search_threads: int, build_threads: int, on_progress: Callable[[float], None],
-                    cancelled: Callable[[], bool]) -> Partition:
+                    cancelled: Callable[[], bool], allowed_cache_mb: int = DEFAULT_ALLOWED_CACHE_MB) -> Partition:
     """A fresh partition holding exactly the given documents, filled through the ordinary upsert path.
 
     Going through upsert means every per-document structure a partition keeps is rebuilt with it."""
-    fresh = Partition(spec, capacity=capacity_for(len(ids)), search_threads=search_threads)
+    fresh = Partition(spec, capacity=capacity_for(len(ids)), search_threads=search_threads,
+                      allowed_cache_mb=allowed_cache_mb)
     for start in range(0, len(ids), BUILD_CHUNK):
         if cancelled():
             raise RebuildCancelled

@@ -12,6 +12,10 @@ FIELD_TYPES = (KEYWORD, TAGS, INT, FLOAT, DATETIME, BOOL, TEXT)
 NUMERIC_TYPES = (INT, FLOAT, DATETIME)  # held as float64 columns with a sorted index
 CODED_TYPES = (KEYWORD, BOOL)           # held as dictionary-coded columns
 MAX_FIELDS = 64
+# A text field's tokenizer, spelled after the type: "text:korean". Bare "text" is "text:english".
+ENGLISH, KOREAN = "english", "korean"
+TOKENIZERS = (ENGLISH, KOREAN)
+DEFAULT_TOKENIZER = ENGLISH
 
 
 class FieldTypeError(ValueError):
@@ -37,8 +41,24 @@ def parse_datetime(value: Any) -> float:
     return parsed.timestamp()
 
 
+def base_type(ftype: str) -> str:
+    """A field type without its tokenizer: "text:korean" -> "text"."""
+    return ftype.partition(":")[0]
+
+
+def is_text(ftype: str) -> bool:
+    """Whether a field type is full text, whatever its tokenizer."""
+    return base_type(ftype) == TEXT
+
+
+def tokenizer_of(ftype: str) -> str:
+    """A text field's tokenizer name (the default when the type names none)."""
+    return ftype.partition(":")[2] or DEFAULT_TOKENIZER
+
+
 def scalar(ftype: str, value: Any) -> Any:
     """One value coerced to what field type `ftype` indexes: str, float or bool; FieldTypeError if it cannot be."""
+    ftype = base_type(ftype)
     if ftype in (KEYWORD, TAGS, TEXT):
         if not isinstance(value, str):
             raise FieldTypeError(f"expected a string, got {type(value).__name__} {value!r}")
@@ -66,6 +86,7 @@ def values_of(ftype: str, value: Any) -> list[Any]:
     """A payload value as the list of indexable values it holds (tags hold many, the others one)."""
     if value is None:
         return []
+    ftype = base_type(ftype)
     if ftype == TAGS and isinstance(value, list):
         return [scalar(ftype, v) for v in value]
     if isinstance(value, list):
@@ -82,8 +103,30 @@ def check_schema(fields: dict[str, str]) -> str | None:
             return f"field name {name!r} is not valid: use letters, digits, '_', '.' or '-', not starting with a digit"
         if name in RESERVED_NAMES:
             return f"field name {name!r} is reserved in queries; choose another"
-        if ftype not in FIELD_TYPES:
+        kind, sep, tokenizer = ftype.partition(":")
+        if kind not in FIELD_TYPES:
             return f"field {name!r} has unknown type {ftype!r}; use one of {', '.join(FIELD_TYPES)}"
+        if sep and kind != TEXT:
+            return f"field {name!r}: only text fields take a tokenizer ({ftype!r}); use {kind!r}"
+        if sep and tokenizer not in TOKENIZERS:
+            return (f"text field {name!r} has unknown tokenizer {tokenizer!r}; use one of "
+                    f"{', '.join(f'text:{t}' for t in TOKENIZERS)} (bare 'text' is text:{DEFAULT_TOKENIZER})")
+    return None
+
+
+def check_schema_change(old: dict[str, str], new: dict[str, str]) -> str | None:
+    """Why `new` cannot replace the schema `old` of existing data (a field's type or tokenizer changed), or None."""
+    problem = check_schema(new)
+    if problem:
+        return problem
+    for name in sorted(old.keys() & new.keys()):
+        was, now = old[name], new[name]
+        if is_text(was) and is_text(now) and tokenizer_of(was) != tokenizer_of(now):
+            return (f"text field {name!r} is tokenized by {tokenizer_of(was)!r}; its tokenizer cannot change to "
+                    f"{tokenizer_of(now)!r} on existing data (choices: {', '.join(TOKENIZERS)}); "
+                    "create a new collection or a new field instead")
+        if base_type(was) != base_type(now):
+            return f"field {name!r} is {was}; its type cannot change to {now} on existing data"
     return None
 
 

@@ -13,6 +13,7 @@ DEFAULT_SNAPSHOT_EVERY_OPS = 20_000  # bounds WAL replay at start-up to seconds
 DEFAULT_SNAPSHOT_WAL_BYTES = 512 * 1024 * 1024
 DEFAULT_INITIAL_CAPACITY = 1024
 MAX_M = 256  # largest HNSW M a collection or a rebuild may ask for
+DEFAULT_ALLOWED_CACHE_MB = 64  # per partition: filters' allowed sets and their gathered rows (shard_node/allowed.py)
 
 # Query planner (see shard_node/planner.py; calibrated by `make bench-filter`).
 PLAN_EXACT_ALWAYS = 1024      # allowed sets this small are always scanned exactly
@@ -22,6 +23,7 @@ PLAN_ANTI_CORRELATED = 0.25   # a round keeping under this share of the expected
 PLAN_MAX_EF = 8192            # largest beam a post-filtered round uses (past it the set is scanned exactly)
 PLAN_GROWTH = 4               # and this many times more in each deeper round
 PLAN_EXACT_PER_HNSW_EF = 12   # an exact scan of this many vectors costs about one unit of HNSW ef
+PLAN_EXCLUSION_DEPTH = 64     # an exact scan checks NOT near exclusions on this many best candidates first
 HYBRID_DEPTH = 100            # each ranking's depth fused by RRF
 
 
@@ -48,6 +50,8 @@ class ShardSettings(ServerTLSSettings):
         "help": "starting HNSW capacity; the index doubles as it fills"})
     rebuild_threads: int = field(default=1, metadata={
         "help": "hnswlib threads a background index rebuild uses (the rest of the CPUs keep serving)"})
+    allowed_cache_mb: int = field(default=DEFAULT_ALLOWED_CACHE_MB, metadata={
+        "help": "MiB per partition kept of filters' allowed sets and their gathered vectors (LRU, per version)"})
     metrics_port: int = field(default=-1, metadata={
         "help": "Prometheus metrics port (0 = any free port, -1 = off)"})
     blas_threads: int = field(default=1, metadata={

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from shard_node.partition import Partition
-from shard_node.settings import PartitionSpec
+from shard_node.settings import DEFAULT_ALLOWED_CACHE_MB, PartitionSpec
 from shard_node.wal import fsync_dir
 
 _PREFIX = "snap-"
@@ -58,7 +58,8 @@ def write_snapshot(root: Path, partition: Partition, lsn: int, extra: dict[str, 
     return final
 
 
-def load_latest(root: Path, search_threads: int) -> tuple[Partition, dict[str, Any]] | None:
+def load_latest(root: Path, search_threads: int, allowed_cache_mb: int = DEFAULT_ALLOWED_CACHE_MB
+                ) -> tuple[Partition, dict[str, Any]] | None:
     """The newest complete snapshot as (partition, meta), or None when there is none.
 
     The partition takes the spec the snapshot was built with: a rebuild may have changed M or ef_construction."""
@@ -68,7 +69,7 @@ def load_latest(root: Path, search_threads: int) -> tuple[Partition, dict[str, A
     latest = snaps[-1]
     meta = json.loads((latest / _META).read_text())
     spec = PartitionSpec(**meta["spec"])
-    return Partition.load(latest, spec, search_threads=search_threads), meta
+    return Partition.load(latest, spec, search_threads=search_threads, allowed_cache_mb=allowed_cache_mb), meta
 
 
 def disk_bytes(root: Path) -> int:

@@ -70,10 +70,11 @@ class ShardStore:
         self._journal: list[shard_pb2.WalRecord] | None = None  # writes since a running rebuild copied the live set
         data_dir.mkdir(parents=True, exist_ok=True)
         self._check_spec()
-        loaded = snapshot.load_latest(self._snap_dir, settings.search_threads)
+        loaded = snapshot.load_latest(self._snap_dir, settings.search_threads, settings.allowed_cache_mb)
         if loaded is None:
             self.partition = Partition(spec, capacity=settings.initial_capacity,
-                                       search_threads=settings.search_threads)
+                                       search_threads=settings.search_threads,
+                                       allowed_cache_mb=settings.allowed_cache_mb)
             self._snapshot_lsn = 0
             meta = {}
         else:
@@ -202,7 +203,8 @@ class ShardStore:
             try:
                 r.phase("build")
                 fresh = build_partition(spec, ids, vectors, payloads, self._settings.search_threads,
-                                        self._settings.rebuild_threads, r.progress, r.cancelled)
+                                        self._settings.rebuild_threads, r.progress, r.cancelled,
+                                        self._settings.allowed_cache_mb)
                 del ids, vectors, payloads
                 r.phase("catch-up")
                 done = self._replay(fresh, journal, 0)

@@ -326,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metric", default="cosine", choices=["cosine", "l2", "ip"])
     s.add_argument("--shards", type=int, default=0)
     s.add_argument("--field", action="append", default=[], metavar="NAME:TYPE",
-                   help="index a payload field: keyword, tags, int, float, datetime, bool or text (repeatable)")
+                   help="index a payload field: keyword, tags, int, float, datetime, bool, text "
+                        "(text:english) or text:korean (repeatable)")
     s.set_defaults(fn=cmd_create)
 
     s = sub.add_parser("drop", help="drop a collection and its data")

@@ -31,9 +31,9 @@ LIVE_BATCH = 64          # live embedding: small batches so the progress bar mov
 DATA = Path(__file__).resolve().parent.parent / "data" / "debian"
 CORPUS = DATA / "corpus.jsonl.gz"
 DEMO_VECTORS = DATA / "demo_vectors.npz"
-PAYLOAD_FIELDS = ("section", "priority", "architecture", "installed_size_kb", "tags", "text_en")
+PAYLOAD_FIELDS = ("section", "priority", "architecture", "installed_size_kb", "tags", "text_en", "text_ko")
 DEMO_FIELDS = {"section": "keyword", "priority": "keyword", "architecture": "keyword", "installed_size_kb": "int",
-               "tags": "tags", "text_en": "text"}  # indexed for filters and BM25
+               "tags": "tags", "text_en": "text:english", "text_ko": "text:korean"}  # indexed for filters and BM25
 SUMMARY_CHARS = 160
 
 

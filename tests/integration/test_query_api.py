@@ -78,6 +78,15 @@ def test_bad_schema_is_refused(client: shoal.Client, collection_name: str) -> No
     assert collection_name not in [c.name for c in client.list_collections()]
 
 
+def test_bad_or_changed_tokenizers_are_refused_naming_field_and_choices(client: shoal.Client,
+                                                                        collection_name: str) -> None:
+    with pytest.raises(shoal.InvalidArgument, match="'body'.*'klingon'.*text:english, text:korean"):
+        client.create_collection(collection_name, dim=4, fields={"body": "text:klingon"})
+    client.create_collection(collection_name, dim=4, fields={"body": "text"})  # the fixture drops it
+    with pytest.raises(shoal.InvalidArgument, match="'body'.*'english'.*'korean'.*english, korean"):
+        client.create_collection(collection_name, dim=4, fields={"body": "text:korean"})
+
+
 def test_payload_of_the_wrong_type_is_refused_and_nothing_is_written(client, filled, docs) -> None:
     before = client.count(filled)
     vec = hashed_bow(["x", "y"])
@@ -123,6 +132,27 @@ def test_hybrid_is_the_rrf_of_both_rankings(client, filled) -> None:
     assert [h.id for h in hybrid] == [i for i, _ in expected]
     assert [h.score for h in hybrid] == pytest.approx([s for _, s in expected])
     assert {h.id for h in by_vector} <= {h.id for h in by_text} | {h.id for h in by_vector}
+
+
+def test_korean_hybrid_search_fuses_a_real_bm25_ranking(client: shoal.Client, collection_name: str) -> None:
+    korean_docs = [d for d in read_corpus() if d.get("text_ko")]
+    # "파이썬" (Python) standing only inside longer words, as in "파이썬으로" (in Python), and never alone
+    target = next(d for d in korean_docs if "파이썬으로" in d["text_ko"]
+                  and not re.search(r"(^|[^가-힣])파이썬($|[^가-힣])", d["text_ko"]))
+    docs = [target] + [d for d in korean_docs[:300] if d["id"] != target["id"]]
+    client.create_collection(collection_name, dim=256, shards=2, fields={"ko": "text:korean", "ko_en": "text"})
+    client.upsert(collection_name, [d["id"] for d in docs], hashed_bow([d["text_en"] for d in docs]),
+                  [{"ko": d["text_ko"], "ko_en": d["text_ko"]} for d in docs])
+    korean = client.search(collection_name, query='ko:"파이썬"', k=300, ranking="bm25")
+    expected = {d["id"] for d in docs if "파이썬" in d["text_ko"]}
+    assert {h.id for h in korean} == expected and target["id"] in expected
+    english = client.search(collection_name, query='ko_en:"파이썬"', k=300, ranking="bm25")
+    assert target["id"] not in {h.id for h in english}  # the English tokenizer misses the agglutinated word
+    v = hashed_bow([target["text_en"]])[0]
+    hybrid = client.search(collection_name, v, query='ko:"파이썬"', k=10)
+    unfiltered = client.search(collection_name, v, k=100)
+    fused = rrf([[h.id for h in unfiltered], [h.id for h in korean][:100]], [1.0, 1.0], 10)
+    assert [h.id for h in hybrid] == [i for i, _ in fused] and target["id"] in {h.id for h in hybrid}
 
 
 def test_explain_reports_the_plan(client, filled) -> None:

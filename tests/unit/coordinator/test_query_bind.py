@@ -101,3 +101,10 @@ def test_tree_built_with_helpers_binds_like_the_string() -> None:
     assert render(b.filter) == '(section:"games" AND size<5000 AND NOT tags:"a::b")'
     with pytest.raises(InvalidArgument, match="is keyword"):
         bind_query(SPEC, q.eq("section", 5), np.asarray([1, 0], np.float32))
+
+
+def test_a_korean_text_field_takes_full_text_matches() -> None:
+    spec = CollectionSpec.new("k", 2, "cosine", 1, 16, 100, 64, fields={"ko": "text:korean", "section": "keyword"})
+    b = bind_query(spec, parse_query('ko:"파이썬"'), None, "")
+    assert b.ranking == BM25 and b.match.field == "ko" and b.match.text == "파이썬"
+    assert bind_query(spec, parse_query('match:"파이썬"'), None, "").match.field == "ko"

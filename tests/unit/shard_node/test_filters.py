@@ -8,8 +8,8 @@ import pytest
 from protos import query_pb2
 from protos import query_tree as q
 from protos.errors import InvalidArgument
-from shard_node.filters import FilterContext, evaluate
 from shard_node.partition import Partition
+from shard_node.query import allowed_set
 from shard_node.settings import PartitionSpec
 
 FIELDS = {"kind": "keyword", "tags": "tags", "n": "int", "x": "float", "when": "datetime", "ok": "bool",
@@ -47,10 +47,11 @@ def part() -> tuple[Partition, dict[str, dict]]:
     return p, docs
 
 
-def selected(p: Partition, node: query_pb2.QueryNode) -> set[str]:
-    ctx = FilterContext(p.fields, p.text, p.live_mask(), p.labels_of, lambda v, labels, tau: None)
-    mask, _ = evaluate(ctx, node)
-    return set(p.ids_of(np.flatnonzero(mask)))
+def selected(p: Partition, node: query_pb2.QueryNode, explain: bool = False) -> set[str]:
+    with p.searching(p.spec.ef_search):
+        allowed, _, _, _ = allowed_set(p, node, explain)
+    assert (np.diff(allowed.labels) > 0).all()  # sorted, no repeats
+    return set(p.ids_of(allowed.labels))
 
 
 CASES = [
@@ -94,13 +95,14 @@ def test_indexes_are_rebuilt_on_load(part, tmp_path) -> None:
 
 def test_estimates_and_figures(part) -> None:
     p, docs = part
-    ctx = FilterContext(p.fields, p.text, p.live_mask(), p.labels_of, lambda v, labels, tau: None)
-    evaluate(ctx, q.and_(q.eq("kind", "a"), q.range_("n", lt=50)))
-    kinds, ranges, both = ctx.figures
+    with p.searching(p.spec.ef_search):
+        _, _, _, figures = allowed_set(p, q.and_(q.eq("kind", "a"), q.range_("n", lt=50)), explain=True)
+    kinds, ranges, both = figures
     assert kinds.estimated == kinds.actual == sum(d["kind"] == "a" for d in docs.values())
-    assert ranges.estimated == ranges.actual
-    assert both.actual == sum(d["kind"] == "a" and d.get("n", 999) < 50 for d in docs.values())
-    assert 0 < both.estimated <= kinds.estimated
+    assert ranges.estimated == ranges.actual == sum(d.get("n", 999) < 50 for d in docs.values())
+    assert both.estimated == both.actual == sum(d["kind"] == "a" and d.get("n", 999) < 50 for d in docs.values())
+    with p.searching(p.spec.ef_search):
+        assert allowed_set(p, q.eq("kind", "a"))[3] == []  # figures (and render()) only for explain
 
 
 @pytest.mark.parametrize(("node", "message"), [
@@ -108,7 +110,7 @@ def test_estimates_and_figures(part) -> None:
     (q.contains("kind", "a"), "'contains' needs a tags field"),
     (q.eq("nofield", "a"), "unknown field"),
     (q.eq("n", "abc"), "expected an integer"),
-    (query_pb2.QueryNode(), "empty node"),
+    (q.and_(q.eq("kind", "a"), query_pb2.QueryNode()), "empty node"),
 ])
 def test_bad_predicates_are_refused(part, node, message) -> None:
     with pytest.raises(InvalidArgument, match=message):

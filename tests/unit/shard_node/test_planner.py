@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from shard_node import planner
+from shard_node.allowed import Allowed
 from shard_node.partition import Partition
 from shard_node.settings import PartitionSpec
 from tests.support.data import clustered
@@ -33,7 +34,7 @@ def test_k_hits_and_recall_at_every_selectivity(part, selectivity, strategy) -> 
         mask[np.flatnonzero(p.live_mask())[:3]] = True  # fewer than k qualify
     found, truth = [], []
     for query in queries:
-        r = planner.vector_top_k(p, query, mask, K, 64, strategy)
+        r = planner.vector_top_k(p, query, Allowed(np.flatnonzero(mask), p.version), K, 64, strategy)
         assert len(r.labels) == min(K, int(mask.sum()))
         assert mask[r.labels].all()
         rows = np.flatnonzero(mask)
@@ -58,7 +59,7 @@ def test_exclusion_of_the_query_neighbourhood_searches_deeper(part) -> None:
     order = np.argsort(d)
     mask = p.live_mask().copy()
     mask[order[:300]] = False
-    r = planner.vector_top_k(p, query, mask, K, 64)
+    r = planner.vector_top_k(p, query, Allowed(np.flatnonzero(mask), p.version), K, 64)
     assert len(r.labels) == K and mask[r.labels].all()
     assert r.rounds >= 2
     assert recall_at_k([r.distances], np.sort(d[mask])[None, :K]) >= 0.9
