@@ -11,6 +11,7 @@ import shoal
 from shoal.serve import LocalCluster
 from tests.support.data import random_vectors
 from tests.support.threads import CheckedThread
+from tests.support.waiting import wait_until
 
 DIM = 32
 BATCH = 100
@@ -50,8 +51,8 @@ def test_shard_killed_mid_ingest_recovers_every_acked_write(cluster: LocalCluste
     vectors = random_vectors(BATCH * BATCHES, DIM, seed=7)
     writer = Writer(client, collection_name, vectors)
     writer.start()
-    while len(writer.acked) < KILL_AFTER_BATCHES and writer.is_alive():
-        time.sleep(0.01)
+    wait_until(lambda: len(writer.acked) >= KILL_AFTER_BATCHES or not writer.is_alive(), 120,
+               f"{KILL_AFTER_BATCHES} acknowledged batches", interval=0.01)
     before = cluster.shard_tool("kill", collection_name, 1, how)
     acked_at_kill = len(writer.acked)
     writer.join(timeout=300)  # raises if the writer died of anything but a ShoalError, or still runs

@@ -94,12 +94,11 @@ def test_scheduler_rebuilds_a_shard_past_its_tombstone_threshold(healing: LocalC
                    interval=0.2)
         assert client.describe_collection("policy").shard_info[0]["rebuild"]["total"] == 0
         client.delete("policy", [f"p{i}" for i in range(60, 120)])  # 120/400 = 0.3: past it
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        def rebuilt() -> dict | None:
             shard = client.describe_collection("policy").shard_info[0]
-            if shard["rebuild"]["total"] >= 1 and not shard["rebuild"]["running"]:
-                break
-            time.sleep(0.5)
+            return shard if shard["rebuild"]["total"] >= 1 and not shard["rebuild"]["running"] else None
+
+        shard = wait_until(rebuilt, 60, "the scheduler's rebuild of the policy shard", interval=0.5)
         assert (shard["tombstones"], shard["live"], shard["rebuild"]["last_reason"]) == (0, 280, "tombstones")
         assert coordinator_metric(healing, "shoal_coordinator_rebuilds_scheduled_total").get('{reason="tombstones"}')
         client.drop_collection("policy")
