@@ -25,6 +25,7 @@ BATCH = 2000
 MIN_RECALL = 0.95
 EF = 512
 DOCS = int(os.environ.get("SHOAL_ORACLE_DOCS", "0"))  # 0 = the whole corpus; a smaller seeded sample for quick runs
+EXACT_SAMPLE = 6000  # documents of the collection whose shards plan NOT searches exactly (the whole corpus does not)
 
 Mask = Callable[[Corpus], np.ndarray]
 
@@ -56,9 +57,8 @@ def corpus() -> Corpus:
     return load_corpus(DOCS)
 
 
-@pytest.fixture(scope="module")
-def debian(cluster, corpus: Corpus) -> Iterator[str]:
-    """The whole corpus in a 3-shard collection with its fields indexed."""
+def _collection(cluster, corpus: Corpus) -> Iterator[str]:
+    """The corpus in a 3-shard collection with its fields indexed; dropped at the end."""
     name = f"oracle-{uuid.uuid4().hex[:8]}"
     with shoal.Client(cluster.address, timeout=300) as client:
         # Hashed bag-of-words vectors are hard for HNSW: plain search on the whole corpus (21k per shard) needs
@@ -70,6 +70,20 @@ def debian(cluster, corpus: Corpus) -> Iterator[str]:
         assert client.count(name) == len(corpus.ids)
         yield name
         client.drop_collection(name)
+
+
+@pytest.fixture(scope="module")
+def debian(cluster, corpus: Corpus) -> Iterator[str]:
+    """The corpus (by default the whole of it) in a collection."""
+    yield from _collection(cluster, corpus)
+
+
+@pytest.fixture(scope="module")
+def sample(cluster) -> Iterator[tuple[str, Corpus]]:
+    """A seeded sample of EXACT_SAMPLE documents in a collection of its own, and the sample."""
+    corpus = load_corpus(EXACT_SAMPLE)
+    for name in _collection(cluster, corpus):
+        yield name, corpus
 
 
 @pytest.fixture(scope="module")
@@ -159,27 +173,43 @@ def _vec(v: np.ndarray) -> str:
     return "[" + ", ".join(f"{x:.9g}" for x in v) + "]"
 
 
-@pytest.mark.parametrize("tau", [0.3, 0.5])
-def test_not_threshold_equals_brute_force(client, debian, corpus, queries, tau) -> None:
-    recall, exact_plans = _not_check(
-        client, debian, corpus, queries,
-        lambda q, w: f"near:{_vec(q)} AND NOT near:{_vec(w)}@{tau}",
-        lambda w: (corpus.similarity(w) >= tau + 1e-6, corpus.similarity(w) >= tau - 1e-6))
-    print(f"\nNOT threshold (sim >= {tau}): recall@10 {recall:.3f}, {exact_plans}/{len(queries)} exact plans")
-    assert recall >= MIN_RECALL
+def _not_form(corpus: Corpus, form: str) -> tuple[Callable, Callable]:
+    """The query text and the excluded set (strictly inside, with its tied edge) of a NOT form:
+    "sim:TAU" (threshold, similarity >= TAU) or "top:N" (rank, the global top N)."""
+    kind, value = form.split(":")
+    if kind == "sim":
+        tau = float(value)
+        return (lambda q, w: f"near:{_vec(q)} AND NOT near:{_vec(w)}@{tau}",
+                lambda w: (corpus.similarity(w) >= tau + 1e-6, corpus.similarity(w) >= tau - 1e-6))
+    top = int(value)
 
-
-@pytest.mark.parametrize("top", [10, 50, 200])
-def test_not_rank_equals_brute_force(client, debian, corpus, queries, top) -> None:
     def excluded(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d = 1.0 - corpus.similarity(w)
         kth = np.sort(d)[top - 1]
         return d < kth - 1e-6, d <= kth + 1e-6  # ties at the K'-th distance may go either way
 
-    recall, exact_plans = _not_check(client, debian, corpus, queries,
-                                     lambda q, w: f"near:{_vec(q)} AND NOT near:{_vec(w)}@top:{top}", excluded)
-    print(f"\nNOT rank (top {top}): recall@10 {recall:.3f}, {exact_plans}/{len(queries)} exact plans")
+    return (lambda q, w: f"near:{_vec(q)} AND NOT near:{_vec(w)}@top:{top}"), excluded
+
+
+NOT_FORMS = ["sim:0.3", "sim:0.5", "top:10", "top:50", "top:200"]
+
+
+@pytest.mark.parametrize("form", NOT_FORMS)
+def test_not_equals_brute_force(client, debian, corpus, queries, form) -> None:
+    """On the whole corpus (approximate plans): no excluded id, recall@10 >= 0.95 against top_k(A \\ B)."""
+    recall, exact_plans = _not_check(client, debian, corpus, queries, *_not_form(corpus, form))
+    print(f"\nNOT {form}: recall@10 {recall:.3f}, {exact_plans}/{len(queries)} exact plans")
     assert recall >= MIN_RECALL
+
+
+@pytest.mark.parametrize("form", NOT_FORMS)
+def test_not_with_exact_plans_is_brute_force(client, sample, queries, form) -> None:
+    """On a sample every shard plans exactly: no excluded id, and the hits are top_k(A \\ B) up to ties."""
+    name, corpus = sample
+    recall, exact_plans = _not_check(client, name, corpus, queries, *_not_form(corpus, form))
+    print(f"\nNOT {form} on {len(corpus.ids)} documents: recall@10 {recall:.3f}, {exact_plans} exact plans")
+    assert exact_plans == len(queries), "the sample should be small enough for every shard to plan exactly"
+    assert recall == 1.0
 
 
 def test_not_rank_of_the_query_itself_skips_its_top(client, debian, corpus, queries) -> None:
