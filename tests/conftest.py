@@ -1,7 +1,9 @@
-"""Shared fixtures: a real local cluster (Ray head, shard actors, coordinator) on loopback ports."""
+"""Shared fixtures: a real local cluster (Ray head, shard actors, coordinator) on loopback ports, and a check
+that the suite leaves no process behind."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -9,6 +11,29 @@ import pytest
 
 import shoal
 from shoal.serve import LocalCluster
+from tests.support.processes import SESSION_ENV, describe, kill_all, suite_processes
+from tests.support.waiting import wait_until
+
+LEFTOVER_GRACE_S = 30.0  # Ray workers take a few seconds to follow their raylet out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Marks every process the session starts; at its end (after every other fixture stopped what it started)
+    fails if one still runs, and ends those."""
+    marker = uuid.uuid4().hex
+    os.environ[SESSION_ENV] = marker
+    basetemp = tmp_path_factory.getbasetemp()
+    yield
+    try:
+        wait_until(lambda: not suite_processes(marker, basetemp), LEFTOVER_GRACE_S, "the suite's processes to end",
+                   interval=0.5)
+    except AssertionError:
+        left = suite_processes(marker, basetemp)
+        report = describe(left)
+        kill_all(left)
+        pytest.fail(f"{len(left)} processes the test suite started were still running at its end (now killed):\n"
+                    f"{report}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,11 @@
 """Fuzzing every RPC of the coordinator, a shard and the embedder with bad bytes and bad values.
 
 Raw bytes go through `channel.unary_unary` with no serializer, to every method the generated descriptors
-list (a new RPC is fuzzed without touching this file). Every answer must be a status other than
-UNKNOWN/INTERNAL with a message; afterwards every server still serves and the stored documents are
-unchanged (count and a checksum over ids, vectors and payloads). Hypothesis runs derandomized (the same
-examples every run, so a failure reproduces) and each test stops drawing new work past its time budget.
+list (a new RPC is fuzzed without touching this file). Every answer must be a success or one of the
+statuses that mean "your request is wrong" (EXPECTED below), with a message: a hang (DEADLINE_EXCEEDED),
+a crashed server (UNAVAILABLE) and UNKNOWN/INTERNAL all fail. Afterwards every server still serves and the
+stored documents are unchanged (count and a checksum over ids, vectors and payloads). Hypothesis runs
+derandomized (the same examples every run, so a failure reproduces), a fixed number of examples per test.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import hashlib
 import math
 import os
 import random
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -48,10 +48,9 @@ N = 40
 IDS = [f"doc-{i:05d}" for i in range(N)]
 ABSENT = "zz-absent-0000"      # a collection name no single bit flip turns into the real one
 BAD_DIM = 23                   # no single bit flip of 23 (or of 2 x 23 rows) gives DIM
-# Per hypothesis test; SHOAL_FUZZ_EXAMPLES / SHOAL_FUZZ_BUDGET_S raise them for a longer hunt (see the notes).
-EXAMPLES = int(os.environ.get("SHOAL_FUZZ_EXAMPLES", "60"))
-BUDGET_S = float(os.environ.get("SHOAL_FUZZ_BUDGET_S", "40"))  # past it the remaining examples return at once
-CALL_TIMEOUT_S = 60.0
+# Per hypothesis test; SHOAL_FUZZ_EXAMPLES raises it for a longer hunt.
+EXAMPLES = int(os.environ.get("SHOAL_FUZZ_EXAMPLES", "200"))
+CALL_TIMEOUT_S = 30.0  # a call that takes this long is a hang: DEADLINE_EXCEEDED fails the test
 SERVICES = {
     "coordinator": coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"],
     "shard": shard_pb2.DESCRIPTOR.services_by_name["Shard"],
@@ -60,7 +59,10 @@ SERVICES = {
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=os.environ.get("SHOAL_FUZZ_RANDOM") != "1",
                 database=None, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-REFUSED = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
+# The statuses a bad request may get: it is malformed or out of range, names nothing stored, or asks for
+# something the target cannot do in its state (e.g. text search on a collection without a model).
+EXPECTED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+            grpc.StatusCode.FAILED_PRECONDITION}
 
 
 @dataclass
@@ -145,8 +147,8 @@ def call_raw(t: Target, server: str, path: str, payload: bytes) -> tuple[grpc.St
 
 
 def assert_clear(code: grpc.StatusCode, details: str, what: str) -> None:
-    """A success, or a status that is not UNKNOWN/INTERNAL and says something."""
-    assert code not in REFUSED, f"{what}: {code.name} {details}"
+    """A success, or one of the EXPECTED statuses with a message."""
+    assert code in EXPECTED, f"{what}: {code.name} {details}"
     if code != grpc.StatusCode.OK:
         assert details.strip(), f"{what}: {code.name} with an empty message"
 
@@ -264,20 +266,6 @@ def mutations(server: str, by_type: dict[str, list[bytes]]) -> st.SearchStrategy
     return build()
 
 
-def budgeted(fn: Callable[..., None]) -> Callable[..., None]:
-    """Stop doing work once this test has run for BUDGET_S (the remaining examples pass at once)."""
-    started: list[float] = []
-
-    def wrapper(*args: object, **kwargs: object) -> None:
-        if not started:
-            started.append(time.monotonic())
-        if time.monotonic() - started[0] < BUDGET_S:
-            fn(*args, **kwargs)
-
-    wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
-    return wrapper
-
-
 @pytest.mark.parametrize("server", sorted(SERVICES))
 def test_fuzzed_messages_answer_clearly(target: Target, unchanged: None, server: str) -> None:
     """Hypothesis-drawn random, truncated, bit-flipped and spliced requests to every RPC of the server."""
@@ -287,7 +275,6 @@ def test_fuzzed_messages_answer_clearly(target: Target, unchanged: None, server:
 
     @FUZZ
     @given(case=mutations(server, by_type))
-    @budgeted
     def run(case: tuple[str, bytes]) -> None:
         path, payload = case
         code, details = call_raw(target, server, path, payload)
@@ -338,7 +325,6 @@ def test_fuzzed_vectors_are_refused(target: Target, unchanged: None) -> None:
 
     @FUZZ
     @given(case=bad_rows())
-    @budgeted
     def run(case: tuple[np.ndarray, str]) -> None:
         rows, words = case
         ids = [f"new-{i}" for i in range(rows.shape[0])]
@@ -358,7 +344,6 @@ def test_fuzzed_k_and_ef_over_the_limits(target: Target, unchanged: None) -> Non
 
     @FUZZ
     @given(k=huge, ef=huge, filtered=st.booleans())
-    @budgeted
     def run(k: int, ef: int, filtered: bool) -> None:
         request = coordinator_pb2.SearchRequest(collection=target.name, vectors=v, k=k, ef=ef,
                                                 filter="n<1000" if filtered else "")
@@ -400,7 +385,6 @@ def test_fuzzed_deep_queries(target: Target, unchanged: None) -> None:
 
     @FUZZ
     @given(levels=st.integers(MAX_QUERY_DEPTH + 1, 20_000), form=st.sampled_from(["not", "paren", "and", "raw"]))
-    @budgeted
     def run(levels: int, form: str) -> None:
         if form == "raw":
             code, details = call_raw(target, "coordinator", "/shoal.v1.Coordinator/Search",
@@ -438,7 +422,6 @@ def test_fuzzed_ids_and_collection_names(target: Target, unchanged: None) -> Non
 
     @FUZZ
     @given(name=garbage.filter(lambda n: n not in known), doc_id=garbage.filter(lambda i: i not in IDS))
-    @budgeted
     def run(name: str, doc_id: str) -> None:
         for call in (lambda: s.Count(coordinator_pb2.CountRequest(collection=name), timeout=CALL_TIMEOUT_S),
                      lambda: s.Get(coordinator_pb2.GetRequest(collection=name, ids=["a"]), timeout=CALL_TIMEOUT_S),
@@ -617,7 +600,6 @@ def test_well_formed_arbitrary_messages_answer_clearly(target: Target, unchanged
 
     @FUZZ
     @given(data=st.data(), method=st.sampled_from(sorted(by_method)))
-    @budgeted
     def run(data: st.DataObject, method: str) -> None:
         msg = harmless(server, method, data.draw(by_method[method]))
         code, details = call_raw(target, server, f"/{sd.full_name}/{method}", msg.SerializeToString())

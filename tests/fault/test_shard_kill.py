@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
@@ -11,6 +10,8 @@ import pytest
 import shoal
 from shoal.serve import LocalCluster
 from tests.support.data import random_vectors
+from tests.support.threads import CheckedThread
+from tests.support.waiting import wait_until
 
 DIM = 32
 BATCH = 100
@@ -19,11 +20,11 @@ KILL_AFTER_BATCHES = 10
 PAUSE_S = 0.05  # spreads the ingest so that the kill (a few seconds to deliver) lands in its middle
 
 
-class Writer(threading.Thread):
+class Writer(CheckedThread):
     """Upserts numbered batches, remembering which were acknowledged and which raised."""
 
     def __init__(self, client: shoal.Client, name: str, vectors: np.ndarray) -> None:
-        super().__init__(daemon=True)
+        super().__init__()
         self.client, self.name, self.vectors = client, name, vectors
         self.acked: list[int] = []
         self.failed: dict[int, str] = {}
@@ -32,7 +33,7 @@ class Writer(threading.Thread):
         """Ids of batch b."""
         return [f"b{b}-{i}" for i in range(BATCH)]
 
-    def run(self) -> None:
+    def body(self) -> None:
         for b in range(BATCHES):
             try:
                 self.client.upsert(self.name, self.ids(b), self.vectors[b * BATCH:(b + 1) * BATCH])
@@ -50,12 +51,11 @@ def test_shard_killed_mid_ingest_recovers_every_acked_write(cluster: LocalCluste
     vectors = random_vectors(BATCH * BATCHES, DIM, seed=7)
     writer = Writer(client, collection_name, vectors)
     writer.start()
-    while len(writer.acked) < KILL_AFTER_BATCHES and writer.is_alive():
-        time.sleep(0.01)
+    wait_until(lambda: len(writer.acked) >= KILL_AFTER_BATCHES or not writer.is_alive(), 120,
+               f"{KILL_AFTER_BATCHES} acknowledged batches", interval=0.01)
     before = cluster.shard_tool("kill", collection_name, 0, how)
     acked_at_kill = len(writer.acked)
-    writer.join(timeout=300)
-    assert not writer.is_alive()
+    writer.join(timeout=300)  # raises if the writer died of anything but a ShoalError, or still runs
     after = cluster.shard_tool("locate", collection_name, 0)
     print(f"\n{how}: node of shard 0, pid {before['pid']} -> {after['pid']}; batches acked at kill "
           f"{acked_at_kill}, acked {len(writer.acked)}, failed {len(writer.failed)} {writer.failed}")

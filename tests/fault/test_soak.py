@@ -27,6 +27,8 @@ import shoal
 from coordinator.router import shard_of
 from shoal.serve import LocalCluster, free_port
 from tests.support.oracle import exact_top_k, recall_at_k
+from tests.support.threads import CheckedThread, join_all
+from tests.support.waiting import wait_until
 
 DIM = 16
 SOAK_SECONDS = float(os.environ.get("SHOAL_SOAK_SECONDS", "45"))
@@ -35,7 +37,9 @@ UPSERT_BATCH = 10       # half new ids, half replacements of live ones
 DELETE_BATCH = 5
 CHAOS_PAUSE_S = (1.0, 3.0)
 MIN_RECALL = 0.95
-COUNTS_FILE = Path(__file__).resolve().parents[2] / "bench" / "out" / "soak.json"
+# Ids a failed call touched skip the exact check; past this share of all ids written the check says too little.
+MAX_UNSURE_SHARE = 0.05
+COUNTS_FILE = "soak.json"  # in the test's tmp_path; SHOAL_SOAK_COUNTS names a copy to keep (e.g. under bench/out/)
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +71,14 @@ def coordinator_metric(lc: LocalCluster, family: str) -> dict[str, float]:
 
 def wait_all_available(client: shoal.Client, name: str, timeout: float = 120.0) -> None:
     """Until every replica of every shard answers."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(s["available"] for s in client.describe_collection(name, allow_partial=True).shard_info):
-            return
-        time.sleep(0.3)
-    raise TimeoutError(f"shards of {name} did not all come back within {timeout}s")
+    wait_until(lambda: all(s["available"] for s in client.describe_collection(name, allow_partial=True).shard_info),
+               timeout, f"every shard of {name} to come back", interval=0.3)
+
+
+def stats_calls(lc: LocalCluster, name: str) -> float:
+    """Successful Stats calls the coordinator made to the collection's shards (the scheduler makes one a round)."""
+    samples = coordinator_metric(lc, "shoal_coordinator_shard_call_seconds_count")
+    return sum(v for k, v in samples.items() if f'collection="{name}"' in k and 'method="Stats"' in k)
 
 
 def test_scheduler_rebuilds_a_shard_past_its_tombstone_threshold(healing: LocalCluster) -> None:
@@ -82,15 +88,17 @@ def test_scheduler_rebuilds_a_shard_past_its_tombstone_threshold(healing: LocalC
         vecs = np.random.default_rng(1).standard_normal((400, DIM)).astype(np.float32)
         client.upsert("policy", [f"p{i}" for i in range(400)], vecs)
         client.delete("policy", [f"p{i}" for i in range(60)])  # 60/400 = 0.15: under the threshold
-        time.sleep(3)
+        seen = stats_calls(healing, "policy")
+        # Two more scheduler rounds: the one under way when the delete landed, and one that surely saw it.
+        wait_until(lambda: stats_calls(healing, "policy") >= seen + 2, 30, "two scheduler rounds after the delete",
+                   interval=0.2)
         assert client.describe_collection("policy").shard_info[0]["rebuild"]["total"] == 0
         client.delete("policy", [f"p{i}" for i in range(60, 120)])  # 120/400 = 0.3: past it
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        def rebuilt() -> dict | None:
             shard = client.describe_collection("policy").shard_info[0]
-            if shard["rebuild"]["total"] >= 1 and not shard["rebuild"]["running"]:
-                break
-            time.sleep(0.5)
+            return shard if shard["rebuild"]["total"] >= 1 and not shard["rebuild"]["running"] else None
+
+        shard = wait_until(rebuilt, 60, "the scheduler's rebuild of the policy shard", interval=0.5)
         assert (shard["tombstones"], shard["live"], shard["rebuild"]["last_reason"]) == (0, 280, "tombstones")
         assert coordinator_metric(healing, "shoal_coordinator_rebuilds_scheduled_total").get('{reason="tombstones"}')
         client.drop_collection("policy")
@@ -133,11 +141,11 @@ class Model:
     counts: Counter = field(default_factory=Counter)
 
 
-class Writer(threading.Thread):
+class Writer(CheckedThread):
     """Upserts (new and replacing) and deletes until stopped; only acknowledged calls enter the model."""
 
     def __init__(self, client: shoal.Client, name: str, seed: int, stop: threading.Event) -> None:
-        super().__init__(daemon=True)
+        super().__init__()
         self.client, self.name, self.stop_event = client, name, stop
         self.rng = np.random.default_rng(seed)
         self.model = Model()
@@ -158,7 +166,7 @@ class Writer(threading.Thread):
         pool = [i for i in self.model.values if i not in self.model.unsure]
         return [pool[j] for j in self.rng.choice(len(pool), size=min(n, len(pool)), replace=False)]
 
-    def run(self) -> None:
+    def body(self) -> None:
         m = self.model
         while not self.stop_event.is_set():
             ids = self.fresh(UPSERT_BATCH // 2) + self.live(UPSERT_BATCH // 2)
@@ -184,16 +192,16 @@ class Writer(threading.Thread):
                     m.unsure.setdefault(doc_id, [m.values.get(doc_id)]).append(None)
 
 
-class Reader(threading.Thread):
+class Reader(CheckedThread):
     """Searches until stopped, counting answers, partial answers and errors by code."""
 
     def __init__(self, client: shoal.Client, name: str, allow_partial: bool, stop: threading.Event) -> None:
-        super().__init__(daemon=True)
+        super().__init__()
         self.client, self.name, self.allow_partial, self.stop_event = client, name, allow_partial, stop
         self.counts: Counter = Counter()
         self.queries = np.random.default_rng(5).standard_normal((8, DIM)).astype(np.float32)
 
-    def run(self) -> None:
+    def body(self) -> None:
         while not self.stop_event.is_set():
             try:
                 results = self.client.search_batch(self.name, self.queries, k=10, with_payload=False,
@@ -257,7 +265,7 @@ def check_final_state(client: shoal.Client, name: str, w: Writer) -> tuple[float
     return recall_at_k([np.array([h.distance for h in row]) for row in hits], true_d), len(found)
 
 
-def test_soak_writes_reads_rebuilds_and_kills(healing: LocalCluster) -> None:
+def test_soak_writes_reads_rebuilds_and_kills(healing: LocalCluster, tmp_path: Path) -> None:
     """The soak: no lost acknowledged write or delete, only UNAVAILABLE/partial for readers of an unreplicated
     collection, nothing at all for readers of the replicated one, and recall@10 >= 0.95 at the end."""
     stop = threading.Event()
@@ -275,14 +283,13 @@ def test_soak_writes_reads_rebuilds_and_kills(healing: LocalCluster) -> None:
         started = time.monotonic()
         for t in [*writers, *readers]:
             t.start()
-        chaos_thread = threading.Thread(target=chaos, args=(healing, admin, targets, stop, kills, random.Random(3)),
-                                        daemon=True)
+        chaos_thread = CheckedThread(target=chaos, args=(healing, admin, targets, stop, kills, random.Random(3)))
         chaos_thread.start()
-        stop.wait(SOAK_SECONDS)
-        stop.set()
-        for t in [chaos_thread, *writers, *readers]:
-            t.join(timeout=180)
-            assert not t.is_alive()
+        try:
+            stop.wait(SOAK_SECONDS)
+        finally:
+            stop.set()
+            join_all([chaos_thread, *writers, *readers], timeout=180)  # any thread that died fails the soak
         elapsed = time.monotonic() - started
         for name, _, _ in targets:
             wait_all_available(admin, name)
@@ -293,13 +300,19 @@ def test_soak_writes_reads_rebuilds_and_kills(healing: LocalCluster) -> None:
         for w, r in zip(writers, readers, strict=True):
             recall, live = check_final_state(admin, w.name, w)
             report[w.name] = {"writes": dict(w.model.counts), "unsure_ids": len(w.model.unsure),
-                              "reads": dict(r.counts), "final_live": live, "recall_at_10": round(recall, 4)}
+                              "ids_written": w.next_id, "reads": dict(r.counts), "final_live": live,
+                              "recall_at_10": round(recall, 4)}
             assert recall >= MIN_RECALL, f"{w.name}: recall@10 {recall:.3f}"
+            assert len(w.model.unsure) <= MAX_UNSURE_SHARE * w.next_id, (
+                f"{w.name}: {len(w.model.unsure)} of {w.next_id} ids were touched by a failed call, so the exact "
+                f"check skipped them: {dict(w.model.counts)}")
         for c in clients:
             c.close()
     print("\nsoak counts: " + json.dumps(report, indent=1))
-    COUNTS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    COUNTS_FILE.write_text(json.dumps(report, indent=1) + "\n")
+    counts = json.dumps(report, indent=1) + "\n"
+    (tmp_path / COUNTS_FILE).write_text(counts)
+    if os.environ.get("SHOAL_SOAK_COUNTS"):
+        Path(os.environ["SHOAL_SOAK_COUNTS"]).write_text(counts)
     r1, r2 = report["soak-r1"], report["soak-r2"]
     with shoal.Client(healing.address) as admin:
         per_replica = {(s["index"], s["replica"]): s["live"] for s in admin.describe_collection("soak-r2").shard_info}
@@ -307,5 +320,6 @@ def test_soak_writes_reads_rebuilds_and_kills(healing: LocalCluster) -> None:
     assert sum(v for k, v in kills.items() if k.startswith("soak-")) >= 3, "the chaos loop should kill several actors"
     assert sum(rebuilds.values()) >= 2, "the scheduler should have rebuilt shards during the soak"
     assert set(r1["reads"]) <= {"complete", "partial", "error UNAVAILABLE"}, r1["reads"]
+    assert r1["reads"].get("complete", 0) + r1["reads"].get("partial", 0) > 0, f"r1 answered no read: {r1['reads']}"
     assert set(r2["reads"]) == {"complete"}, f"replicated reads must not fail nor be partial: {r2['reads']}"
     assert r1["writes"]["upserted"] > 0 and r2["writes"]["deleted"] > 0

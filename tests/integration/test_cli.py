@@ -17,6 +17,7 @@ import numpy as np
 import shoal
 from shoal.demo import DEMO_COLLECTION, DEMO_MODEL, in_demo_sample, load_demo, quantise, read_corpus
 from shoal.serve import free_port
+from tests.support.processes import kill_all, process_tree
 
 SERVE_TIMEOUT_S = 180
 
@@ -87,9 +88,16 @@ def test_serve_ingest_search_and_ctrl_c(tmp_path: Path) -> None:
         unbound = shoal_cmd(address, "search", "anything", "-c", "small")
         assert unbound.returncode == 2 and "no model is bound" in unbound.stderr
     finally:
+        started = process_tree(serve.pid)  # serve, its coordinator, its Ray head and the Ray workers
         serve.send_signal(signal.SIGINT)
-        code = serve.wait(timeout=90)
-    assert code == 0
+        try:
+            code = serve.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            code = None
+        finally:
+            left = kill_all(started)  # whatever Ctrl-C did not stop
+    assert code == 0, f"shoal serve did not exit cleanly on Ctrl-C (code {code}); killed {left}"
+    assert left == [], f"processes still running after shoal serve exited: {left}"
     assert not port_open(address), "the coordinator still listens after Ctrl-C"
     assert not port_open(ray_address), "Ray still runs after Ctrl-C"
 

@@ -10,6 +10,7 @@ import numpy as np
 import shoal
 from shoal.serve import LocalCluster
 from tests.support.data import random_vectors
+from tests.support.threads import CheckedThread, join_all
 
 DIM = 16
 WRITERS = 3
@@ -55,15 +56,15 @@ def test_parallel_upserts_deletes_and_searches(cluster: LocalCluster, collection
                 except (shoal.ShoalError, AssertionError) as exc:
                     errors.append(f"reader {r}: {exc}")
 
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(WRITERS)]
-    threads += [threading.Thread(target=reader, args=(r,)) for r in range(READERS)]
+    threads = [CheckedThread(target=writer, args=(w,)) for w in range(WRITERS)]
+    threads += [CheckedThread(target=reader, args=(r,)) for r in range(READERS)]
     for t in threads:
         t.start()
-    for t in threads[:WRITERS]:
-        t.join()
-    done.set()
-    for t in threads[WRITERS:]:
-        t.join()
+    try:
+        join_all(threads[:WRITERS], timeout=READ_SECONDS_MAX + 60)
+    finally:
+        done.set()
+        join_all(threads[WRITERS:], timeout=60)
 
     assert errors == []
     assert min(reads) > 0

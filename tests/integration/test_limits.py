@@ -6,7 +6,6 @@ can fill one client's allowance.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
@@ -17,6 +16,8 @@ import shoal
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 from shoal.serve import LocalCluster
 from tests.support.data import random_vectors
+from tests.support.threads import CheckedThread
+from tests.support.waiting import wait_until
 
 DIM = 64
 N = 20_000
@@ -54,7 +55,8 @@ def slow_compact(stub: coordinator_pb2_grpc.CoordinatorStub, name: str, timeout:
 def test_concurrency_and_deadlines(limited: LocalCluster) -> None:
     """While one request runs, the same key's next one is RESOURCE_EXHAUSTED and another API key's is served;
     a 60 s deadline is cut to max_deadline_s and a request without one gets default_deadline_s."""
-    with shoal.Client(limited.address, api_key=KEY_ONE) as client, grpc.insecure_channel(limited.address) as channel:
+    with shoal.Client(limited.address, api_key=KEY_ONE) as client, grpc.insecure_channel(limited.address) as channel, \
+            shoal.Client(limited.address, api_key=KEY_TWO) as watcher:
         client.create_collection("slow", dim=DIM, shards=1)
         vecs = random_vectors(N, DIM, seed=21)
         for start in range(0, N, 1000):
@@ -68,16 +70,18 @@ def test_concurrency_and_deadlines(limited: LocalCluster) -> None:
             result["error"] = slow_compact(stub, "slow", timeout=60.0)
             result["took"] = time.monotonic() - started
 
-        worker = threading.Thread(target=run)
+        worker = CheckedThread(target=run)
         worker.start()
-        time.sleep(1.0)
+        # The Compact is admitted (holding KEY_ONE's one slot) once the rebuild it waits for runs; watched with KEY_TWO.
+        wait_until(lambda: watcher.describe_collection("slow").shard_info[0]["rebuild"]["running"], 30,
+                   "the slow Compact's rebuild to start")
         with pytest.raises(grpc.RpcError) as busy:
             stub.Count(count, timeout=10, metadata=auth(KEY_ONE))
         assert busy.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "max_concurrent_per_client" in busy.value.details() and "limit is 1" in busy.value.details()
         other = stub.Count(count, timeout=10, metadata=auth(KEY_TWO))
         assert other.count == N
-        worker.join(60)
+        worker.join(60)  # raises if the worker died
         error = result["error"]
         assert isinstance(error, grpc.RpcError)
         assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED, error.details()

@@ -25,6 +25,7 @@ import shoal
 from shoal.serve import LocalCluster
 from tests.support.data import random_vectors
 from tests.support.prometheus import PrometheusServer, finite, rule_groups, strip_threshold, tool
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "deploy" / "base" / "monitoring"
@@ -48,18 +49,6 @@ class Monitored:
     cluster: LocalCluster
     prom: PrometheusServer
     client: shoal.Client
-
-
-def eventually(check, timeout: float = WAIT_S, what: str = "") -> object:  # noqa: ANN001 - any callable
-    """Call check() until it returns something truthy; fail with `what` after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
 
 
 def scrape_configs(lc: LocalCluster) -> list[dict]:
@@ -206,12 +195,12 @@ def test_prometheus_scrapes_every_family_and_every_dashboard_and_alert_query_ret
     fill(m.client)
     # Discovery: the coordinator's file-SD file and HTTP-SD list every shard node, and Prometheus scrapes them.
     nodes = expected_nodes(m.client)
-    eventually(lambda: set(sd_file_targets(lc)) == nodes, what="every shard node in the file-SD file")
+    wait_until(lambda: set(sd_file_targets(lc)) == nodes, WAIT_S, "every shard node in the file-SD file")
     assert http_sd_targets(lc) == sd_file_targets(lc)
     for job in ("shoal-shards", "shoal-shards-http"):
-        eventually(lambda job=job: set(shard_targets(prom, job)) == nodes, what=f"{job} targets up")
-    eventually(lambda: prom.query('shoal_shard_rebuild_seconds_count{outcome="ok", collection="obs-vec"}'),
-               what="the shards' rebuild histogram in Prometheus before the rebuild")
+        wait_until(lambda job=job: set(shard_targets(prom, job)) == nodes, WAIT_S, f"{job} targets up")
+    wait_until(lambda: prom.query('shoal_shard_rebuild_seconds_count{outcome="ok", collection="obs-vec"}'),
+               WAIT_S, "the shards' rebuild histogram in Prometheus before the rebuild")
 
     rng = np.random.default_rng(7)
     load(m.client, rng)
@@ -221,16 +210,19 @@ def test_prometheus_scrapes_every_family_and_every_dashboard_and_alert_query_ret
     # A node moves: killed, restarted by Ray on a new port; discovery follows and Prometheus scrapes it there.
     before, moved = kill_shards(m)
     assert moved
-    eventually(lambda: all(sd_file_targets(lc).get(k, before[k]) != before[k] for k in moved),
-               what="the file-SD file to list the restarted shards' new ports")
+    wait_until(lambda: all(sd_file_targets(lc).get(k, before[k]) != before[k] for k in moved),
+               WAIT_S, "the file-SD file to list the restarted nodes' new ports")
     for job in ("shoal-shards", "shoal-shards-http"):
-        eventually(lambda job=job: all(shard_targets(prom, job).get(k) == sd_file_targets(lc)[k] for k in moved)
-                   and set(shard_targets(prom, job)) == nodes, what=f"{job} to scrape the moved nodes")
+        wait_until(lambda job=job: all(shard_targets(prom, job).get(k) == sd_file_targets(lc)[k] for k in moved)
+                   and set(shard_targets(prom, job)) == nodes, WAIT_S, f"{job} to scrape the moved nodes")
     assert http_sd_targets(lc) == sd_file_targets(lc)
     print(f"\nnodes moved: {[(k, before[k], sd_file_targets(lc)[k]) for k in moved]}")
 
     load(m.client, rng)  # fresh samples for the rate windows
-    time.sleep(4)        # a few scrapes
+    loaded = time.time()
+    # Two scrapes of every target after the load (1 s apart): the rate windows see it.
+    wait_until(lambda: prom.all_scraped_since(loaded + 1.0), WAIT_S, "every target to be scraped after the load",
+               interval=0.2)
     load_done = time.monotonic()
 
     # 1. Every family the processes export has samples in Prometheus.

@@ -21,6 +21,7 @@ from shoal import query as Q
 from shoal.demo import read_corpus
 from shoal.lexical import hashed_bow
 from shoal.serve import LocalCluster
+from tests.support.oracle import exact_distances, same_set_up_to_ties
 
 N = 600
 FIELDS = {"section": "keyword", "tags": "tags", "installed_size_kb": "int", "text_en": "text"}
@@ -123,7 +124,6 @@ def test_bm25_ranking_returns_only_matching_documents(client, filled, docs) -> N
 def test_hybrid_is_the_rrf_of_both_rankings(client, filled) -> None:
     v = hashed_bow(["audio player for music files"])[0]
     words = 'text_en:"audio music player"'
-    by_vector = client.search(filled, v, k=100, query=words, ranking="vector")
     by_text = client.search(filled, query=words, k=100, ranking="bm25")
     hybrid = client.search(filled, v, k=10, query=words, weights=(1.0, 2.0))
     # the vector ranking with the text clause kept as a filter differs: rank by vector over every document
@@ -131,7 +131,26 @@ def test_hybrid_is_the_rrf_of_both_rankings(client, filled) -> None:
     expected = rrf([[h.id for h in unfiltered], [h.id for h in by_text]], [1.0, 2.0], 10)
     assert [h.id for h in hybrid] == [i for i, _ in expected]
     assert [h.score for h in hybrid] == pytest.approx([s for _, s in expected])
-    assert {h.id for h in by_vector} <= {h.id for h in by_text} | {h.id for h in by_vector}
+
+
+def test_vector_ranking_keeps_the_text_clause_as_a_filter(client, filled, docs) -> None:
+    """ranking="vector": only documents the text clause matches, ordered by vector distance, the exact top-k."""
+    v = hashed_bow(["audio player for music files"])[0]
+    words = 'text_en:"audio music player"'
+    matching = {h.id for h in client.search(filled, query=words, k=len(docs), ranking="bm25")}
+    by_vector = client.search(filled, v, k=20, query=words, ranking="vector")
+    assert 20 < len(matching) < len(docs) // 2, "the clause should select a real subset"
+    assert len(by_vector) == 20 and {h.id for h in by_vector} <= matching
+    distances = [h.distance for h in by_vector]
+    assert distances == sorted(distances), "a vector ranking is ordered by distance"
+    rows = [i for i, d in enumerate(docs) if d["id"] in matching]
+    exact = exact_distances("cosine", v[None, :], hashed_bow([docs[i]["text_en"] for i in rows]))[0]
+    order = np.argsort(exact, kind="stable")[:20]
+    truth_ids, truth_d = [docs[rows[i]]["id"] for i in order], exact[order]
+    assert same_set_up_to_ties([h.id for h in by_vector], np.asarray(distances), truth_ids, truth_d), (
+        [h.id for h in by_vector], truth_ids)
+    unfiltered = client.search(filled, v, k=20)
+    assert [h.id for h in unfiltered] != [h.id for h in by_vector], "the clause must change the answer here"
 
 
 def test_korean_hybrid_search_fuses_a_real_bm25_ranking(client: shoal.Client, collection_name: str) -> None:

@@ -1,8 +1,9 @@
 """Filtered search, NOT and field algebra on the whole Debian corpus, against numpy brute force.
 
 Recall@10 must stay >= 0.95 at every selectivity (0.1% .. 100%), every search must return k hits
-whenever k documents qualify, both forms of NOT must equal top_k(A \\ B), and boolean combinations of
-field predicates must select exactly the set-algebra answer."""
+whenever k documents qualify, both forms of NOT must never return an excluded document and must equal
+top_k(A \\ B) (exactly where every shard's plan is exact, recall@10 >= 0.95 otherwise), and boolean
+combinations of field predicates must select exactly the set-algebra answer."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 import shoal
 from tests.support.corpus_oracle import FIELDS, Corpus, load_corpus
 from tests.support.data import query_vectors
-from tests.support.oracle import recall_at_k
+from tests.support.oracle import TIE_EPS, recall_at_k
 
 K = 10
 N_QUERIES = 25
@@ -24,6 +25,7 @@ BATCH = 2000
 MIN_RECALL = 0.95
 EF = 512
 DOCS = int(os.environ.get("SHOAL_ORACLE_DOCS", "0"))  # 0 = the whole corpus; a smaller seeded sample for quick runs
+EXACT_SAMPLE = 6000  # documents of the collection whose shards plan NOT searches exactly (the whole corpus does not)
 
 Mask = Callable[[Corpus], np.ndarray]
 
@@ -55,9 +57,8 @@ def corpus() -> Corpus:
     return load_corpus(DOCS)
 
 
-@pytest.fixture(scope="module")
-def debian(cluster, corpus: Corpus) -> Iterator[str]:
-    """The whole corpus in a 3-shard collection with its fields indexed."""
+def _collection(cluster, corpus: Corpus) -> Iterator[str]:
+    """The corpus in a 3-shard collection with its fields indexed; dropped at the end."""
     name = f"oracle-{uuid.uuid4().hex[:8]}"
     with shoal.Client(cluster.address, timeout=300) as client:
         # Hashed bag-of-words vectors are hard for HNSW: plain search on the whole corpus (21k per shard) needs
@@ -69,6 +70,20 @@ def debian(cluster, corpus: Corpus) -> Iterator[str]:
         assert client.count(name) == len(corpus.ids)
         yield name
         client.drop_collection(name)
+
+
+@pytest.fixture(scope="module")
+def debian(cluster, corpus: Corpus) -> Iterator[str]:
+    """The corpus (by default the whole of it) in a collection."""
+    yield from _collection(cluster, corpus)
+
+
+@pytest.fixture(scope="module")
+def sample(cluster) -> Iterator[tuple[str, Corpus]]:
+    """A seeded sample of EXACT_SAMPLE documents in a collection of its own, and the sample."""
+    corpus = load_corpus(EXACT_SAMPLE)
+    for name in _collection(cluster, corpus):
+        yield name, corpus
 
 
 @pytest.fixture(scope="module")
@@ -123,52 +138,78 @@ def test_fewer_than_k_qualify_returns_all_of_them(client, debian, corpus, querie
     assert sorted(h.id for h in hits) == sorted(corpus.ids[allowed].tolist())
 
 
-def _not_recall(client, name, corpus, queries, query_fn, excluded_fn) -> tuple[float, float]:
-    """Recall of Shoal's answers against top_k(A \\ B), and the share of hits that lie inside B.
+def _not_check(client, name, corpus, queries, query_fn, excluded_fn) -> tuple[float, int]:
+    """Check NOT answers against top_k(A \\ B): no excluded id is ever returned, and where every shard's plan was
+    exact the hits are the brute-force answer (up to ties); returns recall@K over all queries and how many had
+    exact plans.
 
-    excluded_fn gives B twice: strictly inside (for leaks) and with the documents tied at its edge,
-    which may go either way (for the truth: answers as close as top_k(A \\ B) with all of them out)."""
-    found, truth, leaked, total = [], [], 0, 0
+    excluded_fn gives B twice: strictly inside (never to be returned) and with the documents tied at its edge,
+    which may go either way (the truth: answers as close as top_k(A \\ B) with all of them out)."""
+    found, truth, exact_plans = [], [], 0
     for i, q in enumerate(queries):
         w = queries[(i + 1) % len(queries)] * 0.3 + q * 0.7  # an exclusion that overlaps the query's top
         w = w / np.linalg.norm(w)
         inside, edge = excluded_fn(w)
-        hits = client.search(name, query=query_fn(q, w), k=K, with_payload=False)
+        hits, plan = client.explain(name, query=query_fn(q, w), k=K, with_payload=False)
         assert len(hits) == K
-        found.append(np.asarray([h.distance for h in hits]))
+        rows = _rows_of(corpus, [h.id for h in hits])
+        leaked = [h.id for h, r in zip(hits, rows, strict=True) if inside[r]]
+        assert not leaked, f"query {i}: excluded documents returned: {leaked}"
+        distances = np.asarray([h.distance for h in hits])
+        exact = 1.0 - corpus.similarity(q)
+        np.testing.assert_allclose(distances, exact[rows], atol=TIE_EPS, err_msg=f"query {i}: wrong distances")
+        if all(s["strategy"] == "exact" for s in plan["shards"]):
+            exact_plans += 1
+            # Exact: no document surely outside B is closer than the farthest hit and missing from the hits.
+            missed = ~edge & (exact < distances.max() - TIE_EPS)
+            missed[rows] = False
+            assert not missed.any(), f"query {i}: an exact plan missed {corpus.ids[missed][:5].tolist()}"
+        found.append(distances)
         truth.append(corpus.exact_top_k(q, ~edge, K)[1])
-        leaked += int(inside[_rows_of(corpus, [h.id for h in hits])].sum())
-        total += len(hits)
-    return recall_at_k(found, np.asarray(truth)), leaked / total
+    return recall_at_k(found, np.asarray(truth)), exact_plans
 
 
 def _vec(v: np.ndarray) -> str:
     return "[" + ", ".join(f"{x:.9g}" for x in v) + "]"
 
 
-@pytest.mark.parametrize("tau", [0.3, 0.5])
-def test_not_threshold_equals_brute_force(client, debian, corpus, queries, tau) -> None:
-    recall, leaked = _not_recall(
-        client, debian, corpus, queries,
-        lambda q, w: f"near:{_vec(q)} AND NOT near:{_vec(w)}@{tau}",
-        lambda w: (corpus.similarity(w) >= tau + 1e-6, corpus.similarity(w) >= tau - 1e-6))
-    print(f"\nNOT threshold (sim >= {tau}): recall@10 {recall:.3f}, hits inside the excluded set {leaked:.4f}")
-    assert recall >= MIN_RECALL
-    assert leaked == 0
+def _not_form(corpus: Corpus, form: str) -> tuple[Callable, Callable]:
+    """The query text and the excluded set (strictly inside, with its tied edge) of a NOT form:
+    "sim:TAU" (threshold, similarity >= TAU) or "top:N" (rank, the global top N)."""
+    kind, value = form.split(":")
+    if kind == "sim":
+        tau = float(value)
+        return (lambda q, w: f"near:{_vec(q)} AND NOT near:{_vec(w)}@{tau}",
+                lambda w: (corpus.similarity(w) >= tau + 1e-6, corpus.similarity(w) >= tau - 1e-6))
+    top = int(value)
 
-
-@pytest.mark.parametrize("top", [10, 50, 200])
-def test_not_rank_equals_brute_force(client, debian, corpus, queries, top) -> None:
     def excluded(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d = 1.0 - corpus.similarity(w)
         kth = np.sort(d)[top - 1]
         return d < kth - 1e-6, d <= kth + 1e-6  # ties at the K'-th distance may go either way
 
-    recall, leaked = _not_recall(client, debian, corpus, queries,
-                                 lambda q, w: f"near:{_vec(q)} AND NOT near:{_vec(w)}@top:{top}", excluded)
-    print(f"\nNOT rank (top {top}): recall@10 {recall:.3f}, hits inside the excluded set {leaked:.4f}")
+    return (lambda q, w: f"near:{_vec(q)} AND NOT near:{_vec(w)}@top:{top}"), excluded
+
+
+NOT_FORMS = ["sim:0.3", "sim:0.5", "top:10", "top:50", "top:200"]
+
+
+@pytest.mark.parametrize("form", NOT_FORMS)
+def test_not_equals_brute_force(client, debian, corpus, queries, form) -> None:
+    """On the whole corpus (approximate plans): no excluded id, recall@10 >= 0.95 against top_k(A \\ B)."""
+    recall, exact_plans = _not_check(client, debian, corpus, queries, *_not_form(corpus, form))
+    print(f"\nNOT {form}: recall@10 {recall:.3f}, {exact_plans}/{len(queries)} exact plans")
     assert recall >= MIN_RECALL
-    assert leaked <= 0.02
+
+
+@pytest.mark.parametrize("form", NOT_FORMS)
+def test_not_with_exact_plans_is_brute_force(client, sample, queries, form) -> None:
+    """On a sample every shard plans exactly: no excluded id, and the hits are top_k(A \\ B) up to ties."""
+    name, corpus = sample
+    recall, exact_plans = _not_check(client, name, corpus, queries, *_not_form(corpus, form))
+    print(f"\nNOT {form} on {len(corpus.ids)} documents: recall@10 {recall:.3f}, {exact_plans} exact plans")
+    assert exact_plans == len(queries), "the sample should be small enough for every shard to plan exactly"
+    assert recall == 1.0
 
 
 def test_not_rank_of_the_query_itself_skips_its_top(client, debian, corpus, queries) -> None:

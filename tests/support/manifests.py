@@ -20,10 +20,13 @@ import kubernetes_validate
 import yaml
 from referencing import Registry, Resource
 
+from tests.support.install_kubectl import MIN_KUSTOMIZE, kustomize_major
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 OVERLAYS = ("dev", "prod")
-KUBERNETES_VERSION = "1.32"  # the kubectl on these machines is a 1.32 client
+KUBERNETES_VERSION = "1.32"  # the kubectl `make kubectl` installs is a 1.32 client
+KUBECTL = REPO / ".make" / "bin" / "kubectl"  # where `make kubectl` puts it (tests/support/install_kubectl.py)
 RENDER_TIMEOUT_S = 120
 CUSTOM_SCHEMAS = {
     ("ray.io/v1", "RayCluster"): "raycluster.json",
@@ -37,11 +40,17 @@ Obj = dict[str, Any]
 
 
 def kubectl() -> str:
-    """Path of kubectl, or an AssertionError that says what is missing."""
+    """Path of the kubectl `make kubectl` installs (or, without it, one on PATH), or an AssertionError that says
+    what is missing."""
+    if KUBECTL.exists():
+        return str(KUBECTL)
     found = shutil.which("kubectl")
     if found is None:
-        raise AssertionError("kubectl is not on PATH: the manifest tests render deploy/overlays/* with "
-                             "`kubectl kustomize` (install kubectl >= 1.27, which embeds kustomize v5)")
+        raise AssertionError(f"no kubectl: the manifest tests render deploy/overlays/* with `kubectl kustomize`; "
+                             f"`make kubectl` installs one (kustomize v5) at {KUBECTL}")
+    if kustomize_major(found) < MIN_KUSTOMIZE:
+        raise AssertionError(f"{found} embeds a kustomize older than v{MIN_KUSTOMIZE}; `make kubectl` installs a "
+                             f"current one at {KUBECTL}")
     return found
 
 

@@ -3,6 +3,7 @@ with its own config and storage; stop() always ends it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import re
@@ -110,6 +111,12 @@ class PrometheusServer:
     def targets(self, job: str) -> list[dict[str, Any]]:
         """The active targets of one scrape job."""
         return [t for t in self.api("targets", state="active")["activeTargets"] if t["labels"]["job"] == job]
+
+    def all_scraped_since(self, t: float) -> bool:
+        """Whether every active target is up and was last scraped at or after unix time t."""
+        targets = self.api("targets", state="active")["activeTargets"]
+        return bool(targets) and all(
+            x["health"] == "up" and dt.datetime.fromisoformat(x["lastScrape"]).timestamp() >= t for x in targets)
 
     def __enter__(self) -> PrometheusServer:
         return self.start()

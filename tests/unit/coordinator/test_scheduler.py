@@ -14,6 +14,7 @@ from coordinator.replicas import ReplicaAnswer
 from coordinator.scheduler import CompactionScheduler, policy_reason
 from coordinator.settings import CoordinatorSettings
 from protos import common_pb2, shard_pb2
+from tests.support.waiting import wait_until_async
 
 SETTINGS = CoordinatorSettings(compaction_min_tombstones=10, compaction_full_ratio=0.9, max_concurrent_rebuilds=1)
 
@@ -85,19 +86,19 @@ def test_limit_requests_first_and_one_replica_per_shard(tmp_path: Path) -> None:
         assert await sched.round() == []  # limit reached
         fake.release.set()
         await asyncio.wait_for(jobs[0].done, 5)
-        await asyncio.sleep(0.05)
+        await wait_until_async(lambda: sched.running == 0, 5, "the first job to leave the running set")
         fake.release.clear()
         second = await sched.round()
         assert [(j.index, j.replica, j.reason) for j in second] == [(2, 1, "request")]
         fake.release.set()
         await asyncio.wait_for(jobs[1].done, 5)
-        await asyncio.sleep(0.05)
+        await wait_until_async(lambda: sched.running == 0, 5, "the second job to leave the running set")
         fake.release.clear()
         third = await sched.round()
         assert [(j.index, j.replica, j.reason) for j in third] == [(1, 0, "tombstones")]  # ratio 0.47 beats 0.33
         fake.figures[(0, 0)] = stats(100, 50, running=True)  # a rebuild some other coordinator started
         fake.release.set()
-        await asyncio.sleep(0.05)
+        await wait_until_async(lambda: sched.running == 0, 5, "the tombstone job to finish")
         fake.release.clear()
         assert await sched.round() == []  # shard 0 replica 0 runs: neither it nor its peer is started
         await sched.stop()

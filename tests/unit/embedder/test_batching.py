@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from embedder.batching import DynamicBatcher
+from tests.support.waiting import wait_until_async
 
 
 class FakeEncode:
@@ -21,8 +22,10 @@ class FakeEncode:
         self.sizes: list[int] = []
         self.poison = poison
         self.hold = hold
+        self.entered = threading.Event()  # set when the first batch reaches the encoder
 
     def __call__(self, items: list[int]) -> np.ndarray:
+        self.entered.set()
         if self.hold is not None:
             self.hold.wait(30)
         self.sizes.append(len(items))
@@ -110,7 +113,8 @@ def test_failure_reaches_only_its_batch_and_the_worker_goes_on(executor: ThreadP
         batcher = DynamicBatcher(encode, executor, max_items=3, max_wait_s=0.0)
         # Three requests of two items each: no two fit in one batch of three, so each is its own batch.
         tasks = [asyncio.ensure_future(batcher.submit(items)) for items in ([1, 2], [13, 14], [5, 6])]
-        await asyncio.sleep(0.05)
+        # The first batch is held in the encoder; the two other requests queued before the worker took it.
+        await wait_until_async(encode.entered.is_set, 5, "the first batch to reach the encoder")
         hold.set()
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         after = await batcher.submit([7])         # the worker still serves new requests

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from threading import Event
 from typing import Any
 
 import numpy as np
@@ -12,6 +12,8 @@ import pytest
 from shard_node.partition import Partition
 from shard_node.settings import PartitionSpec
 from tests.support.oracle import exact_distances, exact_top_k, id_recall
+from tests.support.threads import CheckedThread
+from tests.support.waiting import wait_until
 
 METRICS = ("cosine", "l2", "ip")
 RTOL, ATOL = 1e-4, 5e-4
@@ -324,25 +326,23 @@ def test_get_returns_copies_of_payloads() -> None:
 
 def test_searches_run_between_the_chunks_of_a_large_upsert() -> None:
     """A big batch is inserted chunk by chunk, so a concurrent search finishes before the batch does."""
-    import threading
-
     from shard_node.partition import WRITE_CHUNK
 
     part = make(dim=32, capacity=64)
     rng = np.random.default_rng(5)
     part.upsert(ids_of(100), rand(rng, 100, 32))
     big = rand(rng, WRITE_CHUNK * 40, 32)
-    finished = threading.Event()
+    finished = Event()
 
     def ingest() -> None:
         part.upsert([f"big{i}" for i in range(len(big))], big)
         finished.set()
 
-    t = threading.Thread(target=ingest)
+    t = CheckedThread(target=ingest)
     t.start()
-    time.sleep(0.01)
+    wait_until(lambda: part.live > 100, 10, "the first chunk of the big upsert", interval=0.001)
     part.search(rand(rng, 1, 32), k=5)
     searched_during_ingest = not finished.is_set()
-    t.join()
+    t.join(60)
     assert searched_during_ingest
     assert part.live == 100 + len(big)

@@ -22,6 +22,7 @@ from shard_node.rebuild import capacity_for, respec
 from shard_node.settings import PartitionSpec, ShardSettings
 from shard_node.store import ShardStore
 from tests.support.oracle import exact_top_k, recall_at_k
+from tests.support.threads import CheckedThread
 
 DIM = 16
 SPEC = PartitionSpec(dim=DIM, metric="l2", m=8, ef_construction=64, ef_search=64)
@@ -99,22 +100,24 @@ def test_writes_and_searches_go_on_during_a_rebuild_and_all_land(opened: Callabl
             searched["during"] += store.rebuilder.running
             searched["empty"] += sum(len(ids) < 10 for ids, _ in hits)
 
-    thread = threading.Thread(target=reader)
+    thread = CheckedThread(target=reader)
     thread.start()
-    assert store.rebuild()
-    w = 0
-    while store.rebuilder.running:
-        new_ids = [f"w-{w}-{j}" for j in range(5)]
-        vecs = rng.standard_normal((5, DIM)).astype(np.float32)
-        store.upsert(new_ids, vecs, [payload_to_proto({"i": j}) for j in range(5)])
-        model.update(zip(new_ids, vecs, strict=True))
-        gone = [f"d{2 * w + 1}"]  # odd ids are live: delete one per round
-        store.delete(gone)
-        model.pop(gone[0], None)
-        w += 1
-        writes_during += 1
-    stop.set()
-    thread.join()
+    try:
+        assert store.rebuild()
+        w = 0
+        while store.rebuilder.running:
+            new_ids = [f"w-{w}-{j}" for j in range(5)]
+            vecs = rng.standard_normal((5, DIM)).astype(np.float32)
+            store.upsert(new_ids, vecs, [payload_to_proto({"i": j}) for j in range(5)])
+            model.update(zip(new_ids, vecs, strict=True))
+            gone = [f"d{2 * w + 1}"]  # odd ids are live: delete one per round
+            store.delete(gone)
+            model.pop(gone[0], None)
+            w += 1
+            writes_during += 1
+    finally:
+        stop.set()
+        thread.join(timeout=60)  # raises if the reader died
     figures = store.figures()
     assert figures.rebuild.last_error == ""
     print(f"\nrebuild of 10k live docs took {figures.rebuild.last_seconds:.2f}s; {writes_during} write rounds and "

@@ -6,6 +6,8 @@ import threading
 import time
 
 from shard_node.rwlock import SearchGate
+from tests.support.threads import CheckedThread, join_all
+from tests.support.waiting import wait_until
 
 HOLD_S = 0.005
 
@@ -22,9 +24,9 @@ def test_back_to_back_writes_do_not_lock_out_a_reader() -> None:
                 time.sleep(HOLD_S)
             writes_done.append(i)
 
-    w = threading.Thread(target=writer)
+    w = CheckedThread(target=writer)
     w.start()
-    time.sleep(0.05)
+    wait_until(lambda: writes_done, 10, "the first write of the stream")
     with gate.read(10):
         reader_saw.append(len(writes_done))
     w.join()
@@ -34,24 +36,23 @@ def test_back_to_back_writes_do_not_lock_out_a_reader() -> None:
 def test_readers_with_the_same_ef_share_and_writers_wait() -> None:
     """Two same-ef readers overlap; a writer waits until both have left."""
     gate = SearchGate()
-    inside = threading.Barrier(2, timeout=5)
+    inside = threading.Barrier(3, timeout=5)
     order: list[str] = []
 
     def reader(name: str) -> None:
         with gate.read(32):
-            inside.wait()  # both readers are in the gate at once, or this times out
-            time.sleep(0.05)
+            inside.wait()  # both readers are in the gate at once, or this breaks and the reader dies
+            wait_until(lambda: gate._writers_waiting, 5, "the writer to queue at the gate")  # no public view of it
             order.append(name)
 
-    readers = [threading.Thread(target=reader, args=(n,)) for n in ("r1", "r2")]
+    readers = [CheckedThread(target=reader, args=(n,)) for n in ("r1", "r2")]
     for t in readers:
         t.start()
-    time.sleep(0.01)
+    inside.wait()
     with gate.write():
         order.append("w")
-    for t in readers:
-        t.join()
-    assert order[-1] == "w"
+    join_all(readers, timeout=10)
+    assert sorted(order[:2]) == ["r1", "r2"] and order[2:] == ["w"], order
 
 
 def test_readers_with_different_ef_do_not_overlap() -> None:
@@ -68,12 +69,11 @@ def test_readers_with_different_ef_do_not_overlap() -> None:
                 time.sleep(0.001)
                 active.remove(ef)
 
-    threads = [threading.Thread(target=reader, args=(ef,)) for ef in (16, 64)]
+    threads = [CheckedThread(target=reader, args=(ef,)) for ef in (16, 64)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
-    assert all(len(s) == 1 for s in overlaps)
+    join_all(threads, timeout=30)
+    assert len(overlaps) == 40 and all(len(s) == 1 for s in overlaps)
 
 
 def test_must_set_is_reported_when_ef_changes() -> None:
@@ -103,9 +103,9 @@ def test_freeze_keeps_writers_out_but_not_readers() -> None:
         for ef in (16, 64):
             with gate.read(ef):
                 order.append(f"read {ef}")
-        writer = threading.Thread(target=write)
+        writer = CheckedThread(target=write)
         writer.start()
-        time.sleep(0.05)
+        wait_until(lambda: gate._writers_waiting, 5, "the writer to queue at the frozen gate")  # no public view
         order.append("thaw")
     writer.join(timeout=5)
     assert order == ["read 16", "read 64", "thaw", "write"]
