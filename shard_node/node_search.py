@@ -50,7 +50,8 @@ def _with_exclusions(answer: PartitionAnswer, store: ShardStore, req: shard_pb2.
 
 
 def _plain(req: shard_pb2.NodeSearchRequest) -> bool:
-    return req.filter.WhichOneof("node") is None and not req.match.field and not req.strategy
+    # Rank-form NOTs resolved in this round take the planner too: it scans small partitions exactly.
+    return req.filter.WhichOneof("node") is None and not req.match.field and not req.strategy and not req.exclude
 
 
 def search_partition(store: ShardStore, shard: int, req: shard_pb2.NodeSearchRequest, queries: np.ndarray

@@ -25,7 +25,7 @@ BATCH = 2000
 MIN_RECALL = 0.95
 EF = 512
 DOCS = int(os.environ.get("SHOAL_ORACLE_DOCS", "0"))  # 0 = the whole corpus; a smaller seeded sample for quick runs
-EXACT_SAMPLE = 6000  # documents of the collection whose shards plan NOT searches exactly (the whole corpus does not)
+EXACT_SAMPLE = 2700  # ~900 per shard, under PLAN_EXACT_ALWAYS: every shard plans NOT searches exactly (one round too)
 
 Mask = Callable[[Corpus], np.ndarray]
 
