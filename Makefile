@@ -19,11 +19,11 @@ protos: $(STAMP)
 	$(PYTHON) -m protos.generate
 
 ## Bring up a local cluster (Ray head, shard actors, coordinator) in the foreground; Ctrl-C stops it all.
-run: $(STAMP)
+run: $(STAMP) emoji-font
 	$(PYTHON) -m shoal.cli serve
 
 ## Install what the tests need, then lint and run every test (unit, property, integration, fault).
-test: $(STAMP) emoji-font prometheus
+test: $(STAMP) emoji-font prometheus chromium
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q -ra --durations=10
 
@@ -47,7 +47,7 @@ bench-compaction: $(STAMP)
 clean:
 	rm -rf .make .shoal-data build *.egg-info
 
-.PHONY: emoji emoji-font prometheus
+.PHONY: emoji emoji-font prometheus chromium
 
 # True when a Debian package is installed; `dpkg -s` also succeeds for one removed with its config files kept.
 deb_installed = dpkg-query -W -f='$${db:Status-Status}' $(1) 2>/dev/null | grep -qx installed
@@ -58,6 +58,14 @@ prometheus:
 	@$(call deb_installed,prometheus) || { \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; }
+
+## Install Debian's Chromium, its WebDriver and a Korean font if missing: tests/integration/test_console_browser.py
+## drives the console in headless Chromium through selenium (no browser download of its own).
+chromium:
+	@$(call deb_installed,chromium) && $(call deb_installed,chromium-driver) && $(call deb_installed,fonts-nanum) || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			chromium chromium-driver fonts-nanum; }
 
 ## Install Debian's Noto Color Emoji font if it is missing (the emoji image set and the image tests draw with it).
 emoji-font:

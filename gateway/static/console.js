@@ -207,7 +207,7 @@ function renderPlan(res) {
   const resolved = plan.resolved?.length ? [treeNode("resolved first (rank-form sets)", clauses(plan.resolved))] : [];
   $("plan-tree").replaceChildren(el("ul", {}, treeNode(`ranking ${plan.ranking}: ${plan.tree || "(no filter)"}`,
     [...resolved, ...shards])));
-  drawTimings([{ label: "gateway → coordinator → gateway", ms: res.took_ms, stage: true },
+  drawTimings([{ label: "gateway call (incl. embedding)", ms: res.took_ms, stage: true },
     { label: "coordinator", ms: plan.latency_ms, stage: true },
     ...(plan.shards || []).map((s) => ({ label: `shard ${s.shard} (${s.strategy})`, ms: s.latency_ms }))]);
 }
