@@ -19,7 +19,7 @@ from gateway.body_limit import BodyLimit
 from gateway.clients import ClientPool
 from gateway.errors import GatewayError
 from gateway.settings import GatewaySettings
-from shoal.client import Client
+from shoal.client import Client, Collection
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 API_PREFIX = "/v1"
@@ -57,12 +57,12 @@ def _router() -> APIRouter:
         """Every collection's settings."""
         return {"collections": [cv.collection_out(x) for x in c.list_collections()]}
 
-    @r.post("/collections", response_model=cv.CollectionOut, status_code=201, tags=["collections"])
+    @r.post("/collections", response_model=Collection, status_code=201, tags=["collections"])
     def create_collection(body: cv.CreateCollectionBody, c: Sdk) -> Any:
         """Create a collection."""
         return cv.collection_out(c.create_collection(**body.model_dump()))
 
-    @r.get("/collections/{name}", response_model=cv.CollectionOut, tags=["collections"])
+    @r.get("/collections/{name}", response_model=Collection, tags=["collections"])
     def describe_collection(name: str, c: Sdk, allow_partial: bool = False) -> Any:
         """A collection's settings, live count and per-shard-replica figures."""
         return cv.collection_out(c.describe_collection(name, allow_partial=allow_partial))

@@ -117,32 +117,10 @@ class SearchOut(BaseModel):
     took_ms: float
 
 
-class CollectionOut(BaseModel):
-    """A collection's settings (and from describe, its size and per-shard figures)."""
-
-    name: str
-    dim: int
-    metric: str
-    shards: int
-    m: int
-    ef_construction: int
-    ef_search: int
-    created_at: str
-    count: int = 0
-    shard_info: list[dict[str, Any]] = Field(default_factory=list)
-    fields: dict[str, str] = Field(default_factory=dict)
-    model: str = ""
-    modality: str = ""
-    chunk_words: int = 0
-    chunk_overlap: int = 0
-    tombstone_threshold: float = 0.0
-    replication_factor: int = 1
-
-
 class CollectionsOut(BaseModel):
     """Every collection."""
 
-    collections: list[CollectionOut]
+    collections: list[Collection]   # the SDK's dataclass is the schema: one list of fields for both
 
 
 class DocumentOut(BaseModel):

@@ -56,4 +56,4 @@ def test_results_as_json() -> None:
     assert doc == {"id": "a", "vector": [1.0, 2.0], "payload": {}}
     assert cv.document_out(Document("a", None, {}))["vector"] is None
     out = cv.collection_out(Collection("c", 4, "cosine", 2, 16, 200, 128, "2026-01-01T00:00:00Z", fields={"f": "int"}))
-    assert cv.CollectionOut(**out).fields == {"f": "int"}
+    assert cv.CollectionsOut(collections=[out]).collections[0].fields == {"f": "int"}
