@@ -41,8 +41,9 @@ def _bearer(authorization: str) -> str:
     return key.strip()
 
 
-def _client(request: Request, authorization: Annotated[
+async def _client(request: Request, authorization: Annotated[
         str, Header(description="Bearer <API key>, passed on to the coordinator")] = "") -> Client:
+    # async: a plain def dependency would cost every request a second hop through the thread pool.
     return request.app.state.pool.for_key(_bearer(authorization))
 
 
@@ -177,12 +178,4 @@ def create_app(settings: GatewaySettings, pool: ClientPool | None = None) -> Any
     _media(app, settings.media_dirs())
     app.mount("/console", StaticFiles(directory=STATIC_DIR, html=True), name="console")
     app.state.pool = pool
-
-    @app.middleware("http")
-    async def _no_store(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        if request.url.path.startswith(API_PREFIX):
-            response.headers["cache-control"] = "no-store"
-        return response
-
     return BodyLimit(app, settings.max_body_bytes)

@@ -1,4 +1,4 @@
-"""Refuse request bodies over the gateway's limit before they are read whole (ASGI middleware)."""
+"""The gateway's ASGI edge: refuse bodies over the limit before they are parsed; mark API answers uncacheable."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from gateway.errors import error_body
 
 Scope = dict[str, Any]
+NO_STORE_PREFIX = "/v1/"   # the API's answers are live data: never cached
 
 
 def _too_large(limit: int) -> bytes:
@@ -34,6 +35,8 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["path"].startswith(NO_STORE_PREFIX):
+            send = _no_store(send)
         length = dict(scope.get("headers", [])).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             await self._refuse(send)
@@ -56,6 +59,17 @@ class BodyLimit:
                 break
         await self.app(scope, _replay([{"type": "http.request", "body": b"".join(chunks), "more_body": False}],
                                       receive), send)
+
+
+def _no_store(send: Any) -> Any:
+    """A send callable that marks the response as not to be cached (API answers are live data)."""
+
+    async def wrapped(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"cache-control", b"no-store")]}
+        await send(message)
+
+    return wrapped
 
 
 def _replay(messages: list[dict[str, Any]], then: Any = None) -> Any:

@@ -14,7 +14,10 @@ from gateway.settings import GatewaySettings, load
 
 
 def _bind(settings: GatewaySettings) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+    # IPPROTO_TCP spelled out: asyncio turns on TCP_NODELAY only for sockets whose proto says TCP, and without it
+    # a response's header and body writes meet the client's delayed ACK (40 ms per request).
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM,
+                         socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.host, settings.port))
     return sock
