@@ -49,6 +49,11 @@ class Rest:
         host, port = url.split("://", 1)[1].rsplit(":", 1)
         self.conn = http.client.HTTPConnection(host, int(port), timeout=60)
 
+    def healthz(self) -> None:
+        """GET /healthz: the HTTP round trip alone (no coordinator call)."""
+        self.conn.request("GET", "/healthz")
+        self.conn.getresponse().read()
+
     def search(self, vector: list[float]) -> list[dict]:
         """POST one search; the decoded hits."""
         body = json.dumps({"vector": vector, "k": K})
@@ -68,7 +73,7 @@ def measure(client: shoal.Client, rest: Rest, queries: np.ndarray, rounds: int) 
         rest.search(ql)
     out = []
     for r in range(rounds):
-        sdk, http_ms = [], []
+        sdk, http_ms, floor = [], [], []
         for i, (q, ql) in enumerate(tqdm(list(zip(queries, as_lists, strict=True)), desc=f"round {r + 1}/{rounds}",
                                          unit="q", file=sys.stderr)):
             order = (0, 1) if i % 2 == 0 else (1, 0)
@@ -80,9 +85,13 @@ def measure(client: shoal.Client, rest: Rest, queries: np.ndarray, rounds: int) 
                 else:
                     rest_ids = [h["id"] for h in rest.search(ql)]
                     http_ms.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            rest.healthz()
+            floor.append((time.perf_counter() - t0) * 1000)
             if ids != rest_ids:
                 raise RuntimeError(f"query {i}: the SDK and REST disagree: {ids} vs {rest_ids}")
         out.append({"sdk_p50": statistics.median(sdk), "rest_p50": statistics.median(http_ms),
+                    "floor_p50": statistics.median(floor),
                     "sdk_p99": float(np.percentile(sdk, 99)), "rest_p99": float(np.percentile(http_ms, 99))})
     return out
 
@@ -100,13 +109,14 @@ def render(rows: list[dict[str, float]], args: argparse.Namespace, facts: dict, 
              f"{args.queries} queries, each sent once through `shoal.Client.search` (gRPC) and once as "
              "`POST /v1/collections/{name}/search` (stdlib http.client, kept-alive connection, JSON encoded and "
              "decoded), alternating which goes first; both answers must list the same ids. "
-             f"{WARMUP} untimed warm-up queries each.", "",
-             "| round | SDK p50 ms | REST p50 ms | added p50 ms | SDK p99 ms | REST p99 ms |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+             f"{WARMUP} untimed warm-up queries each. HTTP floor: `GET /healthz` after each pair, the HTTP round "
+             "trip to the gateway process with no coordinator call.", "",
+             "| round | SDK p50 ms | REST p50 ms | added p50 ms | SDK p99 ms | REST p99 ms | HTTP floor p50 ms |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for i, r in enumerate(rows):
         mark = " (best)" if i == best else ""
         lines.append(f"| {i + 1}{mark} | {r['sdk_p50']:.3f} | {r['rest_p50']:.3f} | {r['rest_p50'] - r['sdk_p50']:.3f} "
-                     f"| {r['sdk_p99']:.3f} | {r['rest_p99']:.3f} |")
+                     f"| {r['sdk_p99']:.3f} | {r['rest_p99']:.3f} | {r['floor_p50']:.3f} |")
     added = rows[best]["rest_p50"] - rows[best]["sdk_p50"]
     verdict = "met" if added <= TARGET_MS else "NOT met"
     lines += ["", f"Target: the gateway adds at most {TARGET_MS:g} ms p50 over the SDK: **{verdict}** "
