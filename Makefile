@@ -2,7 +2,7 @@ PYTHON ?= python3
 PROTO_SRC := $(wildcard protos/*.proto)
 STAMP := .make/installed
 
-.PHONY: install protos run test test-unit lint bench bench-filter bench-compaction clean
+.PHONY: install protos run test test-unit lint bench bench-filter bench-compaction bench-gateway clean
 
 # torch goes first, pinned: it is the CPU build on these machines, and a bare "torch" pulled in by
 # another package would fetch gigabytes of CUDA.
@@ -43,6 +43,10 @@ bench-filter: $(STAMP)
 ## Compaction benchmark: 100k documents, half deleted; recall/QPS before and after a rebuild, p99 during one.
 bench-compaction: $(STAMP)
 	$(PYTHON) -m bench.compaction
+
+## Gateway overhead: the same searches through the SDK and through REST, interleaved; its section of BENCHMARKS.md.
+bench-gateway: $(STAMP)
+	$(PYTHON) -m bench.gateway
 
 clean:
 	rm -rf .make .shoal-data build *.egg-info
