@@ -119,8 +119,15 @@ def render(rows: list[dict[str, float]], args: argparse.Namespace, facts: dict, 
                      f"| {r['sdk_p99']:.3f} | {r['rest_p99']:.3f} | {r['floor_p50']:.3f} |")
     added = rows[best]["rest_p50"] - rows[best]["sdk_p50"]
     verdict = "met" if added <= TARGET_MS else "NOT met"
+    floor = rows[best]["floor_p50"]
     lines += ["", f"Target: the gateway adds at most {TARGET_MS:g} ms p50 over the SDK: **{verdict}** "
-              f"(best of {len(rows)}: +{added:.3f} ms).", END]
+              f"(best of {len(rows)}: +{added:.3f} ms).", "",
+              f"Reading: of the +{added:.3f} ms, {floor:.3f} ms is the HTTP floor, a request that does no work in "
+              "the gateway: the client's http.client and JSON, one more process to wake on each way, uvicorn's "
+              f"parsing. The remaining {max(added - floor, 0):.3f} ms is the gateway's own work (FastAPI routing and "
+              "validation, the thread-pool hop for the blocking SDK call, JSON out). On a machine that shares its "
+              "two cores with other processes (see the load average), each wake-up costs more than on an idle one.",
+              END]
     return "\n".join(lines) + "\n"
 
 
