@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
+import fastapi_offline
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from gateway import conversions as cv
@@ -22,6 +24,10 @@ from gateway.settings import GatewaySettings
 from shoal.client import Client, Collection
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# Swagger UI's files from the fastapi-offline wheel: FastAPI's own /docs page loads them from a CDN, which a
+# machine without internet (or a careful operator) does not reach.
+DOCS_ASSETS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
+DOCS_ASSETS_URL = "/docs-assets"
 API_PREFIX = "/v1"
 TITLE = "Shoal REST API"
 _REFUSALS: dict[int | str, dict[str, Any]] = {
@@ -162,10 +168,19 @@ def create_app(settings: GatewaySettings, pool: ClientPool | None = None) -> Any
         yield
         pool.close()
 
-    app = FastAPI(title=TITLE, version="1", docs_url="/docs", redoc_url=None, lifespan=lifespan)
+    app = FastAPI(title=TITLE, version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
     errors.install(app)
     app.include_router(_router())
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{TITLE}: interactive docs",
+                                   swagger_js_url=f"{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS_URL}/favicon.png")
+
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

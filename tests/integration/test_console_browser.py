@@ -211,3 +211,14 @@ def test_explain_shows_the_plan_and_timings_chart(console: tuple[str, shoal.Clie
     assert all(float(b.get_attribute("data-ms")) > 0 for b in bars)
     browser.execute_script("document.getElementById('explain-view').scrollIntoView()")
     browser.save_screenshot(str(artefacts / "explain.png"))
+
+
+def test_interactive_docs_render_offline(console: tuple[str, shoal.Client], browser: WebDriver,
+                                         artefacts: Path) -> None:
+    """/docs draws every REST operation from /openapi.json with the gateway's own Swagger UI files."""
+    url, _ = console
+    browser.get(url.replace("/console/", "/docs"))
+    _wait(browser, "Swagger UI's operations", lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) >= 10)
+    paths = {e.text for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert "/v1/collections/{name}/search" in {p.replace("\u200b", "") for p in paths}
+    browser.save_screenshot(str(artefacts / "docs.png"))

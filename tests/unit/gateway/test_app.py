@@ -117,3 +117,12 @@ def test_every_client_error_code_has_a_4xx_and_server_faults_5xx() -> None:
                                                                                                              409, 403}
     assert http_status(grpc.StatusCode.INTERNAL) == 500 and http_status(grpc.StatusCode.UNKNOWN) == 500
     assert all(400 <= s < 600 for c, s in HTTP_STATUS.items() if c != grpc.StatusCode.OK)
+
+
+def test_interactive_docs_load_nothing_from_outside() -> None:
+    app, _ = _app()
+    status, _, page = request(app, "GET", "/docs")
+    assert status == 200 and b"/docs-assets/swagger-ui-bundle.js" in page and b"/openapi.json" in page
+    assert b"https://" not in page
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"):
+        assert request(app, "GET", f"/docs-assets/{asset}")[0] == 200
