@@ -2,7 +2,7 @@ PYTHON ?= python3
 PROTO_SRC := $(wildcard protos/*.proto)
 STAMP := .make/installed
 
-.PHONY: install protos run test test-unit lint bench bench-filter bench-compaction clean
+.PHONY: install protos run test test-unit lint bench bench-filter bench-compaction bench-gateway clean
 
 # torch goes first, pinned: it is the CPU build on these machines, and a bare "torch" pulled in by
 # another package would fetch gigabytes of CUDA.
@@ -19,11 +19,11 @@ protos: $(STAMP)
 	$(PYTHON) -m protos.generate
 
 ## Bring up a local cluster (Ray head, shard actors, coordinator) in the foreground; Ctrl-C stops it all.
-run: $(STAMP)
+run: $(STAMP) emoji-font
 	$(PYTHON) -m shoal.cli serve
 
 ## Install what the tests need, then lint and run every test (unit, property, integration, fault).
-test: $(STAMP) emoji-font prometheus kubectl
+test: $(STAMP) emoji-font prometheus kubectl chromium
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q -ra --durations=10
 
@@ -47,10 +47,14 @@ bench-filter: $(STAMP)
 bench-compaction: $(STAMP)
 	$(PYTHON) -m bench.compaction
 
+## Gateway overhead: the same searches through the SDK and through REST, interleaved; its section of BENCHMARKS.md.
+bench-gateway: $(STAMP)
+	$(PYTHON) -m bench.gateway
+
 clean:
 	rm -rf .make .shoal-data build *.egg-info
 
-.PHONY: emoji emoji-font prometheus kubectl
+.PHONY: emoji emoji-font prometheus kubectl chromium
 
 # True when a Debian package is installed; `dpkg -s` also succeeds for one removed with its config files kept.
 deb_installed = dpkg-query -W -f='$${db:Status-Status}' $(1) 2>/dev/null | grep -qx installed
@@ -68,6 +72,14 @@ KUBECTL := .make/bin/kubectl
 kubectl: $(KUBECTL)
 $(KUBECTL): tests/support/install_kubectl.py
 	$(PYTHON) -m tests.support.install_kubectl $@
+
+## Install Debian's Chromium, its WebDriver and a Korean font if missing: tests/integration/test_console_browser.py
+## drives the console in headless Chromium through selenium (no browser download of its own).
+chromium:
+	@$(call deb_installed,chromium) && $(call deb_installed,chromium-driver) && $(call deb_installed,fonts-nanum) || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			chromium chromium-driver fonts-nanum; }
 
 ## Install Debian's Noto Color Emoji font if it is missing (the emoji image set and the image tests draw with it).
 emoji-font:

@@ -39,7 +39,7 @@ def _base_type(tp: Any) -> Any:
 
 
 def load_settings(cls: type[S], argv: Sequence[str] | None = None,
-                  env: Mapping[str, str] | None = None, prog: str | None = None) -> S:
+                  env: Mapping[str, str] | None = None, prog: str | None = None, env_prefix: str = ENV_PREFIX) -> S:
     """Build a settings dataclass: flag `--some-field` beats env `SHOAL_SOME_FIELD` beats the default."""
     env = os.environ if env is None else env
     hints = typing.get_type_hints(cls)
@@ -48,7 +48,7 @@ def load_settings(cls: type[S], argv: Sequence[str] | None = None,
     for field in dataclasses.fields(cls):
         kind = _base_type(hints[field.name])
         convert = _parse_bool if kind is bool else kind
-        env_name = ENV_PREFIX + field.name.upper()
+        env_name = env_prefix + field.name.upper()
         help_text = field.metadata.get("help", "")
         parser.add_argument("--" + field.name.replace("_", "-"), dest=field.name, type=convert,
                             default=None, help=f"{help_text} [env {env_name}]")

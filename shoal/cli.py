@@ -34,6 +34,7 @@ def _client(args: argparse.Namespace) -> Client:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run Ray, the shard actors and the coordinator here until Ctrl-C, then stop them all."""
     from shoal.demo import DEMO_COLLECTION, load_demo
+    from shoal.demo_emoji import EMOJI_COLLECTION, IMAGES_DIR, MEDIA_NAME, load_emoji_demo
     from shoal.serve import LocalCluster, LocalSecurity
 
     port = int(args.address.rsplit(":", 1)[1])
@@ -46,7 +47,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Without TLS the keys still apply (keys in plaintext are for loopback only).
     security_args = [f"--api-keys-file={args.api_keys_file}"] if args.api_keys_file and security is None else []
     cluster = LocalCluster(args.data_dir, port=port, ray_address=args.ray_address, echo=args.verbose,
-                           metrics_port=args.metrics_port, security=security, coordinator_args=security_args)
+                           metrics_port=args.metrics_port, security=security, coordinator_args=security_args,
+                           gateway=args.gateway_port >= 0, gateway_port=max(args.gateway_port, 0),
+                           gateway_args=[f"--media={MEDIA_NAME}={IMAGES_DIR}"])
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -66,12 +69,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
                   f"http://127.0.0.1:{cluster.embedder_metrics_port}/metrics (embedder); shard targets: "
                   f"file-SD {cluster.sd_file}, HTTP-SD http://127.0.0.1:{cluster.metrics_port}/sd/shards",
                   file=sys.stderr)
+        if cluster.gateway_url:
+            print(f"console: {cluster.gateway_url}/console/  REST API: {cluster.gateway_url}/v1 "
+                  f"(OpenAPI {cluster.gateway_url}/openapi.json, docs {cluster.gateway_url}/docs)", file=sys.stderr)
         if not args.no_demo and not stop.is_set():
             with _client(args) as client:
                 count = load_demo(client, live=args.demo_live)
-            print(f"demo collection {DEMO_COLLECTION!r} holds {count} documents; try:\n"
-                  f"  shoal search '파이썬 HTTP 클라이언트 라이브러리'\n"
-                  f"  shoal search 'python http client library'", file=sys.stderr)
+                print(f"demo collection {DEMO_COLLECTION!r} holds {count} documents; try:\n"
+                      f"  shoal search '파이썬 HTTP 클라이언트 라이브러리'\n"
+                      f"  shoal search 'python http client library'", file=sys.stderr)
+                emoji = load_emoji_demo(client)
+                print(f"demo collection {EMOJI_COLLECTION!r} holds {emoji} images: search it by image in the console",
+                      file=sys.stderr)
         print("Shoal is up. Ctrl-C stops it.", file=sys.stderr)
         while not stop.wait(1.0):
             if cluster.wait_nonblocking() is not None:
@@ -313,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics-port", type=int, default=int(os.environ.get("SHOAL_METRICS_PORT", "9464")),
                    help="coordinator metrics port; the embedder's is the next one (-1 = no metrics) "
                         "[env SHOAL_METRICS_PORT]")
+    s.add_argument("--gateway-port", type=int, default=int(os.environ.get("SHOAL_GATEWAY_PORT", "8080")),
+                   help="port of the HTTP gateway (REST API and console) on 127.0.0.1 (0 = any free one, -1 = none) "
+                        "[env SHOAL_GATEWAY_PORT]")
     s.set_defaults(fn=cmd_serve)
 
     sub.add_parser("collections", help="list collections").set_defaults(fn=cmd_collections)

@@ -32,6 +32,8 @@ EMBEDDER_START_TIMEOUT_S = 600.0   # it loads its preloaded models first; a firs
 STOP_GRACE_S = 20.0
 _READY_RE = re.compile(r"coordinator serving on (\S+) \(pid (\d+)\)")
 _EMBEDDER_READY_RE = re.compile(r"embedder serving on (\S+) \(pid (\d+)\)")
+_GATEWAY_READY_RE = re.compile(r"gateway serving on (\S+) \(pid (\d+)\)")
+GATEWAY_START_TIMEOUT_S = 60.0
 # Ray rewrites a loopback cluster address to the host's own IP unless this is 0; a one-machine
 # cluster here must stay on loopback, so every process of it (and any driver joining it) sets it.
 LOOPBACK_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
@@ -150,10 +152,12 @@ class LocalCluster:
     def __init__(self, data_dir: str | Path, port: int = 0, ray_address: str = "", num_cpus: int | None = None,
                  coordinator_args: list[str] | None = None, echo: bool = False, embedder: bool = True,
                  embedder_args: list[str] | None = None, metrics_port: int = -1,
-                 security: LocalSecurity | None = None) -> None:
+                 security: LocalSecurity | None = None, gateway: bool = False, gateway_port: int = 0,
+                 gateway_args: list[str] | None = None) -> None:
         """metrics_port: the coordinator's metrics port (0 = any free one, -1 = no metrics); the embedder's is
         the next free one, and the coordinator writes the shards' file-SD list to `sd_file`. security: TLS on
-        every server and API keys (see LocalSecurity)."""
+        every server and API keys (see LocalSecurity). gateway: also run the HTTP gateway (REST API and
+        console) on 127.0.0.1:gateway_port (0 = any free one); its URL is `gateway_url`."""
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -178,6 +182,12 @@ class LocalCluster:
         self.metrics_port = (metrics_port or free_port()) if metrics_port >= 0 else -1
         self.embedder_metrics_port = -1 if metrics_port < 0 else (metrics_port + 1 if metrics_port else free_port())
         self.sd_file = self.data_dir / "prometheus" / "shards.json" if metrics_port >= 0 else None
+        self._with_gateway = gateway
+        self.gateway_port = gateway_port
+        self._gateway_args = gateway_args or []
+        self._gateway: subprocess.Popen | None = None
+        self.gateway_url = ""
+        self.gateway_pid = 0
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
 
     def _spawn(self, args: list[str], log_name: str, ready: re.Pattern[str] | None = None
@@ -253,12 +263,36 @@ class LocalCluster:
         self._coordinator, _, self.coordinator_pid = self._start_server(
             args, "coordinator", _READY_RE, tls=self.security.public_client() if self.security else None)
 
+    def start_gateway(self) -> None:
+        """Start the HTTP gateway (unless this cluster runs without one) and wait until it answers."""
+        if not self._with_gateway:
+            return
+        tls = self.security.public_client() if self.security else None
+        args = [sys.executable, "-m", "gateway.server", "--host=127.0.0.1", f"--port={self.gateway_port}",
+                f"--coordinator={self.address}", *([f"--tls-ca={tls.ca}"] if tls else []), *self._gateway_args]
+        self._gateway, seen, found = self._spawn(args, "gateway.log", _GATEWAY_READY_RE)
+        deadline = time.monotonic() + GATEWAY_START_TIMEOUT_S
+        while not seen.wait(0.5):
+            if self._gateway.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"gateway did not start; see {self.data_dir / 'logs' / 'gateway.log'}")
+        self.gateway_url, self.gateway_pid = found[0], int(found[1])
+        host, port = self.gateway_url.rsplit("/", 1)[1].rsplit(":", 1)
+        self.gateway_port = int(port)
+        wait_for_port(host, self.gateway_port, GATEWAY_START_TIMEOUT_S, self._gateway)
+
+    def stop_gateway(self) -> None:
+        """Stop the gateway process."""
+        _stop_process(self._gateway)
+        self._gateway = None
+
     def start(self) -> LocalCluster:
-        """Start Ray, the embedder and the coordinator."""
+        """Start Ray, the embedder, the coordinator and (when asked) the gateway."""
         try:
             self.start_ray()
             self.start_embedder()
             self.start_coordinator()
+            self.start_gateway()
         except BaseException:
             self.stop()
             raise
@@ -280,7 +314,8 @@ class LocalCluster:
         self.start_coordinator()
 
     def stop(self) -> None:
-        """Stop the coordinator and the embedder, then Ray (which takes the shard actors with it)."""
+        """Stop the gateway, the coordinator and the embedder, then Ray (which takes the shard actors with it)."""
+        self.stop_gateway()
         self.stop_coordinator()
         _stop_process(self._embedder)
         self._embedder = None

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,8 @@ def test_serve_ingest_search_and_ctrl_c(tmp_path: Path) -> None:
     """`shoal serve` comes up, answers the other commands, and SIGINT stops the coordinator and Ray."""
     address = f"127.0.0.1:{free_port()}"
     serve = subprocess.Popen([sys.executable, "-m", "shoal.cli", "--address", address, "serve", "--no-demo",
-                              "--data-dir", str(tmp_path / "data"), "--metrics-port=0"],  # 9464 may be taken here
+                              "--data-dir", str(tmp_path / "data"), "--metrics-port=0",  # 9464 may be taken here
+                              "--gateway-port=0"],
                              stderr=subprocess.PIPE, text=True)
     try:
         seen = []
@@ -53,6 +55,7 @@ def test_serve_ingest_search_and_ctrl_c(tmp_path: Path) -> None:
         out = "".join(seen)
         assert "Shoal is up" in out, out
         ray_address = re.search(r"Ray at (\S+)\)", out).group(1)
+        gateway = re.search(r"console: http://(\S+)/console/", out).group(1)
 
         rows = [{"id": f"p{i}", "vector": [float(i), 1.0, 0.5], "payload": {"n": i}} for i in range(1, 11)]
         data = tmp_path / "docs.jsonl"
@@ -63,6 +66,8 @@ def test_serve_ingest_search_and_ctrl_c(tmp_path: Path) -> None:
 
         listing = shoal_cmd(address, "collections").stdout
         assert re.search(r"^small\s+3\s+l2\s+\d+\s+10$", listing, re.M), listing
+        with urllib.request.urlopen(f"http://{gateway}/v1/collections/small/count", timeout=30) as resp:
+            assert json.load(resp) == {"count": 10}  # the gateway `shoal serve` started answers for the cluster
         hits = json.loads(shoal_cmd(address, "search", "-c", "small", "--vector", "[3.2, 1, 0.5]", "-k", "3",
                                     "--json").stdout)
         assert [h["id"] for h in hits] == ["p3", "p4", "p2"]
@@ -100,6 +105,7 @@ def test_serve_ingest_search_and_ctrl_c(tmp_path: Path) -> None:
     assert left == [], f"processes still running after shoal serve exited: {left}"
     assert not port_open(address), "the coordinator still listens after Ctrl-C"
     assert not port_open(ray_address), "Ray still runs after Ctrl-C"
+    assert not port_open(gateway), "the gateway still listens after Ctrl-C"
 
 
 def test_demo_loader_on_a_corpus_sample(client: shoal.Client, tmp_path: Path) -> None:
@@ -148,7 +154,7 @@ def test_serve_on_a_taken_port_says_so(tmp_path: Path) -> None:
         holder.listen()
         address = f"127.0.0.1:{holder.getsockname()[1]}"
         r = subprocess.run([sys.executable, "-m", "shoal.cli", "--address", address, "serve", "--no-demo",
-                            "--data-dir", str(tmp_path / "data")], capture_output=True, text=True,
+                            "--data-dir", str(tmp_path / "data"), "--gateway-port=0"], capture_output=True, text=True,
                            timeout=SERVE_TIMEOUT_S, check=False)
     assert r.returncode == 1, r.stderr
     assert f"cannot listen on {address}" in r.stderr

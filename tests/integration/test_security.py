@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+import requests
 
 import shoal
 from protos import shard_pb2, shard_pb2_grpc
@@ -67,7 +68,9 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
     security = LocalSecurity(ca.ca, public.cert, public.key, internal_cert=internal.cert,
                              internal_key=internal.key, internal_server_name=INTERNAL_NAME,
                              client_cert=client.cert, client_key=client.key, api_keys_file=str(keys_file))
-    cluster = LocalCluster(folder / "cluster", security=security, metrics_port=0)
+    # The gateway dials the coordinator over TLS (LocalCluster passes the CA) and serves HTTPS itself.
+    cluster = LocalCluster(folder / "cluster", security=security, metrics_port=0, gateway=True,
+                           gateway_args=[f"--https-cert={public.cert}", f"--https-key={public.key}"])
     cluster.start()
     try:
         yield Secure(cluster, ca.ca, other.ca, client, read_key, write_key)
@@ -237,3 +240,24 @@ def test_no_secret_in_metrics_or_logs(secure: Secure, vectors_collection: tuple[
         assert secret not in text
         for log_name, content in logs.items():
             assert secret not in content, f"an API key leaked into {log_name}"
+
+
+def test_gateway_dials_tls_and_passes_the_key_through(secure: Secure) -> None:
+    """REST over HTTPS: the gateway reaches the TLS coordinator, and the caller's key decides what it may do."""
+    url = secure.cluster.gateway_url
+    assert url.startswith("https://")
+    write = {"authorization": f"Bearer {secure.write_key}"}
+    read = {"authorization": f"Bearer {secure.read_key}"}
+    name = "gateway-tls"
+    r = requests.post(f"{url}/v1/collections", json={"name": name, "dim": 2}, headers=write, verify=secure.ca,
+                      timeout=60)
+    assert r.status_code == 201, r.text
+    try:
+        r = requests.post(f"{url}/v1/collections/{name}/documents", json={"ids": ["a"], "vectors": [[1, 0]]},
+                          headers=read, verify=secure.ca, timeout=60)
+        assert r.status_code == 403 and "read-write" in r.json()["error"]["message"]
+        assert requests.get(f"{url}/v1/collections/{name}/count", headers=read, verify=secure.ca,
+                            timeout=60).json() == {"count": 0}
+        assert requests.get(f"{url}/v1/collections", verify=secure.ca, timeout=60).status_code == 401
+    finally:
+        requests.delete(f"{url}/v1/collections/{name}", headers=write, verify=secure.ca, timeout=60)
