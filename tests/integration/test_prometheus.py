@@ -5,7 +5,6 @@ found through the coordinator's file-SD file and its HTTP-SD endpoint, also afte
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -165,25 +164,27 @@ def fill(client: shoal.Client) -> None:
 
 
 def kill_shards(m: Monitored) -> tuple[dict[str, str], list[str]]:
-    """SIGKILL the node of shard 1 of VEC and the node of ONE's only shard, and search at once: VEC answers
-    partially, ONE (no shard left) fails UNAVAILABLE, a server error. Ray restarts the nodes on new ports.
-    Returns the targets before and the nodes killed."""
+    """Freeze (SIGSTOP) the node of shard 1 of VEC and the node of ONE's only shard and search: VEC answers
+    partially, ONE (no shard left) fails UNAVAILABLE, a server error. Then SIGKILL both: Ray restarts them on
+    new ports (a killed node is back in well under a second, too fast to be missed reliably; a frozen one
+    stays missing). Returns the targets before and the nodes killed."""
     before = sd_file_targets(m.cluster)
     partial = coordinator_samples(m.cluster, "shoal_coordinator_partial_answers_total").get("", 0.0)
-    killed: set[str] = set()
-    for _ in range(3):  # a restart faster than the searches below leaves nothing to see: try again
-        where = [m.cluster.shard_tool("locate", VEC, shard=1), m.cluster.shard_tool("locate", ONE)]
-        killed |= {n for n, t in sd_file_targets(m.cluster).items() if t in {metrics_target(w) for w in where}}
-        for pid in {w["pid"] for w in where}:
-            os.kill(pid, signal.SIGKILL)
+    where = [m.cluster.shard_tool("locate", VEC, shard=1), m.cluster.shard_tool("locate", ONE)]
+    killed = {n for n, t in before.items() if t in {metrics_target(w) for w in where}}
+    pids = {w["pid"] for w in where}
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
         hits = m.client.search(VEC, np.ones(DIM), k=5, allow_partial=True)
-        with shoal.Client(m.cluster.address, retries=0) as once, contextlib.suppress(shoal.Unavailable):
+        with shoal.Client(m.cluster.address, retries=0) as once, pytest.raises(shoal.Unavailable):
             once.search(ONE, np.ones(DIM), k=1, allow_partial=True)
-        errors = coordinator_samples(m.cluster, "shoal_coordinator_requests_total")
-        if hits.missing_shards == [1] and any('code="UNAVAILABLE"' in k for k in errors):
-            break
-    else:
-        raise AssertionError("the killed shards came back before a search could miss them, three times")
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)  # also ends the stop: a killed process needs no SIGCONT
+    assert hits.missing_shards == [1]
+    errors = coordinator_samples(m.cluster, "shoal_coordinator_requests_total")
+    assert any('code="UNAVAILABLE"' in k for k in errors)
     assert coordinator_samples(m.cluster, "shoal_coordinator_partial_answers_total")[""] > partial
     return before, sorted(killed)
 

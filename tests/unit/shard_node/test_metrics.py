@@ -13,11 +13,11 @@ from shard_node.settings import PartitionSpec, ShardSettings
 from shard_node.store import ShardStore
 from shard_node.wal import WriteAheadLog
 
-LABELS = ("docs", "0")
+LABELS = ("docs", "0", "0")
 
 
 def sample(m: ShardMetrics, name: str, **labels: str) -> float:
-    value = m.registry.get_sample_value(name, {"collection": "docs", "shard": "0", **labels})
+    value = m.registry.get_sample_value(name, {"collection": "docs", "shard": "0", "replica": "0", **labels})
     return 0.0 if value is None else value
 
 
