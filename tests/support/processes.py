@@ -52,7 +52,17 @@ def suite_processes(marker: str, basetemp: Path) -> list[psutil.Process]:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             if p.environ().get(SESSION_ENV) == marker or str(basetemp) in " ".join(p.cmdline()):
                 found[p.pid] = p
-    return _alive(list(found.values()))
+    return _alive([p for p in found.values() if not _interpreter_helper(p, me)])
+
+
+# Helpers multiprocessing starts for this interpreter: they end when it does, not when a test does.
+_INTERPRETER_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
+
+def _interpreter_helper(p: psutil.Process, me: int) -> bool:
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return p.ppid() == me and any(h in " ".join(p.cmdline()) for h in _INTERPRETER_HELPERS)
+    return False
 
 
 def describe(procs: list[psutil.Process]) -> str:
