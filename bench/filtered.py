@@ -112,10 +112,11 @@ def embedded_queries(texts: list[str]) -> np.ndarray:
     path = QUERY_CACHE / f"queries-{digest}.npy"
     if path.exists():
         return np.load(path)
-    from embedder.catalog import default_registry  # heavy: only when the cache is cold
+    from embedder.catalog import build_registry  # heavy: only when the cache is cold
+    from embedder.settings import EmbedderSettings
 
     print(f"embedding {len(texts)} dev queries with {DEMO_MODEL} (cached in {path})", file=sys.stderr)
-    encoder = default_registry().load(DEMO_MODEL)
+    encoder = build_registry(EmbedderSettings()).load(DEMO_MODEL)
     vectors = np.asarray(encoder.embed_texts(texts, kind="query"), dtype=np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, vectors)
