@@ -101,7 +101,7 @@ def render(rows: list[dict[str, float]], args: argparse.Namespace, facts: dict, 
     """The BENCHMARKS.md section."""
     best = min(range(len(rows)), key=lambda i: rows[i]["rest_p50"] - rows[i]["sdk_p50"])
     lines = [BEGIN, "## Gateway: REST over the SDK, same searches", "",
-             f"Command: `/work/bin/cpu bench python -m bench.gateway --docs {args.docs} --queries {args.queries} "
+             f"Command: `python -m bench.gateway --docs {args.docs} --queries {args.queries} "
              f"--rounds {args.rounds}` (git {facts['git']}; {seconds:.0f} s). Load average (1/5/15 min) at start "
              f"{facts['load_average_start']}, at end {load_end}. Machine: {facts['nproc']} CPUs, {facts['cpu_model']}; "
              "benchmark client, gateway, coordinator, Ray and shards share them.", "",

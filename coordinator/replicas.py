@@ -45,7 +45,6 @@ class Replicator:
     def __init__(self, pool: ShardPool, settings: CoordinatorSettings, metrics: CoordinatorMetrics) -> None:
         self.pool = pool
         self._settings = settings
-        self._metrics = metrics
         self.metrics = metrics
         self._write_locks: dict[tuple[str, int], asyncio.Lock] = {}
         self._missed: dict[Key, list[Callable[[ShardClient], Awaitable[object]]]] = {}
@@ -65,7 +64,7 @@ class Replicator:
     # ---- writes --------------------------------------------------------------------------
     async def write(self, spec: CollectionSpec, indices: Sequence[int], fn: ShardFn[T], method: str) -> list[T]:
         """fn on every replica of every listed shard; each shard's replicas see its writes in the same order."""
-        self._metrics.fanout_width.observe(len(indices))
+        self.metrics.fanout_width.observe(len(indices))
         return list(await asyncio.gather(*(self._write_shard(spec, i, fn, method) for i in indices)))
 
     async def _write_shard(self, spec: CollectionSpec, index: int, fn: ShardFn[T], method: str) -> T:
@@ -137,7 +136,7 @@ class Replicator:
         Without allow_partial a shard that stays down fails the whole call with UNAVAILABLE. With it, a shard
         that is down (or hangs: its node went away) is left out once partial_wait_s has passed, or once most of
         the request's time is spent, so the answer still reaches the caller before its deadline."""
-        self._metrics.fanout_width.observe(len(indices))
+        self.metrics.fanout_width.observe(len(indices))
         patience = self._settings.partial_wait_s if allow_partial else None
         answers = await self._gather([self._read_shard(spec, i, fn, method, patience) for i in indices], allow_partial)
         results: list[T | None] = []
@@ -151,7 +150,7 @@ class Replicator:
             else:
                 results.append(a)
         if missing:
-            self._metrics.partial_answers.inc()
+            self.metrics.partial_answers.inc()
         return results, missing
 
     async def _gather(self, calls: list[Awaitable[T]], allow_partial: bool) -> list[T | BaseException]:

@@ -44,14 +44,15 @@ def merge_columns(ids: np.ndarray, dists: np.ndarray, k: int) -> tuple[np.ndarra
 
 def merge_ranked(lists: Sequence[tuple[Sequence[str], np.ndarray]], k: int, higher_is_better: bool
                  ) -> tuple[list[str], np.ndarray]:
-    """One ranked list from several (ids, values) lists: the k best values (ties by id)."""
-    ids = [i for part, _ in lists for i in part]
-    if not ids:
+    """One ranked list from several (ids, values) lists: the k best values (ties by id), as merge_columns does
+    for one row."""
+    ids = np.asarray([i for part, _ in lists for i in part], dtype=object)
+    if not len(ids):
         return [], np.empty(0, dtype=np.float32)
     values = np.concatenate([np.asarray(v, dtype=np.float32) for _, v in lists])
     keys = -values if higher_is_better else values
-    best = sorted(range(len(ids)), key=lambda j: (float(keys[j]), ids[j]))[:k]
-    return [ids[j] for j in best], values[best]
+    top_ids, top_keys = merge_columns(ids[None, :], keys[None, :], k)
+    return top_ids[0].tolist(), (-top_keys[0] if higher_is_better else top_keys[0])
 
 
 def pad_rows(rows: Sequence[tuple[Sequence[str], np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

@@ -114,17 +114,12 @@ class ShardNode:
             shutil.rmtree(hosted.place.data_dir, ignore_errors=True)
         return True
 
-    def store(self, key: str) -> ShardStore:
-        """The store of a hosted partition, or NotFound naming the node's directory."""
+    def hosted(self, key: str) -> Hosted:
+        """A hosted partition (its store and what it is), or NotFound naming the node's directory."""
         hosted = self._hosted.get(key)
         if hosted is None:
             raise NotFound(f"partition {key!r} is not hosted by the shard node in {self.node_dir}")
-        return hosted.store
-
-    def place(self, key: str) -> PartitionPlace:
-        """What a hosted partition is."""
-        self.store(key)
-        return self._hosted[key].place
+        return hosted
 
     def keys(self) -> list[str]:
         """Every hosted partition."""

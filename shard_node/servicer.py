@@ -60,8 +60,9 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
                    ) -> shard_pb2.NodeSearchResponse:
         if not request.partitions:
             raise InvalidArgument("NodeSearch needs at least one partition")
-        places = [self._node.place(key) for key in request.partitions]
-        stores = [(self._node.store(key), p.shard) for key, p in zip(request.partitions, places, strict=True)]
+        hosted = [self._node.hosted(key) for key in request.partitions]
+        places = [h.place for h in hosted]
+        stores = [(h.store, h.place.shard) for h in hosted]
         labels = {p.shard: p.labels for p in places}
 
         def plan(shard: int, strategy: str) -> None:
@@ -73,8 +74,8 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
             return node_search(stores, request, self._executor, plan)
 
     def _observed(self, partition: str, method: str, fn: Callable[[ShardStore, tuple[str, str, str]], Any]) -> Any:
-        store = self._node.store(partition)
-        labels = self._node.place(partition).labels
+        hosted = self._node.hosted(partition)
+        store, labels = hosted.store, hosted.place.labels
         with observe(self._metrics.requests, self._metrics.latency, labels, method):
             return fn(store, labels)
 
@@ -140,15 +141,15 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
     @rpc_edge
     def Stats(self, request: shard_pb2.ShardStatsRequest, context: grpc.ServicerContext
               ) -> shard_pb2.ShardStats:
-        return figures_to_proto(self._update_gauges(self._node.store(request.partition),
-                                                    self._node.place(request.partition).labels))
+        hosted = self._node.hosted(request.partition)
+        return figures_to_proto(self._update_gauges(hosted.store, hosted.place.labels))
 
     @rpc_edge
     def Snapshot(self, request: shard_pb2.ShardSnapshotRequest, context: grpc.ServicerContext
                  ) -> shard_pb2.ShardStats:
-        store = self._node.store(request.partition)
-        store.snapshot()
-        return figures_to_proto(self._update_gauges(store, self._node.place(request.partition).labels))
+        hosted = self._node.hosted(request.partition)
+        hosted.store.snapshot()
+        return figures_to_proto(self._update_gauges(hosted.store, hosted.place.labels))
 
     @rpc_edge
     def Rebuild(self, request: shard_pb2.ShardRebuildRequest, context: grpc.ServicerContext
