@@ -5,15 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, Field
+import orjson
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from gateway.errors import GatewayError
 from shoal.client import Collection, Document, Hit
 
 Payload = dict[str, Any]
+M = TypeVar("M", bound=BaseModel)
 
 
 class ErrorDetail(BaseModel):
@@ -207,9 +210,25 @@ def search_args(body: SearchBody) -> dict[str, Any]:
     return args
 
 
-def hit_out(hit: Hit) -> dict[str, Any]:
-    """A hit as JSON."""
-    return {"id": hit.id, "score": float(hit.score), "distance": float(hit.distance), "payload": hit.payload}
+def parse_body(model: type[M], raw: bytes) -> M:
+    """A JSON body as `model`, refused exactly as FastAPI refuses a body it parses (same errors, same 400)."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error",
+                                       "input": {}, "ctx": {"error": exc.msg}}]) from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+def search_json(hits: list[Hit], missing_shards: list[int], plan: dict[str, Any] | None, took_ms: float) -> bytes:
+    """A search's answer (the SearchOut shape) as JSON bytes, without building a model per hit."""
+    return orjson.dumps({"hits": [{"id": h.id, "score": h.score, "distance": h.distance, "payload": h.payload}
+                                  for h in hits],
+                         "missing_shards": missing_shards, "plan": plan, "took_ms": took_ms},
+                        option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def collection_out(c: Collection) -> dict[str, Any]:

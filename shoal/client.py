@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import time
@@ -128,6 +129,49 @@ def _hits_of(resp: coordinator_pb2.SearchResponse) -> list[Hits]:
     return out
 
 
+def _search_request(name: str, vector: Any, k: int, ef: int | None, with_payload: bool,
+                    filter: QueryLike | None, query: QueryLike | None, ranking: str | None,
+                    weights: tuple[float, float], explain: bool, text: str | None, image: bytes | None,
+                    vectors_model: str, allow_partial: bool) -> coordinator_pb2.SearchRequest:
+    """The SearchRequest of one query (Client.explain's arguments); bad arguments raise InvalidArgument."""
+    req = coordinator_pb2.SearchRequest(collection=name, k=k, ef=ef or 0, with_payload=with_payload,
+                                        explain=explain, vector_weight=weights[0], text_weight=weights[1],
+                                        allow_partial=allow_partial, columns=True,
+                                        texts=[text] if text is not None else [],
+                                        images=[image] if image is not None else [], vectors_model=vectors_model)
+    if ranking not in _RANKINGS:
+        raise InvalidArgument(f"ranking {ranking!r} is unknown; use vector, bm25 or hybrid")
+    req.ranking = _RANKINGS[ranking]
+    if vector is not None:
+        arr = np.asarray(vector, dtype=np.float32)
+        if arr.ndim != 1:
+            raise InvalidArgument("search takes one vector; use search_batch for many")
+        req.vectors.CopyFrom(pack_matrix(arr.reshape(1, -1)))
+    elif query is None and text is None and image is None:
+        raise InvalidArgument("search needs a vector, a text, an image or a query")
+    for value, text_field, tree_field in ((filter, "filter", "filter_tree"), (query, "query", "query_tree")):
+        if isinstance(value, str):
+            setattr(req, text_field, value)
+        elif tree_field == "filter_tree" and value is not None:
+            req.filter_tree.CopyFrom(value)
+        elif value is not None:
+            req.query_tree.where.CopyFrom(value)
+    return req
+
+
+def _hits_and_plan(resp: coordinator_pb2.SearchResponse) -> tuple[Hits, dict[str, Any]]:
+    """The one query's hits and its plan ({} without explain)."""
+    plan = MessageToDict(resp.plans[0], preserving_proto_field_name=True,
+                         always_print_fields_with_no_presence=True) if resp.plans else {}
+    return _hits_of(resp)[0], plan
+
+
+def _settle(done: asyncio.Future, call: grpc.Future) -> None:
+    """Hand a finished gRPC call to the coroutine awaiting it (unless that one was cancelled)."""
+    if not done.done():
+        done.set_result(call)
+
+
 def _from_env(value: str | None, name: str) -> str:
     """An explicit argument wins ("" turns the feature off); None falls back to env SHOAL_<name>."""
     return os.environ.get(f"SHOAL_{name}", "") if value is None else value
@@ -167,17 +211,44 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _retry_delay(self, err: grpc.RpcError, attempt: int, idempotent: bool) -> float | None:
+        """Seconds to wait before retrying a failed call, or None: give up."""
+        if idempotent and err.code() in _RETRY_CODES and attempt < self.retries:
+            return self.backoff * (2**attempt) * (0.5 + random.random())
+        return None
+
     def _call(self, fn: Callable[..., T], request: Any, idempotent: bool = True) -> T:
         attempt = 0
         while True:
             try:
                 return fn(request, timeout=self.timeout, metadata=self._metadata)
             except grpc.RpcError as err:
-                if idempotent and err.code() in _RETRY_CODES and attempt < self.retries:
-                    time.sleep(self.backoff * (2**attempt) * (0.5 + random.random()))
-                    attempt += 1
-                    continue
-                raise error_from_rpc(err) from None
+                delay = self._retry_delay(err, attempt, idempotent)
+                if delay is None:
+                    raise error_from_rpc(err) from None
+                time.sleep(delay)
+                attempt += 1
+
+    async def _call_async(self, fn: Any, request: Any, idempotent: bool = True) -> Any:
+        """_call awaited on the running event loop: gRPC's own thread completes the call and wakes the loop, so
+        neither the loop nor a pool thread blocks on it."""
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            done: asyncio.Future[grpc.Future] = loop.create_future()
+            call = fn.future(request, timeout=self.timeout, metadata=self._metadata)
+            call.add_done_callback(lambda f, done=done: loop.call_soon_threadsafe(_settle, done, f))
+            try:
+                return (await done).result()
+            except asyncio.CancelledError:
+                call.cancel()
+                raise
+            except grpc.RpcError as err:
+                delay = self._retry_delay(err, attempt, idempotent)
+                if delay is None:
+                    raise error_from_rpc(err) from None
+                await asyncio.sleep(delay)
+                attempt += 1
 
     # ---- collections ---------------------------------------------------------------------
     def create_collection(self, name: str, dim: int = 0, metric: str = "cosine", shards: int = 0, m: int = 0,
@@ -281,32 +352,20 @@ class Client:
                 vectors_model: str = "", allow_partial: bool = False) -> tuple[Hits, dict[str, Any]]:
         """Like search, and the plan: per clause estimated and actual set sizes, each shard's strategy and
         latency."""
-        req = coordinator_pb2.SearchRequest(collection=name, k=k, ef=ef or 0, with_payload=with_payload,
-                                            explain=explain, vector_weight=weights[0], text_weight=weights[1],
-                                            allow_partial=allow_partial, columns=True,
-                                            texts=[text] if text is not None else [],
-                                            images=[image] if image is not None else [], vectors_model=vectors_model)
-        if ranking not in _RANKINGS:
-            raise InvalidArgument(f"ranking {ranking!r} is unknown; use vector, bm25 or hybrid")
-        req.ranking = _RANKINGS[ranking]
-        if vector is not None:
-            arr = np.asarray(vector, dtype=np.float32)
-            if arr.ndim != 1:
-                raise InvalidArgument("search takes one vector; use search_batch for many")
-            req.vectors.CopyFrom(pack_matrix(arr.reshape(1, -1)))
-        elif query is None and text is None and image is None:
-            raise InvalidArgument("search needs a vector, a text, an image or a query")
-        for value, text_field, tree_field in ((filter, "filter", "filter_tree"), (query, "query", "query_tree")):
-            if isinstance(value, str):
-                setattr(req, text_field, value)
-            elif tree_field == "filter_tree" and value is not None:
-                req.filter_tree.CopyFrom(value)
-            elif value is not None:
-                req.query_tree.where.CopyFrom(value)
-        resp = self._call(self._stub.Search, req)
-        plan = MessageToDict(resp.plans[0], preserving_proto_field_name=True,
-                             always_print_fields_with_no_presence=True) if resp.plans else {}
-        return _hits_of(resp)[0], plan
+        req = _search_request(name, vector, k, ef, with_payload, filter, query, ranking, weights, explain, text,
+                              image, vectors_model, allow_partial)
+        return _hits_and_plan(self._call(self._stub.Search, req))
+
+    async def explain_async(self, name: str, vector: Any = None, k: int = 10, ef: int | None = None,
+                            with_payload: bool = True, filter: QueryLike | None = None,
+                            query: QueryLike | None = None, ranking: str | None = None,
+                            weights: tuple[float, float] = (0.0, 0.0), explain: bool = True, *,
+                            text: str | None = None, image: bytes | None = None, vectors_model: str = "",
+                            allow_partial: bool = False) -> tuple[Hits, dict[str, Any]]:
+        """explain awaited on the running asyncio loop without blocking it (for servers such as the gateway)."""
+        req = _search_request(name, vector, k, ef, with_payload, filter, query, ranking, weights, explain, text,
+                              image, vectors_model, allow_partial)
+        return _hits_and_plan(await self._call_async(self._stub.Search, req))
 
     def search_batch(self, name: str, vectors: Any = None, k: int = 10, ef: int | None = None,
                      with_payload: bool = True, filter: str | None = None, *, texts: Sequence[str] | None = None,

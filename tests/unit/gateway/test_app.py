@@ -22,15 +22,12 @@ class StubClient:
         self.error = error
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
-    def search(self, name: str, **kw: Any) -> Hits:
+    async def explain_async(self, name: str, **kw: Any) -> tuple[Hits, dict[str, Any]]:
         self.calls.append((name, kw))
         if self.error:
             raise self.error
-        return Hits([Hit("a", 0.9, {"t": "x"}, 0.1)], missing_shards=[2])
-
-    def explain(self, name: str, **kw: Any) -> tuple[list[Hit], dict[str, Any]]:
-        self.calls.append((name, kw))
-        return [Hit("a", 0.9, {}, 0.1)], {"ranking": "vector", "shards": [], "latency_ms": 1.0}
+        plan = {"ranking": "vector", "shards": [], "latency_ms": 1.0} if kw["explain"] else {}
+        return Hits([Hit("a", 0.9, {"t": "x"}, 0.1)], missing_shards=[2]), plan
 
     def count(self, name: str) -> int:
         if self.error:

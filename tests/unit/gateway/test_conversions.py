@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import numpy as np
 import pytest
+from fastapi.exceptions import RequestValidationError
 
 from gateway import conversions as cv
 from gateway.errors import GatewayError
@@ -49,9 +51,21 @@ def test_search_arguments() -> None:
     assert cv.search_args(cv.SearchBody(text="hi", ef=64))["ef"] == 64
 
 
+def test_bodies_are_parsed_and_refused_like_fastapi() -> None:
+    assert cv.parse_body(cv.SearchBody, b'{"vector": [1, 2], "k": 3}').k == 3
+    with pytest.raises(RequestValidationError) as bad_json:
+        cv.parse_body(cv.SearchBody, b'{"k": ')
+    assert bad_json.value.errors()[0]["type"] == "json_invalid" and bad_json.value.errors()[0]["loc"] == ("body", 6)
+    with pytest.raises(RequestValidationError) as bad_type:
+        cv.parse_body(cv.SearchBody, b'{"k": "ten"}')
+    assert bad_type.value.errors()[0]["loc"] == ("body", "k")
+
+
 def test_results_as_json() -> None:
-    assert cv.hit_out(Hit("a", np.float32(0.5), {"k": "v"}, 0.5)) == {"id": "a", "score": 0.5, "distance": 0.5,
-                                                                       "payload": {"k": "v"}}
+    out = json.loads(cv.search_json([Hit("a", np.float32(0.5), {"k": "v"}, 0.25)], [1], None, 2.5))
+    assert out == {"hits": [{"id": "a", "score": 0.5, "distance": 0.25, "payload": {"k": "v"}}],
+                   "missing_shards": [1], "plan": None, "took_ms": 2.5}
+    assert cv.SearchOut.model_validate(out).hits[0].id == "a"   # the declared shape
     doc = cv.document_out(Document("a", np.array([1.0, 2.0], dtype=np.float32), {}))
     assert doc == {"id": "a", "vector": [1.0, 2.0], "payload": {}}
     assert cv.document_out(Document("a", None, {}))["vector"] is None
