@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
@@ -17,7 +18,7 @@ from google.protobuf.json_format import MessageToDict
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc, query_pb2
 from protos.errors import InvalidArgument, error_from_rpc
 from protos.serving import grpc_options
-from protos.tls import ClientTLS, open_channel
+from protos.tls import ClientTLS, open_aio_channel, open_channel
 from protos.wire import (
     metric_from_proto,
     metric_to_proto,
@@ -166,12 +167,6 @@ def _hits_and_plan(resp: coordinator_pb2.SearchResponse) -> tuple[Hits, dict[str
     return _hits_of(resp)[0], plan
 
 
-def _settle(done: asyncio.Future, call: grpc.Future) -> None:
-    """Hand a finished gRPC call to the coroutine awaiting it (unless that one was cancelled)."""
-    if not done.done():
-        done.set_result(call)
-
-
 def _from_env(value: str | None, name: str) -> str:
     """An explicit argument wins ("" turns the feature off); None falls back to env SHOAL_<name>."""
     return os.environ.get(f"SHOAL_{name}", "") if value is None else value
@@ -198,12 +193,20 @@ class Client:
                         _from_env(tls_server_name, "TLS_SERVER_NAME"))
         key = _from_env(api_key, "API_KEY")
         self._metadata = (("authorization", f"Bearer {key}"),) if key else ()
+        self._tls = tls
         self._channel = open_channel(address, grpc_options(_MAX_MESSAGE_BYTES), tls)
         self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
+        self._aio_channel: grpc.aio.Channel | None = None   # the *_async calls' channel, bound to their loop
+        self._aio_stub: coordinator_pb2_grpc.CoordinatorStub | None = None
 
     def close(self) -> None:
         """Close the connection."""
         self._channel.close()
+        aio, self._aio_channel, self._aio_stub = self._aio_channel, None, None
+        if aio is not None:
+            # Called from its loop (the gateway's): close there. With no loop running, that loop is gone already.
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().create_task(aio.close())
 
     def __enter__(self) -> Client:
         return self
@@ -229,20 +232,17 @@ class Client:
                 time.sleep(delay)
                 attempt += 1
 
-    async def _call_async(self, fn: Any, request: Any, idempotent: bool = True) -> Any:
-        """_call awaited on the running event loop: gRPC's own thread completes the call and wakes the loop, so
-        neither the loop nor a pool thread blocks on it."""
-        loop = asyncio.get_running_loop()
+    async def _call_async(self, method: str, request: Any, idempotent: bool = True) -> Any:
+        """_call on an asyncio channel of the running loop (opened on first use): the loop is not blocked and no
+        thread is handed the call (the blocking channel's future() starts a thread per idle call)."""
+        if self._aio_stub is None:
+            self._aio_channel = open_aio_channel(self.address, grpc_options(_MAX_MESSAGE_BYTES), self._tls)
+            self._aio_stub = coordinator_pb2_grpc.CoordinatorStub(self._aio_channel)
+        fn = getattr(self._aio_stub, method)
         attempt = 0
         while True:
-            done: asyncio.Future[grpc.Future] = loop.create_future()
-            call = fn.future(request, timeout=self.timeout, metadata=self._metadata)
-            call.add_done_callback(lambda f, done=done: loop.call_soon_threadsafe(_settle, done, f))
             try:
-                return (await done).result()
-            except asyncio.CancelledError:
-                call.cancel()
-                raise
+                return await fn(request, timeout=self.timeout, metadata=self._metadata)
             except grpc.RpcError as err:
                 delay = self._retry_delay(err, attempt, idempotent)
                 if delay is None:
@@ -365,7 +365,7 @@ class Client:
         """explain awaited on the running asyncio loop without blocking it (for servers such as the gateway)."""
         req = _search_request(name, vector, k, ef, with_payload, filter, query, ranking, weights, explain, text,
                               image, vectors_model, allow_partial)
-        return _hits_and_plan(await self._call_async(self._stub.Search, req))
+        return _hits_and_plan(await self._call_async("Search", req))
 
     def search_batch(self, name: str, vectors: Any = None, k: int = 10, ef: int | None = None,
                      with_payload: bool = True, filter: str | None = None, *, texts: Sequence[str] | None = None,
