@@ -18,6 +18,7 @@ from coordinator.deadline import time_left
 from coordinator.fanout import ShardPool
 from coordinator.fusion import rrf
 from coordinator.grouping import Hit, group_hits
+from coordinator.hit_columns import HitColumns
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.negation import resolve_rank_sets, split_rank_nots
 from coordinator.payload_check import check_payloads
@@ -57,10 +58,15 @@ class ShardStatus:
 class SearchAnswer:
     """Every query's merged hits, the shards a partial answer left out, and (explain) each query's plan."""
 
-    results: list[list[Hit]]
+    columns: list[HitColumns]
     missing_shards: list[int]
     plans: list[query_pb2.QueryPlan] = field(default_factory=list)
     excluded: list[int] = field(default_factory=list)  # sizes of the rank-form NOT sets resolved in the round
+
+    @property
+    def results(self) -> list[list[Hit]]:
+        """Every query's hits as per-hit objects."""
+        return [c.hits() for c in self.columns]
 
 
 def score_of(metric: str, distances: np.ndarray) -> np.ndarray:
@@ -392,21 +398,19 @@ class Engine:
         while True:
             req.k = fetch
             result = await self._reads.run(spec, req, allow_partial)
+            t_group = time.perf_counter()
+            if ranking == VECTOR and not grouped:  # the hot path: node columns straight to reply columns
+                columns = _vector_columns(spec, result, k, req.with_payload)
+                break
             rows = self._ranked(spec, result, ranking, weights, depth if ranking == HYBRID else fetch)
             t_group = time.perf_counter()
-            if not grouped:
-                hits = [r[:k] for r in rows]
-                break
-            hits = [group_hits(r, k) for r in rows]
+            hits = [group_hits(r, k) for r in rows] if grouped else [r[:k] for r in rows]
             exhausted = all(len(r) < fetch for r in rows) and len(result.text_ids) < fetch
-            if exhausted or fetch == max_k or all(len(h) == k for h in hits):
+            if not grouped or exhausted or fetch == max_k or all(len(h) == k for h in hits):
+                columns = [HitColumns.of(row, req.with_payload) for row in hits]
                 break
             fetch = min(fetch * 4, max_k)
         req.k = k
-        if not req.with_payload:
-            for row in hits:
-                for h in row:
-                    h.payload = None
         plans = []
         if req.explain:
             stages = dict(result.stage_ms)
@@ -415,8 +419,8 @@ class Engine:
                                        tree=q.render(req.filter) if req.filter is not None else "",
                                        latency_ms=(time.perf_counter() - start) * 1000.0)
             plan.stage_ms.update(stages)
-            plans = [plan] * len(hits)
-        return SearchAnswer(hits, result.missing_shards, plans, result.excluded)
+            plans = [plan] * len(columns)
+        return SearchAnswer(columns, result.missing_shards, plans, result.excluded)
 
     @staticmethod
     def _ranked(spec: CollectionSpec, result: ReadResult, ranking: str, weights: tuple[float, float], depth: int
@@ -517,6 +521,18 @@ class Engine:
             elif resolved:
                 plan.not_path = "two rounds"
         return answer
+
+
+def _vector_columns(spec: CollectionSpec, result: ReadResult, k: int, with_payload: bool) -> list[HitColumns]:
+    """Every query's first k merged entries (padding and excluded ids are +inf, sorted last) as columns."""
+    out = []
+    for row_ids, row_d in zip(result.ids, result.distances, strict=True):
+        n = min(int(np.isfinite(row_d).sum()), k)
+        ids = row_ids[:n].tolist()
+        d = row_d[:n]
+        out.append(HitColumns(ids, score_of(spec.metric, d).astype(np.float32, copy=False), d,
+                              [result.payloads.get(i) for i in ids] if with_payload else None))
+    return out
 
 
 def weights_of(vector_weight: float, text_weight: float) -> tuple[float, float]:

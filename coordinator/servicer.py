@@ -66,14 +66,17 @@ def answer_to_proto(answer: SearchAnswer, columns: bool) -> coordinator_pb2.Sear
             common_pb2.Hit(id=h.id, score=h.score, distance=h.distance, payload=h.payload) for h in hits
         ]) for hits in answer.results)
         return resp
-    flat = [h for hits in answer.results for h in hits]
     cols = resp.columns
-    cols.offsets.extend(np.cumsum([0, *(len(hits) for hits in answer.results)]).tolist())
-    cols.ids.extend(h.id for h in flat)
-    cols.scores = pack_floats(np.fromiter((h.score for h in flat), np.float32, len(flat)))
-    cols.distances = pack_floats(np.fromiter((h.distance for h in flat), np.float32, len(flat)))
-    if any(h.payload is not None for h in flat):
-        cols.payloads.extend(h.payload or common_pb2.Payload() for h in flat)
+    columns = answer.columns
+    cols.offsets.extend(np.cumsum([0, *(len(c) for c in columns)]).tolist())
+    for c in columns:
+        cols.ids.extend(c.ids)
+    cols.scores = pack_floats(np.concatenate([c.scores for c in columns]) if columns else np.empty(0, np.float32))
+    cols.distances = pack_floats(np.concatenate([c.distances for c in columns]) if columns
+                                 else np.empty(0, np.float32))
+    if any(c.payloads is not None and any(p is not None for p in c.payloads) for c in columns):
+        for c in columns:
+            cols.payloads.extend(p or common_pb2.Payload() for p in (c.payloads or [None] * len(c)))
     return resp
 
 
