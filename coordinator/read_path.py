@@ -73,6 +73,13 @@ def _encode(req: ReadRequest) -> bytes:
     return msg.SerializeToString()
 
 
+def _without(ids: list[str], values: np.ndarray, excluded: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """A ranked list without the excluded ids."""
+    arr = np.asarray(ids, dtype=object)
+    keep = ~np.isin(arr, excluded)
+    return arr[keep].tolist(), values[keep]
+
+
 class ReadPath:
     """Runs ReadRequests against a collection's shard nodes."""
 
@@ -169,8 +176,9 @@ class ReadPath:
             gone.update(top_ids)
             sizes.append(len(top_ids))
         if gone:
-            dists = np.where(np.frompyfunc(gone.__contains__, 1, 1)(ids).astype(bool), np.inf, dists)
-            text = [([i for i in t if i not in gone], v[[i not in gone for i in t]]) for t, v in text]
+            excluded = np.fromiter(gone, dtype=object, count=len(gone))
+            dists = np.where(np.isin(ids, excluded), np.inf, dists)
+            text = [_without(t, v, excluded) for t, v in text]
         merged_ids, merged_d = merge_columns(ids, dists, req.k)
         text_ids, text_scores = merge_ranked(text, req.k, higher_is_better=True)
         payloads: dict[str, common_pb2.Payload] = {}

@@ -129,9 +129,11 @@ def value_from_proto(value: common_pb2.Value) -> Any:
     return getattr(value, kind)
 
 
-def payload_to_proto(payload: Mapping[str, Any] | None) -> common_pb2.Payload:
-    """A dict of str -> str/int/float/bool/list as a Payload message."""
-    msg = common_pb2.Payload()
+def payload_to_proto(payload: Mapping[str, Any] | None, into: common_pb2.Payload | None = None
+                     ) -> common_pb2.Payload:
+    """A dict of str -> str/int/float/bool/list as a Payload message (written into `into`, when given, so a map
+    entry of a reply is filled in place instead of copied)."""
+    msg = common_pb2.Payload() if into is None else into
     for key, value in (payload or {}).items():
         if not isinstance(key, str) or not key:
             raise InvalidArgument(f"payload keys must be non-empty strings, got {key!r}")

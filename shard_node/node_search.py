@@ -28,8 +28,9 @@ class PartitionAnswer:
     ids: np.ndarray            # (queries, width) object, "" on padding
     dists: np.ndarray          # (queries, width) float32, +inf on padding
     text: tuple[list[str], np.ndarray] = ([], np.empty(0, np.float32))
-    plans: list[query_pb2.ShardPlan] = field(default_factory=list)
+    plans: list[query_pb2.ShardPlan] = field(default_factory=list)     # with explain, or from the planner
     exclusions: list[tuple[list[str], np.ndarray]] = field(default_factory=list)
+    strategies: list[str] = field(default_factory=list)                # one per query (the plan metric)
 
 
 def local_top(store: ShardStore, near: query_pb2.Near) -> tuple[list[str], np.ndarray]:
@@ -70,10 +71,12 @@ def _search_partition(store: ShardStore, shard: int, req: shard_pb2.NodeSearchRe
         check_vectors(queries, part.spec.dim, "query vector", part.spec.metric)
     if _plain(req) and len(queries):
         ids, dists = part.search_matrix(queries, k, ef or None)
+        if not req.explain:  # the hot path: no plan message per partition per call
+            return PartitionAnswer(ids, dists, strategies=[HNSW])
         ms = (time.perf_counter() - start) * 1000.0
         plan = query_pb2.ShardPlan(shard=shard, strategy=HNSW, live=part.live, allowed=part.live, rounds=1,
                                    ef=max(ef or part.spec.ef_search, k), latency_ms=ms)
-        return PartitionAnswer(ids, dists, plans=[plan])
+        return PartitionAnswer(ids, dists, plans=[plan], strategies=[HNSW])
     rows = queries if len(queries) else [None]
     ranked, plans = [], []
     text: tuple[list[str], np.ndarray] = ([], np.empty(0, np.float32))
@@ -89,7 +92,7 @@ def _search_partition(store: ShardStore, shard: int, req: shard_pb2.NodeSearchRe
             text = (list(resp.text_hits.ids), unpack_floats(resp.text_hits.scores))
         plans.append(resp.plan)
     ids, dists = pad_rows(ranked) if len(queries) else pad_rows([([], np.empty(0, np.float32))])
-    return PartitionAnswer(ids, dists, text, plans)
+    return PartitionAnswer(ids, dists, text, plans, strategies=[p.strategy for p in plans])
 
 
 def node_search(stores: Sequence[tuple[ShardStore, int]], req: shard_pb2.NodeSearchRequest,
@@ -108,8 +111,12 @@ def node_search(stores: Sequence[tuple[ShardStore, int]], req: shard_pb2.NodeSea
         futures = [executor.submit(search_partition, s, shard, req, queries) for s, shard in stores]
         answers = [f.result() for f in futures]
     k = int(req.k)
-    ids, dists = merge_columns(np.concatenate([a.ids for a in answers], axis=1),
-                               np.concatenate([a.dists for a in answers], axis=1), k)
+    if len(answers) == 1 and answers[0].ids.shape[1] <= k:
+        # One partition's rows are its top-k already, best first; the coordinator's merge orders ties by id.
+        ids, dists = answers[0].ids, answers[0].dists
+    else:
+        ids, dists = merge_columns(np.concatenate([a.ids for a in answers], axis=1),
+                                   np.concatenate([a.dists for a in answers], axis=1), k)
     resp = shard_pb2.NodeSearchResponse(rows=ids.shape[0], per_row=ids.shape[1], ids=ids.ravel().tolist(),
                                         distances=pack_floats(dists.ravel()))
     if req.match.field:
@@ -121,12 +128,12 @@ def node_search(stores: Sequence[tuple[ShardStore, int]], req: shard_pb2.NodeSea
         resp.exclusions.add(ids=top_ids, scores=pack_floats(top_d))
     if req.with_payload:
         _add_payloads(resp, stores, answers)
-    for a in answers:
+    for (_, shard), a in zip(stores, answers, strict=True):
         if req.explain:
             resp.plans.extend(a.plans)
         if observe_plan is not None:
-            for p in a.plans:
-                observe_plan(p.shard, p.strategy)
+            for strategy in a.strategies:
+                observe_plan(shard, strategy)
     resp.node_ms = (time.perf_counter() - start) * 1000.0
     return resp
 
@@ -137,4 +144,4 @@ def _add_payloads(resp: shard_pb2.NodeSearchResponse, stores: Sequence[tuple[Sha
     for (store, _), answer in zip(stores, answers, strict=True):
         mine = [i for i in dict.fromkeys([*answer.ids.ravel().tolist(), *answer.text[0]]) if i in wanted]
         for doc_id, payload in zip(mine, store.partition.payloads_of(mine), strict=True):
-            resp.payloads[doc_id].CopyFrom(payload_to_proto(payload))
+            payload_to_proto(payload, into=resp.payloads[doc_id])
