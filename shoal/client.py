@@ -198,6 +198,7 @@ class Client:
         self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
         self._aio_channel: grpc.aio.Channel | None = None   # the *_async calls' channel, bound to their loop
         self._aio_stub: coordinator_pb2_grpc.CoordinatorStub | None = None
+        self._aio_loop: asyncio.AbstractEventLoop | None = None
 
     def close(self) -> None:
         """Close the connection."""
@@ -235,9 +236,11 @@ class Client:
     async def _call_async(self, method: str, request: Any, idempotent: bool = True) -> Any:
         """_call on an asyncio channel of the running loop (opened on first use): the loop is not blocked and no
         thread is handed the call (the blocking channel's future() starts a thread per idle call)."""
-        if self._aio_stub is None:
+        loop = asyncio.get_running_loop()
+        if self._aio_stub is None or self._aio_loop is not loop:  # a grpc.aio channel serves one loop
             self._aio_channel = open_aio_channel(self.address, grpc_options(_MAX_MESSAGE_BYTES), self._tls)
             self._aio_stub = coordinator_pb2_grpc.CoordinatorStub(self._aio_channel)
+            self._aio_loop = loop
         fn = getattr(self._aio_stub, method)
         attempt = 0
         while True:

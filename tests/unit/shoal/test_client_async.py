@@ -1,0 +1,74 @@
+"""Client.explain_async: the same request and answer as explain, retried on UNAVAILABLE, errors mapped."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from concurrent import futures
+
+import grpc
+import numpy as np
+import pytest
+
+import shoal
+from protos import coordinator_pb2
+from protos.wire import pack_floats, payload_to_proto
+
+
+class _Search(grpc.GenericRpcHandler):
+    """Answers Search with two packed hits; refuses the first `unavailable` calls, and k=0 as invalid."""
+
+    def __init__(self, unavailable: int = 0) -> None:
+        self.unavailable = unavailable
+        self.requests: list[coordinator_pb2.SearchRequest] = []
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        if details.method != "/shoal.v1.Coordinator/Search":
+            return None
+
+        def search(req: coordinator_pb2.SearchRequest, context: grpc.ServicerContext) -> coordinator_pb2.SearchResponse:
+            self.requests.append(req)
+            if self.unavailable:
+                self.unavailable -= 1
+                context.abort(grpc.StatusCode.UNAVAILABLE, "starting")
+            if req.k == 0:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "k must be at least 1")
+            resp = coordinator_pb2.SearchResponse(missing_shards=[1])
+            resp.columns.offsets.extend([0, 2])
+            resp.columns.ids.extend(["a", "b"])
+            resp.columns.scores = pack_floats(np.asarray([0.75, 0.5], np.float32))
+            resp.columns.distances = pack_floats(np.asarray([0.25, 0.5], np.float32))
+            resp.columns.payloads.extend([payload_to_proto({"n": 1}), payload_to_proto({})])
+            return resp
+
+        return grpc.unary_unary_rpc_method_handler(search, coordinator_pb2.SearchRequest.FromString,
+                                                   coordinator_pb2.SearchResponse.SerializeToString)
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, _Search]]:
+    """An in-process gRPC server standing in for the coordinator's Search."""
+    handler = _Search(unavailable=1)
+    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[handler])
+    port = srv.add_insecure_port("127.0.0.1:0")
+    srv.start()
+    yield f"127.0.0.1:{port}", handler
+    srv.stop(0)
+
+
+def test_explain_async_matches_explain_and_retries(server: tuple[str, _Search]) -> None:
+    address, handler = server
+    with shoal.Client(address, api_key="", backoff=0.01) as c:
+        async def both() -> tuple:
+            got = await c.explain_async("c", vector=[1.0, 0.0], k=2, explain=False, allow_partial=True)
+            with pytest.raises(shoal.InvalidArgument, match="k must be at least 1"):
+                await c.explain_async("c", vector=[1.0, 0.0], k=0)
+            return got
+
+        hits, plan = asyncio.run(both())
+        again, _ = asyncio.run(c.explain_async("c", vector=[1.0, 0.0], k=2))   # a second loop gets its own channel
+        want, _ = c.explain("c", vector=[1.0, 0.0], k=2, explain=False, allow_partial=True)
+    assert [(h.id, h.score, h.distance, h.payload) for h in hits] == [("a", 0.75, 0.25, {"n": 1}), ("b", 0.5, 0.5, {})]
+    assert hits == want == again and hits.missing_shards == [1] and plan == {}
+    # One refused (UNAVAILABLE, retried), one answered, one invalid (not retried), the second loop's, the blocking one.
+    assert len(handler.requests) == 5 and handler.requests[1] == handler.requests[4]
