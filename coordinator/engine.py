@@ -489,7 +489,7 @@ class Engine:
                 raise InvalidArgument(f"@top:{top} is out of range: 1 to {s.max_k} (coordinator setting max_k)")
             exact = ReadRequest(vector.reshape(1, -1).astype(np.float32), top, strategy=EXACT)
             answer = await self._read(spec, exact, VECTOR, (1.0, 1.0), False)
-            return [h.id for h in answer.results[0]]
+            return list(answer.columns[0].ids)
 
         flt = None
         resolved: list[query_pb2.ClauseFigures] = []
