@@ -20,14 +20,16 @@ def merge_columns(ids: np.ndarray, dists: np.ndarray, k: int) -> tuple[np.ndarra
     width = min(k, total)
     if width == 0:
         return np.empty((rows, 0), dtype=object), np.empty((rows, 0), dtype=np.float32)
+    # Plain fancy indexing by (row, column): take_along_axis rebuilds index grids per call, which dominates a
+    # single query's merge of a few dozen entries.
+    r = np.arange(rows)[:, None]
     if total <= k:
         order = np.argsort(dists, axis=1, kind="stable")
     else:
         part = np.argpartition(dists, width - 1, axis=1)[:, :width]
-        inner = np.argsort(np.take_along_axis(dists, part, axis=1), axis=1, kind="stable")
-        order = np.take_along_axis(part, inner, axis=1)
-    out_d = np.take_along_axis(dists, order, axis=1)
-    out_ids = np.take_along_axis(ids, order, axis=1)
+        order = part[r, np.argsort(dists[r, part], axis=1, kind="stable")]
+    out_d = dists[r, order]
+    out_ids = ids[r, order]
     finite = np.isfinite(out_d)
     tied = ((out_d[:, 1:] == out_d[:, :-1]) & finite[:, 1:]).any(axis=1)
     if total > width:  # an equal distance just past the cut may belong to a smaller id
