@@ -78,6 +78,9 @@ class ShardMetrics:
                                    buckets=FSYNC_BUCKETS, registry=self.registry)
         self.wal_appended = Counter("shoal_shard_wal_appended_bytes", "Bytes appended to the write-ahead log",
                                     labels, registry=self.registry)
+        self.disk_errors = Counter("shoal_shard_disk_errors_total",
+                                   "Disk faults met (no space, read-only), by what the shard was writing",
+                                   (*labels, "operation", "kind"), registry=self.registry)
         self.plans = Counter("shoal_shard_planner_plans_total", "Queries answered, by the plan the planner chose",
                              (*labels, "strategy"), registry=self.registry)
 
@@ -94,7 +97,10 @@ class ShardMetrics:
         def rebuild_end(outcome: str, seconds: float) -> None:
             self.rebuild_seconds.labels(*labels, outcome).observe(seconds)
 
-        return StoreObservers(wal_fsync=wal_fsync, rebuild_end=rebuild_end)
+        def disk_error(operation: str, kind: str) -> None:
+            self.disk_errors.labels(*labels, operation, kind).inc()
+
+        return StoreObservers(wal_fsync=wal_fsync, rebuild_end=rebuild_end, disk_error=disk_error)
 
     def refresh_on_scrape(self, labels: tuple[str, str, str], figures: Callable[[], ShardFigures]) -> None:
         """Set the figure gauges from `figures()` at every scrape, so they are current even without writes or
@@ -106,7 +112,7 @@ class ShardMetrics:
         self._before_scrape.callbacks.pop(labels, None)
         extra = {id(self.requests): ("method", "code"), id(self.latency): ("method",),
                  id(self.rebuilds_started): ("reason",), id(self.rebuild_seconds): ("outcome",),
-                 id(self.plans): ("strategy",)}
+                 id(self.plans): ("strategy",), id(self.disk_errors): ("operation", "kind")}
         for family in (v for v in vars(self).values() if isinstance(v, MetricWrapperBase)):
             names = ("collection", "shard", "replica", *extra.get(id(family), ()))
             found = {tuple(sample.labels[n] for n in names) for metric in family.collect()

@@ -39,12 +39,16 @@ def write_snapshot(root: Path, partition: Partition, lsn: int, extra: dict[str, 
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    partition.save(tmp)
-    (tmp / _META).write_text(json.dumps({**(extra or {}), "lsn": lsn, "spec": partition.spec.to_dict()}))
-    for child in tmp.iterdir():
-        with open(child, "rb") as f:
-            os.fsync(f.fileno())
-    fsync_dir(tmp)
+    try:
+        partition.save(tmp)
+        (tmp / _META).write_text(json.dumps({**(extra or {}), "lsn": lsn, "spec": partition.spec.to_dict()}))
+        for child in tmp.iterdir():
+            with open(child, "rb") as f:
+                os.fsync(f.fileno())
+        fsync_dir(tmp)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk gets its space back; the old snapshot stays
+        raise
     final = root / f"{_PREFIX}{lsn:020d}"
     if final.exists():
         shutil.rmtree(final)

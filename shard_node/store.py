@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +15,10 @@ import numpy as np
 
 from protos import common_pb2, shard_pb2
 from protos.errors import FailedPrecondition, InvalidArgument
-from protos.wire import check_vectors, pack_matrix, payloads_from_proto, unpack_matrix
+from protos.checksum import content_checksum
+from protos.wire import check_vectors, pack_matrix, pack_vector, payload_to_proto, payloads_from_proto, unpack_matrix
 from shard_node import snapshot
+from shard_node.disk import disk_error, fault_kind
 from shard_node.partition import Partition
 from shard_node.rebuild import Rebuilder, RebuildFigures, RebuildObserver, build_partition, respec, tombstone_ratio
 from shard_node.settings import PartitionSpec, ShardSettings
@@ -22,6 +26,8 @@ from shard_node.wal import FsyncObserver, WriteAheadLog
 
 _SPEC_FILE = "spec.json"
 _IDENTITY = ("dim", "metric")  # what a shard's data is; M and ef_construction may change on rebuild
+SNAPSHOT_RETRY_S = 30.0  # after a periodic snapshot failed (disk full), writes do not try again sooner
+log = logging.getLogger("shoal.shard_node.store")
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class ShardFigures:
     memory_bytes: int
     disk_bytes: int
     rebuild: RebuildFigures
+    disk_error: str = ""  # the last disk fault (full, read-only) of a write or snapshot; "" once one succeeds
 
     @property
     def tombstone_ratio(self) -> float:
@@ -54,14 +61,31 @@ class StoreObservers:
 
     wal_fsync: FsyncObserver | None = None
     rebuild_end: RebuildObserver | None = None
+    disk_error: Callable[[str, str], None] | None = None  # (operation, kind) of each disk fault
+
+
+@dataclass(frozen=True)
+class BackupPoint:
+    """A consistent point of a shard for a backup: its files (snapshot + WAL through `lsn`) and content."""
+
+    lsn: int
+    entries: int        # live index entries (chunks count one each)
+    documents: int      # live documents
+    checksum: str       # protos.checksum.content_checksum of the live entries
+    files: list[tuple[str, Path]]  # (path relative to the data directory, absolute path)
 
 
 class ShardStore:
     """Applies writes durably (WAL fsync before acknowledging) and recovers them at start-up."""
 
     def __init__(self, data_dir: Path, spec: PartitionSpec, settings: ShardSettings,
-                 observers: StoreObservers = StoreObservers()) -> None:  # noqa: B008 - frozen, never mutated
+                 observers: StoreObservers = StoreObservers(),  # noqa: B008 - frozen, never mutated
+                 where: str = "") -> None:
         self.data_dir = data_dir
+        self.where = where or f"shard in {data_dir}"  # how errors name this shard (collection, shard, replica)
+        self._observers = observers
+        self._disk_error = ""
+        self._snapshot_retry_at = 0.0
         self.spec = spec
         self._settings = settings
         self._write_lock = threading.Lock()
@@ -118,10 +142,23 @@ class ShardStore:
             n = partition.delete(list(record.delete.ids))
         return n
 
+    def _disk_fault(self, exc: OSError, operation: str, doing: str) -> Exception:
+        """Record a disk fault (figures, metric, log) and return the error to raise for it."""
+        mapped = disk_error(exc, doing, self.where, self.data_dir)
+        self._disk_error = str(mapped or f"{type(exc).__name__}: {exc}")
+        if self._observers.disk_error is not None:
+            self._observers.disk_error(operation, fault_kind(exc))
+        log.warning("%s", self._disk_error)
+        return mapped or exc
+
     def _log_and_apply(self, record: shard_pb2.WalRecord) -> tuple[int, int]:
         with self._write_lock:
             record.lsn = self._lsn + 1
-            self._wal.append(record)
+            try:
+                self._wal.append(record)
+            except OSError as exc:  # the WAL cut the record off again: nothing logged, nothing applied
+                raise self._disk_fault(exc, "wal", "append to the write-ahead log") from None
+            self._disk_error = ""
             self._lsn = record.lsn
             affected = self._apply(record, self.partition)
             self._ops_since_snapshot += len(record.upsert.ids) + len(record.delete.ids)
@@ -129,9 +166,13 @@ class ShardStore:
                 self._journal.append(record)
             if (self._ops_since_snapshot >= self._settings.snapshot_every_ops
                     or self._wal.size_bytes >= self._settings.snapshot_wal_bytes) \
+                    and time.monotonic() >= self._snapshot_retry_at \
                     and self._snapshot_lock.acquire(blocking=False):
                 try:
                     self._snapshot_locked()
+                except OSError as exc:  # the write is durable in the WAL: acknowledge it, snapshot later
+                    self._disk_fault(exc, "snapshot", "write a snapshot")
+                    self._snapshot_retry_at = time.monotonic() + SNAPSHOT_RETRY_S
                 finally:
                     self._snapshot_lock.release()
             return record.lsn, affected
@@ -165,7 +206,10 @@ class ShardStore:
     def snapshot(self) -> None:
         """Write a snapshot now and drop the WAL it covers (after a running rebuild, which writes its own)."""
         with self._snapshot_lock, self._write_lock:
-            self._snapshot_locked()
+            try:
+                self._snapshot_locked()
+            except OSError as exc:
+                raise self._disk_fault(exc, "snapshot", "write a snapshot") from None
 
     def _snapshot_locked(self) -> None:
         lsn = self._lsn
@@ -212,7 +256,10 @@ class ShardStore:
                 r.phase("snapshot")
                 # Written outside the write lock: only this thread touches `fresh` until the swap.
                 rebuild_meta = {"rebuilt_at": time.time(), "rebuild_seconds": r.elapsed()}
-                snapshot.write_snapshot(self._snap_dir, fresh, lsn, rebuild_meta)
+                try:
+                    snapshot.write_snapshot(self._snap_dir, fresh, lsn, rebuild_meta)
+                except OSError as exc:  # the old index and its files stay in charge
+                    raise self._disk_fault(exc, "rebuild", "write the rebuilt index's snapshot") from None
                 r.phase("catch-up")
                 done = self._replay(fresh, journal, done)
                 r.phase("swap")
@@ -238,7 +285,31 @@ class ShardStore:
                             documents=p.documents, slots_used=p.slots_used, m=p.spec.m,
                             ef_construction=p.spec.ef_construction,
                             memory_bytes=p.memory_bytes(), disk_bytes=snapshot.disk_bytes(self._snap_dir) + wal,
-                            rebuild=self.rebuilder.figures())
+                            rebuild=self.rebuilder.figures(), disk_error=self._disk_error)
+
+    # ---- backup --------------------------------------------------------------------------
+    @contextmanager
+    def backup_point(self) -> Iterator[BackupPoint]:
+        """Pin a consistent point for a backup while the caller copies its files; writes go on meanwhile.
+
+        The WAL moves to a fresh segment, so the snapshot and the closed segments hold exactly the writes
+        through the point; holding the snapshot lock keeps a snapshot or rebuild from replacing them."""
+        with self._snapshot_lock:
+            with self._write_lock:
+                lsn = self._lsn
+                self._wal.open_segment(lsn + 1)
+                ids, vectors, payloads = self.partition.live_documents()
+                documents = self.partition.documents
+                files = [(p.relative_to(self.data_dir).as_posix(), p) for p in self._backup_files(lsn)]
+            checksum = content_checksum(ids, [pack_vector(v) for v in vectors],
+                                        [payload_to_proto(p) for p in payloads])
+            yield BackupPoint(lsn, len(ids), documents, checksum, files)
+
+    def _backup_files(self, lsn: int) -> list[Path]:
+        spec = self.data_dir / _SPEC_FILE
+        snaps = snapshot.complete_snapshots(self._snap_dir)
+        snap_files = sorted(p for p in snaps[-1].iterdir() if p.is_file()) if snaps else []
+        return [spec, *snap_files, *self._wal.segments_through(lsn)]
 
     def close(self) -> None:
         """Stop writing (the WAL is already durable); a running rebuild is abandoned, its files never used."""

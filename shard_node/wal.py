@@ -59,6 +59,9 @@ class WriteAheadLog:
         self._on_fsync = on_fsync
         self._dir.mkdir(parents=True, exist_ok=True)
         self._file = None
+        # A failed append whose bytes could not be cut off yet: (segment, its valid size). Nothing is appended
+        # until they are, so a torn frame never sits in front of later records.
+        self._torn: tuple[Path, int] | None = None
         self._bytes = sum(p.stat().st_size for p in self._segments())
 
     def _segments(self) -> list[Path]:
@@ -89,23 +92,55 @@ class WriteAheadLog:
         """Start writing into a new segment whose first record will have `first_lsn`."""
         self.close()
         path = self._dir / _segment_name(first_lsn)
-        self._file = open(path, "ab")  # noqa: SIM115 - held open for the shard's life
+        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - held open for the shard's life
         fsync_dir(self._dir)
 
     def append(self, record: shard_pb2.WalRecord) -> int:
-        """Write one record and fsync; returns its size in bytes."""
+        """Write one record and fsync; returns its size in bytes.
+
+        On any failure (a full or read-only disk) the segment is cut back to where the record started and
+        closed, so nothing of the record stays to be replayed, and the OSError is raised."""
+        self._cut_torn()
         if self._file is None:
             self.open_segment(record.lsn)
         body = record.SerializeToString()
         frame = _HEADER.pack(len(body), zlib.crc32(body)) + body
-        self._file.write(frame)
-        self._file.flush()
-        start = time.perf_counter()
-        os.fsync(self._file.fileno())
+        f = self._file
+        start_size = os.fstat(f.fileno()).st_size
+        try:
+            view = memoryview(frame)
+            while view:  # unbuffered: a short write on a nearly full disk leaves no bytes queued to retry
+                view = view[f.write(view):]
+            start = time.perf_counter()
+            os.fsync(f.fileno())
+        except OSError:
+            self._torn = (Path(f.name), start_size)
+            self.close()
+            self._cut_torn(raising=False)
+            raise
         if self._on_fsync is not None:
             self._on_fsync(time.perf_counter() - start, len(frame))
         self._bytes += len(frame)
         return len(frame)
+
+    def _cut_torn(self, raising: bool = True) -> None:
+        """Truncate the segment a failed append left torn back to its valid size (truncating needs no space)."""
+        if self._torn is None:
+            return
+        path, size = self._torn
+        try:
+            with open(path, "r+b") as f:
+                f.truncate(size)
+                os.fsync(f.fileno())
+        except OSError:
+            if raising:
+                raise
+            return
+        self._torn = None
+
+    def segments_through(self, lsn: int) -> list[Path]:
+        """Segments whose first record is at or below `lsn` (with the current one closed: records <= lsn)."""
+        return [p for p in self._segments() if _segment_start(p) <= lsn and p.stat().st_size]
 
     def drop_through(self, lsn: int) -> None:
         """Delete segments every record of which is at or below `lsn` (a snapshot covers them)."""
