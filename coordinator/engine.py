@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from coordinator import backup
 from coordinator.catalog import Catalog, CollectionSpec, valid_name
 from coordinator.deadline import time_left
 from coordinator.fanout import ShardPool
@@ -29,11 +31,18 @@ from coordinator.read_path import ReadPath, ReadRequest, ReadResult
 from coordinator.replicas import Replicator
 from coordinator.router import group_by_shard
 from coordinator.scheduler import CompactionScheduler
-from coordinator.settings import MAX_DIM, MAX_ID_BYTES, MAX_REPLICATION, MAX_SHARDS, CoordinatorSettings
+from coordinator.settings import (
+    MAX_DEADLINE_S,
+    MAX_DIM,
+    MAX_ID_BYTES,
+    MAX_REPLICATION,
+    MAX_SHARDS,
+    CoordinatorSettings,
+)
 from coordinator.shards import ShardPlacer, replicas_of
 from protos import common_pb2, query_pb2, shard_pb2
 from protos import query_tree as q
-from protos.errors import InvalidArgument, ShoalError
+from protos.errors import FailedPrecondition, InvalidArgument, ShoalError
 from protos.query_tree import depth as tree_depth
 from protos.wire import METRICS, check_vectors, pack_matrix
 from shard_node.client import ShardClient
@@ -153,15 +162,18 @@ class Engine:
     def _partition_calls(self, spec: CollectionSpec) -> list[tuple[int, int]]:
         return [(i, r) for i in range(spec.shards) for r in replicas_of(spec)]
 
+    def _open_request(self, spec: CollectionSpec, i: int, r: int) -> shard_pb2.OpenPartitionRequest:
+        spec_json = json.dumps(self._placer.partition_spec(spec).to_dict())
+        return shard_pb2.OpenPartitionRequest(partition=spec.partition_key(i, r), collection=spec.name, shard=i,
+                                              replica=r, spec_json=spec_json,
+                                              data_dir=self._placer.data_dir(spec, i, r))
+
     async def _open_partitions(self, spec: CollectionSpec) -> None:
         """Make every shard replica's node host it (idempotent)."""
         timeout = time_left(self.settings.shard_timeout_s)
-        spec_json = json.dumps(self._placer.partition_spec(spec).to_dict())
 
         async def open_one(i: int, r: int) -> None:
-            req = shard_pb2.OpenPartitionRequest(partition=spec.partition_key(i, r), collection=spec.name, shard=i,
-                                                 replica=r, spec_json=spec_json,
-                                                 data_dir=self._placer.data_dir(spec, i, r))
+            req = self._open_request(spec, i, r)
             await self._pool.call_node(spec.node_of(i, r), lambda c: c.open_partition(req, timeout), "OpenPartition")
 
         await asyncio.gather(*(open_one(i, r) for i, r in self._partition_calls(spec)))
@@ -203,8 +215,10 @@ class Engine:
     async def create_collection(self, name: str, dim: int, metric: str, shards: int, m: int,
                                 ef_construction: int, ef_search: int, tombstone_threshold: float = 0.0,
                                 replication_factor: int = 0, fields: dict[str, str] | None = None,
+                                opener: Callable[[CollectionSpec], Awaitable[None]] | None = None,
                                 **binding: str | int) -> CollectionSpec:
-        """Create a collection and place its partitions on shard nodes (binding: model fields of CollectionSpec)."""
+        """Create a collection and place its partitions on shard nodes (binding: model fields of CollectionSpec;
+        opener: what fills the new partitions, by default nothing: they open empty)."""
         s = self.settings
         if not valid_name(name):
             raise InvalidArgument(f"collection name {name!r} is not valid: use 1-128 letters, digits, "
@@ -245,7 +259,7 @@ class Engine:
                                   placement=placement, **binding)
         self.catalog.add(spec)
         try:
-            await self._open_partitions(spec)
+            await (opener or self._open_partitions)(spec)
         except BaseException:
             self.catalog.remove(name)
             with contextlib.suppress(ShoalError):
@@ -313,6 +327,59 @@ class Engine:
             await asyncio.gather(*(j.done for j in jobs))
         _, status = await self.describe(name, allow_partial=True)
         return indices, [s for s in status if s.index in indices]
+
+    # ---- backup and restore --------------------------------------------------------------
+    async def snapshot(self, name: str, directory: str) -> tuple[Path, list[backup.ShardCopy], float]:
+        """Back a collection up, online, into a directory on this machine: (manifest, shard copies, seconds)."""
+        spec = self.catalog.get(name)
+        start = time.perf_counter()
+        root = await asyncio.to_thread(backup.prepare_directory, directory)
+        timeout = time_left(MAX_DEADLINE_S)
+
+        async def copy(i: int, c: ShardClient) -> backup.ShardCopy:
+            return await backup.copy_shard(c, root, i, timeout)
+
+        try:
+            copies, _ = await self._replicas.read(spec, range(spec.shards), copy, "Backup")
+            seconds = time.perf_counter() - start
+            manifest = await asyncio.to_thread(backup.write_manifest, root, spec, copies, seconds)
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, root, True)  # no half backup left to be mistaken for one
+            raise
+        log.info("backed up %s (%d shards, %d documents) into %s in %.1f s", name, spec.shards,
+                 sum(c.documents for c in copies), root, seconds)
+        return manifest, copies, seconds
+
+    async def restore(self, directory: str, name: str = "", shards: int = 0) -> CollectionSpec:
+        """Create a collection from a backup directory on this machine, after checking every file of it."""
+        found = await asyncio.to_thread(backup.open_backup, directory)
+        s = found.spec
+        if shards and shards != s["shards"]:
+            raise FailedPrecondition(f"the backup in {found.root} has {s['shards']} shards; restoring into {shards} "
+                                     f"is not supported (ids are routed by shard count): restore with its own "
+                                     f"count, or upsert its documents into a new collection")
+        timeout = time_left(MAX_DEADLINE_S)
+
+        async def fill(spec: CollectionSpec) -> None:
+            async def restore_one(i: int, r: int) -> None:
+                header = shard_pb2.BackupHeader(open=self._open_request(spec, i, r))
+                stats = await self._pool.call_node(
+                    spec.node_of(i, r), lambda c: c.restore_partition(found.chunks(i, header), timeout),
+                    "RestorePartition")
+                want = found.shards[i]
+                if (stats.last_lsn, stats.documents) != (want.lsn, want.documents):
+                    raise FailedPrecondition(
+                        f"shard {i} replica {r} restored from {found.root} holds {stats.documents} documents at "
+                        f"LSN {stats.last_lsn}; the manifest recorded {want.documents} at LSN {want.lsn}")
+
+            await asyncio.gather(*(restore_one(i, r) for i, r in self._partition_calls(spec)))
+
+        binding = {k: s[k] for k in ("model", "modality", "chunk_words", "chunk_overlap")}
+        spec = await self.create_collection(
+            name or found.name, s["dim"], s["metric"], s["shards"], s["m"], s["ef_construction"], s["ef_search"],
+            s["tombstone_threshold"], s["replication_factor"], dict(s["fields"]), opener=fill, **binding)
+        log.info("restored %s from %s", spec.name, found.root)
+        return spec
 
     # ---- writes --------------------------------------------------------------------------
     async def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray,

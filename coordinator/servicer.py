@@ -49,7 +49,7 @@ def shard_to_proto(s: ShardStatus) -> coordinator_pb2.ShardInfo:
         index=s.index, replica=s.replica, available=True, address=s.address, live=f.live, tombstones=f.tombstones,
         wal_bytes=f.wal_bytes, capacity=f.capacity, tombstone_ratio=tombstone_ratio(f.live, f.tombstones),
         memory_bytes=f.memory_bytes, disk_bytes=f.disk_bytes, m=f.m, ef_construction=f.ef_construction,
-        rebuild=f.rebuild, last_lsn=f.last_lsn)
+        rebuild=f.rebuild, last_lsn=f.last_lsn, disk_error=f.disk_error)
 
 
 def _is_query(request: coordinator_pb2.SearchRequest) -> bool:
@@ -186,3 +186,22 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             scheduled, shards = await self._engine.compact(request.collection, list(request.shards), request.hnsw.m,
                                                            request.hnsw.ef_construction, request.wait)
             return coordinator_pb2.CompactResponse(scheduled=scheduled, shard_info=[shard_to_proto(s) for s in shards])
+
+    @rpc_edge
+    async def Snapshot(self, request: coordinator_pb2.SnapshotRequest,
+                       context: grpc.aio.ServicerContext) -> coordinator_pb2.SnapshotResponse:
+        with self._observe("Snapshot", context):
+            manifest, copies, seconds = await self._engine.snapshot(request.collection, request.directory)
+            shards = [coordinator_pb2.ShardBackup(index=c.index, replica=c.replica, lsn=c.lsn, documents=c.documents,
+                                                  entries=c.entries, checksum=c.checksum, bytes=c.bytes)
+                      for c in copies]
+            return coordinator_pb2.SnapshotResponse(
+                directory=str(manifest.parent), manifest=str(manifest), shards=shards,
+                documents=sum(c.documents for c in copies), bytes=sum(c.bytes for c in copies), seconds=seconds)
+
+    @rpc_edge
+    async def Restore(self, request: coordinator_pb2.RestoreRequest,
+                      context: grpc.aio.ServicerContext) -> coordinator_pb2.CollectionInfo:
+        with self._observe("Restore", context):
+            spec = await self._engine.restore(request.directory, request.name, request.shards)
+            return collection_to_proto(spec)

@@ -132,6 +132,19 @@ def rpc_edge(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def stream_edge(method: F) -> F:
+    """rpc_edge for a sync server-streaming method: a failure while streaming also becomes a status."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            yield from method(self, request, context)
+        except Exception as exc:  # noqa: BLE001 - every failure must become a status
+            context.abort(*_abort_args(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
 def raise_from(err: grpc.RpcError) -> NoReturn:
     """Re-raise a failed call as its domain error (for clients)."""
     raise error_from_rpc(err) from None

@@ -4,7 +4,7 @@ A NodeClient owns the channel to one node; a ShardClient is a view of it bound t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 import grpc
 
@@ -49,6 +49,14 @@ class NodeClient:
         req = shard_pb2.ClosePartitionRequest(partition=key, delete_data=delete_data)
         try:
             return (await self.stub.ClosePartition(req, timeout=timeout)).existed
+        except grpc.RpcError as err:
+            raise_from(err)
+
+    async def restore_partition(self, chunks: Iterable[shard_pb2.BackupChunk], timeout: float
+                                ) -> shard_pb2.ShardStats:
+        """Make the node host a new partition from a backup's files (a header first); returns its figures."""
+        try:
+            return await self.stub.RestorePartition(iter(chunks), timeout=timeout)
         except grpc.RpcError as err:
             raise_from(err)
 
@@ -107,6 +115,17 @@ class ShardClient:
             return await self._stub.Stats(shard_pb2.ShardStatsRequest(partition=self.partition), timeout=timeout)
         except grpc.RpcError as err:
             raise_from(err)
+
+    async def backup(self, timeout: float) -> AsyncIterator[shard_pb2.BackupChunk]:
+        """The partition's backup stream: a header, then its files in chunks."""
+        call = self._stub.BackupPartition(shard_pb2.BackupPartitionRequest(partition=self.partition), timeout=timeout)
+        try:
+            async for chunk in call:
+                yield chunk
+        except grpc.RpcError as err:
+            raise_from(err)
+        finally:
+            call.cancel()
 
     async def rebuild(self, m: int, ef_construction: int, reason: str, wait: bool, timeout: float
                       ) -> shard_pb2.ShardStats:

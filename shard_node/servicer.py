@@ -5,14 +5,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
+from pathlib import Path
 from typing import Any
 
 import grpc
 
 from protos import common_pb2, shard_pb2, shard_pb2_grpc
-from protos.errors import InvalidArgument, rpc_edge
+from protos.errors import FailedPrecondition, InvalidArgument, rpc_edge, stream_edge
+from protos.file_stream import CHUNK_BYTES, FileSink, file_chunks
 from protos.serving import observe
 from protos.wire import METRICS, pack_vector, payload_to_proto
 from shard_node.metrics import ShardMetrics
@@ -32,7 +35,8 @@ def figures_to_proto(f: ShardFigures) -> shard_pb2.ShardStats:
         rebuild=common_pb2.RebuildStatus(
             running=r.running, phase=r.phase, progress=r.progress, total=r.total,
             last_finished_at=r.last_finished_at, last_seconds=r.last_seconds, last_reason=r.last_reason,
-            last_error=r.last_error))
+            last_error=r.last_error),
+        disk_error=f.disk_error)
 
 
 def spec_from_json(text: str) -> PartitionSpec:
@@ -84,14 +88,54 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
         self._metrics.observe_figures(labels, f)
         return f
 
-    @rpc_edge
-    def OpenPartition(self, request: shard_pb2.OpenPartitionRequest, context: grpc.ServicerContext
-                      ) -> shard_pb2.ShardStats:
+    @staticmethod
+    def _place_of(request: shard_pb2.OpenPartitionRequest) -> PartitionPlace:
         if not request.partition or not os.path.isabs(request.data_dir):
             raise InvalidArgument("OpenPartition needs a partition key and an absolute data directory")
         spec = spec_from_json(request.spec_json)
-        place = PartitionPlace(request.collection, request.shard, request.replica, spec.to_dict(), request.data_dir)
+        return PartitionPlace(request.collection, request.shard, request.replica, spec.to_dict(), request.data_dir)
+
+    @rpc_edge
+    def OpenPartition(self, request: shard_pb2.OpenPartitionRequest, context: grpc.ServicerContext
+                      ) -> shard_pb2.ShardStats:
+        place = self._place_of(request)
         store = self._node.open(request.partition, place)
+        return figures_to_proto(self._update_gauges(store, place.labels))
+
+    @stream_edge
+    def BackupPartition(self, request: shard_pb2.BackupPartitionRequest, context: grpc.ServicerContext
+                        ) -> Iterator[shard_pb2.BackupChunk]:
+        hosted = self._node.hosted(request.partition)
+        store = hosted.store
+        with store.backup_point() as point:  # held until the last chunk is sent (or the caller goes away)
+            files = [(rel, path.stat().st_size) for rel, path in point.files]
+            yield shard_pb2.BackupChunk(header=shard_pb2.BackupHeader(
+                lsn=point.lsn, entries=point.entries, documents=point.documents, checksum=point.checksum,
+                files=[shard_pb2.BackupFile(path=rel, size=size) for rel, size in files]))
+            yield from file_chunks(store.data_dir, files, request.chunk_bytes or CHUNK_BYTES)
+
+    @rpc_edge
+    def RestorePartition(self, request_iterator: Iterator[shard_pb2.BackupChunk], context: grpc.ServicerContext
+                         ) -> shard_pb2.ShardStats:
+        first = next(request_iterator, None)
+        if first is None or not first.header.HasField("open"):
+            raise InvalidArgument("RestorePartition's first message must be a header with the partition to open")
+        header = first.header
+        place = self._place_of(header.open)
+        target = Path(place.data_dir)
+        if target.exists() and any(target.iterdir()):
+            raise FailedPrecondition(f"cannot restore {place.describe()} into {target}: the directory is not empty")
+        target.mkdir(parents=True, exist_ok=True)
+        sink = FileSink(target)
+        try:
+            for chunk in request_iterator:
+                sink.write(chunk)
+            sink.close((f.path, f.size) for f in header.files)
+        except BaseException:
+            sink.abort()
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        store = self._node.open(header.open.partition, place)
         return figures_to_proto(self._update_gauges(store, place.labels))
 
     @rpc_edge

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from protos import common_pb2, shard_pb2
-from protos.errors import FailedPrecondition, InvalidArgument
 from protos.checksum import content_checksum
+from protos.errors import FailedPrecondition, InvalidArgument
 from protos.wire import check_vectors, pack_matrix, pack_vector, payload_to_proto, payloads_from_proto, unpack_matrix
 from shard_node import snapshot
 from shard_node.disk import disk_error, fault_kind

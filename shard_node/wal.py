@@ -90,6 +90,7 @@ class WriteAheadLog:
 
     def open_segment(self, first_lsn: int) -> None:
         """Start writing into a new segment whose first record will have `first_lsn`."""
+        self._cut_torn()
         self.close()
         path = self._dir / _segment_name(first_lsn)
         self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - held open for the shard's life

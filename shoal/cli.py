@@ -133,6 +133,27 @@ def cmd_drop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    """Back a collection up into a directory on the coordinator's machine."""
+    with _client(args) as client:
+        r = client.snapshot(args.name, os.path.abspath(args.directory))
+    print(f"backed up {args.name}: {r['documents']} documents, {len(r['shards'])} shards, {r['bytes']} bytes "
+          f"in {r['seconds']:.1f} s; manifest {r['manifest']}")
+    for sh in r["shards"]:
+        print(f"  shard {sh['index']} (replica {sh['replica']}): {sh['documents']} documents at LSN {sh['lsn']}, "
+              f"checksum {sh['checksum']}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Create a collection from a backup directory on the coordinator's machine."""
+    with _client(args) as client:
+        c = client.restore(os.path.abspath(args.directory), name=args.name, shards=args.shards)
+        count = client.count(c.name)
+    print(f"restored {c.name}: {count} documents, dim {c.dim}, {c.metric}, {c.shards} shards")
+    return 0
+
+
 def cmd_count(args: argparse.Namespace) -> int:
     """Print a collection's live document count."""
     with _client(args) as client:
@@ -345,6 +366,20 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("drop", help="drop a collection and its data")
     s.add_argument("name")
     s.set_defaults(fn=cmd_drop)
+
+    s = sub.add_parser("snapshot", help="back a collection up, online, into a directory on the coordinator's "
+                                        "machine (a new or empty one)")
+    s.add_argument("name")
+    s.add_argument("directory", help="where the backup goes, on the coordinator's machine (relative paths are "
+                                     "made absolute here)")
+    s.set_defaults(fn=cmd_snapshot)
+
+    s = sub.add_parser("restore", help="create a collection from a backup directory on the coordinator's machine")
+    s.add_argument("directory")
+    s.add_argument("--name", default="", help="name of the new collection (default: the backed-up one's)")
+    s.add_argument("--shards", type=int, default=0,
+                   help="shard count to restore into; only the backup's own is accepted (default)")
+    s.set_defaults(fn=cmd_restore)
 
     s = sub.add_parser("count", help="live documents in a collection")
     s.add_argument("name")

@@ -94,7 +94,7 @@ def _shard_info(s: coordinator_pb2.ShardInfo) -> dict[str, Any]:
             "address": s.address, "live": s.live, "tombstones": s.tombstones,
             "tombstone_ratio": s.tombstone_ratio, "capacity": s.capacity, "wal_bytes": s.wal_bytes,
             "memory_bytes": s.memory_bytes, "disk_bytes": s.disk_bytes, "m": s.m,
-            "ef_construction": s.ef_construction, "last_lsn": s.last_lsn,
+            "ef_construction": s.ef_construction, "last_lsn": s.last_lsn, "disk_error": s.disk_error,
             "rebuild": {"running": r.running, "phase": r.phase, "progress": r.progress, "total": r.total,
                         "last_finished_at": r.last_finished_at, "last_seconds": r.last_seconds,
                         "last_reason": r.last_reason, "last_error": r.last_error}}
@@ -167,11 +167,11 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, fn: Callable[..., T], request: Any, idempotent: bool = True) -> T:
+    def _call(self, fn: Callable[..., T], request: Any, idempotent: bool = True, timeout: float | None = None) -> T:
         attempt = 0
         while True:
             try:
-                return fn(request, timeout=self.timeout, metadata=self._metadata)
+                return fn(request, timeout=timeout or self.timeout, metadata=self._metadata)
             except grpc.RpcError as err:
                 if idempotent and err.code() in _RETRY_CODES and attempt < self.retries:
                     time.sleep(self.backoff * (2**attempt) * (0.5 + random.random()))
@@ -219,6 +219,23 @@ class Client:
         req = coordinator_pb2.CompactRequest(collection=name, shards=list(shards or []), wait=wait,
                                              hnsw=common_pb2.HnswParams(m=m, ef_construction=ef_construction))
         return [_shard_info(s) for s in self._call(self._stub.Compact, req).shard_info]
+
+    # ---- backup and restore --------------------------------------------------------------
+    def snapshot(self, name: str, directory: str, timeout: float = 3600.0) -> dict[str, Any]:
+        """Back a collection up, online, into `directory` on the coordinator's machine (absolute; absent or
+        empty). Returns the manifest's path and each shard's LSN, counts, content checksum and bytes."""
+        req = coordinator_pb2.SnapshotRequest(collection=name, directory=directory)
+        r = self._call(self._stub.Snapshot, req, idempotent=False, timeout=timeout)
+        return {"directory": r.directory, "manifest": r.manifest, "documents": r.documents, "bytes": r.bytes,
+                "seconds": r.seconds,
+                "shards": [{"index": s.index, "replica": s.replica, "lsn": s.lsn, "documents": s.documents,
+                            "entries": s.entries, "checksum": s.checksum, "bytes": s.bytes} for s in r.shards]}
+
+    def restore(self, directory: str, name: str = "", shards: int = 0, timeout: float = 3600.0) -> Collection:
+        """Create a collection (named `name`, default the backed-up one's) from a backup directory on the
+        coordinator's machine; a damaged file or another shard count is refused (FailedPrecondition)."""
+        req = coordinator_pb2.RestoreRequest(directory=directory, name=name, shards=shards)
+        return _collection(self._call(self._stub.Restore, req, idempotent=False, timeout=timeout))
 
     # ---- documents -----------------------------------------------------------------------
     def upsert(self, name: str, ids: Sequence[str], vectors: Any = None,
