@@ -23,3 +23,8 @@ def content_checksum(ids: Sequence[str], vectors: Sequence[bytes], payloads: Seq
             h.update(part)
         total = (total + int.from_bytes(h.digest(), "little")) % (1 << _BITS)
     return f"{total:032x}"
+
+
+def combine_checksums(checksums: Sequence[str]) -> str:
+    """The checksum of the union of disjoint sets of entries (e.g. every shard of a collection)."""
+    return f"{sum(int(c, 16) for c in checksums) % (1 << _BITS):032x}"
