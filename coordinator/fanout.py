@@ -13,7 +13,7 @@ from coordinator.discovery import ShardTargets
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.settings import CoordinatorSettings
 from coordinator.shards import ShardLocation, ShardPlacer
-from protos.errors import Unavailable
+from protos.errors import DiskUnavailable, Unavailable
 from shard_node.client import NodeClient, ShardClient
 
 T = TypeVar("T")
@@ -93,6 +93,9 @@ class ShardPool:
             start = time.perf_counter()
             try:
                 result = await fn(client)
+            except DiskUnavailable:  # the node answered: waiting for it to come back would not help
+                self._metrics.shard_calls.labels("error").inc()
+                raise
             except Unavailable:
                 self._metrics.shard_calls.labels("unavailable").inc()
                 left = give_up - time.monotonic()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
-from protos.errors import ResourceExhausted, ShoalError, Unavailable
+from protos.errors import DiskUnavailable, ResourceExhausted, ShoalError
 
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
@@ -20,7 +20,7 @@ def disk_error(exc: OSError, doing: str, where: str, path: Path) -> ShoalError |
                                  f"({errno.errorcode[exc.errno]}); nothing of this write was acknowledged or "
                                  f"applied: free space or grow the volume, writes resume by themselves")
     if exc.errno in READ_ONLY:
-        return Unavailable(f"{where}: cannot {doing} in its data directory {path}: it is read-only or not "
+        return DiskUnavailable(f"{where}: cannot {doing} in its data directory {path}: it is read-only or not "
                            f"writable ({errno.errorcode[exc.errno]}); nothing of this write was acknowledged or "
                            f"applied: remount it read-write or fix its permissions, writes resume by themselves")
     return None
