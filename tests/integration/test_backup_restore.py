@@ -167,3 +167,25 @@ def test_damaged_or_mismatched_backups_are_refused(client: shoal.Client, collect
         assert restored.shards == 2
     finally:
         client.drop_collection(name)
+
+
+def test_cli_snapshot_and_restore(client: shoal.Client, cluster: LocalCluster, collection_name: str,
+                                  tmp_path: Path) -> None:
+    from tests.integration.test_cli import shoal_cmd
+
+    client.create_collection(collection_name, dim=DIM, shards=2)
+    ids, vectors, payloads = batch_of(0, 120, np.random.default_rng(3))
+    client.upsert(collection_name, ids, vectors, payloads)
+    done = shoal_cmd(cluster.address, "snapshot", collection_name, str(tmp_path / "b"))
+    assert done.returncode == 0, done.stderr
+    assert f"backed up {collection_name}: 120 documents, 2 shards" in done.stdout
+    name = f"r-{uuid.uuid4().hex[:8]}"
+    done = shoal_cmd(cluster.address, "restore", str(tmp_path / "b"), "--name", name)
+    try:
+        assert done.returncode == 0, done.stderr
+        assert f"restored {name}: 120 documents" in done.stdout
+    finally:
+        if name in {c.name for c in client.list_collections()}:
+            client.drop_collection(name)
+    refused = shoal_cmd(cluster.address, "restore", str(tmp_path / "b"), "--name", name, "--shards", "5")
+    assert refused.returncode == 2 and "FailedPrecondition" in refused.stderr and "5" in refused.stderr
