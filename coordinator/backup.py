@@ -9,7 +9,6 @@ Layout: `<dir>/manifest.json` (written last: a directory without it is not a fin
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -22,14 +21,13 @@ from typing import Any
 from coordinator.catalog import CollectionSpec
 from protos import shard_pb2
 from protos.errors import FailedPrecondition, InvalidArgument, NotFound
-from protos.file_stream import FileSink, file_chunks
+from protos.file_stream import FileSink, file_chunks, file_sha256
 from shard_node.client import ShardClient
 
 MANIFEST = "manifest.json"
 FORMAT = "shoal-backup/1"
 # What a backup keeps of a collection's spec: what it is, not where it ran (uid, placement) or its name.
 _PLACEMENT_FIELDS = ("name", "uid", "placement", "created_at")
-_HASH_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -142,14 +140,6 @@ class Backup:
         yield from file_chunks(self.root / shard_dir(index), files)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_HASH_BLOCK):
-            h.update(block)
-    return h.hexdigest()
-
-
 def open_backup(directory: str) -> Backup:
     """Read a backup's manifest and check every file it lists (size and SHA-256); refuse it naming the first
     file that is missing or differs."""
@@ -180,7 +170,7 @@ def open_backup(directory: str) -> Backup:
             if size != int(f["size"]):
                 raise FailedPrecondition(f"backup file {file} has {size} bytes, the manifest says {f['size']}: "
                                          f"the backup is damaged, refusing it")
-            if _sha256(file) != f["sha256"]:
+            if file_sha256(file) != f["sha256"]:
                 raise FailedPrecondition(f"backup file {file} does not match its SHA-256 in the manifest: "
                                          f"the backup is damaged, refusing it")
     return Backup(root, name, spec, shards)

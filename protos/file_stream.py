@@ -14,7 +14,16 @@ from pathlib import Path, PurePosixPath
 from protos import shard_pb2
 from protos.errors import InvalidArgument
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 20  # also the block file_sha256 reads
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of one file, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(CHUNK_BYTES):
+            h.update(block)
+    return h.hexdigest()
 
 
 def safe_relative(path: str) -> PurePosixPath:

@@ -297,7 +297,10 @@ class ShardStore:
         with self._snapshot_lock:
             with self._write_lock:
                 lsn = self._lsn
-                self._wal.open_segment(lsn + 1)
+                try:
+                    self._wal.open_segment(lsn + 1)
+                except OSError as exc:
+                    raise self._disk_fault(exc, "backup", "start a WAL segment for a backup") from None
                 ids, vectors, payloads = self.partition.live_documents()
                 documents = self.partition.documents
                 files = [(p.relative_to(self.data_dir).as_posix(), p) for p in self._backup_files(lsn)]
