@@ -173,7 +173,7 @@ def test_cli_snapshot_and_restore(client: shoal.Client, cluster: LocalCluster, c
                                   tmp_path: Path) -> None:
     from tests.integration.test_cli import shoal_cmd
 
-    client.create_collection(collection_name, dim=DIM, shards=2)
+    client.create_collection(collection_name, dim=DIM, shards=2, replication_factor=2)
     ids, vectors, payloads = batch_of(0, 120, np.random.default_rng(3))
     client.upsert(collection_name, ids, vectors, payloads)
     done = shoal_cmd(cluster.address, "snapshot", collection_name, str(tmp_path / "b"))
@@ -184,6 +184,10 @@ def test_cli_snapshot_and_restore(client: shoal.Client, cluster: LocalCluster, c
     try:
         assert done.returncode == 0, done.stderr
         assert f"restored {name}: 120 documents" in done.stdout
+        shards = client.describe_collection(name).shard_info  # every replica was restored from the one copy
+        assert sorted((s["index"], s["replica"]) for s in shards) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+        by_shard = {i: {s["live"] for s in shards if s["index"] == i} for i in (0, 1)}
+        assert all(len(v) == 1 for v in by_shard.values()) and sum(v.pop() for v in by_shard.values()) == 120
     finally:
         if name in {c.name for c in client.list_collections()}:
             client.drop_collection(name)

@@ -13,10 +13,12 @@ import pytest
 from protos import shard_pb2
 from protos.errors import ResourceExhausted, Unavailable
 from protos.wire import pack_matrix
+from shard_node.metrics import ShardMetrics
 from shard_node.settings import PartitionSpec, ShardSettings
 from shard_node.store import ShardStore
 from shard_node.wal import WriteAheadLog, read_segment
 from tests.support.tmpfs import fill, free, set_read_only, small_tmpfs
+from tests.unit.shard_node.test_metrics import sample
 
 DIM = 8
 SPEC = PartitionSpec(dim=DIM, metric="l2", m=8, ef_construction=50, ef_search=32)
@@ -56,9 +58,13 @@ def test_a_wal_append_that_does_not_fit_leaves_no_torn_record(disk: Path) -> Non
     assert end == sorted((disk / "wal").glob("wal-*.log"))[-1].stat().st_size
 
 
-def open_store(root: Path, **kw: int) -> ShardStore:
-    """A store in root/shard, named as a node names it."""
-    return ShardStore(root / "shard", SPEC, ShardSettings(initial_capacity=64, **kw), where=WHERE)
+LABELS = ("c", "3", "1")
+
+
+def open_store(root: Path, metrics: ShardMetrics | None = None, **kw: int) -> ShardStore:
+    """A store in root/shard, named as a node names it (reporting to metrics when given)."""
+    observers = metrics.observers(LABELS) if metrics is not None else ShardMetrics().observers(LABELS)
+    return ShardStore(root / "shard", SPEC, ShardSettings(initial_capacity=64, **kw), observers, where=WHERE)
 
 
 def upsert(store: ShardStore, start: int, n: int) -> list[str]:
@@ -69,7 +75,8 @@ def upsert(store: ShardStore, start: int, n: int) -> list[str]:
 
 
 def test_full_disk_refuses_the_write_names_shard_and_path_and_resumes(disk: Path) -> None:
-    store = open_store(disk)
+    metrics = ShardMetrics()
+    store = open_store(disk, metrics)
     acked = upsert(store, 0, 50)
     before = store.figures()
     fill(disk)
@@ -80,6 +87,8 @@ def test_full_disk_refuses_the_write_names_shard_and_path_and_resumes(disk: Path
     after = store.figures()
     assert (after.last_lsn, after.live) == (before.last_lsn, before.live)  # nothing applied
     assert "ENOSPC" in after.disk_error
+    faults = dict(collection="c", shard="3", replica="1", operation="wal", kind="no_space")
+    assert sample(metrics, "shoal_shard_disk_errors_total", **faults) == 1
     assert store.partition.get(["doc50"], False) == []
     assert len(store.partition.get(acked, False)) == 50  # reads go on
     free(disk)
@@ -130,3 +139,20 @@ def test_read_only_disk_answers_unavailable_and_resumes(disk: Path) -> None:
     again = open_store(disk)
     assert len(again.partition.get(acked, False)) == 520
     again.close()
+
+
+def test_a_rebuild_that_does_not_fit_fails_and_the_old_index_serves(disk: Path) -> None:
+    store = open_store(disk)
+    acked = upsert(store, 0, 300)
+    store.delete(acked[:100])
+    fill(disk, leave=8 * 1024)
+    assert store.rebuild(reason="test") and store.rebuilder.wait(60)
+    f = store.figures()
+    assert "no space" in f.rebuild.last_error and "rebuild" in f.disk_error
+    assert f.rebuild.total == 0 and f.tombstones == 100  # the old index still serves, tombstones and all
+    assert not list((disk / "shard" / "snapshots").glob("*.tmp"))
+    assert len(store.partition.get(acked[100:], False)) == 200
+    free(disk)
+    assert store.rebuild(reason="test") and store.rebuilder.wait(60)
+    assert store.figures().rebuild.total == 1 and store.figures().tombstones == 0
+    store.close()
