@@ -12,17 +12,20 @@ NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
-def disk_error(exc: OSError, doing: str, where: str, path: Path) -> ShoalError | None:
+WRITE_REFUSED = "nothing of this write was acknowledged or applied"
+
+
+def disk_error(exc: OSError, doing: str, where: str, path: Path, outcome: str = WRITE_REFUSED) -> ShoalError | None:
     """The domain error for an OSError of `doing` (e.g. "append to the WAL") on `where`'s data in `path`,
-    or None when it is not a disk-space or permission fault."""
+    saying what it left behind (`outcome`); None when it is not a disk-space or permission fault."""
     if exc.errno in NO_SPACE:
         return ResourceExhausted(f"{where}: no space left to {doing} in its data directory {path} "
-                                 f"({errno.errorcode[exc.errno]}); nothing of this write was acknowledged or "
-                                 f"applied: free space or grow the volume, writes resume by themselves")
+                                 f"({errno.errorcode[exc.errno]}); {outcome}: free space or grow the volume, "
+                                 f"writes resume by themselves")
     if exc.errno in READ_ONLY:
         return DiskUnavailable(f"{where}: cannot {doing} in its data directory {path}: it is read-only or not "
-                           f"writable ({errno.errorcode[exc.errno]}); nothing of this write was acknowledged or "
-                           f"applied: remount it read-write or fix its permissions, writes resume by themselves")
+                               f"writable ({errno.errorcode[exc.errno]}); {outcome}: remount it read-write or fix "
+                               f"its permissions, writes resume by themselves")
     return None
 
 

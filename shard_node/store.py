@@ -18,7 +18,7 @@ from protos.checksum import content_checksum
 from protos.errors import FailedPrecondition, InvalidArgument
 from protos.wire import check_vectors, pack_matrix, pack_vector, payload_to_proto, payloads_from_proto, unpack_matrix
 from shard_node import snapshot
-from shard_node.disk import disk_error, fault_kind
+from shard_node.disk import WRITE_REFUSED, disk_error, fault_kind
 from shard_node.partition import Partition
 from shard_node.rebuild import Rebuilder, RebuildFigures, RebuildObserver, build_partition, respec, tombstone_ratio
 from shard_node.settings import PartitionSpec, ShardSettings
@@ -142,9 +142,9 @@ class ShardStore:
             n = partition.delete(list(record.delete.ids))
         return n
 
-    def _disk_fault(self, exc: OSError, operation: str, doing: str) -> Exception:
+    def _disk_fault(self, exc: OSError, operation: str, doing: str, outcome: str = WRITE_REFUSED) -> Exception:
         """Record a disk fault (figures, metric, log) and return the error to raise for it."""
-        mapped = disk_error(exc, doing, self.where, self.data_dir)
+        mapped = disk_error(exc, doing, self.where, self.data_dir, outcome)
         self._disk_error = str(mapped or f"{type(exc).__name__}: {exc}")
         if self._observers.disk_error is not None:
             self._observers.disk_error(operation, fault_kind(exc))
@@ -171,7 +171,9 @@ class ShardStore:
                 try:
                     self._snapshot_locked()
                 except OSError as exc:  # the write is durable in the WAL: acknowledge it, snapshot later
-                    self._disk_fault(exc, "snapshot", "write a snapshot")
+                    self._disk_fault(exc, "snapshot", "write a snapshot",
+                                     f"the write is durable in the WAL; the snapshot is tried again in "
+                                     f"{SNAPSHOT_RETRY_S:.0f} s")
                     self._snapshot_retry_at = time.monotonic() + SNAPSHOT_RETRY_S
                 finally:
                     self._snapshot_lock.release()
@@ -209,7 +211,8 @@ class ShardStore:
             try:
                 self._snapshot_locked()
             except OSError as exc:
-                raise self._disk_fault(exc, "snapshot", "write a snapshot") from None
+                raise self._disk_fault(exc, "snapshot", "write a snapshot",
+                                       "every write stays in the WAL and the last snapshot stays in charge") from None
 
     def _snapshot_locked(self) -> None:
         lsn = self._lsn
@@ -259,7 +262,8 @@ class ShardStore:
                 try:
                     snapshot.write_snapshot(self._snap_dir, fresh, lsn, rebuild_meta)
                 except OSError as exc:  # the old index and its files stay in charge
-                    raise self._disk_fault(exc, "rebuild", "write the rebuilt index's snapshot") from None
+                    raise self._disk_fault(exc, "rebuild", "write the rebuilt index's snapshot",
+                                           "the old index keeps serving") from None
                 r.phase("catch-up")
                 done = self._replay(fresh, journal, done)
                 r.phase("swap")
@@ -300,7 +304,8 @@ class ShardStore:
                 try:
                     self._wal.open_segment(lsn + 1)
                 except OSError as exc:
-                    raise self._disk_fault(exc, "backup", "start a WAL segment for a backup") from None
+                    raise self._disk_fault(exc, "backup", "start a WAL segment for a backup",
+                                           "no backup was taken") from None
                 ids, vectors, payloads = self.partition.live_documents()
                 documents = self.partition.documents
                 files = [(p.relative_to(self.data_dir).as_posix(), p) for p in self._backup_files(lsn)]
