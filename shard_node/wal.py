@@ -92,20 +92,61 @@ class WriteAheadLog:
         self._file = open(path, "ab")  # noqa: SIM115 - held open for the shard's life
         fsync_dir(self._dir)
 
-    def append(self, record: shard_pb2.WalRecord) -> int:
-        """Write one record and fsync; returns its size in bytes."""
+    def append(self, record: shard_pb2.WalRecord, sync: bool = True) -> int:
+        """Write one record and (unless sync is False: the caller calls sync()) fsync; returns its size in bytes."""
         if self._file is None:
             self.open_segment(record.lsn)
         body = record.SerializeToString()
         frame = _HEADER.pack(len(body), zlib.crc32(body)) + body
         self._file.write(frame)
         self._file.flush()
+        self._bytes += len(frame)
+        if sync:
+            self.sync(len(frame))
+        return len(frame)
+
+    def sync(self, added: int = 0) -> None:
+        """fsync the current segment (records appended without sync are durable once this returns)."""
         start = time.perf_counter()
         os.fsync(self._file.fileno())
         if self._on_fsync is not None:
-            self._on_fsync(time.perf_counter() - start, len(frame))
-        self._bytes += len(frame)
-        return len(frame)
+            self._on_fsync(time.perf_counter() - start, added)
+
+    def read_after(self, after_lsn: int, through_lsn: int, max_bytes: int) -> list[shard_pb2.WalRecord] | None:
+        """Records after_lsn < lsn <= through_lsn, in order, about max_bytes of them, read while writers go on;
+        None when the WAL no longer holds lsn after_lsn + 1 (a snapshot dropped it)."""
+        segments = self._segments()
+        starts = [_segment_start(p) for p in segments]
+        first = next((n for n in range(len(segments)) if n + 1 == len(segments) or starts[n + 1] > after_lsn + 1),
+                     None)
+        out: list[shard_pb2.WalRecord] = []
+        size = 0
+        for path in segments[first:] if first is not None else []:
+            try:
+                records, _ = read_segment(path)  # a frame being appended reads as a torn tail: it stops there
+            except FileNotFoundError:  # dropped under us by a snapshot
+                return None if not out else out
+            for record in records:
+                if record.lsn <= after_lsn:
+                    continue
+                if record.lsn > through_lsn or size >= max_bytes:
+                    return out
+                if record.lsn != after_lsn + 1 + len(out):
+                    return None if not out else out
+                out.append(record)
+                size += record.ByteSize()
+        if not out and through_lsn > after_lsn:
+            return None
+        return out
+
+    def reset(self, first_lsn: int) -> None:
+        """Delete every segment (a copied state replaces what they hold) and start a new one at first_lsn."""
+        self.close()
+        for path in self._segments():
+            path.unlink()
+        self._bytes = 0
+        fsync_dir(self._dir)
+        self.open_segment(first_lsn)
 
     def drop_through(self, lsn: int) -> None:
         """Delete segments every record of which is at or below `lsn` (a snapshot covers them)."""
