@@ -125,14 +125,14 @@ class WriteAheadLog:
             try:
                 records, _ = read_segment(path)  # a frame being appended reads as a torn tail: it stops there
             except FileNotFoundError:  # dropped under us by a snapshot
-                return None if not out else out
+                return out or None
             for record in records:
                 if record.lsn <= after_lsn:
                     continue
                 if record.lsn > through_lsn or size >= max_bytes:
                     return out
                 if record.lsn != after_lsn + 1 + len(out):
-                    return None if not out else out
+                    return out or None
                 out.append(record)
                 size += record.ByteSize()
         if not out and through_lsn > after_lsn:
