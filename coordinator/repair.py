@@ -88,7 +88,7 @@ class RepairLoop:
 
     async def repair_shard(self, spec: CollectionSpec, index: int) -> int:
         """Bring every replica of one shard to the most advanced one's LSN; then check for divergence."""
-        timeout = self._call_timeout()
+        timeout = self._settings.probe_timeout_s  # a hung replica must not stall the round
         answered = await self._replicas.replica_lsns(spec, index, timeout)
         answered = {r: lsn for r, lsn in answered.items() if self._usable(spec, index, r)}
         if not answered:

@@ -352,8 +352,14 @@ class Replicator:
         in time are reported with their error instead of being waited for."""
         keys = [(i, r) for i in range(spec.shards) for r in replicas_of(spec)]
         patience = self._settings.partial_wait_s if allow_partial else None
-        answers = await self._gather([self.pool.call(spec, i, lambda c, i=i: fn(i, c), method, replica=r,
-                                                     patience=patience) for i, r in keys], allow_partial)
+
+        def ask(i: int, r: int) -> Awaitable[T]:
+            call = self.pool.call(spec, i, lambda c: fn(i, c), method, replica=r, patience=patience)
+            if allow_partial and self.breaker.suspect(spec.node_of(i, r)):
+                return asyncio.wait_for(call, self._settings.probe_timeout_s)  # known to hang: not waited for
+            return call
+
+        answers = await self._gather([ask(i, r) for i, r in keys], allow_partial)
         out: list[ReplicaAnswer[T]] = []
         for (i, r), a in zip(keys, answers, strict=True):
             if isinstance(a, TimeoutError):
