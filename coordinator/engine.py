@@ -312,8 +312,10 @@ class Engine:
                 raise a.error
             status = a.result or ShardStatus(a.index, a.replica, "", None, str(a.error))
             status.replica = a.replica
-            status.up_to_date = self._replicas.up_to_date(spec, a.index, a.replica)
             out.append(status)
+        for s in out:
+            s.up_to_date = self._replicas.up_to_date(spec, s.index, s.replica, {
+                o.replica: int(o.stats.last_lsn) for o in out if o.index == s.index and o.stats is not None})
         return spec, out
 
     async def count(self, name: str) -> int:

@@ -96,9 +96,14 @@ class Replicator:
         """The coordinator's view of a shard's sequence."""
         return self._logs.setdefault((spec.uid, index), ShardLog())
 
-    def up_to_date(self, spec: CollectionSpec, index: int, replica: int) -> bool:
-        """Whether a replica is known to hold every acknowledged write of its shard."""
-        return replica in self.shard_log(spec, index).up_to_date()
+    def up_to_date(self, spec: CollectionSpec, index: int, replica: int, reported: dict[int, int] | None = None
+                   ) -> bool:
+        """Whether a replica is known to hold every acknowledged write of its shard; for a shard not synced yet,
+        whether it is at the highest of the LSNs its replicas just `reported`."""
+        state = self.shard_log(spec, index)
+        if state.synced or not reported:
+            return replica in state.up_to_date()
+        return reported.get(replica, UNKNOWN) == max(reported.values())
 
     def _count_behind(self) -> None:
         self.metrics.replicas_behind.set(sum(len(s.known) - len(s.up_to_date()) for s in self._logs.values()))

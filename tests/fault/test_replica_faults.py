@@ -42,6 +42,7 @@ def test_a_frozen_node_keeps_writes_and_reads_served_and_replicas_converge_after
     assert sum(hung_writes.values()) >= 50 and sum(hung_reads.values()) >= 50, "the load must run while hung"
     assert res["writes_acked_while_hung"] >= 0.99, hung_writes
     assert res["reads_answered_while_hung"] >= 0.999, hung_reads
+    assert res["seconds_to_catch_up_after_sigcont"] <= CONVERGE_S
     assert res["seconds_to_converge_after_sigcont"] <= CONVERGE_S
     assert res["acked_writes_lost"] == 0 and res["acked_deletes_undone"] == 0
     assert res["reads_returning_deleted"] == 0 and res["reads_missing_acked"] == 0
