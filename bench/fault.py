@@ -46,6 +46,7 @@ WRITE_PAUSE_S = 0.02
 READ_PAUSE_S = 0.005
 CLIENT_TIMEOUT_S = 5.0     # a call that takes longer counts as not answered
 CONVERGE_LIMIT_S = 60.0
+MAX_FAILURES_KEPT = 10
 # The coordinator of these scenarios: a repair round every half second, checksums compared every second.
 COORDINATOR_ARGS = ["--shard-nodes=2", "--repair-interval-s=0.5", "--checksum-interval-s=1",
                     "--compaction-interval-s=0"]
@@ -58,8 +59,15 @@ class Counts:
     writes: dict[str, dict[str, int]] = field(default_factory=dict)
     reads: dict[str, dict[str, int]] = field(default_factory=dict)
     read_seconds: dict[str, list[float]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)  # the first few failed calls, for the report
     deleted_returned: int = 0    # a read returned a document whose delete had been acknowledged before it
     acked_missing: int = 0       # a read missed a document whose write had been acknowledged before it
+
+    def failed(self, kind: str, phase: str, exc: Exception, started: float) -> None:
+        """Count a failed call and keep what it said."""
+        self.count(kind, phase, type(exc).__name__)
+        if len(self.failures) < MAX_FAILURES_KEPT:
+            self.failures.append(f"{kind} ({phase}, {time.monotonic() - started:.2f} s): {exc}")
 
     def count(self, kind: str, phase: str, outcome: str) -> None:
         table = self.writes if kind == "write" else self.reads
@@ -140,6 +148,7 @@ class Load:
             while not self._stop.is_set():
                 phase = self.phase
                 ids, vecs = self._new(WRITE_BATCH)
+                started = time.monotonic()
                 try:
                     c.upsert(self.name, ids, vecs)
                     now = time.monotonic()
@@ -149,7 +158,7 @@ class Load:
                     self.counts.count("write", phase, "ok")
                 except shoal.ShoalError as exc:
                     self.unsure.update(ids)
-                    self.counts.count("write", phase, type(exc).__name__)
+                    self.counts.failed("upsert", phase, exc, started)
                 step += 1
                 if step % DELETE_EVERY == 0:
                     self._delete_some(c, phase)
@@ -159,6 +168,7 @@ class Load:
         with self._lock:
             pool = [i for i in self.acked if i not in self.unsure]
         victims = [pool[j] for j in self._rng.choice(len(pool), size=min(2, len(pool)), replace=False)]
+        started = time.monotonic()
         try:
             c.delete(self.name, victims)
             now = time.monotonic()
@@ -169,7 +179,7 @@ class Load:
             self.counts.count("write", phase, "ok")
         except shoal.ShoalError as exc:
             self.unsure.update(victims)
-            self.counts.count("write", phase, type(exc).__name__)
+            self.counts.failed("delete", phase, exc, started)
 
     def _read_loop(self) -> None:
         rng = np.random.default_rng(11)
@@ -182,11 +192,13 @@ class Load:
                 ask = [known[j] for j in rng.choice(len(known), size=min(4, len(known)), replace=False)]
                 ask += [gone[j] for j in rng.choice(len(gone), size=min(2, len(gone)), replace=False)] if gone else []
                 started = time.monotonic()
+                op = "get"
                 try:
                     docs = c.get(self.name, ask)
+                    op = "search"
                     c.search(self.name, rng.standard_normal(DIM).astype(np.float32), k=5)
                 except shoal.ShoalError as exc:
-                    self.counts.count("read", phase, type(exc).__name__)
+                    self.counts.failed(op, phase, exc, started)
                     continue
                 self.counts.read_seconds.setdefault(phase, []).append(time.monotonic() - started)
                 self.counts.count("read", phase, "ok")
@@ -294,7 +306,8 @@ def hang(lc: LocalCluster, name: str, healthy_s: float, hang_s: float, after_s: 
             "read_p99_ms_hung": p99(c.read_seconds.get("hung", [])),
             "seconds_to_catch_up_after_sigcont": caught_up_s, "seconds_to_converge_after_sigcont": converge_s,
             "acked_writes_lost": lost, "acked_deletes_undone": undone,
-            "reads_returning_deleted": c.deleted_returned, "reads_missing_acked": c.acked_missing}
+            "reads_returning_deleted": c.deleted_returned, "reads_missing_acked": c.acked_missing,
+            "failures": c.failures}
 
 
 def coordinator_kill(lc: LocalCluster, name: str, lag_s: float, preload: int = 200) -> dict[str, Any]:
@@ -327,7 +340,7 @@ def coordinator_kill(lc: LocalCluster, name: str, lag_s: float, preload: int = 2
     return {"lag_s": lag_s, "writes": c.writes, "reads": c.reads,
             "seconds_to_converge_after_restart": converge_s, "acked_writes_lost": lost,
             "acked_deletes_undone": undone, "reads_returning_deleted": c.deleted_returned,
-            "reads_missing_acked": c.acked_missing}
+            "reads_missing_acked": c.acked_missing, "failures": c.failures}
 
 
 def render(res: dict[str, Any], command: str) -> str:
