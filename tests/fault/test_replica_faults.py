@@ -5,17 +5,21 @@ are bench/fault.py's, shorter."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import urllib.request
 from collections.abc import Iterator
 
+import grpc
 import numpy as np
 import pytest
 
 import shoal
-from bench.fault import COORDINATOR_ARGS, DIM, coordinator_kill, frozen_pid, hang, time_to_converge
+from bench.fault import COORDINATOR_ARGS, DIM, converged, coordinator_kill, frozen_pid, hang, time_to_converge
+from protos import shard_pb2, shard_pb2_grpc
+from protos.wire import pack_matrix
 from shoal.serve import LocalCluster
 from tests.support.waiting import wait_until
 
@@ -94,9 +98,41 @@ def test_a_replica_behind_a_peer_whose_wal_a_snapshot_dropped_is_caught_up_from_
         assert info[0]["checksum"] == info[1]["checksum"] and info[0]["live"] == info[1]["live"] == 349
 
 
-def copies(lc: LocalCluster) -> float:
-    """How many catch-ups the coordinator has done by copying a peer (its metric)."""
+def test_replicas_at_one_lsn_with_other_content_are_detected_and_repaired_by_the_rule(
+        replicated: LocalCluster) -> None:
+    """Both replicas take a different record under the same LSN behind the coordinator's back (what a lost W=1
+    write leaves): the checksum comparison finds it and, on the RF=2 tie, replica 0's content wins."""
+    name = "diverged"
+    rng = np.random.default_rng(5)
+    with shoal.Client(replicated.address) as c:
+        c.create_collection(name, dim=DIM, metric="l2", shards=1, replication_factor=2)
+        c.upsert(name, [f"d{i}" for i in range(20)], rng.standard_normal((20, DIM)).astype(np.float32))
+        wait_until(lambda: converged(c, name), CONVERGE_S, "the replicas to agree before the test diverges them")
+        before = metric(replicated, "shoal_coordinator_divergences_total")
+        uid = next(s["uid"] for s in json.loads((replicated.data_dir / "catalog.json").read_text())["collections"]
+                   if s["name"] == name)
+        mine = {r: rng.standard_normal((1, DIM)).astype(np.float32) for r in (0, 1)}
+        for s in c.describe_collection(name).shard_info:
+            with grpc.insecure_channel(s["address"]) as channel:
+                lsn = shard_pb2_grpc.ShardStub(channel).Upsert(shard_pb2.ShardUpsertRequest(
+                    partition=f"{name}-{uid}/0/{s['replica']}", ids=["x"], vectors=pack_matrix(mine[s["replica"]])),
+                    timeout=10).lsn
+                assert lsn == 2
+        assert time_to_converge(c, name) <= CONVERGE_S
+        assert metric(replicated, "shoal_coordinator_divergences_total") > before
+        for _ in range(4):  # whichever replica answers: replica 0's record
+            np.testing.assert_array_equal(c.get(name, ["x"], with_vectors=True)[0].vector, mine[0][0])
+        assert c.count(name) == 21
+
+
+def metric(lc: LocalCluster, family: str, labels: str = "") -> float:
+    """One sample of the coordinator's metrics (0 when it has none yet)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{lc.metrics_port}/metrics", timeout=10) as r:
         text = r.read().decode()
-    found = re.search(r'^shoal_coordinator_catchups_total\{how="copy"\} ([0-9.e+]+)$', text, re.M)
+    found = re.search(rf"^{family}{re.escape(labels)} ([0-9.e+]+)$", text, re.M)
     return float(found.group(1)) if found else 0.0
+
+
+def copies(lc: LocalCluster) -> float:
+    """How many catch-ups the coordinator has done by copying a peer."""
+    return metric(lc, "shoal_coordinator_catchups_total", '{how="copy"}')
