@@ -5,7 +5,7 @@ STAMP := .make/installed
 MODELS_DIR ?= $(HOME)/.cache/shoal/models
 E5_ONNX := $(MODELS_DIR)/multilingual-e5-small-onnx-1.0.0/model.q4.onnx
 
-.PHONY: install models protos run test test-unit lint bench bench-filter bench-compaction bench-gateway bench-backup clean
+.PHONY: install models protos run test test-unit lint bench bench-filter bench-compaction bench-gateway bench-backup bench-fault clean
 
 # torch goes first, pinned: it is the CPU build on these machines, and a bare "torch" pulled in by
 # another package would fetch gigabytes of CUDA.
@@ -59,6 +59,11 @@ bench-compaction: $(STAMP)
 ## Online backup under a write load, restored into a second cluster: time, size, write latency, identical checksums.
 bench-backup: $(STAMP)
 	$(PYTHON) -m bench.backup
+
+## Replicas under faults: RF=2, W=1, one shard node SIGSTOPped 60 s under a steady write+read load, then a coordinator
+## SIGKILLed while a replica lags; writes its section of BENCHMARKS.md. Run it alone on the machine.
+bench-fault: $(STAMP)
+	$(PYTHON) -m bench.fault
 
 ## Gateway overhead: the same searches through the SDK and through REST, interleaved; its section of BENCHMARKS.md.
 bench-gateway: $(STAMP)

@@ -46,7 +46,8 @@ ROLES_BY_LABEL = {r.label: r for r in Role}
 # in protos/coordinator.proto is missing here, so a new RPC cannot ship unclassified.
 READ_RPCS = frozenset({"ListCollections", "DescribeCollection", "Get", "Count", "Search"})
 # Snapshot writes files on the coordinator's machine and Restore creates a collection: both are writes.
-WRITE_RPCS = frozenset({"CreateCollection", "DropCollection", "Upsert", "Delete", "Compact", "Snapshot", "Restore"})
+WRITE_RPCS = frozenset({"CreateCollection", "DropCollection", "UpdateCollection", "Upsert", "Delete", "Compact",
+                        "Snapshot", "Restore"})
 
 
 def required_roles() -> dict[str, Role]:

@@ -101,7 +101,7 @@ class Documents:
 
     async def create_collection(self, name: str, dim: int, metric: str, shards: int, m: int, ef_construction: int,
                                 ef_search: int, model: str, chunk_words: int, chunk_overlap: int,
-                                fields: dict[str, str] | None = None, **policy: float | int) -> CollectionSpec:
+                                fields: dict[str, str] | None = None, **policy: float | int | None) -> CollectionSpec:
         """Create a collection; with a model, its dimension comes from (and must agree with) the model.
 
         policy: the engine's compaction and replication settings of the collection."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from coordinator import backup
-from coordinator.catalog import Catalog, CollectionSpec, valid_name
+from coordinator.catalog import Catalog, CollectionSpec, default_write_consistency, valid_name
 from coordinator.deadline import time_left
 from coordinator.fanout import ShardPool
 from coordinator.fusion import rrf
@@ -28,6 +28,7 @@ from coordinator.query_bind import BM25, HYBRID, RANKING_NAMES, VECTOR, bind_que
 from coordinator.query_parser import parse_query
 from coordinator.query_text import TextEmbedder, embed_near_texts
 from coordinator.read_path import ReadPath, ReadRequest, ReadResult
+from coordinator.repair import RepairLoop
 from coordinator.replicas import Replicator
 from coordinator.router import group_by_shard
 from coordinator.scheduler import CompactionScheduler
@@ -60,6 +61,7 @@ class ShardStatus:
     address: str
     stats: shard_pb2.ShardStats | None
     error: str = ""
+    up_to_date: bool = False
 
 
 @dataclass
@@ -115,6 +117,14 @@ def check_query_depth(tree: query_pb2.QueryNode, max_depth: int) -> None:
                               f"the limit is the coordinator setting max_query_depth")
 
 
+def check_write_consistency(w: int, replication_factor: int) -> int:
+    """Refuse a write consistency outside 1..replication_factor."""
+    rf = max(replication_factor, 1)
+    if not 1 <= w <= rf:
+        raise InvalidArgument(f"write_consistency_factor must be between 1 and the replication factor ({rf}), got {w}")
+    return w
+
+
 log = logging.getLogger("shoal.coordinator.engine")
 
 
@@ -130,6 +140,8 @@ class Engine:
         self._pool = replicator.pool
         self._scheduler = scheduler
         self._reads = ReadPath(replicator, settings, replicator.metrics)
+        self._repair = RepairLoop(catalog, replicator, settings, replicator.metrics)
+        self._background: list[asyncio.Task[None]] = []
         self._nodes = 1  # shard nodes running; set by start()
 
     @staticmethod
@@ -157,7 +169,17 @@ class Engine:
         specs = self.catalog.all()
         await asyncio.gather(*(self._open_partitions(s) for s in specs))
         await self._close_orphans(specs)
-        self._scheduler_task = asyncio.get_running_loop().create_task(self._scheduler.run())
+        loop = asyncio.get_running_loop()
+        self._background = [loop.create_task(self._scheduler.run())]
+        if self.settings.repair_interval_s > 0:
+            self._background.append(loop.create_task(self._repair.run()))
+        timeout = self.settings.probe_timeout_s
+
+        def probe(node: int) -> Awaitable[list[str]]:
+            return self._pool.call_node(node, lambda c: c.partitions(timeout), "ListPartitions", patience=0)
+
+        self._background.append(loop.create_task(
+            self._replicas.breaker.run(probe, self.settings.probe_interval_s, timeout)))
 
     def _partition_calls(self, spec: CollectionSpec) -> list[tuple[int, int]]:
         return [(i, r) for i in range(spec.shards) for r in replicas_of(spec)]
@@ -204,17 +226,17 @@ class Engine:
         return closed
 
     async def stop(self) -> None:
-        """Stop the scheduler (shards finish running rebuilds on their own)."""
-        task = getattr(self, "_scheduler_task", None)
-        if task is not None:
+        """Stop the scheduler, the repair loop and the probes (shards finish running rebuilds on their own)."""
+        for task in self._background:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self._scheduler.stop()
 
     # ---- collections ---------------------------------------------------------------------
     async def create_collection(self, name: str, dim: int, metric: str, shards: int, m: int,
                                 ef_construction: int, ef_search: int, tombstone_threshold: float = 0.0,
                                 replication_factor: int = 0, fields: dict[str, str] | None = None,
+                                write_consistency: int | None = None,
                                 opener: Callable[[CollectionSpec], Awaitable[None]] | None = None,
                                 **binding: str | int) -> CollectionSpec:
         """Create a collection and place its partitions on shard nodes (binding: model fields of CollectionSpec;
@@ -246,6 +268,8 @@ class Engine:
         if not 1 <= replication_factor <= MAX_REPLICATION:
             raise InvalidArgument(f"replication_factor must be between 1 and {MAX_REPLICATION}, "
                                   f"got {replication_factor}")
+        write_consistency = (default_write_consistency(replication_factor) if write_consistency is None
+                             else check_write_consistency(write_consistency, replication_factor))
         existing = {spec.name: spec.fields for spec in self.catalog.all()}.get(name)
         # Re-creating an existing collection with a field's type or tokenizer changed is a bad schema, not a clash.
         problem = (check_schema(dict(fields or {})) if existing is None
@@ -256,7 +280,7 @@ class Engine:
                           load_of((c.placement for c in self.catalog.all()), self._nodes))
         spec = CollectionSpec.new(name, dim, metric, shards, m, ef_construction, ef_search, fields=dict(fields or {}),
                                   tombstone_threshold=tombstone_threshold, replication_factor=replication_factor,
-                                  placement=placement, **binding)
+                                  placement=placement, write_consistency=write_consistency, **binding)
         self.catalog.add(spec)
         try:
             await (opener or self._open_partitions)(spec)
@@ -266,6 +290,14 @@ class Engine:
                 await self._close_partitions(spec, delete_data=True)
             raise
         return spec
+
+    def update_collection(self, name: str, write_consistency: int | None = None) -> CollectionSpec:
+        """Change what may change after creation (None keeps it); the next write uses it."""
+        spec = self.catalog.get(name)
+        if write_consistency is None:
+            return spec
+        return self.catalog.update(name, write_consistency=check_write_consistency(write_consistency,
+                                                                                   spec.replication_factor))
 
     async def drop_collection(self, name: str) -> None:
         """Remove a collection, its partitions and its data."""
@@ -278,15 +310,16 @@ class Engine:
         """Every collection."""
         return self.catalog.all()
 
-    async def describe(self, name: str, allow_partial: bool = False) -> tuple[CollectionSpec, list[ShardStatus]]:
-        """A collection's spec and every shard replica's figures.
+    async def describe(self, name: str, allow_partial: bool = False, checksums: bool = False
+                       ) -> tuple[CollectionSpec, list[ShardStatus]]:
+        """A collection's spec and every shard replica's figures (with checksums: content checksums too).
 
         Without allow_partial a replica that stays down fails the call; with it, it is listed as unavailable."""
         spec = self.catalog.get(name)
         timeout = time_left(self.settings.shard_timeout_s)
 
         async def stats(i: int, c: ShardClient) -> ShardStatus:
-            return ShardStatus(i, 0, c.address, await c.stats(timeout))
+            return ShardStatus(i, 0, c.address, await c.stats(timeout, checksums))
 
         out = []
         for a in await self._replicas.each_replica(spec, stats, "Stats", allow_partial):
@@ -295,6 +328,9 @@ class Engine:
             status = a.result or ShardStatus(a.index, a.replica, "", None, str(a.error))
             status.replica = a.replica
             out.append(status)
+        for s in out:
+            s.up_to_date = self._replicas.up_to_date(spec, s.index, s.replica, {
+                o.replica: int(o.stats.last_lsn) for o in out if o.index == s.index and o.stats is not None})
         return spec, out
 
     async def count(self, name: str) -> int:
@@ -399,10 +435,10 @@ class Engine:
         groups = group_by_shard(ids, spec.shards)
         timeout = time_left(self.settings.shard_timeout_s)
 
-        async def write(i: int, c: ShardClient) -> int:
+        async def write(i: int, c: ShardClient, lsn: int) -> int:
             rows = groups[i]
             part_payloads = [payloads[r] for r in rows] if payloads else []
-            return await c.upsert([ids[r] for r in rows], pack_matrix(vectors[rows]), part_payloads, timeout)
+            return await c.upsert([ids[r] for r in rows], pack_matrix(vectors[rows]), part_payloads, timeout, lsn)
 
         return sum(await self._replicas.write(spec, sorted(groups), write, "Upsert"))
 
@@ -413,8 +449,8 @@ class Engine:
         groups = group_by_shard(ids, spec.shards)
         timeout = time_left(self.settings.shard_timeout_s)
 
-        async def remove(i: int, c: ShardClient) -> int:
-            return await c.delete([ids[r] for r in groups[i]], timeout)
+        async def remove(i: int, c: ShardClient, lsn: int) -> int:
+            return await c.delete([ids[r] for r in groups[i]], timeout, lsn)
 
         return sum(await self._replicas.write(spec, sorted(groups), remove, "Delete"))
 

@@ -122,6 +122,12 @@ class ShardPool:
         self._metrics.shard_latency.labels(spec.name, str(index), method).observe(time.perf_counter() - start)
         return result
 
+    async def client(self, spec: CollectionSpec, index: int, replica: int) -> ShardClient:
+        """A client of one shard replica as its node serves now (no retries: for streams the caller drives)."""
+        node = spec.node_of(index, replica)
+        client = await self._node_client(node, None, self._settings.repair_call_timeout_s)
+        return client.partition(spec.partition_key(index, replica))
+
     def nodes_located(self, where: list[ShardLocation]) -> None:
         """Record where shard nodes 0..n-1 serve (the placer's answer, in node order)."""
         for node, w in enumerate(where):

@@ -26,7 +26,7 @@ def collection_to_proto(spec: CollectionSpec, shards: list[ShardStatus] | None =
         name=spec.name, dim=spec.dim, metric=metric_to_proto(spec.metric), shards=spec.shards,
         hnsw=common_pb2.HnswParams(m=spec.m, ef_construction=spec.ef_construction, ef_search=spec.ef_search),
         created_at=spec.created_at, tombstone_threshold=spec.tombstone_threshold,
-        replication_factor=spec.replication_factor, fields=spec.fields,
+        replication_factor=spec.replication_factor, fields=spec.fields, write_consistency_factor=spec.write_quorum,
     )
     if spec.model:
         info.model, info.modality = spec.model, spec.modality
@@ -43,13 +43,15 @@ def collection_to_proto(spec: CollectionSpec, shards: list[ShardStatus] | None =
 def shard_to_proto(s: ShardStatus) -> coordinator_pb2.ShardInfo:
     """One shard replica's figures as ShardInfo."""
     if s.stats is None:
-        return coordinator_pb2.ShardInfo(index=s.index, replica=s.replica, available=False, error=s.error)
+        return coordinator_pb2.ShardInfo(index=s.index, replica=s.replica, available=False, error=s.error,
+                                         up_to_date=s.up_to_date)
     f = s.stats
     return coordinator_pb2.ShardInfo(
         index=s.index, replica=s.replica, available=True, address=s.address, live=f.live, tombstones=f.tombstones,
         wal_bytes=f.wal_bytes, capacity=f.capacity, tombstone_ratio=tombstone_ratio(f.live, f.tombstones),
         memory_bytes=f.memory_bytes, disk_bytes=f.disk_bytes, m=f.m, ef_construction=f.ef_construction,
-        rebuild=f.rebuild, last_lsn=f.last_lsn, disk_error=f.disk_error)
+        rebuild=f.rebuild, last_lsn=f.last_lsn, disk_error=f.disk_error, up_to_date=s.up_to_date,
+        checksum=f.checksum, checksum_lsn=f.checksum_lsn)
 
 
 def _is_query(request: coordinator_pb2.SearchRequest) -> bool:
@@ -96,8 +98,17 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 request.name, request.dim, metric_from_proto(request.metric), request.shards,
                 request.hnsw.m, request.hnsw.ef_construction, request.hnsw.ef_search, request.model,
                 request.chunking.words, request.chunking.overlap, fields=dict(request.fields),
-                tombstone_threshold=request.tombstone_threshold, replication_factor=request.replication_factor)
+                tombstone_threshold=request.tombstone_threshold, replication_factor=request.replication_factor,
+                write_consistency=(request.write_consistency_factor if request.HasField("write_consistency_factor")
+                                   else None))
             return collection_to_proto(spec)
+
+    @rpc_edge
+    async def UpdateCollection(self, request: coordinator_pb2.UpdateCollectionRequest,
+                               context: grpc.aio.ServicerContext) -> coordinator_pb2.CollectionInfo:
+        with self._observe("UpdateCollection", context):
+            w = request.write_consistency_factor if request.HasField("write_consistency_factor") else None
+            return collection_to_proto(self._engine.update_collection(request.name, write_consistency=w))
 
     @rpc_edge
     async def DropCollection(self, request: coordinator_pb2.DropCollectionRequest,
@@ -117,7 +128,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def DescribeCollection(self, request: coordinator_pb2.DescribeCollectionRequest,
                                  context: grpc.aio.ServicerContext) -> coordinator_pb2.CollectionInfo:
         with self._observe("DescribeCollection", context):
-            spec, shards = await self._engine.describe(request.name, request.allow_partial)
+            spec, shards = await self._engine.describe(request.name, request.allow_partial, request.checksums)
             return collection_to_proto(spec, shards)
 
     @rpc_edge

@@ -60,8 +60,16 @@ class RestoreRequest(_message.Message):
     shards: int
     def __init__(self, directory: _Optional[str] = ..., name: _Optional[str] = ..., shards: _Optional[int] = ...) -> None: ...
 
+class UpdateCollectionRequest(_message.Message):
+    __slots__ = ("name", "write_consistency_factor")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WRITE_CONSISTENCY_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    write_consistency_factor: int
+    def __init__(self, name: _Optional[str] = ..., write_consistency_factor: _Optional[int] = ...) -> None: ...
+
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "fields", "model", "chunking", "tombstone_threshold", "replication_factor")
+    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "fields", "model", "chunking", "tombstone_threshold", "replication_factor", "write_consistency_factor")
     class FieldsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +87,7 @@ class CreateCollectionRequest(_message.Message):
     CHUNKING_FIELD_NUMBER: _ClassVar[int]
     TOMBSTONE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    WRITE_CONSISTENCY_FACTOR_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: _common_pb2.Metric
@@ -89,7 +98,8 @@ class CreateCollectionRequest(_message.Message):
     chunking: Chunking
     tombstone_threshold: float
     replication_factor: int
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., tombstone_threshold: _Optional[float] = ..., replication_factor: _Optional[int] = ...) -> None: ...
+    write_consistency_factor: int
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., tombstone_threshold: _Optional[float] = ..., replication_factor: _Optional[int] = ..., write_consistency_factor: _Optional[int] = ...) -> None: ...
 
 class Chunking(_message.Message):
     __slots__ = ("words", "overlap")
@@ -100,7 +110,7 @@ class Chunking(_message.Message):
     def __init__(self, words: _Optional[int] = ..., overlap: _Optional[int] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "created_at", "count", "shard_info", "fields", "model", "modality", "chunking", "tombstone_threshold", "replication_factor")
+    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "created_at", "count", "shard_info", "fields", "model", "modality", "chunking", "tombstone_threshold", "replication_factor", "write_consistency_factor")
     class FieldsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +132,7 @@ class CollectionInfo(_message.Message):
     CHUNKING_FIELD_NUMBER: _ClassVar[int]
     TOMBSTONE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    WRITE_CONSISTENCY_FACTOR_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: _common_pb2.Metric
@@ -136,10 +147,11 @@ class CollectionInfo(_message.Message):
     chunking: Chunking
     tombstone_threshold: float
     replication_factor: int
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., created_at: _Optional[str] = ..., count: _Optional[int] = ..., shard_info: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., modality: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., tombstone_threshold: _Optional[float] = ..., replication_factor: _Optional[int] = ...) -> None: ...
+    write_consistency_factor: int
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., created_at: _Optional[str] = ..., count: _Optional[int] = ..., shard_info: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., modality: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., tombstone_threshold: _Optional[float] = ..., replication_factor: _Optional[int] = ..., write_consistency_factor: _Optional[int] = ...) -> None: ...
 
 class ShardInfo(_message.Message):
-    __slots__ = ("index", "address", "live", "tombstones", "wal_bytes", "capacity", "tombstone_ratio", "memory_bytes", "disk_bytes", "m", "ef_construction", "rebuild", "replica", "available", "error", "last_lsn", "disk_error")
+    __slots__ = ("index", "address", "live", "tombstones", "wal_bytes", "capacity", "tombstone_ratio", "memory_bytes", "disk_bytes", "m", "ef_construction", "rebuild", "replica", "available", "error", "last_lsn", "disk_error", "up_to_date", "checksum", "checksum_lsn")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     LIVE_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +169,9 @@ class ShardInfo(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     LAST_LSN_FIELD_NUMBER: _ClassVar[int]
     DISK_ERROR_FIELD_NUMBER: _ClassVar[int]
+    UP_TO_DATE_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_LSN_FIELD_NUMBER: _ClassVar[int]
     index: int
     address: str
     live: int
@@ -174,7 +189,10 @@ class ShardInfo(_message.Message):
     error: str
     last_lsn: int
     disk_error: str
-    def __init__(self, index: _Optional[int] = ..., address: _Optional[str] = ..., live: _Optional[int] = ..., tombstones: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., capacity: _Optional[int] = ..., tombstone_ratio: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., rebuild: _Optional[_Union[_common_pb2.RebuildStatus, _Mapping]] = ..., replica: _Optional[int] = ..., available: _Optional[bool] = ..., error: _Optional[str] = ..., last_lsn: _Optional[int] = ..., disk_error: _Optional[str] = ...) -> None: ...
+    up_to_date: bool
+    checksum: int
+    checksum_lsn: int
+    def __init__(self, index: _Optional[int] = ..., address: _Optional[str] = ..., live: _Optional[int] = ..., tombstones: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., capacity: _Optional[int] = ..., tombstone_ratio: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., rebuild: _Optional[_Union[_common_pb2.RebuildStatus, _Mapping]] = ..., replica: _Optional[int] = ..., available: _Optional[bool] = ..., error: _Optional[str] = ..., last_lsn: _Optional[int] = ..., disk_error: _Optional[str] = ..., up_to_date: _Optional[bool] = ..., checksum: _Optional[int] = ..., checksum_lsn: _Optional[int] = ...) -> None: ...
 
 class DropCollectionRequest(_message.Message):
     __slots__ = ("name",)
@@ -197,12 +215,14 @@ class ListCollectionsResponse(_message.Message):
     def __init__(self, collections: _Optional[_Iterable[_Union[CollectionInfo, _Mapping]]] = ...) -> None: ...
 
 class DescribeCollectionRequest(_message.Message):
-    __slots__ = ("name", "allow_partial")
+    __slots__ = ("name", "allow_partial", "checksums")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUMS_FIELD_NUMBER: _ClassVar[int]
     name: str
     allow_partial: bool
-    def __init__(self, name: _Optional[str] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
+    checksums: bool
+    def __init__(self, name: _Optional[str] = ..., allow_partial: _Optional[bool] = ..., checksums: _Optional[bool] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
     __slots__ = ("collection", "ids", "vectors", "payloads", "texts", "images", "vectors_model")

@@ -94,6 +94,11 @@ class CoordinatorStub:
                 request_serializer=protos_dot_coordinator__pb2.RestoreRequest.SerializeToString,
                 response_deserializer=protos_dot_coordinator__pb2.CollectionInfo.FromString,
                 _registered_method=True)
+        self.UpdateCollection = channel.unary_unary(
+                '/shoal.v1.Coordinator/UpdateCollection',
+                request_serializer=protos_dot_coordinator__pb2.UpdateCollectionRequest.SerializeToString,
+                response_deserializer=protos_dot_coordinator__pb2.CollectionInfo.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -176,6 +181,13 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateCollection(self, request, context):
+        """Change the settings of a collection that may change after creation (write consistency).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -237,6 +249,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
             'Restore': grpc.unary_unary_rpc_method_handler(
                     servicer.Restore,
                     request_deserializer=protos_dot_coordinator__pb2.RestoreRequest.FromString,
+                    response_serializer=protos_dot_coordinator__pb2.CollectionInfo.SerializeToString,
+            ),
+            'UpdateCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCollection,
+                    request_deserializer=protos_dot_coordinator__pb2.UpdateCollectionRequest.FromString,
                     response_serializer=protos_dot_coordinator__pb2.CollectionInfo.SerializeToString,
             ),
     }
@@ -563,6 +580,33 @@ class Coordinator:
             target,
             '/shoal.v1.Coordinator/Restore',
             protos_dot_coordinator__pb2.RestoreRequest.SerializeToString,
+            protos_dot_coordinator__pb2.CollectionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Coordinator/UpdateCollection',
+            protos_dot_coordinator__pb2.UpdateCollectionRequest.SerializeToString,
             protos_dot_coordinator__pb2.CollectionInfo.FromString,
             options,
             channel_credentials,

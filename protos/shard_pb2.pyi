@@ -50,6 +50,52 @@ class BackupChunk(_message.Message):
     data: bytes
     def __init__(self, header: _Optional[_Union[BackupHeader, _Mapping]] = ..., path: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
+class ReadLogRequest(_message.Message):
+    __slots__ = ("partition", "after_lsn", "max_bytes")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    AFTER_LSN_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    partition: str
+    after_lsn: int
+    max_bytes: int
+    def __init__(self, partition: _Optional[str] = ..., after_lsn: _Optional[int] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+
+class ReadLogResponse(_message.Message):
+    __slots__ = ("records", "last_lsn", "truncated")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    LAST_LSN_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[WalRecord]
+    last_lsn: int
+    truncated: bool
+    def __init__(self, records: _Optional[_Iterable[_Union[WalRecord, _Mapping]]] = ..., last_lsn: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class ApplyLogRequest(_message.Message):
+    __slots__ = ("partition", "records")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    partition: str
+    records: _containers.RepeatedCompositeFieldContainer[WalRecord]
+    def __init__(self, partition: _Optional[str] = ..., records: _Optional[_Iterable[_Union[WalRecord, _Mapping]]] = ...) -> None: ...
+
+class CopyPartitionRequest(_message.Message):
+    __slots__ = ("partition", "batch_docs")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    BATCH_DOCS_FIELD_NUMBER: _ClassVar[int]
+    partition: str
+    batch_docs: int
+    def __init__(self, partition: _Optional[str] = ..., batch_docs: _Optional[int] = ...) -> None: ...
+
+class PartitionChunk(_message.Message):
+    __slots__ = ("partition", "lsn", "upsert")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    LSN_FIELD_NUMBER: _ClassVar[int]
+    UPSERT_FIELD_NUMBER: _ClassVar[int]
+    partition: str
+    lsn: int
+    upsert: ShardUpsertRequest
+    def __init__(self, partition: _Optional[str] = ..., lsn: _Optional[int] = ..., upsert: _Optional[_Union[ShardUpsertRequest, _Mapping]] = ...) -> None: ...
+
 class NodeSearchRequest(_message.Message):
     __slots__ = ("partitions", "queries", "k", "ef", "with_payload", "explain", "filter", "match", "strategy", "exclude")
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
@@ -146,24 +192,28 @@ class ListPartitionsResponse(_message.Message):
     def __init__(self, partitions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ShardUpsertRequest(_message.Message):
-    __slots__ = ("partition", "ids", "vectors", "payloads")
+    __slots__ = ("partition", "ids", "vectors", "payloads", "lsn")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
+    LSN_FIELD_NUMBER: _ClassVar[int]
     partition: str
     ids: _containers.RepeatedScalarFieldContainer[str]
     vectors: _common_pb2.FloatMatrix
     payloads: _containers.RepeatedCompositeFieldContainer[_common_pb2.Payload]
-    def __init__(self, partition: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., payloads: _Optional[_Iterable[_Union[_common_pb2.Payload, _Mapping]]] = ...) -> None: ...
+    lsn: int
+    def __init__(self, partition: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., payloads: _Optional[_Iterable[_Union[_common_pb2.Payload, _Mapping]]] = ..., lsn: _Optional[int] = ...) -> None: ...
 
 class ShardDeleteRequest(_message.Message):
-    __slots__ = ("partition", "ids")
+    __slots__ = ("partition", "ids", "lsn")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
+    LSN_FIELD_NUMBER: _ClassVar[int]
     partition: str
     ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, partition: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    lsn: int
+    def __init__(self, partition: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., lsn: _Optional[int] = ...) -> None: ...
 
 class ShardWriteResponse(_message.Message):
     __slots__ = ("lsn", "affected")
@@ -190,10 +240,12 @@ class ShardGetResponse(_message.Message):
     def __init__(self, documents: _Optional[_Iterable[_Union[_common_pb2.Document, _Mapping]]] = ...) -> None: ...
 
 class ShardStatsRequest(_message.Message):
-    __slots__ = ("partition",)
+    __slots__ = ("partition", "checksum")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
     partition: str
-    def __init__(self, partition: _Optional[str] = ...) -> None: ...
+    checksum: bool
+    def __init__(self, partition: _Optional[str] = ..., checksum: _Optional[bool] = ...) -> None: ...
 
 class ShardSnapshotRequest(_message.Message):
     __slots__ = ("partition",)
@@ -202,7 +254,7 @@ class ShardSnapshotRequest(_message.Message):
     def __init__(self, partition: _Optional[str] = ...) -> None: ...
 
 class ShardStats(_message.Message):
-    __slots__ = ("live", "tombstones", "capacity", "last_lsn", "snapshot_lsn", "wal_bytes", "documents", "slots_used", "m", "ef_construction", "memory_bytes", "disk_bytes", "rebuild", "disk_error")
+    __slots__ = ("live", "tombstones", "capacity", "last_lsn", "snapshot_lsn", "wal_bytes", "documents", "slots_used", "m", "ef_construction", "memory_bytes", "disk_bytes", "rebuild", "disk_error", "checksum", "checksum_lsn", "checksum_live")
     LIVE_FIELD_NUMBER: _ClassVar[int]
     TOMBSTONES_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +269,9 @@ class ShardStats(_message.Message):
     DISK_BYTES_FIELD_NUMBER: _ClassVar[int]
     REBUILD_FIELD_NUMBER: _ClassVar[int]
     DISK_ERROR_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_LSN_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_LIVE_FIELD_NUMBER: _ClassVar[int]
     live: int
     tombstones: int
     capacity: int
@@ -231,7 +286,10 @@ class ShardStats(_message.Message):
     disk_bytes: int
     rebuild: _common_pb2.RebuildStatus
     disk_error: str
-    def __init__(self, live: _Optional[int] = ..., tombstones: _Optional[int] = ..., capacity: _Optional[int] = ..., last_lsn: _Optional[int] = ..., snapshot_lsn: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., documents: _Optional[int] = ..., slots_used: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., rebuild: _Optional[_Union[_common_pb2.RebuildStatus, _Mapping]] = ..., disk_error: _Optional[str] = ...) -> None: ...
+    checksum: int
+    checksum_lsn: int
+    checksum_live: int
+    def __init__(self, live: _Optional[int] = ..., tombstones: _Optional[int] = ..., capacity: _Optional[int] = ..., last_lsn: _Optional[int] = ..., snapshot_lsn: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., documents: _Optional[int] = ..., slots_used: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., rebuild: _Optional[_Union[_common_pb2.RebuildStatus, _Mapping]] = ..., disk_error: _Optional[str] = ..., checksum: _Optional[int] = ..., checksum_lsn: _Optional[int] = ..., checksum_live: _Optional[int] = ...) -> None: ...
 
 class ShardRebuildRequest(_message.Message):
     __slots__ = ("partition", "m", "ef_construction", "reason", "wait")

@@ -12,17 +12,21 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 
 from protos import common_pb2, shard_pb2, shard_pb2_grpc
 from protos.errors import FailedPrecondition, InvalidArgument, rpc_edge, stream_edge
 from protos.file_stream import CHUNK_BYTES, FileSink, file_chunks
 from protos.serving import observe
-from protos.wire import METRICS, pack_vector, payload_to_proto
+from protos.wire import METRICS, pack_matrix, pack_vector, payload_to_proto, payloads_from_proto, unpack_matrix
 from shard_node.metrics import ShardMetrics
 from shard_node.node import PartitionPlace, ShardNode
 from shard_node.node_search import node_search
 from shard_node.settings import MAX_M, PartitionSpec
 from shard_node.store import ShardFigures, ShardStore
+
+READ_LOG_BYTES = 4 * 1024 * 1024  # records per ReadLog answer, about (well under the message limit)
+COPY_BATCH_DOCS = 1000            # documents per PartitionChunk of a copy
 
 
 def figures_to_proto(f: ShardFigures) -> shard_pb2.ShardStats:
@@ -153,7 +157,7 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
                ) -> shard_pb2.ShardWriteResponse:
         def run(store: ShardStore, labels: tuple[str, str, str]) -> shard_pb2.ShardWriteResponse:
             request.ClearField("partition")  # the WAL logs this very message; the key is the node's business
-            lsn, n = store.upsert_request(request)
+            lsn, n = store.upsert_request(request)  # request.lsn, when set, must follow the partition's last
             self._update_gauges(store, labels)
             return shard_pb2.ShardWriteResponse(lsn=lsn, affected=n)
 
@@ -163,7 +167,7 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
     def Delete(self, request: shard_pb2.ShardDeleteRequest, context: grpc.ServicerContext
                ) -> shard_pb2.ShardWriteResponse:
         def run(store: ShardStore, labels: tuple[str, str, str]) -> shard_pb2.ShardWriteResponse:
-            lsn, n = store.delete(list(request.ids))
+            lsn, n = store.delete(list(request.ids), request.lsn)
             self._update_gauges(store, labels)
             return shard_pb2.ShardWriteResponse(lsn=lsn, affected=n)
 
@@ -186,6 +190,54 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
     def Stats(self, request: shard_pb2.ShardStatsRequest, context: grpc.ServicerContext
               ) -> shard_pb2.ShardStats:
         hosted = self._node.hosted(request.partition)
+        stats = figures_to_proto(self._update_gauges(hosted.store, hosted.place.labels))
+        if request.checksum:
+            c = hosted.store.checksum()
+            stats.checksum, stats.checksum_lsn, stats.checksum_live = c.value, c.lsn, c.live
+        return stats
+
+    @rpc_edge
+    def ReadLog(self, request: shard_pb2.ReadLogRequest, context: grpc.ServicerContext
+                ) -> shard_pb2.ReadLogResponse:
+        def run(store: ShardStore, _: tuple[str, str, str]) -> shard_pb2.ReadLogResponse:
+            records, last = store.read_log(request.after_lsn, request.max_bytes or READ_LOG_BYTES)
+            return shard_pb2.ReadLogResponse(records=records or [], last_lsn=last, truncated=records is None)
+
+        return self._observed(request.partition, "ReadLog", run)
+
+    @rpc_edge
+    def ApplyLog(self, request: shard_pb2.ApplyLogRequest, context: grpc.ServicerContext) -> shard_pb2.ShardStats:
+        def run(store: ShardStore, labels: tuple[str, str, str]) -> shard_pb2.ShardStats:
+            store.apply_log(list(request.records))
+            return figures_to_proto(self._update_gauges(store, labels))
+
+        return self._observed(request.partition, "ApplyLog", run)
+
+    @rpc_edge
+    def CopyPartition(self, request: shard_pb2.CopyPartitionRequest, context: grpc.ServicerContext
+                      ) -> Iterator[shard_pb2.PartitionChunk]:
+        # The copy is taken here, eagerly (one consistent state); only its sending is streamed.
+        lsn, ids, vectors, payloads = self._node.hosted(request.partition).store.copy_documents()
+        step = request.batch_docs or COPY_BATCH_DOCS
+        chunks = [shard_pb2.PartitionChunk(lsn=lsn, upsert=shard_pb2.ShardUpsertRequest(
+            ids=ids[i:i + step], vectors=pack_matrix(vectors[i:i + step]),
+            payloads=[payload_to_proto(p) for p in payloads[i:i + step]])) for i in range(0, len(ids), step)]
+        return iter(chunks or [shard_pb2.PartitionChunk(lsn=lsn)])
+
+    @rpc_edge
+    def InstallPartition(self, request_iterator: Iterator[shard_pb2.PartitionChunk], context: grpc.ServicerContext
+                         ) -> shard_pb2.ShardStats:
+        key, lsn, ids, parts, payloads = "", 0, [], [], []
+        for chunk in request_iterator:
+            key, lsn = key or chunk.partition, chunk.lsn
+            if chunk.upsert.ids:
+                ids.extend(chunk.upsert.ids)
+                parts.append(unpack_matrix(chunk.upsert.vectors))
+                payloads.extend(payloads_from_proto(chunk.upsert.payloads))
+        hosted = self._node.hosted(key)
+        dim = hosted.store.spec.dim
+        vectors = parts[0] if len(parts) == 1 else (np.concatenate(parts) if parts else np.zeros((0, dim), np.float32))
+        hosted.store.install(lsn, ids, vectors, payloads)
         return figures_to_proto(self._update_gauges(hosted.store, hosted.place.labels))
 
     @rpc_edge

@@ -18,6 +18,7 @@ from protos.checksum import content_checksum
 from protos.errors import FailedPrecondition, InvalidArgument
 from protos.wire import check_vectors, pack_matrix, pack_vector, payload_to_proto, payloads_from_proto, unpack_matrix
 from shard_node import snapshot
+from shard_node.checksum import content_checksum
 from shard_node.disk import WRITE_REFUSED, disk_error, fault_kind
 from shard_node.partition import Partition
 from shard_node.rebuild import Rebuilder, RebuildFigures, RebuildObserver, build_partition, respec, tombstone_ratio
@@ -75,6 +76,15 @@ class BackupPoint:
     files: list[tuple[str, Path]]  # (path relative to the data directory, absolute path)
 
 
+@dataclass(frozen=True)
+class Checksum:
+    """A partition's content checksum and live count, both of its state at one LSN."""
+
+    lsn: int
+    live: int
+    value: int
+
+
 class ShardStore:
     """Applies writes durably (WAL fsync before acknowledging) and recovers them at start-up."""
 
@@ -92,6 +102,7 @@ class ShardStore:
         # One snapshot writer at a time: a rebuild holds it from start to swap, periodic snapshots skip meanwhile.
         self._snapshot_lock = threading.Lock()
         self._journal: list[shard_pb2.WalRecord] | None = None  # writes since a running rebuild copied the live set
+        self._checksum: Checksum | None = None  # the last one computed (valid while the LSN stays)
         data_dir.mkdir(parents=True, exist_ok=True)
         self._check_spec()
         loaded = snapshot.load_latest(self._snap_dir, settings.search_threads, settings.allowed_cache_mb)
@@ -151,33 +162,47 @@ class ShardStore:
         log.warning("%s", self._disk_error)
         return mapped or exc
 
+    def _check_follows(self, last: int, lsn: int) -> None:
+        if lsn != last + 1:
+            raise FailedPrecondition(f"{self.where} is at LSN {last}; a write with LSN {lsn} "
+                                     f"does not follow it (this replica is behind, or the write was already "
+                                     f"applied): it must catch up from a peer first")
+
     def _log_and_apply(self, record: shard_pb2.WalRecord) -> tuple[int, int]:
+        """Append (fsync) and apply one record; record.lsn 0 takes the next LSN, any other must follow the last."""
         with self._write_lock:
-            record.lsn = self._lsn + 1
+            if record.lsn:
+                self._check_follows(self._lsn, record.lsn)
+            else:
+                record.lsn = self._lsn + 1
             try:
                 self._wal.append(record)
             except OSError as exc:  # the WAL cut the record off again: nothing logged, nothing applied
                 raise self._disk_fault(exc, "wal", "append to the write-ahead log") from None
             self._disk_error = ""
-            self._lsn = record.lsn
-            affected = self._apply(record, self.partition)
-            self._ops_since_snapshot += len(record.upsert.ids) + len(record.delete.ids)
-            if self._journal is not None:
-                self._journal.append(record)
-            if (self._ops_since_snapshot >= self._settings.snapshot_every_ops
-                    or self._wal.size_bytes >= self._settings.snapshot_wal_bytes) \
-                    and time.monotonic() >= self._snapshot_retry_at \
-                    and self._snapshot_lock.acquire(blocking=False):
-                try:
-                    self._snapshot_locked()
-                except OSError as exc:  # the write is durable in the WAL: acknowledge it, snapshot later
-                    self._disk_fault(exc, "snapshot", "write a snapshot",
-                                     f"the write is durable in the WAL; the snapshot is tried again in "
-                                     f"{SNAPSHOT_RETRY_S:.0f} s")
-                    self._snapshot_retry_at = time.monotonic() + SNAPSHOT_RETRY_S
-                finally:
-                    self._snapshot_lock.release()
-            return record.lsn, affected
+            return self._applied_locked(record)
+
+    def _applied_locked(self, record: shard_pb2.WalRecord) -> tuple[int, int]:
+        """Apply a record already in the WAL (caller holds the write lock); snapshot when one is due."""
+        self._lsn = record.lsn
+        affected = self._apply(record, self.partition)
+        self._ops_since_snapshot += len(record.upsert.ids) + len(record.delete.ids)
+        if self._journal is not None:
+            self._journal.append(record)
+        if (self._ops_since_snapshot >= self._settings.snapshot_every_ops
+                or self._wal.size_bytes >= self._settings.snapshot_wal_bytes) \
+                and time.monotonic() >= self._snapshot_retry_at \
+                and self._snapshot_lock.acquire(blocking=False):
+            try:
+                self._snapshot_locked()
+            except OSError as exc:  # the write is durable in the WAL: acknowledge it, snapshot later
+                self._disk_fault(exc, "snapshot", "write a snapshot",
+                                 f"the write is durable in the WAL; the snapshot is tried again in "
+                                 f"{SNAPSHOT_RETRY_S:.0f} s")
+                self._snapshot_retry_at = time.monotonic() + SNAPSHOT_RETRY_S
+            finally:
+                self._snapshot_lock.release()
+        return record.lsn, affected
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray,
                payloads: Sequence[common_pb2.Payload] = ()) -> tuple[int, int]:
@@ -190,7 +215,8 @@ class ShardStore:
         return self.upsert_request(shard_pb2.ShardUpsertRequest(ids=ids, vectors=packed, payloads=payloads))
 
     def upsert_request(self, req: shard_pb2.ShardUpsertRequest) -> tuple[int, int]:
-        """Check an upsert as it arrived on the wire and log that very message; returns (lsn, count)."""
+        """Check an upsert as it arrived on the wire and log that very message (its lsn moves to the WAL record:
+        0 = the next one); returns (lsn, count)."""
         vectors = unpack_matrix(req.vectors)
         check_vectors(vectors, self.spec.dim, "vector", self.spec.metric)
         if len(vectors) != len(req.ids):
@@ -199,11 +225,76 @@ class ShardStore:
             raise InvalidArgument(f"{len(req.ids)} ids but {len(req.payloads)} payloads")
         if any(not i for i in req.ids):
             raise InvalidArgument("document ids must be non-empty strings")
-        return self._log_and_apply(shard_pb2.WalRecord(upsert=req))
+        lsn = req.lsn
+        req.ClearField("lsn")
+        return self._log_and_apply(shard_pb2.WalRecord(lsn=lsn, upsert=req))
 
-    def delete(self, ids: Sequence[str]) -> tuple[int, int]:
-        """Durably delete documents; returns (lsn, how many existed)."""
-        return self._log_and_apply(shard_pb2.WalRecord(delete=shard_pb2.ShardDeleteRequest(ids=ids)))
+    def delete(self, ids: Sequence[str], lsn: int = 0) -> tuple[int, int]:
+        """Durably delete documents (lsn 0 = the next one); returns (lsn, how many existed)."""
+        return self._log_and_apply(shard_pb2.WalRecord(lsn=lsn, delete=shard_pb2.ShardDeleteRequest(ids=ids)))
+
+    # ---- catch-up from peers ---------------------------------------------------------------
+    def read_log(self, after_lsn: int, max_bytes: int) -> tuple[list[shard_pb2.WalRecord] | None, int]:
+        """(records after after_lsn up to about max_bytes, or None when the WAL no longer holds them; last LSN)."""
+        last = self._lsn
+        if after_lsn >= last:
+            return [], last
+        if after_lsn < self._snapshot_lsn:
+            return None, last
+        return self._wal.read_after(after_lsn, last, max_bytes), last
+
+    def apply_log(self, records: Sequence[shard_pb2.WalRecord]) -> int:
+        """Append and apply a peer's records in order (one fsync for all); each must follow the last; returns
+        the last LSN."""
+        with self._write_lock:
+            expected = self._lsn
+            for record in records:
+                self._check_follows(expected, record.lsn)
+                expected = record.lsn
+            # Appended and applied one by one (a snapshot due midway covers what came before it), synced once.
+            for record in records:
+                self._wal.append(record, sync=False)
+                self._applied_locked(record)
+            if records:
+                self._wal.sync()
+            return self._lsn
+
+    def copy_documents(self) -> tuple[int, list[str], np.ndarray, list[dict[str, object]]]:
+        """(LSN, ids, vectors, payloads) of every live document, one consistent state (writers wait for it)."""
+        with self._write_lock:
+            ids, vectors, payloads = self.partition.live_documents()
+            return self._lsn, ids, vectors, payloads
+
+    def install(self, lsn: int, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, object]]) -> int:
+        """Replace the content by a peer's copy at `lsn`: the WAL goes first, then the copy's snapshot is written,
+        so a crash in between leaves an older, consistent state that is caught up again. Returns the LSN.
+
+        A running rebuild finishes first (it holds the snapshot lock until its swap)."""
+        with self._snapshot_lock:
+            fresh = build_partition(self.partition.spec, ids, vectors, payloads, self._settings.search_threads,
+                                    self._settings.rebuild_threads, lambda _: None, lambda: False,
+                                    self._settings.allowed_cache_mb)
+            with self._write_lock:
+                self._wal.reset(lsn + 1)
+                snapshot.write_snapshot(self._snap_dir, fresh, lsn, self._rebuild_meta)
+                self.partition = fresh
+                self._lsn = self._snapshot_lsn = lsn
+                self._ops_since_snapshot = 0
+                self._checksum = None
+                return lsn
+
+    def checksum(self) -> Checksum:
+        """The content checksum and live count at the current LSN (computed once per LSN)."""
+        with self._write_lock:
+            cached = self._checksum
+            if cached is not None and cached.lsn == self._lsn:
+                return cached
+            lsn = self._lsn
+            ids, vectors, payloads = self.partition.live_documents()
+        # Hashed outside the lock: the copy is of the state at `lsn`.
+        value = Checksum(lsn, len(ids), content_checksum(ids, vectors, payloads))
+        self._checksum = value
+        return value
 
     def snapshot(self) -> None:
         """Write a snapshot now and drop the WAL it covers (after a running rebuild, which writes its own)."""

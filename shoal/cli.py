@@ -111,10 +111,21 @@ def cmd_create(args: argparse.Namespace) -> int:
     with _client(args) as client:
         c = client.create_collection(args.name, dim=args.dim, metric=args.metric, shards=args.shards,
                                      model=args.model, chunk_words=args.chunk_words, chunk_overlap=args.chunk_overlap,
-                                     fields=fields)
+                                     fields=fields, replication_factor=args.replicas,
+                                     write_consistency=args.write_consistency)
     bound = f", model {c.model} ({c.modality})" if c.model else ""
     indexed = ", ".join(f"{k} ({v})" for k, v in sorted(c.fields.items())) or "no payload fields"
-    print(f"created {c.name}: dim {c.dim}, {c.metric}, {c.shards} shards{bound}; indexes {indexed}")
+    copies = (f", {c.replication_factor} replicas (writes need {c.write_consistency})"
+              if c.replication_factor > 1 else "")
+    print(f"created {c.name}: dim {c.dim}, {c.metric}, {c.shards} shards{copies}{bound}; indexes {indexed}")
+    return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    """Change a collection's write consistency."""
+    with _client(args) as client:
+        c = client.update_collection(args.name, write_consistency=args.write_consistency)
+    print(f"{c.name}: writes are acknowledged once {c.write_consistency} of {c.replication_factor} replicas have them")
     return 0
 
 
@@ -361,7 +372,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--field", action="append", default=[], metavar="NAME:TYPE",
                    help="index a payload field: keyword, tags, int, float, datetime, bool, text "
                         "(text:english) or text:korean (repeatable)")
+    s.add_argument("--replicas", type=int, default=0, help="copies of every shard (0 = 1)")
+    s.add_argument("--write-consistency", type=int, default=None, metavar="W",
+                   help="replicas a write needs before it is acknowledged (default: 1 up to 2 replicas, a majority "
+                        "above)")
     s.set_defaults(fn=cmd_create)
+
+    s = sub.add_parser("update", help="change a collection's settings (write consistency)")
+    s.add_argument("name")
+    s.add_argument("--write-consistency", type=int, required=True, metavar="W",
+                   help="replicas a write needs before it is acknowledged: 1 .. the replication factor")
+    s.set_defaults(fn=cmd_update)
 
     s = sub.add_parser("drop", help="drop a collection and its data")
     s.add_argument("name")

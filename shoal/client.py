@@ -76,6 +76,7 @@ class Collection:
     chunk_overlap: int = 0
     tombstone_threshold: float = 0.0
     replication_factor: int = 1
+    write_consistency: int = 1   # replicas a write needs before it is acknowledged
 
 
 class Hits(list):
@@ -95,6 +96,7 @@ def _shard_info(s: coordinator_pb2.ShardInfo) -> dict[str, Any]:
             "tombstone_ratio": s.tombstone_ratio, "capacity": s.capacity, "wal_bytes": s.wal_bytes,
             "memory_bytes": s.memory_bytes, "disk_bytes": s.disk_bytes, "m": s.m,
             "ef_construction": s.ef_construction, "last_lsn": s.last_lsn, "disk_error": s.disk_error,
+            "up_to_date": s.up_to_date, "checksum": s.checksum, "checksum_lsn": s.checksum_lsn,
             "rebuild": {"running": r.running, "phase": r.phase, "progress": r.progress, "total": r.total,
                         "last_finished_at": r.last_finished_at, "last_seconds": r.last_seconds,
                         "last_reason": r.last_reason, "last_error": r.last_error}}
@@ -109,6 +111,7 @@ def _collection(info: coordinator_pb2.CollectionInfo) -> Collection:
         model=info.model, modality=info.modality, chunk_words=info.chunking.words,
         chunk_overlap=info.chunking.overlap,
         tombstone_threshold=info.tombstone_threshold, replication_factor=info.replication_factor or 1,
+        write_consistency=info.write_consistency_factor or 1,
     )
 
 
@@ -183,9 +186,11 @@ class Client:
     def create_collection(self, name: str, dim: int = 0, metric: str = "cosine", shards: int = 0, m: int = 0,
                           ef_construction: int = 0, ef_search: int = 0, model: str = "", chunk_words: int = 0,
                           chunk_overlap: int = 0, tombstone_threshold: float = 0.0,
-                          replication_factor: int = 0, fields: dict[str, str] | None = None) -> Collection:
+                          replication_factor: int = 0, fields: dict[str, str] | None = None,
+                          write_consistency: int | None = None) -> Collection:
         """Create a collection (0 takes the server's default, also for the tombstone ratio that triggers a rebuild
-        and the replication factor); with `model` (name@version) it embeds text/images.
+        and the replication factor); with `model` (name@version) it embeds text/images. `write_consistency`:
+        replicas a write needs before it is acknowledged (None: 1 up to 2 replicas, a majority above).
 
         `fields` indexes payload fields for filters and full text: name -> keyword | tags | int | float |
         datetime | bool | text."""
@@ -194,7 +199,16 @@ class Client:
             hnsw=common_pb2.HnswParams(m=m, ef_construction=ef_construction, ef_search=ef_search), model=model,
             chunking=coordinator_pb2.Chunking(words=chunk_words, overlap=chunk_overlap),
             tombstone_threshold=tombstone_threshold, replication_factor=replication_factor, fields=fields or {})
+        if write_consistency is not None:
+            req.write_consistency_factor = write_consistency
         return _collection(self._call(self._stub.CreateCollection, req, idempotent=False))
+
+    def update_collection(self, name: str, write_consistency: int | None = None) -> Collection:
+        """Change a collection's write consistency (None keeps it); returns its settings."""
+        req = coordinator_pb2.UpdateCollectionRequest(name=name)
+        if write_consistency is not None:
+            req.write_consistency_factor = write_consistency
+        return _collection(self._call(self._stub.UpdateCollection, req))
 
     def drop_collection(self, name: str) -> None:
         """Delete a collection and all its data."""
@@ -205,12 +219,13 @@ class Client:
         resp = self._call(self._stub.ListCollections, coordinator_pb2.ListCollectionsRequest())
         return [_collection(c) for c in resp.collections]
 
-    def describe_collection(self, name: str, allow_partial: bool = False) -> Collection:
+    def describe_collection(self, name: str, allow_partial: bool = False, checksums: bool = False) -> Collection:
         """A collection's settings, live count and per-shard-replica figures (with allow_partial, replicas that
-        are down are listed as unavailable instead of failing the call)."""
+        are down are listed as unavailable instead of failing the call; with checksums, each replica's content
+        checksum, a pass over its documents)."""
         return _collection(self._call(self._stub.DescribeCollection,
-                                      coordinator_pb2.DescribeCollectionRequest(name=name,
-                                                                                allow_partial=allow_partial)))
+                                      coordinator_pb2.DescribeCollectionRequest(name=name, allow_partial=allow_partial,
+                                                                                checksums=checksums)))
 
     def compact(self, name: str, shards: Sequence[int] | None = None, m: int = 0, ef_construction: int = 0,
                 wait: bool = False) -> list[dict[str, Any]]:
