@@ -186,7 +186,7 @@ class RepairLoop:
         for r in replicas_of(spec):
             with contextlib.suppress(ShoalError, TimeoutError):
                 s = await self._on(spec, index, r, lambda c: c.stats(timeout, checksum=True), "Stats")
-                sums[r] = (int(s.checksum_lsn), int(s.checksum_live), int(s.checksum))
+                sums[r] = (int(s.checksum_lsn), int(s.checksum_live), s.checksum)
         if len(sums) < len(replicas_of(spec)) or len({v[0] for v in sums.values()}) != 1:
             return 0  # not all at one LSN any more: a later round compares
         self._checked[key] = time.monotonic()

@@ -190,9 +190,9 @@ class ShardInfo(_message.Message):
     last_lsn: int
     disk_error: str
     up_to_date: bool
-    checksum: int
+    checksum: str
     checksum_lsn: int
-    def __init__(self, index: _Optional[int] = ..., address: _Optional[str] = ..., live: _Optional[int] = ..., tombstones: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., capacity: _Optional[int] = ..., tombstone_ratio: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., rebuild: _Optional[_Union[_common_pb2.RebuildStatus, _Mapping]] = ..., replica: _Optional[int] = ..., available: _Optional[bool] = ..., error: _Optional[str] = ..., last_lsn: _Optional[int] = ..., disk_error: _Optional[str] = ..., up_to_date: _Optional[bool] = ..., checksum: _Optional[int] = ..., checksum_lsn: _Optional[int] = ...) -> None: ...
+    def __init__(self, index: _Optional[int] = ..., address: _Optional[str] = ..., live: _Optional[int] = ..., tombstones: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., capacity: _Optional[int] = ..., tombstone_ratio: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., rebuild: _Optional[_Union[_common_pb2.RebuildStatus, _Mapping]] = ..., replica: _Optional[int] = ..., available: _Optional[bool] = ..., error: _Optional[str] = ..., last_lsn: _Optional[int] = ..., disk_error: _Optional[str] = ..., up_to_date: _Optional[bool] = ..., checksum: _Optional[str] = ..., checksum_lsn: _Optional[int] = ...) -> None: ...
 
 class DropCollectionRequest(_message.Message):
     __slots__ = ("name",)

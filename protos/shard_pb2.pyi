@@ -286,10 +286,10 @@ class ShardStats(_message.Message):
     disk_bytes: int
     rebuild: _common_pb2.RebuildStatus
     disk_error: str
-    checksum: int
+    checksum: str
     checksum_lsn: int
     checksum_live: int
-    def __init__(self, live: _Optional[int] = ..., tombstones: _Optional[int] = ..., capacity: _Optional[int] = ..., last_lsn: _Optional[int] = ..., snapshot_lsn: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., documents: _Optional[int] = ..., slots_used: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., rebuild: _Optional[_Union[_common_pb2.RebuildStatus, _Mapping]] = ..., disk_error: _Optional[str] = ..., checksum: _Optional[int] = ..., checksum_lsn: _Optional[int] = ..., checksum_live: _Optional[int] = ...) -> None: ...
+    def __init__(self, live: _Optional[int] = ..., tombstones: _Optional[int] = ..., capacity: _Optional[int] = ..., last_lsn: _Optional[int] = ..., snapshot_lsn: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., documents: _Optional[int] = ..., slots_used: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., rebuild: _Optional[_Union[_common_pb2.RebuildStatus, _Mapping]] = ..., disk_error: _Optional[str] = ..., checksum: _Optional[str] = ..., checksum_lsn: _Optional[int] = ..., checksum_live: _Optional[int] = ...) -> None: ...
 
 class ShardRebuildRequest(_message.Message):
     __slots__ = ("partition", "m", "ef_construction", "reason", "wait")

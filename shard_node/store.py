@@ -18,7 +18,6 @@ from protos.checksum import content_checksum
 from protos.errors import FailedPrecondition, InvalidArgument
 from protos.wire import check_vectors, pack_matrix, pack_vector, payload_to_proto, payloads_from_proto, unpack_matrix
 from shard_node import snapshot
-from shard_node.checksum import content_checksum
 from shard_node.disk import WRITE_REFUSED, disk_error, fault_kind
 from shard_node.partition import Partition
 from shard_node.rebuild import Rebuilder, RebuildFigures, RebuildObserver, build_partition, respec, tombstone_ratio
@@ -82,7 +81,7 @@ class Checksum:
 
     lsn: int
     live: int
-    value: int
+    value: str   # protos.checksum.content_checksum
 
 
 class ShardStore:
@@ -292,7 +291,8 @@ class ShardStore:
             lsn = self._lsn
             ids, vectors, payloads = self.partition.live_documents()
         # Hashed outside the lock: the copy is of the state at `lsn`.
-        value = Checksum(lsn, len(ids), content_checksum(ids, vectors, payloads))
+        value = Checksum(lsn, len(ids), content_checksum(ids, [pack_vector(v) for v in vectors],
+                                                         [payload_to_proto(p) for p in payloads]))
         self._checksum = value
         return value
 
