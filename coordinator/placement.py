@@ -1,8 +1,9 @@
 """Placement policy: which shard node hosts each replica of a collection's shards.
 
-Replicas of one shard go to distinct nodes whenever there are enough nodes; otherwise they share the
-least loaded ones. Among candidates the node hosting the fewest partitions wins, lowest index on ties,
-so placement is deterministic for the same cluster state.
+Replicas of one shard go to distinct nodes on distinct machines (Ray nodes) whenever there are enough of
+them; then to distinct nodes; otherwise they share the least loaded ones. Among candidates the node
+hosting the fewest partitions wins, lowest index on ties, so placement is deterministic for the same
+cluster state.
 """
 
 from __future__ import annotations
@@ -22,15 +23,20 @@ def load_of(placements: Iterable[Placement], nodes: int) -> Counter[int]:
     return load
 
 
-def place(shards: int, replicas: int, nodes: int, load: Counter[int]) -> Placement:
-    """Choose a node for every replica of every shard; `load` is updated with the choice."""
+def place(shards: int, replicas: int, nodes: int, load: Counter[int],
+          machines: Sequence[str] = ()) -> Placement:
+    """Choose a node for every replica of every shard; `load` is updated with the choice. `machines[n]` names
+    the machine node n runs on (unknown when missing): replicas of a shard avoid sharing one."""
     if nodes < 1:
         raise ValueError("placement needs at least one shard node")
+    machine = {n: machines[n] if n < len(machines) and machines[n] else f"node-{n}" for n in range(nodes)}
     out: Placement = []
     for _ in range(shards):
         chosen: list[int] = []
         for _ in range(replicas):
-            fresh = [n for n in range(nodes) if n not in chosen] or list(range(nodes))
+            taken = {machine[c] for c in chosen}
+            fresh = ([n for n in range(nodes) if machine[n] not in taken]
+                     or [n for n in range(nodes) if n not in chosen] or list(range(nodes)))
             best = min(fresh, key=lambda n: (load[n], n))
             chosen.append(best)
             load[best] += 1

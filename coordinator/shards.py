@@ -7,12 +7,14 @@ import logging
 import os
 import shutil
 import signal
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from coordinator.catalog import CollectionSpec
 from coordinator.settings import CoordinatorSettings
@@ -22,8 +24,21 @@ from shard_node.settings import PartitionSpec, ShardSettings
 
 _ACTOR_PREFIX = "shard-"       # every shard actor Shoal ever named (per-shard actors of older versions too)
 _NODE_PREFIX = "shard-node-"
+# Share of the shard resource one shard node asks for: a Ray node offering one unit can take many shard
+# nodes, so Ray can restart those of a lost Ray node on a surviving one (a whole unit each would leave no room).
+SHARD_RESOURCE_SHARE = 0.001
 log = logging.getLogger("shoal.coordinator.shards")
-_RemoteNode = ray.remote(ShardNodeActor)
+
+
+class _RayShardNode(ShardNodeActor):
+    """The shard node as Ray runs it: its info also names the Ray node (machine) it runs on."""
+
+    def info(self) -> dict[str, Any]:
+        """Where this node serves, which process and which Ray node it is."""
+        return {**super().info(), "machine": ray.get_runtime_context().get_node_id()}
+
+
+_RemoteNode = ray.remote(_RayShardNode)
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,7 @@ class ShardLocation:
     pid: int
     host: str
     metrics_port: int
+    machine: str = ""  # the Ray node id it runs on
 
 
 def node_name(node: int) -> str:
@@ -88,37 +104,65 @@ class ShardPlacer:
         return PartitionSpec(dim=spec.dim, metric=spec.metric, m=spec.m, ef_construction=spec.ef_construction,
                              ef_search=spec.ef_search, fields=dict(spec.fields))
 
+    def machines(self) -> list[str]:
+        """Ids of the live Ray nodes that may host shard nodes: those offering the shard resource, else those
+        with CPUs (a head started with none hosts no shards); in a stable order."""
+        key = self._settings.shard_ray_resource or "CPU"
+        return sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get(key, 0) > 0)
+
     def node_count(self) -> int:
-        """How many shard nodes this deployment runs: the setting, else one per unit of the shard resource
-        (one per KubeRay worker pod) or one per CPU of the Ray cluster; at least 1."""
+        """How many shard nodes this deployment runs: the setting, else one per Ray node offering the shard
+        resource (one per KubeRay worker pod), else one per CPU of the Ray cluster; at least 1."""
         if self._settings.shard_nodes > 0:
             return self._settings.shard_nodes
-        resources = ray.cluster_resources()
-        key = self._settings.shard_ray_resource or "CPU"
-        return max(int(resources.get(key, 1)), 1)
+        if self._settings.shard_ray_resource:
+            return max(len(self.machines()), 1)
+        return max(int(ray.cluster_resources().get("CPU", 1)), 1)
 
-    def _handle(self, node: int) -> Any:
+    def _create(self, node: int, machine: str) -> Any:
         node_dir = str(self._root / "nodes" / f"node-{node}")
-        return _RemoteNode.options(**self.actor_options(node)).remote(node_dir, self._shard_settings)
+        return _RemoteNode.options(**self.actor_options(node, machine)).remote(node_dir, self._shard_settings)
 
-    def actor_options(self, node: int) -> dict[str, Any]:
-        """Ray options of a shard node actor: named, detached, restarted forever, placed by the shard resource."""
+    def actor_options(self, node: int, machine: str = "") -> dict[str, Any]:
+        """Ray options of a shard node actor: named, detached, restarted forever, on a Ray node offering the shard
+        resource, preferably `machine` (soft affinity: Ray restarts it elsewhere when that machine is gone)."""
         resource = self._settings.shard_ray_resource
-        return {"name": node_name(node), "namespace": self._namespace, "lifetime": "detached",
-                "get_if_exists": True, "max_restarts": -1, "max_task_retries": -1, "num_cpus": 0,
-                "resources": {resource: 1} if resource else {}}
+        options = {"name": node_name(node), "namespace": self._namespace, "lifetime": "detached",
+                   "get_if_exists": True, "max_restarts": -1, "max_task_retries": -1, "num_cpus": 0,
+                   "resources": {resource: SHARD_RESOURCE_SHARE} if resource else {}}
+        if machine:
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(machine, soft=True)
+        return options
+
+    def _existing(self, node: int) -> Any | None:
+        try:
+            return ray.get_actor(node_name(node), namespace=self._namespace)
+        except ValueError:
+            return None
 
     def ensure(self, nodes: int) -> list[ShardLocation]:
-        """Start (or find) shard nodes 0..nodes-1 and wait until each serves (it reopens its partitions first)."""
-        handles = [self._handle(n) for n in range(nodes)]
-        return [self._info(h) for h in handles]
+        """Start (or find) shard nodes 0..nodes-1 and wait until each serves (it reopens its partitions first).
+        Missing ones are spread over the machines, least used first, so shard nodes land on distinct Ray nodes."""
+        handles = {n: h for n in range(nodes) if (h := self._existing(n)) is not None}
+        found = {n: self._info(h) for n, h in handles.items()}
+        machines = self.machines()
+        used = Counter({m: 0 for m in machines})
+        used.update(w.machine for w in found.values() if w.machine in used)
+        for n in range(nodes):
+            if n not in handles:
+                machine = min(machines, key=lambda m: (used[m], (machines.index(m) - n) % len(machines)),
+                              default="")
+                used[machine] += 1
+                handles[n] = self._create(n, machine)
+        return [found.get(n) or self._info(handles[n]) for n in range(nodes)]
 
     def locate(self, node: int) -> ShardLocation:
-        """Where a shard node serves now, waiting for it if Ray is restarting it."""
-        try:
-            handle = ray.get_actor(node_name(node), namespace=self._namespace)
-        except ValueError:
-            handle = self._handle(node)
+        """Where a shard node serves now, waiting for it if Ray is restarting it (re-creating it when Ray lost it,
+        as after a restart of a Ray head without GCS fault tolerance)."""
+        handle = self._existing(node)
+        if handle is None:
+            machines = self.machines()
+            handle = self._create(node, machines[node % len(machines)] if machines else "")
         return self._info(handle)
 
     def _info(self, handle: Any) -> ShardLocation:

@@ -28,3 +28,15 @@ def test_placement_is_deterministic() -> None:
     a = place(3, 2, 4, load_of([], 4))
     b = place(3, 2, 4, load_of([], 4))
     assert a == b and nodes_used(a) == [0, 1, 2, 3]
+
+
+def test_replicas_of_a_shard_land_on_distinct_machines() -> None:
+    # Nodes 0 and 1 share machine a: a shard's two replicas never both go there while b has a node.
+    machines = ["a", "a", "b"]
+    placement = place(shards=6, replicas=2, nodes=3, load=load_of([], 3), machines=machines)
+    assert all(len({machines[n] for n in r}) == 2 for r in placement)
+
+
+def test_too_few_machines_still_use_distinct_nodes() -> None:
+    placement = place(shards=3, replicas=2, nodes=2, load=load_of([], 2), machines=["a", "a"])
+    assert all(len(set(r)) == 2 for r in placement)
