@@ -173,6 +173,16 @@ class ShardPlacer:
                               f"{exc}") from None
         return ShardLocation(**info)
 
+    def running_nodes(self) -> dict[int, ShardLocation]:
+        """Every shard node actor of this namespace and where it serves (waiting for those Ray restarts)."""
+        names = [n for n in self.shard_actors() if n.startswith(_NODE_PREFIX)]
+        return {int(n.removeprefix(_NODE_PREFIX)): self._info(ray.get_actor(n, namespace=self._namespace))
+                for n in names}
+
+    def machine_resources(self) -> dict[str, dict[str, float]]:
+        """The resources every live Ray node offers, by node id."""
+        return {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
+
     def remove_collection_dir(self, spec: CollectionSpec) -> None:
         """Delete what is left of a dropped collection's data on this machine."""
         shutil.rmtree(self._root / f"{spec.name}-{spec.uid}", ignore_errors=True)
@@ -209,7 +219,8 @@ class ShardPlacer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Operator tool: `python -m coordinator.shards list`, or `kill|locate --collection C --shard I [--how H]`."""
+    """Operator tool: `python -m coordinator.shards list|nodes`, or `kill|locate --collection C --shard I [--how H]`
+    (`nodes`: where every shard node serves and on which Ray node, and what each Ray node offers)."""
     import argparse
     import dataclasses
     import json
@@ -218,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     from protos.serving import load_settings
 
     parser = argparse.ArgumentParser(prog="coordinator.shards", add_help=False)
-    parser.add_argument("action", choices=["kill", "locate", "list"])
+    parser.add_argument("action", choices=["kill", "locate", "list", "nodes"])
     parser.add_argument("--node", type=int, default=-1, help="a shard node by index (instead of --collection)")
     parser.add_argument("--collection", default="")
     parser.add_argument("--shard", type=int, default=0)
@@ -230,6 +241,10 @@ def main(argv: list[str] | None = None) -> None:
     placer = ShardPlacer(settings)
     if known.action == "list":
         print(json.dumps(placer.shard_actors()), flush=True)
+        return
+    if known.action == "nodes":
+        nodes = {n: dataclasses.asdict(w) for n, w in placer.running_nodes().items()}
+        print(json.dumps({"nodes": nodes, "machines": placer.machine_resources()}), flush=True)
         return
     node = known.node
     if node < 0:
