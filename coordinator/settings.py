@@ -23,6 +23,8 @@ QUERY_DEPTH_CEILING = 40
 DEFAULT_DEADLINE_S = 300.0    # a request that sets no deadline gets this one
 MAX_DEADLINE_S = 3600.0       # longer deadlines are cut to this (Compact with wait may take rebuild_timeout_s)
 MAX_CONCURRENT_PER_CLIENT = 64
+# Exit status of a coordinator that lost its Ray cluster (EX_TEMPFAIL): its supervisor starts it again.
+RAY_LOST_EXIT_CODE = 75
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,12 @@ class CoordinatorSettings(ServerTLSSettings):
     shard_ray_resource: str = field(default="", metadata={
         "help": "custom Ray resource each shard actor takes one unit of, so shards run only on Ray nodes that "
                 "offer it (Kubernetes: the shard worker group); empty = any node"})
+    ray_check_interval_s: float = field(default=5.0, metadata={
+        "help": "how often the coordinator checks that its Ray cluster answers (0 = never)"})
+    ray_lost_after_s: float = field(default=30.0, metadata={
+        "help": "a Ray cluster that does not answer for this long is lost (a head restarted without GCS fault "
+                "tolerance): the coordinator exits with code 75 so that its supervisor restarts it, and the new "
+                "one re-creates the shard nodes, which reopen their partitions from disk"})
     shard_metrics: bool = field(default=True, metadata={"help": "shard nodes serve Prometheus metrics"})
     blas_threads: int = field(default=1, metadata={
         "help": "BLAS threads of the coordinator process (0 = the library's default)"})

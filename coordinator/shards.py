@@ -73,6 +73,11 @@ def connect(address: str, namespace: str) -> None:
                  _node_ip_address="127.0.0.1")
 
 
+def cluster_answers() -> bool:
+    """Whether the Ray cluster this process joined answers (a lost head raises, hangs, or ends the process)."""
+    return bool(ray.cluster_resources())
+
+
 def disconnect() -> None:
     """Leave Ray (stops a local instance this process started)."""
     if ray.is_initialized():

@@ -28,7 +28,9 @@ FULL_REPLICATION_WITHIN_S = 45.0
 MAX_READ_ERROR_BURST_S = 5.0   # longest run of failed reads while a machine is lost
 LOAD_CALL_TIMEOUT_S = 60.0
 COORDINATOR_ARGS = [f"--shard-ray-resource={SHARD_RESOURCE}", "--compaction-interval-s=0",
-                    "--shard-restart-wait-s=30", "--partial-wait-s=0.5"]
+                    "--shard-restart-wait-s=30", "--partial-wait-s=0.5",
+                    "--ray-check-interval-s=0.5", "--ray-lost-after-s=5"]
+RAY_LOST_WITHIN_S = 30.0
 
 
 def _start(root: Path) -> tuple[RayTopology, LocalCluster]:
@@ -221,3 +223,44 @@ def test_worker_machine_lost_under_load_then_back(multinode: tuple[RayTopology, 
         client.create_collection("after-rejoin", dim=DIM, shards=2, replication_factor=2)
         client.upsert("after-rejoin", ["x", "y"], vectors[:2])
         assert [h.id for h in client.search("after-rejoin", vectors[0], k=1)] == ["x"]
+
+
+def test_ray_head_restarted(multinode: tuple[RayTopology, LocalCluster]) -> None:
+    """The Ray head stopped and started again on the same port (no GCS fault tolerance: every actor is lost with
+    it): the coordinator reconnects, re-creates the shard nodes, which reopen their partitions from disk, and no
+    acknowledged write is lost."""
+    topology, cluster = multinode
+    name = "head-restart"
+    vectors = random_vectors(BATCH * 2000, DIM, seed=13)
+    with shoal.Client(cluster.address, timeout=LOAD_CALL_TIMEOUT_S) as client:
+        client.create_collection(name, dim=DIM, shards=SHARDS, replication_factor=2)
+        writer = Load(cluster.address, name, vectors, reads=False)
+        writer.start()
+        wait_until(lambda: writer.progressed(writes=10), 60, "writes under way")
+        restarted_at = time.monotonic()
+        topology.restart_head()
+        head_back = time.monotonic() - restarted_at
+        # The coordinator notices that its Ray cluster is gone and exits; its supervisor (Kubernetes, here the
+        # test) starts it again, and the new one joins the new head and re-creates the shard nodes.
+        code = wait_until(lambda: cluster.wait_nonblocking(), RAY_LOST_WITHIN_S, "the coordinator to exit")
+        exited = time.monotonic() - restarted_at
+        cluster.start_coordinator()
+        serving = time.monotonic() - restarted_at
+        print(f"\nhead and workers back after {head_back:.1f}s; coordinator exited (code {code}) after {exited:.1f}s, "
+              f"serving again after {serving:.1f}s")
+        acked_at_restart = len(writer.acked)
+        wait_until(lambda: writer.progressed(writes=acked_at_restart + 10), 90, "writes to resume")
+        back_after = time.monotonic() - restarted_at
+        writer.stop = True
+        writer.join(timeout=120)
+        print(f"writes resumed {back_after:.1f}s after the head went down; batches acked {len(writer.acked)}, "
+              f"failed {len(writer.write_errors)}: {writer.write_errors[:2]}")
+        _assert_all_acked_there(client, name, writer)
+        assert client.count(name) >= BATCH * len(writer.acked)
+        machine_of, names = _where(cluster)
+        assert sorted(names[m] for m in machine_of.values()) == sorted(WORKERS), "one shard node per machine again"
+        # A write in flight when the head went down may have reached one replica only; the coordinator kept the
+        # other's hand-off in memory and exited. Converging needs catch-up from peers (issue 12, parts 1-2).
+        counts = _replica_counts(client, name)
+        if any(len(set(c)) != 1 for c in counts.values()):
+            pytest.xfail(f"replicas differ after the head restart (catch-up from peers not on this branch): {counts}")

@@ -52,7 +52,14 @@ class RayNode:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        """Start the node and wait until it has joined the cluster."""
+        """Start the node and wait until it has joined the cluster (a second try when the first timed out: Ray
+        gives a raylet 30 s to register, which a machine busy with other work sometimes exceeds)."""
+        try:
+            self._start_once()
+        except RuntimeError:
+            self._start_once()
+
+    def _start_once(self) -> None:
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         ports = [f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
                  f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
@@ -121,9 +128,11 @@ class RayTopology:
         logs.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        client_port = free_port()
+        self.client_address = f"ray://127.0.0.1:{client_port}"  # the Ray Client server, as the coordinator dials it
         self.env = dict(TOPOLOGY_RAY_ENV)
         self.head = RayNode("a", ["--head", f"--port={self.port}", "--num-cpus=0", "--include-dashboard=false",
-                                  f"--ray-client-server-port={free_port()}",
+                                  f"--ray-client-server-port={client_port}",
                                   f"--resources={json.dumps({host_resource('a'): 1})}"],
                             self._short / "a", logs)
         self.workers = {w: RayNode(w, [f"--address={self.address}", "--num-cpus=1",
