@@ -112,9 +112,11 @@ class Load(CheckedThread):
                     continue
                 try:
                     client.upsert(self.name, self.ids(b), self.vectors[b * BATCH:(b + 1) * BATCH])
-                    self.acked.append(b)
-                except shoal.ShoalError as exc:
+                except shoal.ShoalError as exc:  # not acknowledged: tried again, as a client would
                     self.write_errors.append(f"{type(exc).__name__}: {exc}")
+                    time.sleep(0.1)
+                    continue
+                self.acked.append(b)
                 b += 1
                 time.sleep(0.02)
 
