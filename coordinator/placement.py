@@ -47,3 +47,18 @@ def place(shards: int, replicas: int, nodes: int, load: Counter[int],
 def nodes_used(placement: Sequence[Sequence[int]]) -> list[int]:
     """The distinct nodes a placement names, in order."""
     return sorted({n for replicas in placement for n in replicas})
+
+
+def spread(nodes: Iterable[int], machines: Sequence[str], used: Counter[str]) -> dict[int, str]:
+    """A machine (Ray node) for each of the shard nodes about to be created: the least used one, node n
+    preferring machines[n % len(machines)] on ties, so nodes 0..k-1 of an empty cluster take one machine each.
+    `used` counts the shard nodes each machine runs already and is updated; no machines, no preference ("")."""
+    out: dict[int, str] = {}
+    for n in nodes:
+        if not machines:
+            out[n] = ""
+            continue
+        best = min(range(len(machines)), key=lambda i: (used[machines[i]], (i - n) % len(machines)))
+        out[n] = machines[best]
+        used[machines[best]] += 1
+    return out

@@ -17,6 +17,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from coordinator.catalog import CollectionSpec
+from coordinator.placement import spread
 from coordinator.settings import CoordinatorSettings
 from protos.errors import Unavailable
 from shard_node.actor import ShardNodeActor
@@ -150,15 +151,9 @@ class ShardPlacer:
         Missing ones are spread over the machines, least used first, so shard nodes land on distinct Ray nodes."""
         handles = {n: h for n in range(nodes) if (h := self._existing(n)) is not None}
         found = {n: self._info(h) for n, h in handles.items()}
-        machines = self.machines()
-        used = Counter({m: 0 for m in machines})
-        used.update(w.machine for w in found.values() if w.machine in used)
-        for n in range(nodes):
-            if n not in handles:
-                machine = min(machines, key=lambda m: (used[m], (machines.index(m) - n) % len(machines)),
-                              default="")
-                used[machine] += 1
-                handles[n] = self._create(n, machine)
+        used = Counter(w.machine for w in found.values())
+        for n, machine in spread([n for n in range(nodes) if n not in handles], self.machines(), used).items():
+            handles[n] = self._create(n, machine)
         return [found.get(n) or self._info(handles[n]) for n in range(nodes)]
 
     def locate(self, node: int) -> ShardLocation:
@@ -166,8 +161,7 @@ class ShardPlacer:
         as after a restart of a Ray head without GCS fault tolerance)."""
         handle = self._existing(node)
         if handle is None:
-            machines = self.machines()
-            handle = self._create(node, machines[node % len(machines)] if machines else "")
+            handle = self._create(node, spread([node], self.machines(), Counter())[node])
         return self._info(handle)
 
     def _info(self, handle: Any) -> ShardLocation:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from coordinator.placement import load_of, nodes_used, place
+from collections import Counter
+
+from coordinator.placement import load_of, nodes_used, place, spread
 
 
 def test_replicas_of_a_shard_land_on_distinct_nodes() -> None:
@@ -40,3 +42,18 @@ def test_replicas_of_a_shard_land_on_distinct_machines() -> None:
 def test_too_few_machines_still_use_distinct_nodes() -> None:
     placement = place(shards=3, replicas=2, nodes=2, load=load_of([], 2), machines=["a", "a"])
     assert all(len(set(r)) == 2 for r in placement)
+
+
+def test_shard_nodes_spread_one_per_machine() -> None:
+    assert spread(range(3), ["m0", "m1", "m2"], Counter()) == {0: "m0", 1: "m1", 2: "m2"}
+
+
+def test_new_shard_nodes_go_to_the_least_used_machine() -> None:
+    # m0 runs two shard nodes already (those of a lost machine came back there); m1 has rejoined empty.
+    used = Counter({"m0": 2})
+    assert spread([2, 3], ["m0", "m1"], used) == {2: "m1", 3: "m1"} and used == Counter({"m0": 2, "m1": 2})
+
+
+def test_one_shard_node_alone_keeps_its_own_machine() -> None:
+    assert spread([4], ["m0", "m1", "m2"], Counter()) == {4: "m1"}
+    assert spread([1], [], Counter()) == {1: ""}
