@@ -3,6 +3,8 @@ machines, a whole worker machine lost under load (and back later), and the Ray h
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +33,8 @@ COORDINATOR_ARGS = [f"--shard-ray-resource={SHARD_RESOURCE}", "--compaction-inte
                     "--shard-restart-wait-s=30", "--partial-wait-s=0.5",
                     "--ray-check-interval-s=0.5", "--ray-lost-after-s=5"]
 RAY_LOST_WITHIN_S = 30.0
+# Names a JSON file that collects each scenario's figures (e.g. bench/out/ray_nodes.json, for BENCHMARKS.md).
+FIGURES_ENV = "SHOAL_RAY_NODES_FIGURES"
 
 
 def _start(root: Path) -> tuple[RayTopology, LocalCluster]:
@@ -54,6 +58,16 @@ def multinode(tmp_path: Path) -> Iterator[tuple[RayTopology, LocalCluster]]:
     finally:
         cluster.stop()
         topology.stop()
+
+
+def _record(scenario: str, figures: dict[str, object]) -> None:
+    """Print a scenario's figures, and keep them in the file FIGURES_ENV names."""
+    print(f"\n{scenario}: {json.dumps(figures)}")
+    if os.environ.get(FIGURES_ENV):
+        path = Path(os.environ[FIGURES_ENV])
+        kept = json.loads(path.read_text()) if path.exists() else {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**kept, scenario: figures}, indent=1) + "\n")
 
 
 def _spec(cluster: LocalCluster, name: str) -> CollectionSpec:
@@ -146,7 +160,7 @@ def test_replicas_of_every_shard_are_on_distinct_ray_nodes(multinode: tuple[RayT
     assert sorted(names[m] for m in machine_of.values()) == sorted(WORKERS), \
         f"shard nodes should be one per worker machine, found {machine_of} on {names}"
     hosts = _replica_hosts(cluster, _spec(cluster, "placed"))
-    print(f"\nreplica machines per shard: {hosts}")
+    _record("placement", {"replica_machines_per_shard": hosts})
     assert all(len(set(h)) == 2 and "?" not in h for h in hosts), hosts
 
 
@@ -200,9 +214,11 @@ def test_worker_machine_lost_under_load_then_back(multinode: tuple[RayTopology, 
 
         machine_after, names_after = _where(cluster)
         burst = _longest_burst(reader.read_failures)
-        print(f"\nmachine {lost} (shard nodes {lost_nodes}, {len(pids)} processes) killed; every replica back after "
-              f"{back_after:.1f}s; reads ok {reader.read_ok}, failed {len(reader.read_failures)} "
-              f"(longest burst {burst:.1f}s); batches acked {len(writer.acked)}, failed {len(writer.write_errors)}")
+        _record("worker machine lost", {
+            "machine": lost, "shard_nodes_on_it": lost_nodes, "processes_killed": len(pids),
+            "full_replication_after_s": round(back_after, 2), "reads_ok": reader.read_ok,
+            "reads_failed": len(reader.read_failures), "longest_read_error_burst_s": round(burst, 2),
+            "batches_acked": len(writer.acked), "write_attempts_failed": len(writer.write_errors)})
         assert {names_after[m] for m in machine_after.values()} == {"b"}, "the lost shard nodes run on the survivor"
         assert back_after <= FULL_REPLICATION_WITHIN_S
         assert burst <= MAX_READ_ERROR_BURST_S, f"reads failed for {burst:.1f}s in a row"
@@ -248,15 +264,16 @@ def test_ray_head_restarted(multinode: tuple[RayTopology, LocalCluster]) -> None
         exited = time.monotonic() - restarted_at
         cluster.start_coordinator()
         serving = time.monotonic() - restarted_at
-        print(f"\nhead and workers back after {head_back:.1f}s; coordinator exited (code {code}) after {exited:.1f}s, "
-              f"serving again after {serving:.1f}s")
         acked_at_restart = len(writer.acked)
         wait_until(lambda: writer.progressed(writes=acked_at_restart + 10), 90, "writes to resume")
         back_after = time.monotonic() - restarted_at
         writer.stop = True
         writer.join(timeout=120)
-        print(f"writes resumed {back_after:.1f}s after the head went down; batches acked {len(writer.acked)}, "
-              f"failed {len(writer.write_errors)}: {writer.write_errors[:2]}")
+        _record("ray head restarted", {
+            "ray_nodes_back_after_s": round(head_back, 2), "coordinator_exit_code": code,
+            "coordinator_exited_by_s": round(exited, 2), "coordinator_serving_after_s": round(serving, 2),
+            "writes_resumed_after_s": round(back_after, 2), "batches_acked": len(writer.acked),
+            "write_attempts_failed": len(writer.write_errors), "first_errors": writer.write_errors[:2]})
         _assert_all_acked_there(client, name, writer)
         assert client.count(name) >= BATCH * len(writer.acked)
         machine_of, names = _where(cluster)
