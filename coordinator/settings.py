@@ -72,8 +72,8 @@ class CoordinatorSettings(ServerTLSSettings):
         "help": "how often the coordinator checks that its Ray cluster answers (0 = never)"})
     ray_lost_after_s: float = field(default=30.0, metadata={
         "help": "a Ray cluster that does not answer for this long is lost (a head restarted without GCS fault "
-                "tolerance): the coordinator exits with code 75 so that its supervisor restarts it, and the new "
-                "one re-creates the shard nodes, which reopen their partitions from disk"})
+                f"tolerance): the coordinator exits with code {RAY_LOST_EXIT_CODE} so that its supervisor restarts "
+                "it, and the new one re-creates the shard nodes, which reopen their partitions from disk"})
     shard_metrics: bool = field(default=True, metadata={"help": "shard nodes serve Prometheus metrics"})
     blas_threads: int = field(default=1, metadata={
         "help": "BLAS threads of the coordinator process (0 = the library's default)"})
