@@ -16,7 +16,7 @@ import shoal
 from coordinator.catalog import Catalog, CollectionSpec
 from shoal.serve import LocalCluster
 from tests.support.data import random_vectors
-from tests.support.ray_nodes import SHARD_RESOURCE, RayTopology
+from tests.support.ray_nodes import RayTopology, cluster_on_nodes
 from tests.support.threads import CheckedThread, join_all
 from tests.support.waiting import wait_until
 
@@ -29,7 +29,7 @@ WORKERS = ("b", "c")
 FULL_REPLICATION_WITHIN_S = 45.0
 MAX_READ_ERROR_BURST_S = 5.0   # longest run of failed reads while a machine is lost
 LOAD_CALL_TIMEOUT_S = 60.0
-COORDINATOR_ARGS = [f"--shard-ray-resource={SHARD_RESOURCE}", "--compaction-interval-s=0",
+COORDINATOR_ARGS = ["--compaction-interval-s=0",
                     "--shard-restart-wait-s=30", "--partial-wait-s=0.5",
                     "--ray-check-interval-s=0.5", "--ray-lost-after-s=5"]
 RAY_LOST_WITHIN_S = 30.0
@@ -37,27 +37,11 @@ RAY_LOST_WITHIN_S = 30.0
 FIGURES_ENV = "SHOAL_RAY_NODES_FIGURES"
 
 
-def _start(root: Path) -> tuple[RayTopology, LocalCluster]:
-    topology = RayTopology(root, WORKERS).start()
-    cluster = LocalCluster(root / "coordinator", ray_address=topology.address, embedder=False,
-                           coordinator_args=COORDINATOR_ARGS, ray_env=topology.env)
-    try:
-        cluster.start()
-    except BaseException:
-        topology.stop()
-        raise
-    return topology, cluster
-
-
 @pytest.fixture
 def multinode(tmp_path: Path) -> Iterator[tuple[RayTopology, LocalCluster]]:
     """A Ray head and two worker machines on loopback, and a coordinator on them; all stopped afterwards."""
-    topology, cluster = _start(tmp_path)
-    try:
-        yield topology, cluster
-    finally:
-        cluster.stop()
-        topology.stop()
+    with cluster_on_nodes(tmp_path, WORKERS, COORDINATOR_ARGS) as both:
+        yield both
 
 
 def _record(scenario: str, figures: dict[str, object]) -> None:

@@ -19,9 +19,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from shoal.serve import free_port, wait_for_port
+from shoal.serve import LocalCluster, free_port, wait_for_port
 from tests.support.processes import kill_all, process_tree
 
 SHARD_RESOURCE = "shoal_shard"
@@ -180,3 +182,20 @@ class RayTopology:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def cluster_on_nodes(root: Path, workers: tuple[str, ...], coordinator_args: list[str]
+                     ) -> Iterator[tuple[RayTopology, LocalCluster]]:
+    """A RayTopology and a coordinator (no embedder) joined to it, shard nodes on the shard resource; both
+    always stopped."""
+    topology = RayTopology(root, workers).start()
+    cluster = LocalCluster(root / "coordinator", ray_address=topology.address, embedder=False,
+                           coordinator_args=[f"--shard-ray-resource={SHARD_RESOURCE}", *coordinator_args],
+                           ray_env=topology.env)
+    try:
+        cluster.start()
+        yield topology, cluster
+    finally:
+        cluster.stop()
+        topology.stop()
