@@ -74,6 +74,9 @@ class CoordinatorSettings(ServerTLSSettings):
         "help": "a Ray cluster that does not answer for this long is lost (a head restarted without GCS fault "
                 f"tolerance): the coordinator exits with code {RAY_LOST_EXIT_CODE} so that its supervisor restarts "
                 "it, and the new one re-creates the shard nodes, which reopen their partitions from disk"})
+    rebalance_interval_s: float = field(default=30.0, metadata={
+        "help": "how often the coordinator looks for a Ray node running no shard node while another runs several "
+                "(a machine that joined or came back) and moves one there (0 = never)"})
     shard_metrics: bool = field(default=True, metadata={"help": "shard nodes serve Prometheus metrics"})
     blas_threads: int = field(default=1, metadata={
         "help": "BLAS threads of the coordinator process (0 = the library's default)"})

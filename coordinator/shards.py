@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,31 @@ class ShardPlacer:
         names = [n for n in self.shard_actors() if n.startswith(_NODE_PREFIX)]
         return {int(n.removeprefix(_NODE_PREFIX)): self._info(ray.get_actor(n, namespace=self._namespace))
                 for n in names}
+
+    def rebalance(self) -> int | None:
+        """Move one shard node from the machine running the most of them to a machine running none (one that
+        joined, or came back after its shard nodes moved away); returns the node moved, None when balanced.
+        The node reopens its partitions from the shared data directory there; its peers' replicas serve reads
+        meanwhile."""
+        where = self.running_nodes()  # first: it waits for nodes Ray is restarting, after their machine died
+        machines = self.machines()
+        used = Counter({m: 0 for m in machines})
+        used.update(w.machine for w in where.values() if w.machine in used)
+        empty = [m for m in machines if used[m] == 0]
+        crowded = max(machines, key=lambda m: used[m], default="")
+        if not empty or used[crowded] < 2:
+            return None
+        node = max(n for n, w in where.items() if w.machine == crowded)
+        ray.kill(ray.get_actor(node_name(node), namespace=self._namespace), no_restart=True)
+        deadline = time.monotonic() + self._settings.shard_restart_wait_s
+        while self._existing(node) is not None:  # the name is free once Ray has ended the old actor
+            if time.monotonic() > deadline:
+                raise Unavailable(f"shard node {node} did not stop within {self._settings.shard_restart_wait_s}s")
+            time.sleep(0.1)
+        self._info(self._create(node, spread([node], empty, Counter())[node]))
+        log.warning("moved shard node %d from Ray node %s (running %d shard nodes) to Ray node %s (running none)",
+                    node, crowded, used[crowded], empty[0])
+        return node
 
     def machine_resources(self) -> dict[str, dict[str, float]]:
         """The resources every live Ray node offers, by node id."""

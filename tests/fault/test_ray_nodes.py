@@ -31,7 +31,8 @@ MAX_READ_ERROR_BURST_S = 5.0   # longest run of failed reads while a machine is 
 LOAD_CALL_TIMEOUT_S = 60.0
 COORDINATOR_ARGS = ["--compaction-interval-s=0",
                     "--shard-restart-wait-s=30", "--partial-wait-s=0.5",
-                    "--ray-check-interval-s=0.5", "--ray-lost-after-s=5"]
+                    "--ray-check-interval-s=0.5", "--ray-lost-after-s=5", "--rebalance-interval-s=1"]
+REBALANCED_WITHIN_S = 60.0
 RAY_LOST_WITHIN_S = 30.0
 # Names a JSON file that collects each scenario's figures (e.g. bench/out/ray_nodes.json, for BENCHMARKS.md).
 FIGURES_ENV = "SHOAL_RAY_NODES_FIGURES"
@@ -65,6 +66,12 @@ def _where(cluster: LocalCluster) -> tuple[dict[int, str], dict[str, str]]:
     names = {node_id: next((r.removeprefix("shoal_host_") for r in res if r.startswith("shoal_host_")), "?")
              for node_id, res in answer["machines"].items()}
     return machine_of, names
+
+
+def _shard_node_machines(cluster: LocalCluster) -> list[str]:
+    """The worker machine each shard node runs on, sorted."""
+    machine_of, names = _where(cluster)
+    return sorted(names.get(m, "?") for m in machine_of.values())
 
 
 def _replica_hosts(cluster: LocalCluster, spec: CollectionSpec) -> list[list[str]]:
@@ -140,9 +147,7 @@ def test_replicas_of_every_shard_are_on_distinct_ray_nodes(multinode: tuple[RayT
     _, cluster = multinode
     with shoal.Client(cluster.address) as client:
         client.create_collection("placed", dim=DIM, shards=4, replication_factor=2)
-    machine_of, names = _where(cluster)
-    assert sorted(names[m] for m in machine_of.values()) == sorted(WORKERS), \
-        f"shard nodes should be one per worker machine, found {machine_of} on {names}"
+    assert _shard_node_machines(cluster) == sorted(WORKERS), "shard nodes should be one per worker machine"
     hosts = _replica_hosts(cluster, _spec(cluster, "placed"))
     _record("placement", {"replica_machines_per_shard": hosts})
     assert all(len(set(h)) == 2 and "?" not in h for h in hosts), hosts
@@ -211,14 +216,25 @@ def test_worker_machine_lost_under_load_then_back(multinode: tuple[RayTopology, 
         total = _assert_replicas_agree(client, name, 2)
         assert total >= 200 + BATCH * len(writer.acked)
 
-        # The lost machine rejoins: nothing moves, nothing is lost, writes and reads go on, a new collection works.
-        topology.start_worker(lost)
-        assert len(_where(cluster)[1]) == 1 + len(WORKERS)
+        # The lost machine rejoins: a shard node moves back to it (under writes), nothing is lost, the replicas
+        # of every shard are on distinct machines again, and a new collection works.
         more = Load(cluster.address, name, vectors[200 + BATCH * 1000:], reads=False, prefix="m")
         more.start()
-        wait_until(lambda: more.progressed(writes=10), 60, "writes after the machine rejoined")
+        rejoined_at = time.monotonic()
+        topology.start_worker(lost)
+        wait_until(lambda: _shard_node_machines(cluster) == sorted(WORKERS), REBALANCED_WITHIN_S,
+                   "a shard node to move back to the machine", interval=1)
+        rebalanced = time.monotonic() - rejoined_at
+        target = len(more.acked) + 5
+        wait_until(lambda: more.progressed(writes=target), 60, "writes after the move")
         more.stop = True
         more.join(timeout=60)
+        hosts = _replica_hosts(cluster, _spec(cluster, name))
+        _record("worker machine back", {"one_shard_node_per_machine_after_s": round(rebalanced, 2),
+                                        "batches_acked": len(more.acked),
+                                        "write_attempts_failed": len(more.write_errors),
+                                        "replica_machines_per_shard": hosts})
+        assert all(len(set(h)) == 2 for h in hosts), f"replicas share a machine after the move back: {hosts}"
         _assert_all_acked_there(client, name, writer)
         _assert_all_acked_there(client, name, more)
         assert _assert_replicas_agree(client, name, 2) == client.count(name) >= total + BATCH * len(more.acked)
@@ -260,8 +276,7 @@ def test_ray_head_restarted(multinode: tuple[RayTopology, LocalCluster]) -> None
             "write_attempts_failed": len(writer.write_errors), "first_errors": writer.write_errors[:2]})
         _assert_all_acked_there(client, name, writer)
         assert client.count(name) >= BATCH * len(writer.acked)
-        machine_of, names = _where(cluster)
-        assert sorted(names[m] for m in machine_of.values()) == sorted(WORKERS), "one shard node per machine again"
+        assert _shard_node_machines(cluster) == sorted(WORKERS), "one shard node per machine again"
         # A write in flight when the head went down may have reached one replica only; the coordinator kept the
         # other's hand-off in memory and exited. Converging needs catch-up from peers (issue 12, parts 1-2).
         counts = _replica_counts(client, name)
