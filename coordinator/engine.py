@@ -165,7 +165,7 @@ class Engine:
         for spec in specs:
             if not spec.placement:
                 self.catalog.update(spec.name, placement=place(spec.shards, max(spec.replication_factor, 1),
-                                                                self._nodes, load))
+                                                                self._nodes, load, self._pool.machines(self._nodes)))
         specs = self.catalog.all()
         await asyncio.gather(*(self._open_partitions(s) for s in specs))
         await self._close_orphans(specs)
@@ -277,7 +277,8 @@ class Engine:
         if problem:
             raise InvalidArgument(problem)
         placement = place(shards, replication_factor, self._nodes,
-                          load_of((c.placement for c in self.catalog.all()), self._nodes))
+                          load_of((c.placement for c in self.catalog.all()), self._nodes),
+                          self._pool.machines(self._nodes))
         spec = CollectionSpec.new(name, dim, metric, shards, m, ef_construction, ef_search, fields=dict(fields or {}),
                                   tombstone_threshold=tombstone_threshold, replication_factor=replication_factor,
                                   placement=placement, write_consistency=write_consistency, **binding)

@@ -37,6 +37,7 @@ class ShardPool:
         self._metrics = metrics
         self.targets = targets or ShardTargets()
         self._clients: dict[int, NodeClient] = {}
+        self._machines: dict[int, str] = {}
         self._locating: dict[int, asyncio.Future[NodeClient]] = {}
 
     def _relocating(self, node: int, stale: NodeClient | None) -> asyncio.Future[NodeClient]:
@@ -60,6 +61,7 @@ class ShardPool:
 
     def _connect(self, node: int, where: ShardLocation, stale: NodeClient | None) -> NodeClient:
         self.targets.located(node, where.address, where.metrics_port)
+        self._machines[node] = where.machine
         current = self._clients.get(node)
         if current is not None and current.address == where.address and current is not stale:
             return current
@@ -132,6 +134,10 @@ class ShardPool:
         """Record where shard nodes 0..n-1 serve (the placer's answer, in node order)."""
         for node, w in enumerate(where):
             self._connect(node, w, None)
+
+    def machines(self, nodes: int) -> list[str]:
+        """The machine (Ray node) each of shard nodes 0..nodes-1 was last found on ("" = not known)."""
+        return [self._machines.get(n, "") for n in range(nodes)]
 
     async def forget(self, spec: CollectionSpec) -> None:
         """Drop a dropped collection's per-shard series (the node clients stay: other collections use them)."""

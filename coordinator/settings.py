@@ -31,6 +31,8 @@ REPAIR_CALL_TIMEOUT_S = 5.0   # one catch-up call (Stats, ReadLog, ApplyLog); a 
 PROBE_INTERVAL_S = 0.5        # suspect nodes are probed this often
 PROBE_TIMEOUT_S = 1.0
 CHECKSUM_INTERVAL_S = 10.0    # a shard's replicas compare content checksums at most this often
+# Exit status of a coordinator that lost its Ray cluster (EX_TEMPFAIL): its supervisor starts it again.
+RAY_LOST_EXIT_CODE = 75
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,15 @@ class CoordinatorSettings(ServerTLSSettings):
     shard_ray_resource: str = field(default="", metadata={
         "help": "custom Ray resource each shard actor takes one unit of, so shards run only on Ray nodes that "
                 "offer it (Kubernetes: the shard worker group); empty = any node"})
+    ray_check_interval_s: float = field(default=5.0, metadata={
+        "help": "how often the coordinator checks that its Ray cluster answers (0 = never)"})
+    ray_lost_after_s: float = field(default=30.0, metadata={
+        "help": "a Ray cluster that does not answer for this long is lost (a head restarted without GCS fault "
+                f"tolerance): the coordinator exits with code {RAY_LOST_EXIT_CODE} so that its supervisor restarts "
+                "it, and the new one re-creates the shard nodes, which reopen their partitions from disk"})
+    rebalance_interval_s: float = field(default=30.0, metadata={
+        "help": "how often the coordinator looks for a Ray node running no shard node while another runs several "
+                "(a machine that joined or came back) and moves one there (0 = never)"})
     shard_metrics: bool = field(default=True, metadata={"help": "shard nodes serve Prometheus metrics"})
     blas_threads: int = field(default=1, metadata={
         "help": "BLAS threads of the coordinator process (0 = the library's default)"})
