@@ -111,7 +111,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     with _client(args) as client:
         c = client.create_collection(args.name, dim=args.dim, metric=args.metric, shards=args.shards,
                                      model=args.model, chunk_words=args.chunk_words, chunk_overlap=args.chunk_overlap,
-                                     fields=fields)
+                                     fields=fields, embed_fields=args.embed_field)
     bound = f", model {c.model} ({c.modality})" if c.model else ""
     indexed = ", ".join(f"{k} ({v})" for k, v in sorted(c.fields.items())) or "no payload fields"
     print(f"created {c.name}: dim {c.dim}, {c.metric}, {c.shards} shards{bound}; indexes {indexed}")
@@ -340,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--field", action="append", default=[], metavar="NAME:TYPE",
                    help="index a payload field: keyword, tags, int, float, datetime, bool, text "
                         "(text:english) or text:korean (repeatable)")
+    s.add_argument("--embed-field", action="append", default=[], metavar="NAME",
+                   help="model-bound: also embed this string payload field (e.g. a translation) as further "
+                        "entries of each document (repeatable)")
     s.set_defaults(fn=cmd_create)
 
     s = sub.add_parser("drop", help="drop a collection and its data")
