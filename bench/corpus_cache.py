@@ -93,6 +93,27 @@ def load_cached(cache_dir: Path, model: str, field: str = "text_en") -> tuple[li
     return ids, np.concatenate(parts)
 
 
+def fitted(encode: Callable[[list[str]], np.ndarray], texts: list[str]) -> np.ndarray:
+    """Vectors of texts; a text longer than the model reads is cut to a word prefix it accepts (halving the
+    words until it does), so a vector depends on its own text only."""
+    from embedder.models.base import UnsupportedInput
+
+    try:
+        return np.asarray(encode(texts), dtype=np.float32)
+    except UnsupportedInput:
+        rows = []
+        for text in texts:
+            words = text.split()
+            while True:
+                try:
+                    rows.append(np.asarray(encode([text]), dtype=np.float32)[0])
+                    break
+                except UnsupportedInput:
+                    words = words[:len(words) // 2]
+                    text = " ".join(words)
+        return np.stack(rows)
+
+
 def fill_cache(encode: Callable[[list[str]], np.ndarray], model: str, cache_dir: Path, limit: int | None,
                field: str = "text_en") -> int:
     """Embed every missing chunk of `field` (up to `limit` documents in all); return how many are cached."""
@@ -100,20 +121,21 @@ def fill_cache(encode: Callable[[list[str]], np.ndarray], model: str, cache_dir:
     order = [p for p in priority_order(docs) if docs[p].get(field)][:limit]
     chunks = [order[i:i + CHUNK] for i in range(0, len(order), CHUNK)]
     started = time.monotonic()
-    done_docs = 0
+    done_docs = fresh = 0
     for index, positions in enumerate(chunks):
         path = chunk_path(cache_dir, model, index, field)
         if path.exists():
             done_docs += len(positions)
             continue
-        vectors = np.asarray(encode([docs[p][field] for p in positions]), dtype=np.float32)
+        vectors = fitted(encode, [docs[p][field] for p in positions])
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, ids=np.array([docs[p]["id"] for p in positions]), vectors=vectors)
         tmp.rename(path)
         done_docs += len(positions)
+        fresh += len(positions)
         elapsed = max(time.monotonic() - started, 1e-9)
-        rate = done_docs / elapsed
+        rate = fresh / elapsed                      # this run's own pace, not counting chunks cached before
         eta = (len(order) - done_docs) / rate / 60 if rate else 0.0
         print(f"[{model} {field}] {done_docs}/{len(order)} documents, {rate:.1f}/s, {elapsed / 60:.1f} min, "
               f"ETA {eta:.1f} min", file=sys.stderr, flush=True)
