@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from shoal.client import Client
+from shoal.ingest import Ingestor, Item
 
 DEMO_COLLECTION = "debian"
 DEMO_MODEL = "multilingual-e5-small@1.0.0"   # embedder.catalog.E5_ONNX
@@ -90,29 +91,29 @@ def _ensure_collection(client: Client) -> int:
 
 def load_demo(client: Client, path: Path = CORPUS, progress: bool = True, live: bool = False,
               vectors_file: Path = DEMO_VECTORS) -> int:
-    """Create and fill the demo collection unless it already holds documents; returns its size."""
+    """Create and fill the demo collection unless it already holds every document; returns its size.
+
+    Bundled vectors load first; the rest is embedded live through the embedder, streamed like `shoal ingest`
+    (a progress bar with the rate and the time left), so an interrupted live load resumes where it stopped."""
     count = _ensure_collection(client)
-    if count > 0:
-        return count
     docs = list(read_corpus(path))
+    if count >= len(docs):
+        return count
     known = {} if live else bundled_vectors(vectors_file)
     ready = [d for d in docs if d["id"] in known]
     to_embed = [d for d in docs if d["id"] not in known]
-    bar = tqdm(total=len(docs), unit="doc", desc=f"loading demo collection {DEMO_COLLECTION!r}",
-               disable=not progress)
-    for batch in _batches(ready, BATCH):
-        entries = [known[d["id"]] for d in batch]
-        owners = [pos for pos, rows in enumerate(entries) for _ in range(len(rows))]
-        client.upsert(DEMO_COLLECTION, [d["id"] for d in batch], np.concatenate(entries),
-                      [payload_of(d) for d in batch], vectors_model=DEMO_MODEL, vector_owners=owners)
-        bar.update(len(batch))
+    with tqdm(total=len(ready), unit="doc", desc=f"loading demo collection {DEMO_COLLECTION!r}",
+              disable=not progress or not ready) as bar:
+        for batch in _batches(ready, BATCH):
+            entries = [known[d["id"]] for d in batch]
+            owners = [pos for pos, rows in enumerate(entries) for _ in range(len(rows))]
+            client.upsert(DEMO_COLLECTION, [d["id"] for d in batch], np.concatenate(entries),
+                          [payload_of(d) for d in batch], vectors_model=DEMO_MODEL, vector_owners=owners)
+            bar.update(len(batch))
     if to_embed:
-        bar.set_description(f"embedding {len(to_embed)} descriptions with {DEMO_MODEL}")
-    for batch in _batches(to_embed, LIVE_BATCH):
-        client.upsert(DEMO_COLLECTION, [d["id"] for d in batch], payloads=[payload_of(d) for d in batch],
-                      texts=[d["text_en"] for d in batch])
-        bar.update(len(batch))
-    bar.close()
+        items = (Item(d["id"], payload_of(d), text=d["text_en"]) for d in to_embed)
+        Ingestor(client, DEMO_COLLECTION, embed_batch=LIVE_BATCH).run(
+            items, len(to_embed), f"embedding {len(to_embed)} descriptions with {DEMO_MODEL}", progress=progress)
     return client.count(DEMO_COLLECTION)
 
 

@@ -1,6 +1,7 @@
 """Streaming ingest for `shoal ingest`: items are read lazily, upserted in batches with several in flight so the
-embedder never waits on the client, and whatever is already stored with the same content is skipped, so a run that
-was interrupted picks up where it stopped without embedding anything twice."""
+embedder never waits on the client, and texts and images already stored with the same content are skipped, so a
+run that was interrupted picks up where it stopped without embedding anything twice. (Documents that arrive with
+their vectors cost little to write again, so they are written as given, with their payload untouched.)"""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from tqdm import tqdm
 
 from shoal.client import Client
 
-DIGEST_KEY = "content_sha256"   # payload field: what the document was made from, so a re-run can skip it
+DIGEST_KEY = "content_sha256"   # payload field of embedded documents: what it was made from, so a re-run skips it
 VECTOR_BATCH = 1000             # documents per upsert when they carry vectors (cheap to write)
 EMBED_BATCH = 64                # documents per upsert when the coordinator embeds them (the embedder's batch)
 IN_FLIGHT = 3                   # upserts at once: one embedding, one being written, one being read
@@ -165,6 +166,11 @@ class Ingestor:
 
     def _write(self, batch: list[Item]) -> tuple[int, int]:
         """Upsert the items of a batch that are not stored with the same content; (written, skipped)."""
+        if batch[0].vector is not None:
+            self._client.upsert(self._collection, [item.id for item in batch],
+                                np.asarray([item.vector for item in batch], np.float32),
+                                [item.payload for item in batch])
+            return len(batch), 0
         digests = [item.digest() for item in batch]
         todo = list(range(len(batch)))
         if self._resume:
@@ -176,12 +182,8 @@ class Ingestor:
         items = [batch[i] for i in todo]
         ids = [item.id for item in items]
         payloads = [{**item.payload, DIGEST_KEY: digests[i]} for i, item in zip(todo, items, strict=True)]
-        if items[0].vector is not None:
-            self._client.upsert(self._collection, ids, np.asarray([item.vector for item in items], np.float32),
-                                payloads)
-        else:
-            texts = [item.text for item in items]
-            images = [item.image for item in items]
-            self._client.upsert(self._collection, ids, payloads=payloads, texts=texts if any(texts) else None,
-                                images=images if any(images) else None)
+        texts = [item.text for item in items]
+        images = [item.image for item in items]
+        self._client.upsert(self._collection, ids, payloads=payloads, texts=texts if any(texts) else None,
+                            images=images if any(images) else None)
         return len(items), len(batch) - len(items)
