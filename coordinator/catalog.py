@@ -42,6 +42,7 @@ class CollectionSpec:
     modality: str = ""       # what the bound model embeds: text, image or text+image
     chunk_words: int = 0     # text chunking of a bound collection
     chunk_overlap: int = 0
+    embed_fields: list[str] = field(default_factory=list)  # string payload fields embedded as further entries
     # Defaults keep catalogues written before these existed readable.
     tombstone_threshold: float = DEFAULT_TOMBSTONE_THRESHOLD
     replication_factor: int = 1

@@ -31,6 +31,7 @@ def collection_to_proto(spec: CollectionSpec, shards: list[ShardStatus] | None =
     if spec.model:
         info.model, info.modality = spec.model, spec.modality
         info.chunking.words, info.chunking.overlap = spec.chunk_words, spec.chunk_overlap
+        info.embed_fields.extend(spec.embed_fields)
     counted: set[int] = set()
     for s in shards or []:
         info.shard_info.append(shard_to_proto(s))
@@ -98,6 +99,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 request.name, request.dim, metric_from_proto(request.metric), request.shards,
                 request.hnsw.m, request.hnsw.ef_construction, request.hnsw.ef_search, request.model,
                 request.chunking.words, request.chunking.overlap, fields=dict(request.fields),
+                embed_fields=list(request.embed_fields),
                 tombstone_threshold=request.tombstone_threshold, replication_factor=request.replication_factor,
                 write_consistency=(request.write_consistency_factor if request.HasField("write_consistency_factor")
                                    else None))
@@ -137,7 +139,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         with self._observe("Upsert", context):
             n = await self._documents.upsert(request.collection, list(request.ids), unpack_matrix(request.vectors),
                                              request.vectors_model, list(request.texts), list(request.images),
-                                             list(request.payloads))
+                                             list(request.payloads), list(request.vector_owners))
             return coordinator_pb2.UpsertResponse(upserted=n)
 
     @rpc_edge

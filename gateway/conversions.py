@@ -46,6 +46,8 @@ class CreateCollectionBody(BaseModel):
     replication_factor: int = Field(0, ge=0)
     fields: dict[str, str] = Field(default_factory=dict, description="payload fields to index: name -> "
                                    "keyword|tags|int|float|datetime|bool|text")
+    embed_fields: list[str] = Field(default_factory=list, description="bound collections: string payload fields "
+                                    "embedded too, as further entries of each document")
 
 
 class UpsertBody(BaseModel):

@@ -69,7 +69,7 @@ class UpdateCollectionRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., write_consistency_factor: _Optional[int] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "fields", "model", "chunking", "tombstone_threshold", "replication_factor", "write_consistency_factor")
+    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "fields", "model", "chunking", "embed_fields", "tombstone_threshold", "replication_factor", "write_consistency_factor")
     class FieldsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +85,7 @@ class CreateCollectionRequest(_message.Message):
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CHUNKING_FIELD_NUMBER: _ClassVar[int]
+    EMBED_FIELDS_FIELD_NUMBER: _ClassVar[int]
     TOMBSTONE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
     WRITE_CONSISTENCY_FACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -96,10 +97,11 @@ class CreateCollectionRequest(_message.Message):
     fields: _containers.ScalarMap[str, str]
     model: str
     chunking: Chunking
+    embed_fields: _containers.RepeatedScalarFieldContainer[str]
     tombstone_threshold: float
     replication_factor: int
     write_consistency_factor: int
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., tombstone_threshold: _Optional[float] = ..., replication_factor: _Optional[int] = ..., write_consistency_factor: _Optional[int] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., embed_fields: _Optional[_Iterable[str]] = ..., tombstone_threshold: _Optional[float] = ..., replication_factor: _Optional[int] = ..., write_consistency_factor: _Optional[int] = ...) -> None: ...
 
 class Chunking(_message.Message):
     __slots__ = ("words", "overlap")
@@ -110,7 +112,7 @@ class Chunking(_message.Message):
     def __init__(self, words: _Optional[int] = ..., overlap: _Optional[int] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "created_at", "count", "shard_info", "fields", "model", "modality", "chunking", "tombstone_threshold", "replication_factor", "write_consistency_factor")
+    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "created_at", "count", "shard_info", "fields", "model", "modality", "chunking", "embed_fields", "tombstone_threshold", "replication_factor", "write_consistency_factor")
     class FieldsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +132,7 @@ class CollectionInfo(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
     CHUNKING_FIELD_NUMBER: _ClassVar[int]
+    EMBED_FIELDS_FIELD_NUMBER: _ClassVar[int]
     TOMBSTONE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
     WRITE_CONSISTENCY_FACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -145,10 +148,11 @@ class CollectionInfo(_message.Message):
     model: str
     modality: str
     chunking: Chunking
+    embed_fields: _containers.RepeatedScalarFieldContainer[str]
     tombstone_threshold: float
     replication_factor: int
     write_consistency_factor: int
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., created_at: _Optional[str] = ..., count: _Optional[int] = ..., shard_info: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., modality: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., tombstone_threshold: _Optional[float] = ..., replication_factor: _Optional[int] = ..., write_consistency_factor: _Optional[int] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., created_at: _Optional[str] = ..., count: _Optional[int] = ..., shard_info: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., modality: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., embed_fields: _Optional[_Iterable[str]] = ..., tombstone_threshold: _Optional[float] = ..., replication_factor: _Optional[int] = ..., write_consistency_factor: _Optional[int] = ...) -> None: ...
 
 class ShardInfo(_message.Message):
     __slots__ = ("index", "address", "live", "tombstones", "wal_bytes", "capacity", "tombstone_ratio", "memory_bytes", "disk_bytes", "m", "ef_construction", "rebuild", "replica", "available", "error", "last_lsn", "disk_error", "up_to_date", "checksum", "checksum_lsn")
@@ -225,7 +229,7 @@ class DescribeCollectionRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., allow_partial: _Optional[bool] = ..., checksums: _Optional[bool] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
-    __slots__ = ("collection", "ids", "vectors", "payloads", "texts", "images", "vectors_model")
+    __slots__ = ("collection", "ids", "vectors", "payloads", "texts", "images", "vectors_model", "vector_owners")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
@@ -233,6 +237,7 @@ class UpsertRequest(_message.Message):
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     VECTORS_MODEL_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_OWNERS_FIELD_NUMBER: _ClassVar[int]
     collection: str
     ids: _containers.RepeatedScalarFieldContainer[str]
     vectors: _common_pb2.FloatMatrix
@@ -240,7 +245,8 @@ class UpsertRequest(_message.Message):
     texts: _containers.RepeatedScalarFieldContainer[str]
     images: _containers.RepeatedScalarFieldContainer[bytes]
     vectors_model: str
-    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., payloads: _Optional[_Iterable[_Union[_common_pb2.Payload, _Mapping]]] = ..., texts: _Optional[_Iterable[str]] = ..., images: _Optional[_Iterable[bytes]] = ..., vectors_model: _Optional[str] = ...) -> None: ...
+    vector_owners: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., payloads: _Optional[_Iterable[_Union[_common_pb2.Payload, _Mapping]]] = ..., texts: _Optional[_Iterable[str]] = ..., images: _Optional[_Iterable[bytes]] = ..., vectors_model: _Optional[str] = ..., vector_owners: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class UpsertResponse(_message.Message):
     __slots__ = ("upserted",)

@@ -74,6 +74,7 @@ class Collection:
     modality: str = ""
     chunk_words: int = 0
     chunk_overlap: int = 0
+    embed_fields: list[str] = field(default_factory=list)  # payload fields embedded as further entries
     tombstone_threshold: float = 0.0
     replication_factor: int = 1
     write_consistency: int = 1   # replicas a write needs before it is acknowledged
@@ -109,7 +110,7 @@ def _collection(info: coordinator_pb2.CollectionInfo) -> Collection:
         created_at=info.created_at, count=info.count, shard_info=[_shard_info(s) for s in info.shard_info],
         fields=dict(info.fields),
         model=info.model, modality=info.modality, chunk_words=info.chunking.words,
-        chunk_overlap=info.chunking.overlap,
+        chunk_overlap=info.chunking.overlap, embed_fields=list(info.embed_fields),
         tombstone_threshold=info.tombstone_threshold, replication_factor=info.replication_factor or 1,
         write_consistency=info.write_consistency_factor or 1,
     )
@@ -187,18 +188,20 @@ class Client:
                           ef_construction: int = 0, ef_search: int = 0, model: str = "", chunk_words: int = 0,
                           chunk_overlap: int = 0, tombstone_threshold: float = 0.0,
                           replication_factor: int = 0, fields: dict[str, str] | None = None,
-                          write_consistency: int | None = None) -> Collection:
+                          write_consistency: int | None = None, embed_fields: Sequence[str] = ()) -> Collection:
         """Create a collection (0 takes the server's default, also for the tombstone ratio that triggers a rebuild
         and the replication factor); with `model` (name@version) it embeds text/images. `write_consistency`:
         replicas a write needs before it is acknowledged (None: 1 up to 2 replicas, a majority above).
 
         `fields` indexes payload fields for filters and full text: name -> keyword | tags | int | float |
-        datetime | bool | text."""
+        datetime | bool | text. `embed_fields` (bound collections) names string payload fields embedded too, as
+        further entries of each document (say a translation), grouped back to the document on search."""
         req = coordinator_pb2.CreateCollectionRequest(
             name=name, dim=dim, metric=metric_to_proto(metric), shards=shards,
             hnsw=common_pb2.HnswParams(m=m, ef_construction=ef_construction, ef_search=ef_search), model=model,
             chunking=coordinator_pb2.Chunking(words=chunk_words, overlap=chunk_overlap),
-            tombstone_threshold=tombstone_threshold, replication_factor=replication_factor, fields=fields or {})
+            tombstone_threshold=tombstone_threshold, replication_factor=replication_factor, fields=fields or {},
+            embed_fields=list(embed_fields))
         if write_consistency is not None:
             req.write_consistency_factor = write_consistency
         return _collection(self._call(self._stub.CreateCollection, req, idempotent=False))
@@ -255,13 +258,17 @@ class Client:
     # ---- documents -----------------------------------------------------------------------
     def upsert(self, name: str, ids: Sequence[str], vectors: Any = None,
                payloads: Sequence[dict[str, Any] | None] | None = None, *, texts: Sequence[str] | None = None,
-               images: Sequence[bytes] | None = None, vectors_model: str = "") -> int:
+               images: Sequence[bytes] | None = None, vectors_model: str = "",
+               vector_owners: Sequence[int] | None = None) -> int:
         """Insert or replace documents given as vectors, or (model-bound collections) texts and/or images.
 
-        Returns how many were written (all, or an error is raised)."""
+        With precomputed vectors of a bound collection, `vector_owners[r]` is the position in `ids` of the document
+        row r belongs to (several rows per document: its chunks, its embedded fields). Returns how many documents
+        were written (all, or an error is raised)."""
         req = coordinator_pb2.UpsertRequest(collection=name, ids=list(ids), payloads=payloads_to_proto(payloads)
                                             if payloads is not None else [], texts=list(texts or []),
-                                            images=list(images or []), vectors_model=vectors_model)
+                                            images=list(images or []), vectors_model=vectors_model,
+                                            vector_owners=list(vector_owners or []))
         if vectors is not None:
             req.vectors.CopyFrom(pack_matrix(vectors))
         return self._call(self._stub.Upsert, req).upserted
