@@ -86,7 +86,7 @@ class ShardPlacer:
     def partition_spec(self, spec: CollectionSpec) -> PartitionSpec:
         """What each partition of a collection is."""
         return PartitionSpec(dim=spec.dim, metric=spec.metric, m=spec.m, ef_construction=spec.ef_construction,
-                             ef_search=spec.ef_search, fields=dict(spec.fields))
+                             ef_search=spec.ef_search, fields=dict(spec.fields), storage=spec.storage)
 
     def node_count(self) -> int:
         """How many shard nodes this deployment runs: the setting, else one per unit of the shard resource

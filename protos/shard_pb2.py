@@ -26,7 +26,7 @@ from protos import common_pb2 as protos_dot_common__pb2
 from protos import query_pb2 as protos_dot_query__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12protos/shard.proto\x12\x08shoal.v1\x1a\x13protos/common.proto\x1a\x12protos/query.proto\"\x85\x02\n\x11NodeSearchRequest\x12\x12\n\npartitions\x18\x01 \x03(\t\x12&\n\x07queries\x18\x02 \x01(\x0b\x32\x15.shoal.v1.FloatMatrix\x12\t\n\x01k\x18\x03 \x01(\r\x12\n\n\x02\x65\x66\x18\x04 \x01(\r\x12\x14\n\x0cwith_payload\x18\x05 \x01(\x08\x12\x0f\n\x07\x65xplain\x18\x06 \x01(\x08\x12#\n\x06\x66ilter\x18\x07 \x01(\x0b\x32\x13.shoal.v1.QueryNode\x12\x1e\n\x05match\x18\x08 \x01(\x0b\x32\x0f.shoal.v1.Match\x12\x10\n\x08strategy\x18\t \x01(\t\x12\x1f\n\x07\x65xclude\x18\n \x03(\x0b\x32\x0e.shoal.v1.Near\"\xdb\x02\n\x12NodeSearchResponse\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0f\n\x07per_row\x18\x02 \x01(\r\x12\x0b\n\x03ids\x18\x03 \x03(\t\x12\x11\n\tdistances\x18\x04 \x01(\x0c\x12\x10\n\x08text_ids\x18\x05 \x03(\t\x12\x13\n\x0btext_scores\x18\x06 \x01(\x0c\x12<\n\x08payloads\x18\x07 \x03(\x0b\x32*.shoal.v1.NodeSearchResponse.PayloadsEntry\x12\"\n\x05plans\x18\x08 \x03(\x0b\x32\x13.shoal.v1.ShardPlan\x12\x0f\n\x07node_ms\x18\t \x01(\x01\x12(\n\nexclusions\x18\n \x03(\x0b\x32\x14.shoal.v1.RankedList\x1a\x42\n\rPayloadsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12 \n\x05value\x18\x02 \x01(\x0b\x32\x11.shoal.v1.Payload:\x02\x38\x01\"\x82\x01\n\x14OpenPartitionRequest\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\r\n\x05shard\x18\x03 \x01(\r\x12\x0f\n\x07replica\x18\x04 \x01(\r\x12\x11\n\tspec_json\x18\x05 \x01(\t\x12\x10\n\x08\x64\x61ta_dir\x18\x06 \x01(\t\"?\n\x15\x43losePartitionRequest\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65lete_data\x18\x02 \x01(\x08\")\n\x16\x43losePartitionResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\"\x17\n\x15ListPartitionsRequest\",\n\x16ListPartitionsResponse\x12\x12\n\npartitions\x18\x01 \x03(\t\"\x81\x01\n\x12ShardUpsertRequest\x12\x11\n\tpartition\x18\x0f \x01(\t\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12&\n\x07vectors\x18\x02 \x01(\x0b\x32\x15.shoal.v1.FloatMatrix\x12#\n\x08payloads\x18\x03 \x03(\x0b\x32\x11.shoal.v1.Payload\"4\n\x12ShardDeleteRequest\x12\x11\n\tpartition\x18\x0f \x01(\t\x12\x0b\n\x03ids\x18\x01 \x03(\t\"3\n\x12ShardWriteResponse\x12\x0b\n\x03lsn\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x66\x66\x65\x63ted\x18\x02 \x01(\r\"G\n\x0fShardGetRequest\x12\x11\n\tpartition\x18\x0f \x01(\t\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x14\n\x0cwith_vectors\x18\x02 \x01(\x08\"9\n\x10ShardGetResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\"&\n\x11ShardStatsRequest\x12\x11\n\tpartition\x18\x01 \x01(\t\")\n\x14ShardSnapshotRequest\x12\x11\n\tpartition\x18\x01 \x01(\t\"\x9a\x02\n\nShardStats\x12\x0c\n\x04live\x18\x01 \x01(\x04\x12\x12\n\ntombstones\x18\x02 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x04\x12\x10\n\x08last_lsn\x18\x04 \x01(\x04\x12\x14\n\x0csnapshot_lsn\x18\x05 \x01(\x04\x12\x11\n\twal_bytes\x18\x06 \x01(\x04\x12\x11\n\tdocuments\x18\x14 \x01(\x04\x12\x12\n\nslots_used\x18< \x01(\x04\x12\t\n\x01m\x18= \x01(\r\x12\x17\n\x0f\x65\x66_construction\x18> \x01(\r\x12\x14\n\x0cmemory_bytes\x18? \x01(\x04\x12\x12\n\ndisk_bytes\x18@ \x01(\x04\x12(\n\x07rebuild\x18\x41 \x01(\x0b\x32\x17.shoal.v1.RebuildStatus\"j\n\x13ShardRebuildRequest\x12\x11\n\tpartition\x18\x0f \x01(\t\x12\t\n\x01m\x18\x01 \x01(\r\x12\x17\n\x0f\x65\x66_construction\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0c\n\x04wait\x18\x04 \x01(\x08\"~\n\tWalRecord\x12\x0b\n\x03lsn\x18\x01 \x01(\x04\x12.\n\x06upsert\x18\x02 \x01(\x0b\x32\x1c.shoal.v1.ShardUpsertRequestH\x00\x12.\n\x06\x64\x65lete\x18\x03 \x01(\x0b\x32\x1c.shoal.v1.ShardDeleteRequestH\x00\x42\x04\n\x02op\"\xb8\x01\n\x11ShardQueryRequest\x12#\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x13.shoal.v1.QueryNode\x12\x0e\n\x06vector\x18\x02 \x01(\x0c\x12\x1e\n\x05match\x18\x03 \x01(\x0b\x32\x0f.shoal.v1.Match\x12\t\n\x01k\x18\x04 \x01(\r\x12\n\n\x02\x65\x66\x18\x05 \x01(\r\x12\x14\n\x0cwith_payload\x18\x06 \x01(\x08\x12\x0f\n\x07\x65xplain\x18\x07 \x01(\x08\x12\x10\n\x08strategy\x18\x08 \x01(\t\")\n\nRankedList\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x0e\n\x06scores\x18\x02 \x01(\x0c\"\x8d\x02\n\x12ShardQueryResponse\x12)\n\x0bvector_hits\x18\x01 \x01(\x0b\x32\x14.shoal.v1.RankedList\x12\'\n\ttext_hits\x18\x02 \x01(\x0b\x32\x14.shoal.v1.RankedList\x12<\n\x08payloads\x18\x03 \x03(\x0b\x32*.shoal.v1.ShardQueryResponse.PayloadsEntry\x12!\n\x04plan\x18\x04 \x01(\x0b\x32\x13.shoal.v1.ShardPlan\x1a\x42\n\rPayloadsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12 \n\x05value\x18\x02 \x01(\x0b\x32\x11.shoal.v1.Payload:\x02\x38\x01\x32\xc9\x05\n\x05Shard\x12\x44\n\x06Upsert\x12\x1c.shoal.v1.ShardUpsertRequest\x1a\x1c.shoal.v1.ShardWriteResponse\x12\x44\n\x06\x44\x65lete\x12\x1c.shoal.v1.ShardDeleteRequest\x1a\x1c.shoal.v1.ShardWriteResponse\x12<\n\x03Get\x12\x19.shoal.v1.ShardGetRequest\x1a\x1a.shoal.v1.ShardGetResponse\x12:\n\x05Stats\x12\x1b.shoal.v1.ShardStatsRequest\x1a\x14.shoal.v1.ShardStats\x12@\n\x08Snapshot\x12\x1e.shoal.v1.ShardSnapshotRequest\x1a\x14.shoal.v1.ShardStats\x12>\n\x07Rebuild\x12\x1d.shoal.v1.ShardRebuildRequest\x1a\x14.shoal.v1.ShardStats\x12\x45\n\rOpenPartition\x12\x1e.shoal.v1.OpenPartitionRequest\x1a\x14.shoal.v1.ShardStats\x12S\n\x0e\x43losePartition\x12\x1f.shoal.v1.ClosePartitionRequest\x1a .shoal.v1.ClosePartitionResponse\x12S\n\x0eListPartitions\x12\x1f.shoal.v1.ListPartitionsRequest\x1a .shoal.v1.ListPartitionsResponse\x12G\n\nNodeSearch\x12\x1b.shoal.v1.NodeSearchRequest\x1a\x1c.shoal.v1.NodeSearchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12protos/shard.proto\x12\x08shoal.v1\x1a\x13protos/common.proto\x1a\x12protos/query.proto\"\x99\x02\n\x11NodeSearchRequest\x12\x12\n\npartitions\x18\x01 \x03(\t\x12&\n\x07queries\x18\x02 \x01(\x0b\x32\x15.shoal.v1.FloatMatrix\x12\t\n\x01k\x18\x03 \x01(\r\x12\n\n\x02\x65\x66\x18\x04 \x01(\r\x12\x14\n\x0cwith_payload\x18\x05 \x01(\x08\x12\x0f\n\x07\x65xplain\x18\x06 \x01(\x08\x12#\n\x06\x66ilter\x18\x07 \x01(\x0b\x32\x13.shoal.v1.QueryNode\x12\x1e\n\x05match\x18\x08 \x01(\x0b\x32\x0f.shoal.v1.Match\x12\x10\n\x08strategy\x18\t \x01(\t\x12\x1f\n\x07\x65xclude\x18\n \x03(\x0b\x32\x0e.shoal.v1.Near\x12\x12\n\noversample\x18\x14 \x01(\r\"\xdb\x02\n\x12NodeSearchResponse\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0f\n\x07per_row\x18\x02 \x01(\r\x12\x0b\n\x03ids\x18\x03 \x03(\t\x12\x11\n\tdistances\x18\x04 \x01(\x0c\x12\x10\n\x08text_ids\x18\x05 \x03(\t\x12\x13\n\x0btext_scores\x18\x06 \x01(\x0c\x12<\n\x08payloads\x18\x07 \x03(\x0b\x32*.shoal.v1.NodeSearchResponse.PayloadsEntry\x12\"\n\x05plans\x18\x08 \x03(\x0b\x32\x13.shoal.v1.ShardPlan\x12\x0f\n\x07node_ms\x18\t \x01(\x01\x12(\n\nexclusions\x18\n \x03(\x0b\x32\x14.shoal.v1.RankedList\x1a\x42\n\rPayloadsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12 \n\x05value\x18\x02 \x01(\x0b\x32\x11.shoal.v1.Payload:\x02\x38\x01\"\x82\x01\n\x14OpenPartitionRequest\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\r\n\x05shard\x18\x03 \x01(\r\x12\x0f\n\x07replica\x18\x04 \x01(\r\x12\x11\n\tspec_json\x18\x05 \x01(\t\x12\x10\n\x08\x64\x61ta_dir\x18\x06 \x01(\t\"?\n\x15\x43losePartitionRequest\x12\x11\n\tpartition\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65lete_data\x18\x02 \x01(\x08\")\n\x16\x43losePartitionResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\"\x17\n\x15ListPartitionsRequest\",\n\x16ListPartitionsResponse\x12\x12\n\npartitions\x18\x01 \x03(\t\"\x81\x01\n\x12ShardUpsertRequest\x12\x11\n\tpartition\x18\x0f \x01(\t\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12&\n\x07vectors\x18\x02 \x01(\x0b\x32\x15.shoal.v1.FloatMatrix\x12#\n\x08payloads\x18\x03 \x03(\x0b\x32\x11.shoal.v1.Payload\"4\n\x12ShardDeleteRequest\x12\x11\n\tpartition\x18\x0f \x01(\t\x12\x0b\n\x03ids\x18\x01 \x03(\t\"3\n\x12ShardWriteResponse\x12\x0b\n\x03lsn\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x66\x66\x65\x63ted\x18\x02 \x01(\r\"G\n\x0fShardGetRequest\x12\x11\n\tpartition\x18\x0f \x01(\t\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x14\n\x0cwith_vectors\x18\x02 \x01(\x08\"9\n\x10ShardGetResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\"&\n\x11ShardStatsRequest\x12\x11\n\tpartition\x18\x01 \x01(\t\")\n\x14ShardSnapshotRequest\x12\x11\n\tpartition\x18\x01 \x01(\t\"\xf9\x02\n\nShardStats\x12\x0c\n\x04live\x18\x01 \x01(\x04\x12\x12\n\ntombstones\x18\x02 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x04\x12\x10\n\x08last_lsn\x18\x04 \x01(\x04\x12\x14\n\x0csnapshot_lsn\x18\x05 \x01(\x04\x12\x11\n\twal_bytes\x18\x06 \x01(\x04\x12\x11\n\tdocuments\x18\x14 \x01(\x04\x12\x12\n\nslots_used\x18< \x01(\x04\x12\t\n\x01m\x18= \x01(\r\x12\x17\n\x0f\x65\x66_construction\x18> \x01(\r\x12\x14\n\x0cmemory_bytes\x18? \x01(\x04\x12\x12\n\ndisk_bytes\x18@ \x01(\x04\x12(\n\x07rebuild\x18\x41 \x01(\x0b\x32\x17.shoal.v1.RebuildStatus\x12\x0f\n\x07storage\x18P \x01(\t\x12&\n\x06memory\x18Q \x01(\x0b\x32\x16.shoal.v1.StorageBytes\x12$\n\x04\x64isk\x18R \x01(\x0b\x32\x16.shoal.v1.StorageBytes\"j\n\x13ShardRebuildRequest\x12\x11\n\tpartition\x18\x0f \x01(\t\x12\t\n\x01m\x18\x01 \x01(\r\x12\x17\n\x0f\x65\x66_construction\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0c\n\x04wait\x18\x04 \x01(\x08\"~\n\tWalRecord\x12\x0b\n\x03lsn\x18\x01 \x01(\x04\x12.\n\x06upsert\x18\x02 \x01(\x0b\x32\x1c.shoal.v1.ShardUpsertRequestH\x00\x12.\n\x06\x64\x65lete\x18\x03 \x01(\x0b\x32\x1c.shoal.v1.ShardDeleteRequestH\x00\x42\x04\n\x02op\"\xb8\x01\n\x11ShardQueryRequest\x12#\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x13.shoal.v1.QueryNode\x12\x0e\n\x06vector\x18\x02 \x01(\x0c\x12\x1e\n\x05match\x18\x03 \x01(\x0b\x32\x0f.shoal.v1.Match\x12\t\n\x01k\x18\x04 \x01(\r\x12\n\n\x02\x65\x66\x18\x05 \x01(\r\x12\x14\n\x0cwith_payload\x18\x06 \x01(\x08\x12\x0f\n\x07\x65xplain\x18\x07 \x01(\x08\x12\x10\n\x08strategy\x18\x08 \x01(\t\")\n\nRankedList\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x0e\n\x06scores\x18\x02 \x01(\x0c\"\x8d\x02\n\x12ShardQueryResponse\x12)\n\x0bvector_hits\x18\x01 \x01(\x0b\x32\x14.shoal.v1.RankedList\x12\'\n\ttext_hits\x18\x02 \x01(\x0b\x32\x14.shoal.v1.RankedList\x12<\n\x08payloads\x18\x03 \x03(\x0b\x32*.shoal.v1.ShardQueryResponse.PayloadsEntry\x12!\n\x04plan\x18\x04 \x01(\x0b\x32\x13.shoal.v1.ShardPlan\x1a\x42\n\rPayloadsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12 \n\x05value\x18\x02 \x01(\x0b\x32\x11.shoal.v1.Payload:\x02\x38\x01\x32\xc9\x05\n\x05Shard\x12\x44\n\x06Upsert\x12\x1c.shoal.v1.ShardUpsertRequest\x1a\x1c.shoal.v1.ShardWriteResponse\x12\x44\n\x06\x44\x65lete\x12\x1c.shoal.v1.ShardDeleteRequest\x1a\x1c.shoal.v1.ShardWriteResponse\x12<\n\x03Get\x12\x19.shoal.v1.ShardGetRequest\x1a\x1a.shoal.v1.ShardGetResponse\x12:\n\x05Stats\x12\x1b.shoal.v1.ShardStatsRequest\x1a\x14.shoal.v1.ShardStats\x12@\n\x08Snapshot\x12\x1e.shoal.v1.ShardSnapshotRequest\x1a\x14.shoal.v1.ShardStats\x12>\n\x07Rebuild\x12\x1d.shoal.v1.ShardRebuildRequest\x1a\x14.shoal.v1.ShardStats\x12\x45\n\rOpenPartition\x12\x1e.shoal.v1.OpenPartitionRequest\x1a\x14.shoal.v1.ShardStats\x12S\n\x0e\x43losePartition\x12\x1f.shoal.v1.ClosePartitionRequest\x1a .shoal.v1.ClosePartitionResponse\x12S\n\x0eListPartitions\x12\x1f.shoal.v1.ListPartitionsRequest\x1a .shoal.v1.ListPartitionsResponse\x12G\n\nNodeSearch\x12\x1b.shoal.v1.NodeSearchRequest\x1a\x1c.shoal.v1.NodeSearchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,49 +38,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SHARDQUERYRESPONSE_PAYLOADSENTRY']._loaded_options = None
   _globals['_SHARDQUERYRESPONSE_PAYLOADSENTRY']._serialized_options = b'8\001'
   _globals['_NODESEARCHREQUEST']._serialized_start=74
-  _globals['_NODESEARCHREQUEST']._serialized_end=335
-  _globals['_NODESEARCHRESPONSE']._serialized_start=338
-  _globals['_NODESEARCHRESPONSE']._serialized_end=685
-  _globals['_NODESEARCHRESPONSE_PAYLOADSENTRY']._serialized_start=619
-  _globals['_NODESEARCHRESPONSE_PAYLOADSENTRY']._serialized_end=685
-  _globals['_OPENPARTITIONREQUEST']._serialized_start=688
-  _globals['_OPENPARTITIONREQUEST']._serialized_end=818
-  _globals['_CLOSEPARTITIONREQUEST']._serialized_start=820
-  _globals['_CLOSEPARTITIONREQUEST']._serialized_end=883
-  _globals['_CLOSEPARTITIONRESPONSE']._serialized_start=885
-  _globals['_CLOSEPARTITIONRESPONSE']._serialized_end=926
-  _globals['_LISTPARTITIONSREQUEST']._serialized_start=928
-  _globals['_LISTPARTITIONSREQUEST']._serialized_end=951
-  _globals['_LISTPARTITIONSRESPONSE']._serialized_start=953
-  _globals['_LISTPARTITIONSRESPONSE']._serialized_end=997
-  _globals['_SHARDUPSERTREQUEST']._serialized_start=1000
-  _globals['_SHARDUPSERTREQUEST']._serialized_end=1129
-  _globals['_SHARDDELETEREQUEST']._serialized_start=1131
-  _globals['_SHARDDELETEREQUEST']._serialized_end=1183
-  _globals['_SHARDWRITERESPONSE']._serialized_start=1185
-  _globals['_SHARDWRITERESPONSE']._serialized_end=1236
-  _globals['_SHARDGETREQUEST']._serialized_start=1238
-  _globals['_SHARDGETREQUEST']._serialized_end=1309
-  _globals['_SHARDGETRESPONSE']._serialized_start=1311
-  _globals['_SHARDGETRESPONSE']._serialized_end=1368
-  _globals['_SHARDSTATSREQUEST']._serialized_start=1370
-  _globals['_SHARDSTATSREQUEST']._serialized_end=1408
-  _globals['_SHARDSNAPSHOTREQUEST']._serialized_start=1410
-  _globals['_SHARDSNAPSHOTREQUEST']._serialized_end=1451
-  _globals['_SHARDSTATS']._serialized_start=1454
-  _globals['_SHARDSTATS']._serialized_end=1736
-  _globals['_SHARDREBUILDREQUEST']._serialized_start=1738
-  _globals['_SHARDREBUILDREQUEST']._serialized_end=1844
-  _globals['_WALRECORD']._serialized_start=1846
-  _globals['_WALRECORD']._serialized_end=1972
-  _globals['_SHARDQUERYREQUEST']._serialized_start=1975
-  _globals['_SHARDQUERYREQUEST']._serialized_end=2159
-  _globals['_RANKEDLIST']._serialized_start=2161
-  _globals['_RANKEDLIST']._serialized_end=2202
-  _globals['_SHARDQUERYRESPONSE']._serialized_start=2205
-  _globals['_SHARDQUERYRESPONSE']._serialized_end=2474
-  _globals['_SHARDQUERYRESPONSE_PAYLOADSENTRY']._serialized_start=619
-  _globals['_SHARDQUERYRESPONSE_PAYLOADSENTRY']._serialized_end=685
-  _globals['_SHARD']._serialized_start=2477
-  _globals['_SHARD']._serialized_end=3190
+  _globals['_NODESEARCHREQUEST']._serialized_end=355
+  _globals['_NODESEARCHRESPONSE']._serialized_start=358
+  _globals['_NODESEARCHRESPONSE']._serialized_end=705
+  _globals['_NODESEARCHRESPONSE_PAYLOADSENTRY']._serialized_start=639
+  _globals['_NODESEARCHRESPONSE_PAYLOADSENTRY']._serialized_end=705
+  _globals['_OPENPARTITIONREQUEST']._serialized_start=708
+  _globals['_OPENPARTITIONREQUEST']._serialized_end=838
+  _globals['_CLOSEPARTITIONREQUEST']._serialized_start=840
+  _globals['_CLOSEPARTITIONREQUEST']._serialized_end=903
+  _globals['_CLOSEPARTITIONRESPONSE']._serialized_start=905
+  _globals['_CLOSEPARTITIONRESPONSE']._serialized_end=946
+  _globals['_LISTPARTITIONSREQUEST']._serialized_start=948
+  _globals['_LISTPARTITIONSREQUEST']._serialized_end=971
+  _globals['_LISTPARTITIONSRESPONSE']._serialized_start=973
+  _globals['_LISTPARTITIONSRESPONSE']._serialized_end=1017
+  _globals['_SHARDUPSERTREQUEST']._serialized_start=1020
+  _globals['_SHARDUPSERTREQUEST']._serialized_end=1149
+  _globals['_SHARDDELETEREQUEST']._serialized_start=1151
+  _globals['_SHARDDELETEREQUEST']._serialized_end=1203
+  _globals['_SHARDWRITERESPONSE']._serialized_start=1205
+  _globals['_SHARDWRITERESPONSE']._serialized_end=1256
+  _globals['_SHARDGETREQUEST']._serialized_start=1258
+  _globals['_SHARDGETREQUEST']._serialized_end=1329
+  _globals['_SHARDGETRESPONSE']._serialized_start=1331
+  _globals['_SHARDGETRESPONSE']._serialized_end=1388
+  _globals['_SHARDSTATSREQUEST']._serialized_start=1390
+  _globals['_SHARDSTATSREQUEST']._serialized_end=1428
+  _globals['_SHARDSNAPSHOTREQUEST']._serialized_start=1430
+  _globals['_SHARDSNAPSHOTREQUEST']._serialized_end=1471
+  _globals['_SHARDSTATS']._serialized_start=1474
+  _globals['_SHARDSTATS']._serialized_end=1851
+  _globals['_SHARDREBUILDREQUEST']._serialized_start=1853
+  _globals['_SHARDREBUILDREQUEST']._serialized_end=1959
+  _globals['_WALRECORD']._serialized_start=1961
+  _globals['_WALRECORD']._serialized_end=2087
+  _globals['_SHARDQUERYREQUEST']._serialized_start=2090
+  _globals['_SHARDQUERYREQUEST']._serialized_end=2274
+  _globals['_RANKEDLIST']._serialized_start=2276
+  _globals['_RANKEDLIST']._serialized_end=2317
+  _globals['_SHARDQUERYRESPONSE']._serialized_start=2320
+  _globals['_SHARDQUERYRESPONSE']._serialized_end=2589
+  _globals['_SHARDQUERYRESPONSE_PAYLOADSENTRY']._serialized_start=639
+  _globals['_SHARDQUERYRESPONSE_PAYLOADSENTRY']._serialized_end=705
+  _globals['_SHARD']._serialized_start=2592
+  _globals['_SHARD']._serialized_end=3305
 # @@protoc_insertion_point(module_scope)

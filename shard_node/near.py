@@ -44,7 +44,7 @@ def near_set(part: Partition, vector: np.ndarray, tau: float) -> BitMap:
     """Live labels within `tau` of `vector`; call it while `searching`."""
     vector = checked(part, vector, "near vector")
     labels = part.everything().labels
-    sims = scores(part.spec.metric, part.vectors[labels], part.norms[labels], vector)
+    sims = scores(part.spec.metric, part.rows(labels), part.norms[labels], vector)
     return bitmap_of(labels[within(part.spec.metric, sims, tau)])
 
 
@@ -53,7 +53,7 @@ def excluded(part: Partition, labels: np.ndarray, exclusions: Sequence[Exclusion
     out = np.zeros(len(labels), dtype=bool)
     if len(labels) == 0:
         return out
-    rows, norms = part.vectors[labels], part.norms[labels]
+    rows, norms = part.rows(labels), part.norms[labels]
     for ex in exclusions:
         vector = checked(part, ex.vector, "NOT near vector")
         out |= within(part.spec.metric, scores(part.spec.metric, rows, norms, vector), ex.min_similarity)
@@ -69,7 +69,7 @@ def top_similar(part: Partition, vector: np.ndarray, k: int) -> tuple[list[str],
     vector = checked(part, vector, "near vector")
     with part.searching(part.spec.ef_search):
         labels = part.everything().labels
-        sims = scores(part.spec.metric, part.vectors[: part.size], part.norms[: part.size], vector)[labels]
+        sims = scores(part.spec.metric, part.prefix(), part.norms[: part.size], vector)[labels]
         if k < len(labels):
             top = np.argpartition(-sims, k - 1)[:k]
             cut = sims[top].min()

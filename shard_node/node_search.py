@@ -69,7 +69,7 @@ def _search_partition(store: ShardStore, shard: int, req: shard_pb2.NodeSearchRe
     if len(queries):
         check_vectors(queries, part.spec.dim, "query vector", part.spec.metric)
     if _plain(req) and len(queries):
-        ids, dists = part.search_matrix(queries, k, ef or None)
+        ids, dists = part.search_matrix(queries, k, ef or None, int(req.oversample))
         ms = (time.perf_counter() - start) * 1000.0
         plan = query_pb2.ShardPlan(shard=shard, strategy=HNSW, live=part.live, allowed=part.live, rounds=1,
                                    ef=max(ef or part.spec.ef_search, k), latency_ms=ms)

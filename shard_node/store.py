@@ -15,13 +15,13 @@ from protos import common_pb2, shard_pb2
 from protos.errors import FailedPrecondition, InvalidArgument
 from protos.wire import check_vectors, pack_matrix, payloads_from_proto, unpack_matrix
 from shard_node import snapshot
-from shard_node.partition import Partition
+from shard_node.partition import MemoryFigures, Partition
 from shard_node.rebuild import Rebuilder, RebuildFigures, RebuildObserver, build_partition, respec, tombstone_ratio
 from shard_node.settings import PartitionSpec, ShardSettings
 from shard_node.wal import FsyncObserver, WriteAheadLog
 
 _SPEC_FILE = "spec.json"
-_IDENTITY = ("dim", "metric")  # what a shard's data is; M and ef_construction may change on rebuild
+_IDENTITY = ("dim", "metric", "storage")  # what a shard's data is; M and ef_construction may change on rebuild
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,9 @@ class ShardFigures:
     memory_bytes: int
     disk_bytes: int
     rebuild: RebuildFigures
+    storage: str = "float32"
+    memory: MemoryFigures = MemoryFigures()
+    disk: MemoryFigures = MemoryFigures()  # snapshot files by what they hold (the WAL is wal_bytes)
 
     @property
     def tombstone_ratio(self) -> float:
@@ -233,12 +236,13 @@ class ShardStore:
         """Counts, sizes, log positions and rebuild state."""
         p = self.partition
         wal = self._wal.size_bytes
+        memory, disk = p.memory(), snapshot.disk_figures(self._snap_dir)
         return ShardFigures(live=p.live, tombstones=p.tombstones, capacity=p.capacity,
                             last_lsn=self._lsn, snapshot_lsn=self._snapshot_lsn, wal_bytes=wal,
                             documents=p.documents, slots_used=p.slots_used, m=p.spec.m,
                             ef_construction=p.spec.ef_construction,
-                            memory_bytes=p.memory_bytes(), disk_bytes=snapshot.disk_bytes(self._snap_dir) + wal,
-                            rebuild=self.rebuilder.figures())
+                            memory_bytes=memory.total, disk_bytes=disk.total + wal,
+                            rebuild=self.rebuilder.figures(), storage=p.spec.storage, memory=memory, disk=disk)
 
     def close(self) -> None:
         """Stop writing (the WAL is already durable); a running rebuild is abandoned, its files never used."""

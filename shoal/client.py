@@ -76,6 +76,10 @@ class Collection:
     chunk_overlap: int = 0
     tombstone_threshold: float = 0.0
     replication_factor: int = 1
+    storage: str = "float32"
+    # Bytes by part (vectors, graph, payloads, text): from describe, summed over the answering shard replicas.
+    memory: dict[str, int] = field(default_factory=dict)
+    disk: dict[str, int] = field(default_factory=dict)
 
 
 class Hits(list):
@@ -88,13 +92,18 @@ class Hits(list):
         self.missing_shards = list(missing_shards)
 
 
+def _bytes(b: common_pb2.StorageBytes) -> dict[str, int]:
+    return {"vectors": b.vectors, "graph": b.graph, "payloads": b.payloads, "text": b.text}
+
+
 def _shard_info(s: coordinator_pb2.ShardInfo) -> dict[str, Any]:
     r = s.rebuild
     return {"index": s.index, "replica": s.replica, "available": s.available, "error": s.error,
             "address": s.address, "live": s.live, "tombstones": s.tombstones,
             "tombstone_ratio": s.tombstone_ratio, "capacity": s.capacity, "wal_bytes": s.wal_bytes,
             "memory_bytes": s.memory_bytes, "disk_bytes": s.disk_bytes, "m": s.m,
-            "ef_construction": s.ef_construction, "last_lsn": s.last_lsn,
+            "ef_construction": s.ef_construction, "last_lsn": s.last_lsn, "storage": s.storage,
+            "memory": _bytes(s.memory), "disk": _bytes(s.disk),
             "rebuild": {"running": r.running, "phase": r.phase, "progress": r.progress, "total": r.total,
                         "last_finished_at": r.last_finished_at, "last_seconds": r.last_seconds,
                         "last_reason": r.last_reason, "last_error": r.last_error}}
@@ -109,6 +118,7 @@ def _collection(info: coordinator_pb2.CollectionInfo) -> Collection:
         model=info.model, modality=info.modality, chunk_words=info.chunking.words,
         chunk_overlap=info.chunking.overlap,
         tombstone_threshold=info.tombstone_threshold, replication_factor=info.replication_factor or 1,
+        storage=info.storage or "float32", memory=_bytes(info.memory), disk=_bytes(info.disk),
     )
 
 
@@ -183,17 +193,19 @@ class Client:
     def create_collection(self, name: str, dim: int = 0, metric: str = "cosine", shards: int = 0, m: int = 0,
                           ef_construction: int = 0, ef_search: int = 0, model: str = "", chunk_words: int = 0,
                           chunk_overlap: int = 0, tombstone_threshold: float = 0.0,
-                          replication_factor: int = 0, fields: dict[str, str] | None = None) -> Collection:
+                          replication_factor: int = 0, fields: dict[str, str] | None = None,
+                          storage: str = "") -> Collection:
         """Create a collection (0 takes the server's default, also for the tombstone ratio that triggers a rebuild
         and the replication factor); with `model` (name@version) it embeds text/images.
 
         `fields` indexes payload fields for filters and full text: name -> keyword | tags | int | float |
-        datetime | bool | text."""
+        datetime | bool | text. `storage` is how vectors are kept: float32 (default), float16, int8 or binary."""
         req = coordinator_pb2.CreateCollectionRequest(
             name=name, dim=dim, metric=metric_to_proto(metric), shards=shards,
             hnsw=common_pb2.HnswParams(m=m, ef_construction=ef_construction, ef_search=ef_search), model=model,
             chunking=coordinator_pb2.Chunking(words=chunk_words, overlap=chunk_overlap),
-            tombstone_threshold=tombstone_threshold, replication_factor=replication_factor, fields=fields or {})
+            tombstone_threshold=tombstone_threshold, replication_factor=replication_factor, fields=fields or {},
+            storage=storage)
         return _collection(self._call(self._stub.CreateCollection, req, idempotent=False))
 
     def drop_collection(self, name: str) -> None:
@@ -311,13 +323,13 @@ class Client:
     def search_batch(self, name: str, vectors: Any = None, k: int = 10, ef: int | None = None,
                      with_payload: bool = True, filter: str | None = None, *, texts: Sequence[str] | None = None,
                      images: Sequence[bytes] | None = None, vectors_model: str = "",
-                     allow_partial: bool = False) -> list[Hits]:
+                     allow_partial: bool = False, oversample: int = 0) -> list[Hits]:
         """The k nearest documents to each query (rows of vectors, or texts, or images), among those passing
-        `filter`, in one call."""
+        `filter`, in one call. `oversample`: binary storage's Hamming candidates per hit (0 = default)."""
         req = coordinator_pb2.SearchRequest(collection=name, k=k, ef=ef or 0, with_payload=with_payload,
                                             texts=list(texts or []), images=list(images or []),
                                             vectors_model=vectors_model, allow_partial=allow_partial,
-                                            filter=filter or "", columns=True)
+                                            filter=filter or "", columns=True, oversample=oversample)
         if vectors is not None:
             req.vectors.CopyFrom(pack_matrix(vectors))
         resp = self._call(self._stub.Search, req)
