@@ -4,9 +4,10 @@ For a seeded synthetic clustered set (default 1M x 768, --n / --dim) and, when t
 embedded into .cache/corpus-embeddings/, for those real embeddings (documents held out as queries): build
 time, RSS of the cluster's processes, disk, the partitions' own memory figures by part, and batched and
 concurrent QPS with p99 at the cheapest setting reaching recall@10 >= --target (vs numpy exact truth on the
-query sample; the best-recall setting, marked "below", when none reaches it). In-process hnswlib is measured side by side; the Milvus 2c8g anchor row (VectorDBBench) is
-quoted. Each storage type runs on a fresh local cluster, so one type's memory never counts against another.
-Writes its section of BENCHMARKS.md and bench/out/scale.json.
+query sample; the best-recall setting, marked "below", when none reaches it). In-process hnswlib is measured
+side by side; the Milvus 2c8g anchor row (VectorDBBench) is quoted. Each storage type runs on a fresh local
+cluster, so one type's memory never counts against another. Writes its section of BENCHMARKS.md and
+bench/out/scale.json.
 """
 
 from __future__ import annotations
@@ -206,6 +207,10 @@ def real_set(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray] | None:
     return vectors[order[args.queries:]], vectors[order[: args.queries]]
 
 
+def _recall(x: float | None, target: float) -> str:
+    return "—" if x is None else f"{x:.3f}" + (" (below)" if x < target else "")
+
+
 def _mib(x: float | None) -> str:
     return "—" if x is None else f"{x:,.0f}"
 
@@ -222,7 +227,7 @@ def render_set(s: dict[str, Any], target: float) -> list[str]:
         rows.append([r["system"], f"{r['build_s']:,.1f}", _mib(r["rss_mib"]), _mib(r["disk_mib"] or None),
                      _mib(mem["vectors"] / MIB if mem else None), _mib(mem["graph"] / MIB if mem else None),
                      _mib(mem["payloads"] / MIB if mem else None), knob,
-                     "—" if r["recall"] is None else f"{r['recall']:.3f}" + (" (below)" if r["recall"] < target else ""),
+                     _recall(r["recall"], target),
                      "—" if r["batched_qps"] is None else f"{r['batched_qps']:,.0f}",
                      f"{conc['qps']:,.0f}" if conc else "—", f"{conc['p99_ms']:.1f}" if conc else "—"])
     a = MILVUS_ANCHOR
