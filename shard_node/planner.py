@@ -36,6 +36,7 @@ from shard_node.settings import (
 )
 
 EXACT, HNSW, HNSW_FILTER, EMPTY = "exact", "hnsw", "hnsw_filter", "empty"
+HAMMING = "hamming"  # what HNSW plans run as on a binary partition: Hamming pass, float16 rescoring
 STRATEGIES = (EXACT, HNSW, HNSW_FILTER)
 
 
@@ -231,7 +232,8 @@ def hnsw_post_filter(part: Partition, query: np.ndarray, allowed: Allowed | None
             # Tombstones can leave the walk short of `want` live nodes: answer exactly.
             return _exact_after(rounds, part, query, allowed, k, exclusions)
         if len(labels) >= k or want >= part.live:
-            return VectorResult(labels[:k], dists[:k].astype(np.float32), HNSW, rounds, round_ef)
+            strategy = HNSW if part.has_graph else HAMMING
+            return VectorResult(labels[:k], dists[:k].astype(np.float32), strategy, rounds, round_ef)
         if n_allowed < want * PLAN_GROWTH / PLAN_OVERSAMPLE * PLAN_EXACT_PER_HNSW_EF:
             return _exact_after(rounds, part, query, allowed, k, exclusions)  # cheaper than going deeper
         if allowed is not None and not exclusions and len(labels) / asked < PLAN_ANTI_CORRELATED * n_allowed / live:
