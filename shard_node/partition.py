@@ -128,6 +128,7 @@ class Partition:
         # the compaction scheduler reads shard figures every few seconds.
         self._writes = 0
         self._documents: tuple[int, int] = (-1, 0)  # (writes when counted, count)
+        self._payload_figure: tuple[int, int] = (-1, 0)  # (writes when counted, bytes)
         self.fields = FieldIndexes(spec.fields, capacity)
         self.text = TextIndex({name: ftype for name, ftype in spec.fields.items() if is_text(ftype)})
         self.allowed_cache = AllowedCache(allowed_cache_mb << 20)
@@ -184,7 +185,13 @@ class Partition:
         return self.capacity * per_slot + upper
 
     def _payload_bytes(self) -> int:
-        """The payload dicts (deep size of a sample, scaled), the id map and the field indexes."""
+        """The payload dicts (deep size of a sample, scaled), the id map and the field indexes; recounted after
+        writes only (the scheduler reads figures every few seconds)."""
+        if self._payload_figure[0] != self._writes:
+            self._payload_figure = (self._writes, self._count_payload_bytes())
+        return self._payload_figure[1]
+
+    def _count_payload_bytes(self) -> int:
         labels = list(self._payloads)
         sample = labels[:: max(len(labels) // _PAYLOAD_SAMPLE, 1)][:_PAYLOAD_SAMPLE]
         per_doc = sum(deep_size(self._payloads[label]) for label in sample) / max(len(sample), 1)
