@@ -155,7 +155,7 @@ class BinaryCopy(Float16Copy):
 
     For cosine the bits are of the unit vector, so the centre is the mean direction. The centre is zero until
     CENTRE_AFTER vectors are held, then learned once from them (every code re-encoded); a rebuild learns it
-    from all live vectors again."""
+    again from the first CENTRE_AFTER live vectors it inserts."""
 
     kind = BINARY
     files = ("vectors.npy", "bits.npy", "centre.npy")
