@@ -14,17 +14,7 @@ from pyroaring import BitMap
 from protos.wire import check_vectors
 from shard_node.fields import bitmap_of
 from shard_node.filters import Exclusion
-from shard_node.partition import Partition
-
-
-def scores(metric: str, rows: np.ndarray, row_norms: np.ndarray, vector: np.ndarray) -> np.ndarray:
-    """Similarity of each row to `vector` (higher is better), using the rows' stored L2 norms."""
-    dots = rows @ vector
-    if metric == "cosine":
-        return dots / (row_norms * max(float(np.linalg.norm(vector)), 1e-30))
-    if metric == "l2":
-        return -np.maximum(row_norms * row_norms + float(vector @ vector) - 2.0 * dots, 0.0)
-    return dots
+from shard_node.partition import Partition, scores
 
 
 def within(metric: str, similarity: np.ndarray, tau: float) -> np.ndarray:

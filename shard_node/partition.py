@@ -71,6 +71,16 @@ def exact_distances(metric: str, queries: np.ndarray, vectors: np.ndarray) -> np
     return 1.0 - queries @ vectors.T
 
 
+def scores(metric: str, rows: np.ndarray, row_norms: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """Similarity of each row to `vector` (higher is better), using the rows' stored L2 norms."""
+    dots = rows @ vector
+    if metric == "cosine":
+        return dots / (row_norms * max(float(np.linalg.norm(vector)), 1e-30))
+    if metric == "l2":
+        return -np.maximum(row_norms * row_norms + float(vector @ vector) - 2.0 * dots, 0.0)
+    return dots
+
+
 def top_k_rows(distances: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Column indices and values of the k smallest entries of each row, sorted ascending."""
     k = min(k, distances.shape[1])
@@ -390,7 +400,8 @@ class Partition:
             ham[~live] = far
             cand = np.argpartition(ham, depth - 1)[:depth] if depth < len(ham) else np.arange(len(ham))
             cand = cand[live[cand]]
-            d = exact_distances(self.spec.metric, query[None, :], copy.rows(cand))[0]
+            sims = scores(self.spec.metric, copy.rows(cand), self._norms[cand], query)  # a gemv, from stored norms
+            d = -sims if self.spec.metric == "l2" else 1.0 - sims
             top = np.argsort(d, kind="stable")[:k]
             out_l[i], out_d[i] = cand[top], d[top]
         return out_l, out_d
