@@ -23,13 +23,12 @@ from shard_node.fields import FieldIndexes, bitmap_of, labels_array
 from shard_node.rwlock import SearchGate
 from shard_node.schema import is_text
 from shard_node.settings import DEFAULT_ALLOWED_CACHE_MB, DEFAULT_OVERSAMPLE, MIN_RESCORE, PartitionSpec
-from shard_node.storage import FLOAT32, GRAPH_TYPES, BinaryCopy, check_storage, vector_copy
+from shard_node.storage import GRAPH_TYPES, BinaryCopy, check_storage, vector_copy
 
 METRIC_TO_SPACE = {"cosine": "cosine", "l2": "l2", "ip": "ip"}  # Shoal metric -> hnswlib space
 _RANDOM_SEED = 100
 WRITE_CHUNK = 64  # documents inserted per hold of the gate: searches wait for one chunk, not a whole batch
 GRAPH_FILE = "index.hnsw"
-_GET_ITEMS_CHUNK = 8192  # vectors read back from hnswlib per call
 _PAYLOAD_SAMPLE = 256  # payloads whose deep size is measured to estimate all of them
 _DICT_ENTRY_BYTES = 100  # one entry of the id -> label dict (key slot, hash, boxed int), about
 
@@ -210,27 +209,18 @@ class Partition:
         return int(per_doc * len(labels) + per_id * self._size + self._ids.nbytes + self.fields.nbytes())
 
     def live_documents(self) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
-        """A consistent copy of every live document (ids, vectors, payloads), taken while writers wait.
+        """A consistent copy of every live document (ids, vectors decoded from the stored copy, payloads), taken
+        while writers wait.
 
-        float16 and int8 partitions give the graph's float32 vectors, so a rebuild never builds its graph from
-        rounded ones (hnswlib's get_items: about 7 µs a vector, paid only here); the others give the stored copy."""
+        A rebuild of a float16 or int8 partition therefore builds its graph from the rounded vectors. Reading
+        hnswlib's float32 copy back instead (get_items) costs about 70 µs a vector at 768 dimensions on this
+        machine, over a minute of stopped writes for a million vectors, against about a second for this copy."""
         with self._gate.freeze():
             live = np.flatnonzero(~self._deleted[: self._size])
             ids = self._ids[live].tolist()
-            vectors = self._graph_vectors(live) if self._index is not None else self._copy.rows(live)
+            vectors = self._copy.rows(live)
             payloads = [self._payloads.get(label, {}) for label in live.tolist()]
         return ids, vectors, payloads
-
-    def _graph_vectors(self, labels: np.ndarray) -> np.ndarray:
-        if self.spec.storage == FLOAT32:
-            return self._copy.rows(labels)  # the same numbers, without get_items' cost
-        out = np.empty((len(labels), self.spec.dim), np.float32)
-        for start in range(0, len(labels), _GET_ITEMS_CHUNK):
-            chunk = labels[start:start + _GET_ITEMS_CHUNK]
-            out[start:start + len(chunk)] = self._index.get_items(chunk)
-        if self.spec.metric == "cosine":
-            out *= self._norms[labels][:, None]  # hnswlib keeps cosine vectors normalised
-        return out
 
     # ---- writes --------------------------------------------------------------------------
     def _grow(self, needed: int) -> None:

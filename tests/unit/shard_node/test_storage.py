@@ -182,13 +182,14 @@ def test_snapshot_rebuild_and_restart_keep_the_type(storage: str, opened: Callab
     after = again.partition.get(["d1", "d1499"], with_vectors=True)
     for (i, v, _), (j, w, _) in zip(before, after, strict=True):
         assert i == j
-        # A rebuild re-encodes the graph's float32 vectors (cosine ones renormalised): the same code, or one
-        # whose scale differs in the last bit.
-        np.testing.assert_allclose(v, w, rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(v, w)  # re-encoding a decoded vector gives the same code
     queries = clustered(20, DIM, 9)
     live = [i for i in range(1500) if i % 5]
     _, true_d = exact_top_k("cosine", queries, vectors[live], K)
-    assert recall_at_k(list(again.partition.search_matrix(queries, K, ef=EF)[1]), true_d) >= MIN_RECALL[storage]
+    # The rebuilt graph holds the decoded copy: int8's rounding now shows in the graph's answers too (these
+    # clusters are tight: their neighbours lie within a few int8 steps of each other).
+    floor = 0.9 if storage == INT8 else MIN_RECALL[storage]
+    assert recall_at_k(list(again.partition.search_matrix(queries, K, ef=EF)[1]), true_d) >= floor
     assert again.partition.live == 1200
 
 
