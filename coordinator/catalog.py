@@ -46,6 +46,7 @@ class CollectionSpec:
     # Defaults keep catalogues written before these existed readable.
     tombstone_threshold: float = DEFAULT_TOMBSTONE_THRESHOLD
     replication_factor: int = 1
+    storage: str = "float32"  # how partitions keep vectors (shard_node/storage.py)
     # placement[shard][replica] = index of the shard node hosting that partition (see coordinator/placement.py);
     # empty in catalogues written before shard nodes: the coordinator places those at start-up.
     placement: list[list[int]] = field(default_factory=list)

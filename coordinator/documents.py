@@ -253,7 +253,7 @@ class Documents:
 
     async def search(self, name: str, vectors: np.ndarray, vectors_model: str, texts: Sequence[str],
                      images: Sequence[bytes], k: int, ef: int, with_payload: bool, allow_partial: bool = False,
-                     explain: bool = False) -> SearchAnswer:
+                     explain: bool = False, oversample: int = 0) -> SearchAnswer:
         """Top-k documents per query; queries are vectors, or (bound collections) texts or images."""
         spec = self._engine.catalog.get(name)
         self._check_sources(spec, texts, images)
@@ -262,7 +262,7 @@ class Documents:
         start = time.perf_counter()
         queries = await self.query_vectors(name, vectors, vectors_model, texts, images)
         embed_ms = (time.perf_counter() - start) * 1000.0
-        answer = await self._engine.search(name, queries, k, ef, with_payload, allow_partial, explain)
+        answer = await self._engine.search(name, queries, k, ef, with_payload, allow_partial, explain, oversample)
         for plan in answer.plans[:1]:
             plan.stage_ms["embed"] = embed_ms
         return answer

@@ -49,7 +49,8 @@ from protos.wire import METRICS, check_vectors, pack_matrix
 from shard_node.client import ShardClient
 from shard_node.planner import EXACT
 from shard_node.schema import check_schema, check_schema_change
-from shard_node.settings import HYBRID_DEPTH, MAX_M
+from shard_node.settings import HYBRID_DEPTH, MAX_M, MAX_OVERSAMPLE
+from shard_node.storage import DEFAULT_STORAGE, check_storage
 
 
 @dataclass
@@ -236,7 +237,7 @@ class Engine:
     async def create_collection(self, name: str, dim: int, metric: str, shards: int, m: int,
                                 ef_construction: int, ef_search: int, tombstone_threshold: float = 0.0,
                                 replication_factor: int = 0, fields: dict[str, str] | None = None,
-                                write_consistency: int | None = None,
+                                write_consistency: int | None = None, storage: str = "",
                                 opener: Callable[[CollectionSpec], Awaitable[None]] | None = None,
                                 **binding: str | int) -> CollectionSpec:
         """Create a collection and place its partitions on shard nodes (binding: model fields of CollectionSpec;
@@ -270,6 +271,10 @@ class Engine:
                                   f"got {replication_factor}")
         write_consistency = (default_write_consistency(replication_factor) if write_consistency is None
                              else check_write_consistency(write_consistency, replication_factor))
+        storage = storage or DEFAULT_STORAGE
+        problem = check_storage(storage)
+        if problem:
+            raise InvalidArgument(problem)
         existing = {spec.name: spec.fields for spec in self.catalog.all()}.get(name)
         # Re-creating an existing collection with a field's type or tokenizer changed is a bad schema, not a clash.
         problem = (check_schema(dict(fields or {})) if existing is None
@@ -281,7 +286,8 @@ class Engine:
                           self._pool.machines(self._nodes))
         spec = CollectionSpec.new(name, dim, metric, shards, m, ef_construction, ef_search, fields=dict(fields or {}),
                                   tombstone_threshold=tombstone_threshold, replication_factor=replication_factor,
-                                  placement=placement, write_consistency=write_consistency, **binding)
+                                  placement=placement, write_consistency=write_consistency, storage=storage,
+                                  **binding)
         self.catalog.add(spec)
         try:
             await (opener or self._open_partitions)(spec)
@@ -471,7 +477,7 @@ class Engine:
         return [found[i] for i in ids if i in found]
 
     async def search(self, name: str, queries: np.ndarray, k: int, ef: int, with_payload: bool,
-                     allow_partial: bool = False, explain: bool = False) -> SearchAnswer:
+                     allow_partial: bool = False, explain: bool = False, oversample: int = 0) -> SearchAnswer:
         """Global top-k of every query row (documents, for a chunked collection), from the shards that answered
         when the request allows a partial answer."""
         spec = self.catalog.get(name)
@@ -481,7 +487,10 @@ class Engine:
             raise InvalidArgument("search needs at least one query vector")
         check_batch(queries.shape[0], "queries", s.max_batch)
         check_vectors(queries, spec.dim, "query vector", spec.metric)
-        req = ReadRequest(np.ascontiguousarray(queries, dtype=np.float32), k, ef, with_payload, explain)
+        if oversample > MAX_OVERSAMPLE:
+            raise InvalidArgument(f"oversample must be between 0 (the default) and {MAX_OVERSAMPLE}, got {oversample}")
+        req = ReadRequest(np.ascontiguousarray(queries, dtype=np.float32), k, ef, with_payload, explain,
+                          oversample=oversample)
         return await self._read(spec, req, VECTOR, (1.0, 1.0), allow_partial)
 
     async def _read(self, spec: CollectionSpec, req: ReadRequest, ranking: str, weights: tuple[float, float],

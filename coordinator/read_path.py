@@ -44,6 +44,7 @@ class ReadRequest:
     strategy: str = ""
     exclude: list[query_pb2.Near] = field(default_factory=list)  # rank-form NOTs resolved in this round
     extra: int = 0                 # candidates asked for beyond k, so that k remain once the excluded go
+    oversample: int = 0            # binary storage: Hamming candidates per hit (0 = the node's default)
 
 
 @dataclass
@@ -64,7 +65,7 @@ class ReadResult:
 
 def _encode(req: ReadRequest) -> bytes:
     msg = shard_pb2.NodeSearchRequest(k=req.k, ef=req.ef, with_payload=req.with_payload, explain=req.explain,
-                                      strategy=req.strategy)
+                                      strategy=req.strategy, oversample=req.oversample)
     if len(req.queries):
         msg.queries.CopyFrom(pack_matrix(req.queries))
     if req.filter is not None:

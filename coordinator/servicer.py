@@ -27,6 +27,7 @@ def collection_to_proto(spec: CollectionSpec, shards: list[ShardStatus] | None =
         hnsw=common_pb2.HnswParams(m=spec.m, ef_construction=spec.ef_construction, ef_search=spec.ef_search),
         created_at=spec.created_at, tombstone_threshold=spec.tombstone_threshold,
         replication_factor=spec.replication_factor, fields=spec.fields, write_consistency_factor=spec.write_quorum,
+        storage=spec.storage,
     )
     if spec.model:
         info.model, info.modality = spec.model, spec.modality
@@ -38,7 +39,18 @@ def collection_to_proto(spec: CollectionSpec, shards: list[ShardStatus] | None =
         if s.stats is not None and s.index not in counted:  # one answering replica of each shard
             counted.add(s.index)
             info.count += s.stats.documents
+        if s.stats is not None:
+            add_bytes(info.memory, s.stats.memory)
+            add_bytes(info.disk, s.stats.disk)
     return info
+
+
+def add_bytes(total: common_pb2.StorageBytes, part: common_pb2.StorageBytes) -> None:
+    """Add one replica's bytes by part into a running total."""
+    total.vectors += part.vectors
+    total.graph += part.graph
+    total.payloads += part.payloads
+    total.text += part.text
 
 
 def shard_to_proto(s: ShardStatus) -> coordinator_pb2.ShardInfo:
@@ -52,7 +64,7 @@ def shard_to_proto(s: ShardStatus) -> coordinator_pb2.ShardInfo:
         wal_bytes=f.wal_bytes, capacity=f.capacity, tombstone_ratio=tombstone_ratio(f.live, f.tombstones),
         memory_bytes=f.memory_bytes, disk_bytes=f.disk_bytes, m=f.m, ef_construction=f.ef_construction,
         rebuild=f.rebuild, last_lsn=f.last_lsn, disk_error=f.disk_error, up_to_date=s.up_to_date,
-        checksum=f.checksum, checksum_lsn=f.checksum_lsn)
+        checksum=f.checksum, checksum_lsn=f.checksum_lsn, storage=f.storage, memory=f.memory, disk=f.disk)
 
 
 def _is_query(request: coordinator_pb2.SearchRequest) -> bool:
@@ -99,7 +111,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 request.name, request.dim, metric_from_proto(request.metric), request.shards,
                 request.hnsw.m, request.hnsw.ef_construction, request.hnsw.ef_search, request.model,
                 request.chunking.words, request.chunking.overlap, fields=dict(request.fields),
-                embed_fields=list(request.embed_fields),
+                embed_fields=list(request.embed_fields), storage=request.storage,
                 tombstone_threshold=request.tombstone_threshold, replication_factor=request.replication_factor,
                 write_consistency=(request.write_consistency_factor if request.HasField("write_consistency_factor")
                                    else None))
@@ -185,7 +197,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             else:
                 answer = await self._documents.search(
                     request.collection, vectors, request.vectors_model, list(request.texts), list(request.images),
-                    request.k, request.ef, request.with_payload, request.allow_partial, request.explain)
+                    request.k, request.ef, request.with_payload, request.allow_partial, request.explain,
+                    request.oversample)
             t_reply = time.perf_counter()
             resp = answer_to_proto(answer, request.columns)
             for plan in resp.plans[:1]:

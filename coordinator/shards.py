@@ -109,7 +109,7 @@ class ShardPlacer:
     def partition_spec(self, spec: CollectionSpec) -> PartitionSpec:
         """What each partition of a collection is."""
         return PartitionSpec(dim=spec.dim, metric=spec.metric, m=spec.m, ef_construction=spec.ef_construction,
-                             ef_search=spec.ef_search, fields=dict(spec.fields))
+                             ef_search=spec.ef_search, fields=dict(spec.fields), storage=spec.storage)
 
     def machines(self) -> list[str]:
         """Ids of the live Ray nodes that may host shard nodes: those offering the shard resource, else those

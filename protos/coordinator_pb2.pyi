@@ -69,7 +69,7 @@ class UpdateCollectionRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., write_consistency_factor: _Optional[int] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "fields", "model", "chunking", "embed_fields", "tombstone_threshold", "replication_factor", "write_consistency_factor")
+    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "fields", "model", "chunking", "embed_fields", "tombstone_threshold", "replication_factor", "write_consistency_factor", "storage")
     class FieldsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +89,7 @@ class CreateCollectionRequest(_message.Message):
     TOMBSTONE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
     WRITE_CONSISTENCY_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: _common_pb2.Metric
@@ -101,7 +102,8 @@ class CreateCollectionRequest(_message.Message):
     tombstone_threshold: float
     replication_factor: int
     write_consistency_factor: int
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., embed_fields: _Optional[_Iterable[str]] = ..., tombstone_threshold: _Optional[float] = ..., replication_factor: _Optional[int] = ..., write_consistency_factor: _Optional[int] = ...) -> None: ...
+    storage: str
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., embed_fields: _Optional[_Iterable[str]] = ..., tombstone_threshold: _Optional[float] = ..., replication_factor: _Optional[int] = ..., write_consistency_factor: _Optional[int] = ..., storage: _Optional[str] = ...) -> None: ...
 
 class Chunking(_message.Message):
     __slots__ = ("words", "overlap")
@@ -112,7 +114,7 @@ class Chunking(_message.Message):
     def __init__(self, words: _Optional[int] = ..., overlap: _Optional[int] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "created_at", "count", "shard_info", "fields", "model", "modality", "chunking", "embed_fields", "tombstone_threshold", "replication_factor", "write_consistency_factor")
+    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "created_at", "count", "shard_info", "fields", "model", "modality", "chunking", "embed_fields", "tombstone_threshold", "replication_factor", "write_consistency_factor", "storage", "memory", "disk")
     class FieldsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -136,6 +138,9 @@ class CollectionInfo(_message.Message):
     TOMBSTONE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
     WRITE_CONSISTENCY_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    DISK_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: _common_pb2.Metric
@@ -152,10 +157,13 @@ class CollectionInfo(_message.Message):
     tombstone_threshold: float
     replication_factor: int
     write_consistency_factor: int
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., created_at: _Optional[str] = ..., count: _Optional[int] = ..., shard_info: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., modality: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., embed_fields: _Optional[_Iterable[str]] = ..., tombstone_threshold: _Optional[float] = ..., replication_factor: _Optional[int] = ..., write_consistency_factor: _Optional[int] = ...) -> None: ...
+    storage: str
+    memory: _common_pb2.StorageBytes
+    disk: _common_pb2.StorageBytes
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., created_at: _Optional[str] = ..., count: _Optional[int] = ..., shard_info: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., modality: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., embed_fields: _Optional[_Iterable[str]] = ..., tombstone_threshold: _Optional[float] = ..., replication_factor: _Optional[int] = ..., write_consistency_factor: _Optional[int] = ..., storage: _Optional[str] = ..., memory: _Optional[_Union[_common_pb2.StorageBytes, _Mapping]] = ..., disk: _Optional[_Union[_common_pb2.StorageBytes, _Mapping]] = ...) -> None: ...
 
 class ShardInfo(_message.Message):
-    __slots__ = ("index", "address", "live", "tombstones", "wal_bytes", "capacity", "tombstone_ratio", "memory_bytes", "disk_bytes", "m", "ef_construction", "rebuild", "replica", "available", "error", "last_lsn", "disk_error", "up_to_date", "checksum", "checksum_lsn")
+    __slots__ = ("index", "address", "live", "tombstones", "wal_bytes", "capacity", "tombstone_ratio", "memory_bytes", "disk_bytes", "m", "ef_construction", "rebuild", "replica", "available", "error", "last_lsn", "disk_error", "up_to_date", "checksum", "checksum_lsn", "storage", "memory", "disk")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     LIVE_FIELD_NUMBER: _ClassVar[int]
@@ -176,6 +184,9 @@ class ShardInfo(_message.Message):
     UP_TO_DATE_FIELD_NUMBER: _ClassVar[int]
     CHECKSUM_FIELD_NUMBER: _ClassVar[int]
     CHECKSUM_LSN_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    DISK_FIELD_NUMBER: _ClassVar[int]
     index: int
     address: str
     live: int
@@ -196,7 +207,10 @@ class ShardInfo(_message.Message):
     up_to_date: bool
     checksum: str
     checksum_lsn: int
-    def __init__(self, index: _Optional[int] = ..., address: _Optional[str] = ..., live: _Optional[int] = ..., tombstones: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., capacity: _Optional[int] = ..., tombstone_ratio: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., rebuild: _Optional[_Union[_common_pb2.RebuildStatus, _Mapping]] = ..., replica: _Optional[int] = ..., available: _Optional[bool] = ..., error: _Optional[str] = ..., last_lsn: _Optional[int] = ..., disk_error: _Optional[str] = ..., up_to_date: _Optional[bool] = ..., checksum: _Optional[str] = ..., checksum_lsn: _Optional[int] = ...) -> None: ...
+    storage: str
+    memory: _common_pb2.StorageBytes
+    disk: _common_pb2.StorageBytes
+    def __init__(self, index: _Optional[int] = ..., address: _Optional[str] = ..., live: _Optional[int] = ..., tombstones: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., capacity: _Optional[int] = ..., tombstone_ratio: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., rebuild: _Optional[_Union[_common_pb2.RebuildStatus, _Mapping]] = ..., replica: _Optional[int] = ..., available: _Optional[bool] = ..., error: _Optional[str] = ..., last_lsn: _Optional[int] = ..., disk_error: _Optional[str] = ..., up_to_date: _Optional[bool] = ..., checksum: _Optional[str] = ..., checksum_lsn: _Optional[int] = ..., storage: _Optional[str] = ..., memory: _Optional[_Union[_common_pb2.StorageBytes, _Mapping]] = ..., disk: _Optional[_Union[_common_pb2.StorageBytes, _Mapping]] = ...) -> None: ...
 
 class DropCollectionRequest(_message.Message):
     __slots__ = ("name",)
@@ -297,7 +311,7 @@ class CountResponse(_message.Message):
     def __init__(self, count: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "vectors", "k", "ef", "with_payload", "filter", "filter_tree", "query", "query_tree", "ranking", "vector_weight", "text_weight", "explain", "texts", "images", "vectors_model", "allow_partial", "columns")
+    __slots__ = ("collection", "vectors", "k", "ef", "with_payload", "filter", "filter_tree", "query", "query_tree", "ranking", "vector_weight", "text_weight", "explain", "texts", "images", "vectors_model", "allow_partial", "columns", "oversample")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -316,6 +330,7 @@ class SearchRequest(_message.Message):
     VECTORS_MODEL_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    OVERSAMPLE_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vectors: _common_pb2.FloatMatrix
     k: int
@@ -334,7 +349,8 @@ class SearchRequest(_message.Message):
     vectors_model: str
     allow_partial: bool
     columns: bool
-    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., filter: _Optional[str] = ..., filter_tree: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., query: _Optional[str] = ..., query_tree: _Optional[_Union[_query_pb2.Query, _Mapping]] = ..., ranking: _Optional[_Union[_query_pb2.Ranking, str]] = ..., vector_weight: _Optional[float] = ..., text_weight: _Optional[float] = ..., explain: _Optional[bool] = ..., texts: _Optional[_Iterable[str]] = ..., images: _Optional[_Iterable[bytes]] = ..., vectors_model: _Optional[str] = ..., allow_partial: _Optional[bool] = ..., columns: _Optional[bool] = ...) -> None: ...
+    oversample: int
+    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., filter: _Optional[str] = ..., filter_tree: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., query: _Optional[str] = ..., query_tree: _Optional[_Union[_query_pb2.Query, _Mapping]] = ..., ranking: _Optional[_Union[_query_pb2.Ranking, str]] = ..., vector_weight: _Optional[float] = ..., text_weight: _Optional[float] = ..., explain: _Optional[bool] = ..., texts: _Optional[_Iterable[str]] = ..., images: _Optional[_Iterable[bytes]] = ..., vectors_model: _Optional[str] = ..., allow_partial: _Optional[bool] = ..., columns: _Optional[bool] = ..., oversample: _Optional[int] = ...) -> None: ...
 
 class QueryResult(_message.Message):
     __slots__ = ("hits",)

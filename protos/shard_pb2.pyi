@@ -97,7 +97,7 @@ class PartitionChunk(_message.Message):
     def __init__(self, partition: _Optional[str] = ..., lsn: _Optional[int] = ..., upsert: _Optional[_Union[ShardUpsertRequest, _Mapping]] = ...) -> None: ...
 
 class NodeSearchRequest(_message.Message):
-    __slots__ = ("partitions", "queries", "k", "ef", "with_payload", "explain", "filter", "match", "strategy", "exclude")
+    __slots__ = ("partitions", "queries", "k", "ef", "with_payload", "explain", "filter", "match", "strategy", "exclude", "oversample")
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +108,7 @@ class NodeSearchRequest(_message.Message):
     MATCH_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_FIELD_NUMBER: _ClassVar[int]
+    OVERSAMPLE_FIELD_NUMBER: _ClassVar[int]
     partitions: _containers.RepeatedScalarFieldContainer[str]
     queries: _common_pb2.FloatMatrix
     k: int
@@ -118,7 +119,8 @@ class NodeSearchRequest(_message.Message):
     match: _query_pb2.Match
     strategy: str
     exclude: _containers.RepeatedCompositeFieldContainer[_query_pb2.Near]
-    def __init__(self, partitions: _Optional[_Iterable[str]] = ..., queries: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., explain: _Optional[bool] = ..., filter: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., match: _Optional[_Union[_query_pb2.Match, _Mapping]] = ..., strategy: _Optional[str] = ..., exclude: _Optional[_Iterable[_Union[_query_pb2.Near, _Mapping]]] = ...) -> None: ...
+    oversample: int
+    def __init__(self, partitions: _Optional[_Iterable[str]] = ..., queries: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., explain: _Optional[bool] = ..., filter: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., match: _Optional[_Union[_query_pb2.Match, _Mapping]] = ..., strategy: _Optional[str] = ..., exclude: _Optional[_Iterable[_Union[_query_pb2.Near, _Mapping]]] = ..., oversample: _Optional[int] = ...) -> None: ...
 
 class NodeSearchResponse(_message.Message):
     __slots__ = ("rows", "per_row", "ids", "distances", "text_ids", "text_scores", "payloads", "plans", "node_ms", "exclusions")
@@ -254,7 +256,7 @@ class ShardSnapshotRequest(_message.Message):
     def __init__(self, partition: _Optional[str] = ...) -> None: ...
 
 class ShardStats(_message.Message):
-    __slots__ = ("live", "tombstones", "capacity", "last_lsn", "snapshot_lsn", "wal_bytes", "documents", "slots_used", "m", "ef_construction", "memory_bytes", "disk_bytes", "rebuild", "disk_error", "checksum", "checksum_lsn", "checksum_live")
+    __slots__ = ("live", "tombstones", "capacity", "last_lsn", "snapshot_lsn", "wal_bytes", "documents", "slots_used", "m", "ef_construction", "memory_bytes", "disk_bytes", "rebuild", "disk_error", "checksum", "checksum_lsn", "checksum_live", "storage", "memory", "disk")
     LIVE_FIELD_NUMBER: _ClassVar[int]
     TOMBSTONES_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
@@ -272,6 +274,9 @@ class ShardStats(_message.Message):
     CHECKSUM_FIELD_NUMBER: _ClassVar[int]
     CHECKSUM_LSN_FIELD_NUMBER: _ClassVar[int]
     CHECKSUM_LIVE_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    DISK_FIELD_NUMBER: _ClassVar[int]
     live: int
     tombstones: int
     capacity: int
@@ -289,7 +294,10 @@ class ShardStats(_message.Message):
     checksum: str
     checksum_lsn: int
     checksum_live: int
-    def __init__(self, live: _Optional[int] = ..., tombstones: _Optional[int] = ..., capacity: _Optional[int] = ..., last_lsn: _Optional[int] = ..., snapshot_lsn: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., documents: _Optional[int] = ..., slots_used: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., rebuild: _Optional[_Union[_common_pb2.RebuildStatus, _Mapping]] = ..., disk_error: _Optional[str] = ..., checksum: _Optional[str] = ..., checksum_lsn: _Optional[int] = ..., checksum_live: _Optional[int] = ...) -> None: ...
+    storage: str
+    memory: _common_pb2.StorageBytes
+    disk: _common_pb2.StorageBytes
+    def __init__(self, live: _Optional[int] = ..., tombstones: _Optional[int] = ..., capacity: _Optional[int] = ..., last_lsn: _Optional[int] = ..., snapshot_lsn: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., documents: _Optional[int] = ..., slots_used: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., rebuild: _Optional[_Union[_common_pb2.RebuildStatus, _Mapping]] = ..., disk_error: _Optional[str] = ..., checksum: _Optional[str] = ..., checksum_lsn: _Optional[int] = ..., checksum_live: _Optional[int] = ..., storage: _Optional[str] = ..., memory: _Optional[_Union[_common_pb2.StorageBytes, _Mapping]] = ..., disk: _Optional[_Union[_common_pb2.StorageBytes, _Mapping]] = ...) -> None: ...
 
 class ShardRebuildRequest(_message.Message):
     __slots__ = ("partition", "m", "ef_construction", "reason", "wait")

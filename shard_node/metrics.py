@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -56,6 +57,11 @@ class ShardMetrics:
                                   labels, registry=self.registry)
         self.disk_bytes = Gauge("shoal_shard_index_disk_bytes", "Snapshot and WAL bytes on disk", labels,
                                 registry=self.registry)
+        self.memory_part_bytes = Gauge("shoal_shard_memory_bytes", "Estimated bytes in memory, by part "
+                                       "(vectors, graph, payloads, text)", (*labels, "part"), registry=self.registry)
+        self.disk_part_bytes = Gauge("shoal_shard_disk_bytes", "Snapshot bytes on disk, by part (vectors, graph, "
+                                     "payloads; the WAL is shoal_shard_wal_bytes)", (*labels, "part"),
+                                     registry=self.registry)
         self.rebuilds_running = Gauge("shoal_shard_rebuilds_running", "Index rebuilds under way (0 or 1)", labels,
                                       registry=self.registry)
         self.rebuild_progress = Gauge("shoal_shard_rebuild_progress", "Share of the running rebuild done", labels,
@@ -112,7 +118,8 @@ class ShardMetrics:
         self._before_scrape.callbacks.pop(labels, None)
         extra = {id(self.requests): ("method", "code"), id(self.latency): ("method",),
                  id(self.rebuilds_started): ("reason",), id(self.rebuild_seconds): ("outcome",),
-                 id(self.plans): ("strategy",), id(self.disk_errors): ("operation", "kind")}
+                 id(self.plans): ("strategy",), id(self.disk_errors): ("operation", "kind"),
+                 id(self.memory_part_bytes): ("part",), id(self.disk_part_bytes): ("part",)}
         for family in (v for v in vars(self).values() if isinstance(v, MetricWrapperBase)):
             names = ("collection", "shard", "replica", *extra.get(id(family), ()))
             found = {tuple(sample.labels[n] for n in names) for metric in family.collect()
@@ -133,3 +140,6 @@ class ShardMetrics:
                              (self.last_rebuild_seconds, r.last_seconds), (self.rebuilds_total, r.total),
                              (self.rebuild_elapsed, r.elapsed)):
             gauge.labels(*labels).set(value)
+        for family, figures in ((self.memory_part_bytes, f.memory), (self.disk_part_bytes, f.disk)):
+            for part, value in dataclasses.asdict(figures).items():
+                family.labels(*labels, part).set(value)

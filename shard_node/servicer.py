@@ -22,11 +22,17 @@ from protos.wire import METRICS, pack_matrix, pack_vector, payload_to_proto, pay
 from shard_node.metrics import ShardMetrics
 from shard_node.node import PartitionPlace, ShardNode
 from shard_node.node_search import node_search
+from shard_node.partition import MemoryFigures
 from shard_node.settings import MAX_M, PartitionSpec
+from shard_node.storage import check_storage
 from shard_node.store import ShardFigures, ShardStore
 
 READ_LOG_BYTES = 4 * 1024 * 1024  # records per ReadLog answer, about (well under the message limit)
 COPY_BATCH_DOCS = 1000            # documents per PartitionChunk of a copy
+
+
+def _bytes(m: MemoryFigures) -> common_pb2.StorageBytes:
+    return common_pb2.StorageBytes(vectors=m.vectors, graph=m.graph, payloads=m.payloads, text=m.text)
 
 
 def figures_to_proto(f: ShardFigures) -> shard_pb2.ShardStats:
@@ -36,6 +42,7 @@ def figures_to_proto(f: ShardFigures) -> shard_pb2.ShardStats:
         live=f.live, tombstones=f.tombstones, capacity=f.capacity, last_lsn=f.last_lsn,
         snapshot_lsn=f.snapshot_lsn, wal_bytes=f.wal_bytes, documents=f.documents, slots_used=f.slots_used,
         m=f.m, ef_construction=f.ef_construction, memory_bytes=f.memory_bytes, disk_bytes=f.disk_bytes,
+        storage=f.storage, memory=_bytes(f.memory), disk=_bytes(f.disk),
         rebuild=common_pb2.RebuildStatus(
             running=r.running, phase=r.phase, progress=r.progress, total=r.total,
             last_finished_at=r.last_finished_at, last_seconds=r.last_seconds, last_reason=r.last_reason,
@@ -52,6 +59,9 @@ def spec_from_json(text: str) -> PartitionSpec:
         raise InvalidArgument(f"spec_json is not a partition spec ({exc})") from None
     if spec is None or not isinstance(spec.dim, int) or spec.dim < 1 or spec.metric not in METRICS:
         raise InvalidArgument(f"spec_json needs a positive integer dim and a metric among {', '.join(METRICS)}")
+    problem = check_storage(spec.storage)
+    if problem:
+        raise InvalidArgument(problem)
     return spec
 
 

@@ -19,13 +19,13 @@ from protos.errors import FailedPrecondition, InvalidArgument
 from protos.wire import check_vectors, pack_matrix, pack_vector, payload_to_proto, payloads_from_proto, unpack_matrix
 from shard_node import snapshot
 from shard_node.disk import WRITE_REFUSED, disk_error, fault_kind
-from shard_node.partition import Partition
+from shard_node.partition import MemoryFigures, Partition
 from shard_node.rebuild import Rebuilder, RebuildFigures, RebuildObserver, build_partition, respec, tombstone_ratio
 from shard_node.settings import PartitionSpec, ShardSettings
 from shard_node.wal import FsyncObserver, WriteAheadLog
 
 _SPEC_FILE = "spec.json"
-_IDENTITY = ("dim", "metric")  # what a shard's data is; M and ef_construction may change on rebuild
+_IDENTITY = ("dim", "metric", "storage")  # what a shard's data is; M and ef_construction may change on rebuild
 SNAPSHOT_RETRY_S = 30.0  # after a periodic snapshot failed (disk full), writes do not try again sooner
 log = logging.getLogger("shoal.shard_node.store")
 
@@ -48,6 +48,9 @@ class ShardFigures:
     disk_bytes: int
     rebuild: RebuildFigures
     disk_error: str = ""  # the last disk fault (full, read-only) of a write or snapshot; "" once one succeeds
+    storage: str = "float32"
+    memory: MemoryFigures = MemoryFigures()
+    disk: MemoryFigures = MemoryFigures()  # snapshot files by what they hold (the WAL is wal_bytes)
 
     @property
     def tombstone_ratio(self) -> float:
@@ -375,12 +378,14 @@ class ShardStore:
         """Counts, sizes, log positions and rebuild state."""
         p = self.partition
         wal = self._wal.size_bytes
+        memory, disk = p.memory(), snapshot.disk_figures(self._snap_dir)
         return ShardFigures(live=p.live, tombstones=p.tombstones, capacity=p.capacity,
                             last_lsn=self._lsn, snapshot_lsn=self._snapshot_lsn, wal_bytes=wal,
                             documents=p.documents, slots_used=p.slots_used, m=p.spec.m,
                             ef_construction=p.spec.ef_construction,
-                            memory_bytes=p.memory_bytes(), disk_bytes=snapshot.disk_bytes(self._snap_dir) + wal,
-                            rebuild=self.rebuilder.figures(), disk_error=self._disk_error)
+                            memory_bytes=memory.total, disk_bytes=disk.total + wal,
+                            rebuild=self.rebuilder.figures(), disk_error=self._disk_error, storage=p.spec.storage,
+                            memory=memory, disk=disk)
 
     # ---- backup --------------------------------------------------------------------------
     @contextmanager

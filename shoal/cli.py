@@ -117,12 +117,14 @@ def cmd_create(args: argparse.Namespace) -> int:
         c = client.create_collection(args.name, dim=args.dim, metric=args.metric, shards=args.shards,
                                      model=args.model, chunk_words=args.chunk_words, chunk_overlap=args.chunk_overlap,
                                      fields=fields, replication_factor=args.replicas,
-                                     write_consistency=args.write_consistency, embed_fields=args.embed_field)
+                                     write_consistency=args.write_consistency, embed_fields=args.embed_field,
+                                     storage=args.storage)
     bound = f", model {c.model} ({c.modality})" if c.model else ""
     indexed = ", ".join(f"{k} ({v})" for k, v in sorted(c.fields.items())) or "no payload fields"
     copies = (f", {c.replication_factor} replicas (writes need {c.write_consistency})"
               if c.replication_factor > 1 else "")
-    print(f"created {c.name}: dim {c.dim}, {c.metric}, {c.shards} shards{copies}{bound}; indexes {indexed}")
+    print(f"created {c.name}: dim {c.dim}, {c.metric}, {c.storage}, {c.shards} shards{copies}{bound}; "
+          f"indexes {indexed}")
     return 0
 
 
@@ -326,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk-overlap", type=int, default=0, help="words shared by neighbouring chunks")
     s.add_argument("--metric", default="cosine", choices=["cosine", "l2", "ip"])
     s.add_argument("--shards", type=int, default=0)
+    s.add_argument("--storage", default="", help="how vectors are kept: float32 (default), float16, int8 or binary "
+                                                 "(1 bit per dimension, rescored from float16)")
     s.add_argument("--field", action="append", default=[], metavar="NAME:TYPE",
                    help="index a payload field: keyword, tags, int, float, datetime, bool, text "
                         "(text:english) or text:korean (repeatable)")

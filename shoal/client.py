@@ -78,6 +78,10 @@ class Collection:
     tombstone_threshold: float = 0.0
     replication_factor: int = 1
     write_consistency: int = 1   # replicas a write needs before it is acknowledged
+    storage: str = "float32"
+    # Bytes by part (vectors, graph, payloads, text): from describe, summed over the answering shard replicas.
+    memory: dict[str, int] = field(default_factory=dict)
+    disk: dict[str, int] = field(default_factory=dict)
 
 
 class Hits(list):
@@ -90,6 +94,10 @@ class Hits(list):
         self.missing_shards = list(missing_shards)
 
 
+def _bytes(b: common_pb2.StorageBytes) -> dict[str, int]:
+    return {"vectors": b.vectors, "graph": b.graph, "payloads": b.payloads, "text": b.text}
+
+
 def _shard_info(s: coordinator_pb2.ShardInfo) -> dict[str, Any]:
     r = s.rebuild
     return {"index": s.index, "replica": s.replica, "available": s.available, "error": s.error,
@@ -98,6 +106,7 @@ def _shard_info(s: coordinator_pb2.ShardInfo) -> dict[str, Any]:
             "memory_bytes": s.memory_bytes, "disk_bytes": s.disk_bytes, "m": s.m,
             "ef_construction": s.ef_construction, "last_lsn": s.last_lsn, "disk_error": s.disk_error,
             "up_to_date": s.up_to_date, "checksum": s.checksum, "checksum_lsn": s.checksum_lsn,
+            "storage": s.storage, "memory": _bytes(s.memory), "disk": _bytes(s.disk),
             "rebuild": {"running": r.running, "phase": r.phase, "progress": r.progress, "total": r.total,
                         "last_finished_at": r.last_finished_at, "last_seconds": r.last_seconds,
                         "last_reason": r.last_reason, "last_error": r.last_error}}
@@ -113,6 +122,7 @@ def _collection(info: coordinator_pb2.CollectionInfo) -> Collection:
         chunk_overlap=info.chunking.overlap, embed_fields=list(info.embed_fields),
         tombstone_threshold=info.tombstone_threshold, replication_factor=info.replication_factor or 1,
         write_consistency=info.write_consistency_factor or 1,
+        storage=info.storage or "float32", memory=_bytes(info.memory), disk=_bytes(info.disk),
     )
 
 
@@ -188,20 +198,22 @@ class Client:
                           ef_construction: int = 0, ef_search: int = 0, model: str = "", chunk_words: int = 0,
                           chunk_overlap: int = 0, tombstone_threshold: float = 0.0,
                           replication_factor: int = 0, fields: dict[str, str] | None = None,
-                          write_consistency: int | None = None, embed_fields: Sequence[str] = ()) -> Collection:
+                          write_consistency: int | None = None, embed_fields: Sequence[str] = (),
+                          storage: str = "") -> Collection:
         """Create a collection (0 takes the server's default, also for the tombstone ratio that triggers a rebuild
         and the replication factor); with `model` (name@version) it embeds text/images. `write_consistency`:
         replicas a write needs before it is acknowledged (None: 1 up to 2 replicas, a majority above).
 
         `fields` indexes payload fields for filters and full text: name -> keyword | tags | int | float |
         datetime | bool | text. `embed_fields` (bound collections) names string payload fields embedded too, as
-        further entries of each document (say a translation), grouped back to the document on search."""
+        further entries of each document (say a translation), grouped back to the document on search. `storage` is
+        how vectors are kept: float32 (default), float16, int8 or binary."""
         req = coordinator_pb2.CreateCollectionRequest(
             name=name, dim=dim, metric=metric_to_proto(metric), shards=shards,
             hnsw=common_pb2.HnswParams(m=m, ef_construction=ef_construction, ef_search=ef_search), model=model,
             chunking=coordinator_pb2.Chunking(words=chunk_words, overlap=chunk_overlap),
             tombstone_threshold=tombstone_threshold, replication_factor=replication_factor, fields=fields or {},
-            embed_fields=list(embed_fields))
+            embed_fields=list(embed_fields), storage=storage)
         if write_consistency is not None:
             req.write_consistency_factor = write_consistency
         return _collection(self._call(self._stub.CreateCollection, req, idempotent=False))
@@ -350,13 +362,13 @@ class Client:
     def search_batch(self, name: str, vectors: Any = None, k: int = 10, ef: int | None = None,
                      with_payload: bool = True, filter: str | None = None, *, texts: Sequence[str] | None = None,
                      images: Sequence[bytes] | None = None, vectors_model: str = "",
-                     allow_partial: bool = False) -> list[Hits]:
+                     allow_partial: bool = False, oversample: int = 0) -> list[Hits]:
         """The k nearest documents to each query (rows of vectors, or texts, or images), among those passing
-        `filter`, in one call."""
+        `filter`, in one call. `oversample`: binary storage's Hamming candidates per hit (0 = default)."""
         req = coordinator_pb2.SearchRequest(collection=name, k=k, ef=ef or 0, with_payload=with_payload,
                                             texts=list(texts or []), images=list(images or []),
                                             vectors_model=vectors_model, allow_partial=allow_partial,
-                                            filter=filter or "", columns=True)
+                                            filter=filter or "", columns=True, oversample=oversample)
         if vectors is not None:
             req.vectors.CopyFrom(pack_matrix(vectors))
         resp = self._call(self._stub.Search, req)
