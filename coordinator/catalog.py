@@ -19,6 +19,11 @@ _CATALOG_FILE = "catalog.json"
 DEFAULT_TOMBSTONE_THRESHOLD = 0.2  # rebuild a shard once a fifth of its graph is deleted documents
 
 
+def default_write_consistency(replication_factor: int) -> int:
+    """Replicas a write needs by default: 1 up to 2 replicas (a hung one never blocks writes), a majority above."""
+    return 1 if replication_factor <= 2 else replication_factor // 2 + 1
+
+
 @dataclass(frozen=True)
 class CollectionSpec:
     """Everything fixed when a collection is created."""
@@ -37,12 +42,20 @@ class CollectionSpec:
     modality: str = ""       # what the bound model embeds: text, image or text+image
     chunk_words: int = 0     # text chunking of a bound collection
     chunk_overlap: int = 0
+    embed_fields: list[str] = field(default_factory=list)  # string payload fields embedded as further entries
     # Defaults keep catalogues written before these existed readable.
     tombstone_threshold: float = DEFAULT_TOMBSTONE_THRESHOLD
     replication_factor: int = 1
+    storage: str = "float32"  # how partitions keep vectors (shard_node/storage.py)
     # placement[shard][replica] = index of the shard node hosting that partition (see coordinator/placement.py);
     # empty in catalogues written before shard nodes: the coordinator places those at start-up.
     placement: list[list[int]] = field(default_factory=list)
+    write_consistency: int = 0  # replicas that must have a write before it is acknowledged; 0 = the default rule
+
+    @property
+    def write_quorum(self) -> int:
+        """Replicas a write must reach before it is acknowledged."""
+        return self.write_consistency or default_write_consistency(max(self.replication_factor, 1))
 
     def node_of(self, index: int, replica: int) -> int:
         """The shard node hosting a shard replica."""

@@ -20,6 +20,7 @@ from protos.errors import FailedPrecondition, InvalidArgument, NotFound
 from protos.wire import CHUNK_SEP
 
 EMBED_REQUEST_ITEMS = 256      # texts or images per call to the embedder (calls run concurrently)
+MAX_EMBED_FIELDS = 8           # payload fields a collection may embed besides the document's text
 
 
 @dataclass(frozen=True)
@@ -101,13 +102,16 @@ class Documents:
 
     async def create_collection(self, name: str, dim: int, metric: str, shards: int, m: int, ef_construction: int,
                                 ef_search: int, model: str, chunk_words: int, chunk_overlap: int,
-                                fields: dict[str, str] | None = None, **policy: float | int) -> CollectionSpec:
+                                fields: dict[str, str] | None = None, embed_fields: Sequence[str] = (),
+                                **policy: float | int | None) -> CollectionSpec:
         """Create a collection; with a model, its dimension comes from (and must agree with) the model.
 
+        embed_fields: string payload fields embedded as further entries of each document (bound collections).
         policy: the engine's compaction and replication settings of the collection."""
         if not model:
-            if chunk_words or chunk_overlap:
-                raise InvalidArgument("chunking applies to collections bound to a model; give a model too")
+            if chunk_words or chunk_overlap or embed_fields:
+                what = "embed_fields" if embed_fields else "chunking"
+                raise InvalidArgument(f"{what} applies to collections bound to a model; give a model too")
             return await self._engine.create_collection(name, dim, metric, shards, m, ef_construction, ef_search,
                                                         fields=fields, **policy)
         bound = await self.resolve_model(model)
@@ -120,16 +124,25 @@ class Documents:
             raise InvalidArgument(f"chunking.words must be between 1 and {MAX_WORDS}, got {words}")
         if not 0 <= overlap < words:
             raise InvalidArgument(f"chunking.overlap must be smaller than chunking.words ({words}), got {overlap}")
+        check_embed_fields(embed_fields, bound)
         return await self._engine.create_collection(name, bound.dim, metric, shards, m, ef_construction, ef_search,
                                                     fields=fields, model=bound.ref, modality=bound.modality,
-                                                    chunk_words=words, chunk_overlap=overlap, **policy)
+                                                    chunk_words=words, chunk_overlap=overlap,
+                                                    embed_fields=list(embed_fields), **policy)
 
     # ---- writes --------------------------------------------------------------------------
     async def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, vectors_model: str,
-                     texts: Sequence[str], images: Sequence[bytes], payloads: Sequence[common_pb2.Payload]) -> int:
-        """Write documents: bare vectors, or (bound collections) texts/images embedded and chunked here."""
+                     texts: Sequence[str], images: Sequence[bytes], payloads: Sequence[common_pb2.Payload],
+                     vector_owners: Sequence[int] = ()) -> int:
+        """Write documents: bare vectors, or (bound collections) texts/images embedded and chunked here.
+
+        vector_owners: with precomputed vectors of a bound collection, the document (position in ids) each row
+        belongs to, so a document can arrive with all its entries (chunks, embedded fields)."""
         spec = self._engine.catalog.get(name)
         self._check_sources(spec, texts, images)
+        if vector_owners and not spec.model:
+            raise InvalidArgument(f"collection {spec.name!r} holds bare vectors: one vector per id, "
+                                  "vector_owners applies to collections bound to a model")
         if not spec.model:
             return await self._engine.upsert(name, ids, vectors, payloads)
         check_ids(ids, self._engine.settings.max_batch)
@@ -142,14 +155,19 @@ class Documents:
             if texts or images:
                 raise InvalidArgument("give either vectors or texts/images in one upsert, not both")
             self._check_vectors_model(spec, vectors_model, vectors)
-            entry_vectors, owners = vectors, list(range(len(ids)))
+            entry_vectors, owners = entries_of(vectors, vector_owners, len(ids))
         else:
-            entry_vectors, owners = await self._embed_documents(spec, ids, texts, images)
+            if vector_owners:
+                raise InvalidArgument("vector_owners goes with vectors; texts and images are split into entries "
+                                      "by the collection's chunking")
+            entry_vectors, owners = await self._embed_documents(spec, ids, texts, images, payloads)
         return await self._write(spec, ids, entry_vectors, owners, payloads)
 
     async def _embed_documents(self, spec: CollectionSpec, ids: Sequence[str], texts: Sequence[str],
-                               images: Sequence[bytes]) -> tuple[np.ndarray, list[int]]:
-        """Each document's chunk texts and image embedded; vectors with the document each belongs to."""
+                               images: Sequence[bytes], payloads: Sequence[common_pb2.Payload]
+                               ) -> tuple[np.ndarray, list[int]]:
+        """Each document's chunk texts (its text, then its embedded fields) and image embedded; vectors with the
+        document each belongs to."""
         for what, values in (("texts", texts), ("images", images)):
             if values and len(values) != len(ids):
                 raise InvalidArgument(f"{len(ids)} ids but {len(values)} {what}; give none or one per id")
@@ -161,10 +179,11 @@ class Documents:
         for i in range(len(ids)):
             text = texts[i] if texts else ""
             image = images[i] if images else b""
-            if not text.strip() and not image:
+            field_texts = field_texts_of(spec, payloads[i] if payloads else None, ids[i])
+            if not text.strip() and not image and not field_texts:
                 raise InvalidArgument(f"document {ids[i]!r} has neither text nor image")
-            if text.strip():
-                pieces = chunk_text(text, spec.chunk_words, spec.chunk_overlap)
+            for piece_of in ([text] if text.strip() else []) + field_texts:
+                pieces = chunk_text(piece_of, spec.chunk_words, spec.chunk_overlap)
                 chunk_texts.extend(pieces)
                 text_owner.extend([i] * len(pieces))
             if image:
@@ -234,7 +253,7 @@ class Documents:
 
     async def search(self, name: str, vectors: np.ndarray, vectors_model: str, texts: Sequence[str],
                      images: Sequence[bytes], k: int, ef: int, with_payload: bool, allow_partial: bool = False,
-                     explain: bool = False) -> SearchAnswer:
+                     explain: bool = False, oversample: int = 0) -> SearchAnswer:
         """Top-k documents per query; queries are vectors, or (bound collections) texts or images."""
         spec = self._engine.catalog.get(name)
         self._check_sources(spec, texts, images)
@@ -243,7 +262,7 @@ class Documents:
         start = time.perf_counter()
         queries = await self.query_vectors(name, vectors, vectors_model, texts, images)
         embed_ms = (time.perf_counter() - start) * 1000.0
-        answer = await self._engine.search(name, queries, k, ef, with_payload, allow_partial, explain)
+        answer = await self._engine.search(name, queries, k, ef, with_payload, allow_partial, explain, oversample)
         for plan in answer.plans[:1]:
             plan.stage_ms["embed"] = embed_ms
         return answer
@@ -276,3 +295,58 @@ class Documents:
         check_batch(len(texts) + len(images), "queries", self._engine.settings.max_batch)
         text_vecs, image_vecs = await self._embed(spec, list(texts), list(images), "query")
         return text_vecs if len(texts) else image_vecs
+
+
+def check_embed_fields(embed_fields: Sequence[str], bound: BoundModel) -> None:
+    """embed_fields name distinct payload fields, few enough, of a collection whose model embeds text."""
+    if not embed_fields:
+        return
+    if "text" not in bound.modality.split("+"):
+        raise InvalidArgument(f"embed_fields needs a model that embeds text; {bound.ref} embeds {bound.modality}")
+    if len(embed_fields) > MAX_EMBED_FIELDS:
+        raise InvalidArgument(f"at most {MAX_EMBED_FIELDS} embed_fields, got {len(embed_fields)}")
+    seen: set[str] = set()
+    for name in embed_fields:
+        if not name or name.startswith("_shoal") or name in seen:
+            raise InvalidArgument(f"embed_fields: {name!r} is empty, reserved or given twice; name distinct "
+                                  "payload fields that hold text")
+        seen.add(name)
+
+
+def field_texts_of(spec: CollectionSpec, payload: common_pb2.Payload | None, doc_id: str) -> list[str]:
+    """The non-empty texts of a document's embedded payload fields, in the collection's order."""
+    out: list[str] = []
+    if payload is None:
+        return out
+    for name in spec.embed_fields:
+        value = payload.fields.get(name)
+        if value is None:
+            continue
+        if value.WhichOneof("kind") != "string_value":
+            raise InvalidArgument(f"document {doc_id!r}: field {name!r} is embedded by collection {spec.name!r}, "
+                                  f"so it must be a string, not {value.WhichOneof('kind')}")
+        if value.string_value.strip():
+            out.append(value.string_value)
+    return out
+
+
+def entries_of(vectors: np.ndarray, owners: Sequence[int], n_ids: int) -> tuple[np.ndarray, list[int]]:
+    """Precomputed rows with the document each belongs to, a document's rows side by side, every id covered."""
+    if not owners:
+        if vectors.shape[0] != n_ids:
+            raise InvalidArgument(f"{n_ids} ids but {vectors.shape[0]} vectors; give one per id, or vector_owners "
+                                  "saying which id each row belongs to")
+        return vectors, list(range(n_ids))
+    if len(owners) != vectors.shape[0]:
+        raise InvalidArgument(f"{vectors.shape[0]} vectors but {len(owners)} vector_owners; give one per row")
+    owner = np.asarray(owners, dtype=np.int64)
+    bad = np.flatnonzero(owner >= n_ids)
+    if bad.size:
+        raise InvalidArgument(f"vector_owners[{int(bad[0])}] is {int(owner[bad[0]])}, but there are only {n_ids} "
+                              "ids (it is a position in ids)")
+    counts = np.bincount(owner, minlength=n_ids)
+    if not counts.all():
+        raise InvalidArgument(f"document at position {int(np.flatnonzero(counts == 0)[0])} has no vector "
+                              "(every id needs at least one row in vector_owners)")
+    order = np.argsort(owner, kind="stable")
+    return vectors[order], owner[order].tolist()

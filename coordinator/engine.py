@@ -6,14 +6,16 @@ import asyncio
 import contextlib
 import json
 import logging
+import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from coordinator.catalog import Catalog, CollectionSpec, valid_name
+from coordinator import backup
+from coordinator.catalog import Catalog, CollectionSpec, default_write_consistency, valid_name
 from coordinator.deadline import time_left
 from coordinator.fanout import ShardPool
 from coordinator.fusion import rrf
@@ -27,20 +29,29 @@ from coordinator.query_bind import BM25, HYBRID, RANKING_NAMES, VECTOR, bind_que
 from coordinator.query_parser import parse_query
 from coordinator.query_text import TextEmbedder, embed_near_texts
 from coordinator.read_path import ReadPath, ReadRequest, ReadResult
+from coordinator.repair import RepairLoop
 from coordinator.replicas import Replicator
 from coordinator.router import group_by_shard
 from coordinator.scheduler import CompactionScheduler
-from coordinator.settings import MAX_DIM, MAX_ID_BYTES, MAX_REPLICATION, MAX_SHARDS, CoordinatorSettings
+from coordinator.settings import (
+    MAX_DEADLINE_S,
+    MAX_DIM,
+    MAX_ID_BYTES,
+    MAX_REPLICATION,
+    MAX_SHARDS,
+    CoordinatorSettings,
+)
 from coordinator.shards import ShardPlacer, replicas_of
 from protos import common_pb2, query_pb2, shard_pb2
 from protos import query_tree as q
-from protos.errors import InvalidArgument, ShoalError
+from protos.errors import FailedPrecondition, InvalidArgument, ShoalError
 from protos.query_tree import depth as tree_depth
 from protos.wire import METRICS, check_vectors, pack_matrix
 from shard_node.client import ShardClient
 from shard_node.planner import EXACT
 from shard_node.schema import check_schema, check_schema_change
-from shard_node.settings import HYBRID_DEPTH, MAX_M
+from shard_node.settings import HYBRID_DEPTH, MAX_M, MAX_OVERSAMPLE
+from shard_node.storage import DEFAULT_STORAGE, check_storage
 
 
 @dataclass
@@ -52,6 +63,7 @@ class ShardStatus:
     address: str
     stats: shard_pb2.ShardStats | None
     error: str = ""
+    up_to_date: bool = False
 
 
 @dataclass
@@ -112,6 +124,14 @@ def check_query_depth(tree: query_pb2.QueryNode, max_depth: int) -> None:
                               f"the limit is the coordinator setting max_query_depth")
 
 
+def check_write_consistency(w: int, replication_factor: int) -> int:
+    """Refuse a write consistency outside 1..replication_factor."""
+    rf = max(replication_factor, 1)
+    if not 1 <= w <= rf:
+        raise InvalidArgument(f"write_consistency_factor must be between 1 and the replication factor ({rf}), got {w}")
+    return w
+
+
 log = logging.getLogger("shoal.coordinator.engine")
 
 
@@ -127,6 +147,8 @@ class Engine:
         self._pool = replicator.pool
         self._scheduler = scheduler
         self._reads = ReadPath(replicator, settings, replicator.metrics)
+        self._repair = RepairLoop(catalog, replicator, settings, replicator.metrics)
+        self._background: list[asyncio.Task[None]] = []
         self._nodes = 1  # shard nodes running; set by start()
 
     @staticmethod
@@ -150,24 +172,37 @@ class Engine:
         for spec in specs:
             if not spec.placement:
                 self.catalog.update(spec.name, placement=place(spec.shards, max(spec.replication_factor, 1),
-                                                                self._nodes, load))
+                                                                self._nodes, load, self._pool.machines(self._nodes)))
         specs = self.catalog.all()
         await asyncio.gather(*(self._open_partitions(s) for s in specs))
         await self._close_orphans(specs)
-        self._scheduler_task = asyncio.get_running_loop().create_task(self._scheduler.run())
+        loop = asyncio.get_running_loop()
+        self._background = [loop.create_task(self._scheduler.run())]
+        if self.settings.repair_interval_s > 0:
+            self._background.append(loop.create_task(self._repair.run()))
+        timeout = self.settings.probe_timeout_s
+
+        def probe(node: int) -> Awaitable[list[str]]:
+            return self._pool.call_node(node, lambda c: c.partitions(timeout), "ListPartitions", patience=0)
+
+        self._background.append(loop.create_task(
+            self._replicas.breaker.run(probe, self.settings.probe_interval_s, timeout)))
 
     def _partition_calls(self, spec: CollectionSpec) -> list[tuple[int, int]]:
         return [(i, r) for i in range(spec.shards) for r in replicas_of(spec)]
 
+    def _open_request(self, spec: CollectionSpec, i: int, r: int) -> shard_pb2.OpenPartitionRequest:
+        spec_json = json.dumps(self._placer.partition_spec(spec).to_dict())
+        return shard_pb2.OpenPartitionRequest(partition=spec.partition_key(i, r), collection=spec.name, shard=i,
+                                              replica=r, spec_json=spec_json,
+                                              data_dir=self._placer.data_dir(spec, i, r))
+
     async def _open_partitions(self, spec: CollectionSpec) -> None:
         """Make every shard replica's node host it (idempotent)."""
         timeout = time_left(self.settings.shard_timeout_s)
-        spec_json = json.dumps(self._placer.partition_spec(spec).to_dict())
 
         async def open_one(i: int, r: int) -> None:
-            req = shard_pb2.OpenPartitionRequest(partition=spec.partition_key(i, r), collection=spec.name, shard=i,
-                                                 replica=r, spec_json=spec_json,
-                                                 data_dir=self._placer.data_dir(spec, i, r))
+            req = self._open_request(spec, i, r)
             await self._pool.call_node(spec.node_of(i, r), lambda c: c.open_partition(req, timeout), "OpenPartition")
 
         await asyncio.gather(*(open_one(i, r) for i, r in self._partition_calls(spec)))
@@ -198,19 +233,21 @@ class Engine:
         return closed
 
     async def stop(self) -> None:
-        """Stop the scheduler (shards finish running rebuilds on their own)."""
-        task = getattr(self, "_scheduler_task", None)
-        if task is not None:
+        """Stop the scheduler, the repair loop and the probes (shards finish running rebuilds on their own)."""
+        for task in self._background:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self._scheduler.stop()
 
     # ---- collections ---------------------------------------------------------------------
     async def create_collection(self, name: str, dim: int, metric: str, shards: int, m: int,
                                 ef_construction: int, ef_search: int, tombstone_threshold: float = 0.0,
                                 replication_factor: int = 0, fields: dict[str, str] | None = None,
+                                write_consistency: int | None = None, storage: str = "",
+                                opener: Callable[[CollectionSpec], Awaitable[None]] | None = None,
                                 **binding: str | int) -> CollectionSpec:
-        """Create a collection and place its partitions on shard nodes (binding: model fields of CollectionSpec)."""
+        """Create a collection and place its partitions on shard nodes (binding: model fields of CollectionSpec;
+        opener: what fills the new partitions, by default nothing: they open empty)."""
         s = self.settings
         if not valid_name(name):
             raise InvalidArgument(f"collection name {name!r} is not valid: use 1-128 letters, digits, "
@@ -238,6 +275,12 @@ class Engine:
         if not 1 <= replication_factor <= MAX_REPLICATION:
             raise InvalidArgument(f"replication_factor must be between 1 and {MAX_REPLICATION}, "
                                   f"got {replication_factor}")
+        write_consistency = (default_write_consistency(replication_factor) if write_consistency is None
+                             else check_write_consistency(write_consistency, replication_factor))
+        storage = storage or DEFAULT_STORAGE
+        problem = check_storage(storage)
+        if problem:
+            raise InvalidArgument(problem)
         existing = {spec.name: spec.fields for spec in self.catalog.all()}.get(name)
         # Re-creating an existing collection with a field's type or tokenizer changed is a bad schema, not a clash.
         problem = (check_schema(dict(fields or {})) if existing is None
@@ -245,19 +288,29 @@ class Engine:
         if problem:
             raise InvalidArgument(problem)
         placement = place(shards, replication_factor, self._nodes,
-                          load_of((c.placement for c in self.catalog.all()), self._nodes))
+                          load_of((c.placement for c in self.catalog.all()), self._nodes),
+                          self._pool.machines(self._nodes))
         spec = CollectionSpec.new(name, dim, metric, shards, m, ef_construction, ef_search, fields=dict(fields or {}),
                                   tombstone_threshold=tombstone_threshold, replication_factor=replication_factor,
-                                  placement=placement, **binding)
+                                  placement=placement, write_consistency=write_consistency, storage=storage,
+                                  **binding)
         self.catalog.add(spec)
         try:
-            await self._open_partitions(spec)
+            await (opener or self._open_partitions)(spec)
         except BaseException:
             self.catalog.remove(name)
             with contextlib.suppress(ShoalError):
                 await self._close_partitions(spec, delete_data=True)
             raise
         return spec
+
+    def update_collection(self, name: str, write_consistency: int | None = None) -> CollectionSpec:
+        """Change what may change after creation (None keeps it); the next write uses it."""
+        spec = self.catalog.get(name)
+        if write_consistency is None:
+            return spec
+        return self.catalog.update(name, write_consistency=check_write_consistency(write_consistency,
+                                                                                   spec.replication_factor))
 
     async def drop_collection(self, name: str) -> None:
         """Remove a collection, its partitions and its data."""
@@ -270,15 +323,16 @@ class Engine:
         """Every collection."""
         return self.catalog.all()
 
-    async def describe(self, name: str, allow_partial: bool = False) -> tuple[CollectionSpec, list[ShardStatus]]:
-        """A collection's spec and every shard replica's figures.
+    async def describe(self, name: str, allow_partial: bool = False, checksums: bool = False
+                       ) -> tuple[CollectionSpec, list[ShardStatus]]:
+        """A collection's spec and every shard replica's figures (with checksums: content checksums too).
 
         Without allow_partial a replica that stays down fails the call; with it, it is listed as unavailable."""
         spec = self.catalog.get(name)
         timeout = time_left(self.settings.shard_timeout_s)
 
         async def stats(i: int, c: ShardClient) -> ShardStatus:
-            return ShardStatus(i, 0, c.address, await c.stats(timeout))
+            return ShardStatus(i, 0, c.address, await c.stats(timeout, checksums))
 
         out = []
         for a in await self._replicas.each_replica(spec, stats, "Stats", allow_partial):
@@ -287,6 +341,9 @@ class Engine:
             status = a.result or ShardStatus(a.index, a.replica, "", None, str(a.error))
             status.replica = a.replica
             out.append(status)
+        for s in out:
+            s.up_to_date = self._replicas.up_to_date(spec, s.index, s.replica, {
+                o.replica: int(o.stats.last_lsn) for o in out if o.index == s.index and o.stats is not None})
         return spec, out
 
     async def count(self, name: str) -> int:
@@ -320,6 +377,59 @@ class Engine:
         _, status = await self.describe(name, allow_partial=True)
         return indices, [s for s in status if s.index in indices]
 
+    # ---- backup and restore --------------------------------------------------------------
+    async def snapshot(self, name: str, directory: str) -> tuple[Path, list[backup.ShardCopy], float]:
+        """Back a collection up, online, into a directory on this machine: (manifest, shard copies, seconds)."""
+        spec = self.catalog.get(name)
+        start = time.perf_counter()
+        root = await asyncio.to_thread(backup.prepare_directory, directory)
+        timeout = time_left(MAX_DEADLINE_S)
+
+        async def copy(i: int, c: ShardClient) -> backup.ShardCopy:
+            return await backup.copy_shard(c, root, i, timeout)
+
+        try:
+            copies, _ = await self._replicas.read(spec, range(spec.shards), copy, "Backup")
+            seconds = time.perf_counter() - start
+            manifest = await asyncio.to_thread(backup.write_manifest, root, spec, copies, seconds)
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, root, True)  # no half backup left to be mistaken for one
+            raise
+        log.info("backed up %s (%d shards, %d documents) into %s in %.1f s", name, spec.shards,
+                 sum(c.documents for c in copies), root, seconds)
+        return manifest, copies, seconds
+
+    async def restore(self, directory: str, name: str = "", shards: int = 0) -> CollectionSpec:
+        """Create a collection from a backup directory on this machine, after checking every file of it."""
+        found = await asyncio.to_thread(backup.open_backup, directory)
+        s = found.spec
+        if shards and shards != s["shards"]:
+            raise FailedPrecondition(f"the backup in {found.root} has {s['shards']} shards; restoring into {shards} "
+                                     f"is not supported (ids are routed by shard count): restore with its own "
+                                     f"count, or upsert its documents into a new collection")
+        timeout = time_left(MAX_DEADLINE_S)
+
+        async def fill(spec: CollectionSpec) -> None:
+            async def restore_one(i: int, r: int) -> None:
+                header = shard_pb2.BackupHeader(open=self._open_request(spec, i, r))
+                stats = await self._pool.call_node(
+                    spec.node_of(i, r), lambda c: c.restore_partition(found.chunks(i, header), timeout),
+                    "RestorePartition")
+                want = found.shards[i]
+                if (stats.last_lsn, stats.documents) != (want.lsn, want.documents):
+                    raise FailedPrecondition(
+                        f"shard {i} replica {r} restored from {found.root} holds {stats.documents} documents at "
+                        f"LSN {stats.last_lsn}; the manifest recorded {want.documents} at LSN {want.lsn}")
+
+            await asyncio.gather(*(restore_one(i, r) for i, r in self._partition_calls(spec)))
+
+        binding = {k: s[k] for k in ("model", "modality", "chunk_words", "chunk_overlap")}
+        spec = await self.create_collection(
+            name or found.name, s["dim"], s["metric"], s["shards"], s["m"], s["ef_construction"], s["ef_search"],
+            s["tombstone_threshold"], s["replication_factor"], dict(s["fields"]), opener=fill, **binding)
+        log.info("restored %s from %s", spec.name, found.root)
+        return spec
+
     # ---- writes --------------------------------------------------------------------------
     async def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray,
                      payloads: Sequence[common_pb2.Payload]) -> int:
@@ -338,10 +448,10 @@ class Engine:
         groups = group_by_shard(ids, spec.shards)
         timeout = time_left(self.settings.shard_timeout_s)
 
-        async def write(i: int, c: ShardClient) -> int:
+        async def write(i: int, c: ShardClient, lsn: int) -> int:
             rows = groups[i]
             part_payloads = [payloads[r] for r in rows] if payloads else []
-            return await c.upsert([ids[r] for r in rows], pack_matrix(vectors[rows]), part_payloads, timeout)
+            return await c.upsert([ids[r] for r in rows], pack_matrix(vectors[rows]), part_payloads, timeout, lsn)
 
         return sum(await self._replicas.write(spec, sorted(groups), write, "Upsert"))
 
@@ -352,8 +462,8 @@ class Engine:
         groups = group_by_shard(ids, spec.shards)
         timeout = time_left(self.settings.shard_timeout_s)
 
-        async def remove(i: int, c: ShardClient) -> int:
-            return await c.delete([ids[r] for r in groups[i]], timeout)
+        async def remove(i: int, c: ShardClient, lsn: int) -> int:
+            return await c.delete([ids[r] for r in groups[i]], timeout, lsn)
 
         return sum(await self._replicas.write(spec, sorted(groups), remove, "Delete"))
 
@@ -373,7 +483,7 @@ class Engine:
         return [found[i] for i in ids if i in found]
 
     async def search(self, name: str, queries: np.ndarray, k: int, ef: int, with_payload: bool,
-                     allow_partial: bool = False, explain: bool = False) -> SearchAnswer:
+                     allow_partial: bool = False, explain: bool = False, oversample: int = 0) -> SearchAnswer:
         """Global top-k of every query row (documents, for a chunked collection), from the shards that answered
         when the request allows a partial answer."""
         spec = self.catalog.get(name)
@@ -383,7 +493,10 @@ class Engine:
             raise InvalidArgument("search needs at least one query vector")
         check_batch(queries.shape[0], "queries", s.max_batch)
         check_vectors(queries, spec.dim, "query vector", spec.metric)
-        req = ReadRequest(np.ascontiguousarray(queries, dtype=np.float32), k, ef, with_payload, explain)
+        if oversample > MAX_OVERSAMPLE:
+            raise InvalidArgument(f"oversample must be between 0 (the default) and {MAX_OVERSAMPLE}, got {oversample}")
+        req = ReadRequest(np.ascontiguousarray(queries, dtype=np.float32), k, ef, with_payload, explain,
+                          oversample=oversample)
         return await self._read(spec, req, VECTOR, (1.0, 1.0), allow_partial)
 
     async def _read(self, spec: CollectionSpec, req: ReadRequest, ranking: str, weights: tuple[float, float],

@@ -13,7 +13,7 @@ from coordinator.discovery import ShardTargets
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.settings import CoordinatorSettings
 from coordinator.shards import ShardLocation, ShardPlacer
-from protos.errors import Unavailable
+from protos.errors import DiskUnavailable, Unavailable
 from shard_node.client import NodeClient, ShardClient
 
 T = TypeVar("T")
@@ -37,6 +37,7 @@ class ShardPool:
         self._metrics = metrics
         self.targets = targets or ShardTargets()
         self._clients: dict[int, NodeClient] = {}
+        self._machines: dict[int, str] = {}
         self._locating: dict[int, asyncio.Future[NodeClient]] = {}
 
     def _relocating(self, node: int, stale: NodeClient | None) -> asyncio.Future[NodeClient]:
@@ -60,6 +61,7 @@ class ShardPool:
 
     def _connect(self, node: int, where: ShardLocation, stale: NodeClient | None) -> NodeClient:
         self.targets.located(node, where.address, where.metrics_port)
+        self._machines[node] = where.machine
         current = self._clients.get(node)
         if current is not None and current.address == where.address and current is not stale:
             return current
@@ -93,6 +95,9 @@ class ShardPool:
             start = time.perf_counter()
             try:
                 result = await fn(client)
+            except DiskUnavailable:  # the node answered: waiting for it to come back would not help
+                self._metrics.shard_calls.labels("error").inc()
+                raise
             except Unavailable:
                 self._metrics.shard_calls.labels("unavailable").inc()
                 left = give_up - time.monotonic()
@@ -119,10 +124,20 @@ class ShardPool:
         self._metrics.shard_latency.labels(spec.name, str(index), method).observe(time.perf_counter() - start)
         return result
 
+    async def client(self, spec: CollectionSpec, index: int, replica: int) -> ShardClient:
+        """A client of one shard replica as its node serves now (no retries: for streams the caller drives)."""
+        node = spec.node_of(index, replica)
+        client = await self._node_client(node, None, self._settings.repair_call_timeout_s)
+        return client.partition(spec.partition_key(index, replica))
+
     def nodes_located(self, where: list[ShardLocation]) -> None:
         """Record where shard nodes 0..n-1 serve (the placer's answer, in node order)."""
         for node, w in enumerate(where):
             self._connect(node, w, None)
+
+    def machines(self, nodes: int) -> list[str]:
+        """The machine (Ray node) each of shard nodes 0..nodes-1 was last found on ("" = not known)."""
+        return [self._machines.get(n, "") for n in range(nodes)]
 
     async def forget(self, spec: CollectionSpec) -> None:
         """Drop a dropped collection's per-shard series (the node clients stay: other collections use them)."""

@@ -43,6 +43,20 @@ class CoordinatorMetrics:
         self.rebuilds_failed = Counter("shoal_coordinator_rebuilds_failed_total",
                                        "Shard index rebuilds the scheduler started that failed, by reason", ("reason",),
                                        registry=self.registry)
+        self.replicas_behind = Gauge("shoal_coordinator_replicas_behind",
+                                     "Shard replicas not known to hold every acknowledged write of their shard",
+                                     registry=self.registry)
+        self.catchups = Counter("shoal_coordinator_catchups_total",
+                                "Replicas brought up to date by the repair loop, by how (log, copy)", ("how",),
+                                registry=self.registry)
+        self.divergences = Counter("shoal_coordinator_divergences_total",
+                                   "Replicas found at the same LSN with other content (replaced by a copy)",
+                                   registry=self.registry)
+        self.hedged_reads = Counter("shoal_coordinator_hedged_reads_total",
+                                    "Reads sent to a second replica because the first was slow", registry=self.registry)
+        self.suspect_nodes = Gauge("shoal_coordinator_suspect_nodes",
+                                   "Shard nodes the circuit breaker keeps out of reads until a probe answers",
+                                   registry=self.registry)
         shard = ("collection", "shard", "replica")
         self.shard_up = Gauge("shoal_coordinator_shard_up",
                               "1 when a shard replica answered the scheduler's last figures poll, else 0", shard,

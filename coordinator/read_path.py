@@ -3,8 +3,9 @@ per shard node, the nodes' packed columns merged for the whole batch at once.
 
 Each shard is read from one up-to-date replica; the shards on one node travel in one request, encoded once
 for every node (the node part is appended as bytes: protobuf merges concatenated messages). A node that does
-not answer makes way for another replica of its shards; with allow_partial, shards no replica answered for
-are left out and listed, and a node that hangs is cut off before the request's deadline.
+not answer within hedge_after_ms, or is unavailable, is hedged: its shards are asked of their next replicas too
+(first answer wins) and the node is marked suspect; with allow_partial, shards no replica answered for are left
+out and listed, and a node that hangs is cut off before the request's deadline.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +44,7 @@ class ReadRequest:
     strategy: str = ""
     exclude: list[query_pb2.Near] = field(default_factory=list)  # rank-form NOTs resolved in this round
     extra: int = 0                 # candidates asked for beyond k, so that k remain once the excluded go
+    oversample: int = 0            # binary storage: Hamming candidates per hit (0 = the node's default)
 
 
 @dataclass
@@ -62,7 +65,7 @@ class ReadResult:
 
 def _encode(req: ReadRequest) -> bytes:
     msg = shard_pb2.NodeSearchRequest(k=req.k, ef=req.ef, with_payload=req.with_payload, explain=req.explain,
-                                      strategy=req.strategy)
+                                      strategy=req.strategy, oversample=req.oversample)
     if len(req.queries):
         msg.queries.CopyFrom(pack_matrix(req.queries))
     if req.filter is not None:
@@ -71,6 +74,20 @@ def _encode(req: ReadRequest) -> bytes:
         msg.match.CopyFrom(req.match)
     msg.exclude.extend(req.exclude)
     return msg.SerializeToString()
+
+
+@dataclass(frozen=True)
+class _Round:
+    """What every node call of one read shares."""
+
+    body: bytes          # the encoded request, without its partitions
+    timeout: float
+    give_up: float       # monotonic time a partial read stops waiting
+    allow_partial: bool
+
+
+_Answer = tuple[int, list[int], shard_pb2.NodeSearchResponse, float]  # node, its shards, reply, call ms
+_Covered = tuple[list[_Answer], dict[int, ShoalError]]
 
 
 def _without(ids: list[str], values: np.ndarray, excluded: np.ndarray) -> tuple[list[str], np.ndarray]:
@@ -92,38 +109,13 @@ class ReadPath:
     async def run(self, spec: CollectionSpec, req: ReadRequest, allow_partial: bool = False) -> ReadResult:
         """Every node's part of the request, merged; shards nobody answered for fail the call unless partial."""
         t0 = time.perf_counter()
-        body = _encode(req)
         timeout = time_left(self._settings.shard_timeout_s)
         budget = timeout * PARTIAL_BUDGET_SHARE if allow_partial else timeout
-        choices = {i: self._replicas.read_order(spec, i) for i in range(spec.shards)}
-        pending = {i: 0 for i in range(spec.shards)}  # shard -> position in its replica order
-        answers: list[tuple[int, list[int], shard_pb2.NodeSearchResponse, float]] = []
-        errors: dict[int, ShoalError] = {}
         self._metrics.fanout_width.observe(spec.shards)
-        give_up = time.monotonic() + budget
-        while pending:
-            by_node: dict[int, list[tuple[int, int]]] = defaultdict(list)
-            for i, pos in pending.items():
-                replica = choices[i][pos]
-                by_node[spec.node_of(i, replica)].append((i, replica))
-            results = await asyncio.gather(*(
-                self._call(spec, node, parts, body, choices, timeout, give_up, allow_partial)
-                for node, parts in by_node.items()), return_exceptions=True)
-            retry: dict[int, int] = {}
-            for (node, parts), result in zip(by_node.items(), results, strict=True):
-                shards = [i for i, _ in parts]
-                if isinstance(result, tuple):
-                    answers.append((node, shards, *result))
-                    continue
-                if not isinstance(result, Unavailable | DeadlineExceeded | TimeoutError):
-                    raise result
-                for i in shards:
-                    if pending[i] + 1 < len(choices[i]) and time.monotonic() < give_up:
-                        retry[i] = pending[i] + 1  # the next replica, on another node
-                    else:
-                        errors[i] = result if isinstance(result, ShoalError) else Unavailable(
-                            f"shard {i} of collection {spec.name!r} did not answer in time")
-            pending = retry
+        orders = await self._replicas.read_orders(spec, range(spec.shards),
+                                                  self._settings.partial_wait_s if allow_partial else None)
+        ctx = _Round(_encode(req), timeout, time.monotonic() + budget, allow_partial)
+        answers, errors = await self._cover(spec, orders, ctx)
         if errors and not allow_partial:
             raise next(iter(errors.values()))
         if not answers:
@@ -141,22 +133,60 @@ class ReadPath:
                 out.plans.extend(resp.plans)
         return out
 
-    async def _call(self, spec: CollectionSpec, node: int, parts: list[tuple[int, int]], body: bytes,
-                    choices: dict[int, list[int]], timeout: float, give_up: float, allow_partial: bool
-                    ) -> tuple[shard_pb2.NodeSearchResponse, float]:
+    async def _cover(self, spec: CollectionSpec, orders: dict[int, list[int]], ctx: _Round) -> _Covered:
+        """Answers for every shard of `orders`, each from the first replica of its order (one request per node);
+        shards no replica answered for come back as errors."""
+        errors: dict[int, ShoalError] = {
+            i: Unavailable(f"no replica of shard {i} of collection {spec.name!r} is known to be up to date")
+            for i, order in orders.items() if not order}
+        by_node: dict[int, list[int]] = defaultdict(list)
+        for i, order in orders.items():
+            if order:
+                by_node[spec.node_of(i, order[0])].append(i)
+        parts = await asyncio.gather(*(self._node_part(spec, node, shards, orders, ctx)
+                                       for node, shards in by_node.items()))
+        answers: list[_Answer] = []
+        for got, failed in parts:
+            answers.extend(got)
+            errors.update(failed)
+        return answers, errors
+
+    async def _node_part(self, spec: CollectionSpec, node: int, shards: list[int], orders: dict[int, list[int]],
+                         ctx: _Round) -> _Covered:
+        """One node's shards; hedged onto their next replicas when the node is slow or unavailable."""
+        rest = {i: orders[i][1:] for i in shards}
+        alternatives = all(rest.values())
+
+        async def first() -> _Covered:
+            resp, ms = await self._call(spec, node, [(i, orders[i][0]) for i in shards], alternatives, ctx)
+            return [(node, shards, resp, ms)], {}
+
+        def hedge() -> Awaitable[_Covered]:
+            return self._cover(spec, rest, ctx)
+
+        try:
+            return await self._replicas.hedged(first, node, hedge if alternatives else None,
+                                               f"a search of shard node {node}")
+        except (Unavailable, DeadlineExceeded, TimeoutError) as exc:
+            error = exc if isinstance(exc, ShoalError) else Unavailable(
+                f"shards {shards} of collection {spec.name!r} did not answer in time")
+            return [], {i: error for i in shards}
+
+    async def _call(self, spec: CollectionSpec, node: int, parts: list[tuple[int, int]], alternatives: bool,
+                    ctx: _Round) -> tuple[shard_pb2.NodeSearchResponse, float]:
         keys = [spec.partition_key(i, r) for i, r in parts]
-        request = body + shard_pb2.NodeSearchRequest(partitions=keys).SerializeToString()
+        request = ctx.body + shard_pb2.NodeSearchRequest(partitions=keys).SerializeToString()
         # A node whose shards all have another replica gets one try; else wait for Ray to bring it back.
-        alternatives = all(choices[i].index(r) + 1 < len(choices[i]) for i, r in parts)
-        patience = 0.0 if alternatives else (self._settings.partial_wait_s if allow_partial else None)
+        patience = 0.0 if alternatives else (self._settings.partial_wait_s if ctx.allow_partial else None)
         start = time.perf_counter()
 
         async def ask(c: NodeClient) -> shard_pb2.NodeSearchResponse:
-            return await c.node_search(request, timeout)
+            return await c.node_search(request, ctx.timeout)
 
         call = self._pool.call_node(node, ask, "NodeSearch", patience,
                                     what=f"shards {[i for i, _ in parts]} of collection {spec.name!r}")
-        resp = await asyncio.wait_for(call, max(give_up - time.monotonic(), 0.001)) if allow_partial else await call
+        resp = (await asyncio.wait_for(call, max(ctx.give_up - time.monotonic(), 0.001)) if ctx.allow_partial
+                else await call)
         for i, _ in parts:
             self._metrics.shard_latency.labels(spec.name, str(i), "NodeSearch").observe(time.perf_counter() - start)
         return resp, (time.perf_counter() - start) * 1000.0

@@ -104,7 +104,6 @@ class CompactionScheduler:
         candidates: list[tuple[float, RebuildJob]] = []
         specs = self._catalog.all()
         for spec in specs:
-            await self._replicator.heal(spec)
             if not poll and not self._queue:
                 continue
             for a in await self._figures(spec):

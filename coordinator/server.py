@@ -19,6 +19,8 @@ from coordinator.engine import Engine
 from coordinator.fanout import ShardPool
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.metrics_http import serve_metrics
+from coordinator.ray_watch import watch_ray
+from coordinator.rebalance import rebalance_loop
 from coordinator.servicer import CoordinatorServicer
 from coordinator.settings import QUERY_DEPTH_CEILING, CoordinatorSettings
 from embedder.client import EmbedderClient
@@ -103,7 +105,11 @@ async def serve(settings: CoordinatorSettings, keys: KeyRing | None = None) -> N
     log.info("public gRPC: %s; shards and embedder dialled %s", "TLS" if public_tls.enabled else "plaintext",
              "over TLS" if settings.internal_tls().enabled else "in plaintext")
 
+    loop = asyncio.get_running_loop()
+    background = [loop.create_task(watch_ray(settings)), loop.create_task(rebalance_loop(placer, settings))]
     await wait_for_stop_signal()
+    for task in background:
+        task.cancel()
     await server.stop(grace=2.0)
     await engine.stop()
     shards.disconnect()

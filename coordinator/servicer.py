@@ -26,30 +26,45 @@ def collection_to_proto(spec: CollectionSpec, shards: list[ShardStatus] | None =
         name=spec.name, dim=spec.dim, metric=metric_to_proto(spec.metric), shards=spec.shards,
         hnsw=common_pb2.HnswParams(m=spec.m, ef_construction=spec.ef_construction, ef_search=spec.ef_search),
         created_at=spec.created_at, tombstone_threshold=spec.tombstone_threshold,
-        replication_factor=spec.replication_factor, fields=spec.fields,
+        replication_factor=spec.replication_factor, fields=spec.fields, write_consistency_factor=spec.write_quorum,
+        storage=spec.storage,
     )
     if spec.model:
         info.model, info.modality = spec.model, spec.modality
         info.chunking.words, info.chunking.overlap = spec.chunk_words, spec.chunk_overlap
+        info.embed_fields.extend(spec.embed_fields)
     counted: set[int] = set()
     for s in shards or []:
         info.shard_info.append(shard_to_proto(s))
         if s.stats is not None and s.index not in counted:  # one answering replica of each shard
             counted.add(s.index)
             info.count += s.stats.documents
+        if s.stats is not None:
+            add_bytes(info.memory, s.stats.memory)
+            add_bytes(info.disk, s.stats.disk)
     return info
+
+
+def add_bytes(total: common_pb2.StorageBytes, part: common_pb2.StorageBytes) -> None:
+    """Add one replica's bytes by part into a running total."""
+    total.vectors += part.vectors
+    total.graph += part.graph
+    total.payloads += part.payloads
+    total.text += part.text
 
 
 def shard_to_proto(s: ShardStatus) -> coordinator_pb2.ShardInfo:
     """One shard replica's figures as ShardInfo."""
     if s.stats is None:
-        return coordinator_pb2.ShardInfo(index=s.index, replica=s.replica, available=False, error=s.error)
+        return coordinator_pb2.ShardInfo(index=s.index, replica=s.replica, available=False, error=s.error,
+                                         up_to_date=s.up_to_date)
     f = s.stats
     return coordinator_pb2.ShardInfo(
         index=s.index, replica=s.replica, available=True, address=s.address, live=f.live, tombstones=f.tombstones,
         wal_bytes=f.wal_bytes, capacity=f.capacity, tombstone_ratio=tombstone_ratio(f.live, f.tombstones),
         memory_bytes=f.memory_bytes, disk_bytes=f.disk_bytes, m=f.m, ef_construction=f.ef_construction,
-        rebuild=f.rebuild, last_lsn=f.last_lsn)
+        rebuild=f.rebuild, last_lsn=f.last_lsn, disk_error=f.disk_error, up_to_date=s.up_to_date,
+        checksum=f.checksum, checksum_lsn=f.checksum_lsn, storage=f.storage, memory=f.memory, disk=f.disk)
 
 
 def _is_query(request: coordinator_pb2.SearchRequest) -> bool:
@@ -99,8 +114,18 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 request.name, request.dim, metric_from_proto(request.metric), request.shards,
                 request.hnsw.m, request.hnsw.ef_construction, request.hnsw.ef_search, request.model,
                 request.chunking.words, request.chunking.overlap, fields=dict(request.fields),
-                tombstone_threshold=request.tombstone_threshold, replication_factor=request.replication_factor)
+                embed_fields=list(request.embed_fields), storage=request.storage,
+                tombstone_threshold=request.tombstone_threshold, replication_factor=request.replication_factor,
+                write_consistency=(request.write_consistency_factor if request.HasField("write_consistency_factor")
+                                   else None))
             return collection_to_proto(spec)
+
+    @rpc_edge
+    async def UpdateCollection(self, request: coordinator_pb2.UpdateCollectionRequest,
+                               context: grpc.aio.ServicerContext) -> coordinator_pb2.CollectionInfo:
+        with self._observe("UpdateCollection", context):
+            w = request.write_consistency_factor if request.HasField("write_consistency_factor") else None
+            return collection_to_proto(self._engine.update_collection(request.name, write_consistency=w))
 
     @rpc_edge
     async def DropCollection(self, request: coordinator_pb2.DropCollectionRequest,
@@ -120,7 +145,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     async def DescribeCollection(self, request: coordinator_pb2.DescribeCollectionRequest,
                                  context: grpc.aio.ServicerContext) -> coordinator_pb2.CollectionInfo:
         with self._observe("DescribeCollection", context):
-            spec, shards = await self._engine.describe(request.name, request.allow_partial)
+            spec, shards = await self._engine.describe(request.name, request.allow_partial, request.checksums)
             return collection_to_proto(spec, shards)
 
     @rpc_edge
@@ -129,7 +154,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         with self._observe("Upsert", context):
             n = await self._documents.upsert(request.collection, list(request.ids), unpack_matrix(request.vectors),
                                              request.vectors_model, list(request.texts), list(request.images),
-                                             list(request.payloads))
+                                             list(request.payloads), list(request.vector_owners))
             return coordinator_pb2.UpsertResponse(upserted=n)
 
     @rpc_edge
@@ -175,7 +200,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             else:
                 answer = await self._documents.search(
                     request.collection, vectors, request.vectors_model, list(request.texts), list(request.images),
-                    request.k, request.ef, request.with_payload, request.allow_partial, request.explain)
+                    request.k, request.ef, request.with_payload, request.allow_partial, request.explain,
+                    request.oversample)
             t_reply = time.perf_counter()
             resp = answer_to_proto(answer, request.columns)
             for plan in resp.plans[:1]:
@@ -189,3 +215,22 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             scheduled, shards = await self._engine.compact(request.collection, list(request.shards), request.hnsw.m,
                                                            request.hnsw.ef_construction, request.wait)
             return coordinator_pb2.CompactResponse(scheduled=scheduled, shard_info=[shard_to_proto(s) for s in shards])
+
+    @rpc_edge
+    async def Snapshot(self, request: coordinator_pb2.SnapshotRequest,
+                       context: grpc.aio.ServicerContext) -> coordinator_pb2.SnapshotResponse:
+        with self._observe("Snapshot", context):
+            manifest, copies, seconds = await self._engine.snapshot(request.collection, request.directory)
+            shards = [coordinator_pb2.ShardBackup(index=c.index, replica=c.replica, lsn=c.lsn, documents=c.documents,
+                                                  entries=c.entries, checksum=c.checksum, bytes=c.bytes)
+                      for c in copies]
+            return coordinator_pb2.SnapshotResponse(
+                directory=str(manifest.parent), manifest=str(manifest), shards=shards,
+                documents=sum(c.documents for c in copies), bytes=sum(c.bytes for c in copies), seconds=seconds)
+
+    @rpc_edge
+    async def Restore(self, request: coordinator_pb2.RestoreRequest,
+                      context: grpc.aio.ServicerContext) -> coordinator_pb2.CollectionInfo:
+        with self._observe("Restore", context):
+            spec = await self._engine.restore(request.directory, request.name, request.shards)
+            return collection_to_proto(spec)

@@ -23,6 +23,16 @@ QUERY_DEPTH_CEILING = 40
 DEFAULT_DEADLINE_S = 300.0    # a request that sets no deadline gets this one
 MAX_DEADLINE_S = 3600.0       # longer deadlines are cut to this (Compact with wait may take rebuild_timeout_s)
 MAX_CONCURRENT_PER_CLIENT = 64
+# Replication (coordinator/replicas.py, repair.py, breaker.py).
+WRITE_STRAGGLER_MS = 250.0    # once W replicas acked, the others get this long before they count as behind
+HEDGE_AFTER_MS = 150.0        # a read replica that has not answered by then is hedged and marked suspect
+REPAIR_INTERVAL_S = 1.0
+REPAIR_CALL_TIMEOUT_S = 5.0   # one catch-up call (Stats, ReadLog, ApplyLog); a copy gets shard_timeout_s
+PROBE_INTERVAL_S = 0.5        # suspect nodes are probed this often
+PROBE_TIMEOUT_S = 1.0
+CHECKSUM_INTERVAL_S = 10.0    # a shard's replicas compare content checksums at most this often
+# Exit status of a coordinator that lost its Ray cluster (EX_TEMPFAIL): its supervisor starts it again.
+RAY_LOST_EXIT_CODE = 75
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,15 @@ class CoordinatorSettings(ServerTLSSettings):
     shard_ray_resource: str = field(default="", metadata={
         "help": "custom Ray resource each shard actor takes one unit of, so shards run only on Ray nodes that "
                 "offer it (Kubernetes: the shard worker group); empty = any node"})
+    ray_check_interval_s: float = field(default=5.0, metadata={
+        "help": "how often the coordinator checks that its Ray cluster answers (0 = never)"})
+    ray_lost_after_s: float = field(default=30.0, metadata={
+        "help": "a Ray cluster that does not answer for this long is lost (a head restarted without GCS fault "
+                f"tolerance): the coordinator exits with code {RAY_LOST_EXIT_CODE} so that its supervisor restarts "
+                "it, and the new one re-creates the shard nodes, which reopen their partitions from disk"})
+    rebalance_interval_s: float = field(default=30.0, metadata={
+        "help": "how often the coordinator looks for a Ray node running no shard node while another runs several "
+                "(a machine that joined or came back) and moves one there (0 = never)"})
     shard_metrics: bool = field(default=True, metadata={"help": "shard nodes serve Prometheus metrics"})
     blas_threads: int = field(default=1, metadata={
         "help": "BLAS threads of the coordinator process (0 = the library's default)"})
@@ -81,6 +100,21 @@ class CoordinatorSettings(ServerTLSSettings):
         "help": "write the shard actors' metrics endpoints here as Prometheus file-SD JSON (empty = do not)"})
     partial_wait_s: float = field(default=1.0, metadata={
         "help": "how long a request that allows partial results waits for a shard that does not answer"})
+    write_straggler_ms: float = field(default=WRITE_STRAGGLER_MS, metadata={
+        "help": "once a write has its write consistency, how long it still waits for the other up-to-date replicas "
+                "before they count as behind (the repair loop catches them up)"})
+    hedge_after_ms: float = field(default=HEDGE_AFTER_MS, metadata={
+        "help": "a read replica that has not answered within this is hedged (a peer is asked too, first answer "
+                "wins) and its node marked suspect until it answers a health probe"})
+    repair_interval_s: float = field(default=REPAIR_INTERVAL_S, metadata={
+        "help": "how often the repair loop compares replicas' LSNs and catches up those behind (0 = off)"})
+    repair_call_timeout_s: float = field(default=REPAIR_CALL_TIMEOUT_S, metadata={
+        "help": "deadline of one catch-up call of the repair loop"})
+    probe_interval_s: float = field(default=PROBE_INTERVAL_S, metadata={
+        "help": "how often shard nodes marked suspect are probed"})
+    probe_timeout_s: float = field(default=PROBE_TIMEOUT_S, metadata={"help": "deadline of one probe"})
+    checksum_interval_s: float = field(default=CHECKSUM_INTERVAL_S, metadata={
+        "help": "replicas of a shard at one LSN compare content checksums at most this often (0 = never)"})
     compaction_interval_s: float = field(default=10.0, metadata={
         "help": "how often the scheduler reads the shards' figures to start rebuilds (0 = no automatic ones)"})
     max_concurrent_rebuilds: int = field(default=1, metadata={

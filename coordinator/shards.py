@@ -7,14 +7,18 @@ import logging
 import os
 import shutil
 import signal
+import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from coordinator.catalog import CollectionSpec
+from coordinator.placement import spread
 from coordinator.settings import CoordinatorSettings
 from protos.errors import Unavailable
 from shard_node.actor import ShardNodeActor
@@ -22,8 +26,21 @@ from shard_node.settings import PartitionSpec, ShardSettings
 
 _ACTOR_PREFIX = "shard-"       # every shard actor Shoal ever named (per-shard actors of older versions too)
 _NODE_PREFIX = "shard-node-"
+# Share of the shard resource one shard node asks for: a Ray node offering one unit can take many shard
+# nodes, so Ray can restart those of a lost Ray node on a surviving one (a whole unit each would leave no room).
+SHARD_RESOURCE_SHARE = 0.001
 log = logging.getLogger("shoal.coordinator.shards")
-_RemoteNode = ray.remote(ShardNodeActor)
+
+
+class _RayShardNode(ShardNodeActor):
+    """The shard node as Ray runs it: its info also names the Ray node (machine) it runs on."""
+
+    def info(self) -> dict[str, Any]:
+        """Where this node serves, which process and which Ray node it is."""
+        return {**super().info(), "machine": ray.get_runtime_context().get_node_id()}
+
+
+_RemoteNode = ray.remote(_RayShardNode)
 
 
 @dataclass(frozen=True)
@@ -34,6 +51,7 @@ class ShardLocation:
     pid: int
     host: str
     metrics_port: int
+    machine: str = ""  # the Ray node id it runs on
 
 
 def node_name(node: int) -> str:
@@ -55,6 +73,11 @@ def connect(address: str, namespace: str) -> None:
     else:
         ray.init(address="local", namespace=namespace, include_dashboard=False, log_to_driver=False,
                  _node_ip_address="127.0.0.1")
+
+
+def cluster_answers() -> bool:
+    """Whether the Ray cluster this process joined answers (a lost head raises, hangs, or ends the process)."""
+    return bool(ray.cluster_resources())
 
 
 def disconnect() -> None:
@@ -86,39 +109,60 @@ class ShardPlacer:
     def partition_spec(self, spec: CollectionSpec) -> PartitionSpec:
         """What each partition of a collection is."""
         return PartitionSpec(dim=spec.dim, metric=spec.metric, m=spec.m, ef_construction=spec.ef_construction,
-                             ef_search=spec.ef_search, fields=dict(spec.fields))
+                             ef_search=spec.ef_search, fields=dict(spec.fields), storage=spec.storage)
+
+    def machines(self) -> list[str]:
+        """Ids of the live Ray nodes that may host shard nodes: those offering the shard resource, else those
+        with CPUs (a head started with none hosts no shards); in a stable order."""
+        key = self._settings.shard_ray_resource or "CPU"
+        return sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get(key, 0) > 0)
 
     def node_count(self) -> int:
-        """How many shard nodes this deployment runs: the setting, else one per unit of the shard resource
-        (one per KubeRay worker pod) or one per CPU of the Ray cluster; at least 1."""
+        """How many shard nodes this deployment runs: the setting, else one per Ray node offering the shard
+        resource (one per KubeRay worker pod), else one per CPU of the Ray cluster; at least 1."""
         if self._settings.shard_nodes > 0:
             return self._settings.shard_nodes
-        resources = ray.cluster_resources()
-        key = self._settings.shard_ray_resource or "CPU"
-        return max(int(resources.get(key, 1)), 1)
+        if self._settings.shard_ray_resource:
+            return max(len(self.machines()), 1)
+        return max(int(ray.cluster_resources().get("CPU", 1)), 1)
 
-    def _handle(self, node: int) -> Any:
+    def _create(self, node: int, machine: str) -> Any:
         node_dir = str(self._root / "nodes" / f"node-{node}")
-        return _RemoteNode.options(**self.actor_options(node)).remote(node_dir, self._shard_settings)
+        return _RemoteNode.options(**self.actor_options(node, machine)).remote(node_dir, self._shard_settings)
 
-    def actor_options(self, node: int) -> dict[str, Any]:
-        """Ray options of a shard node actor: named, detached, restarted forever, placed by the shard resource."""
+    def actor_options(self, node: int, machine: str = "") -> dict[str, Any]:
+        """Ray options of a shard node actor: named, detached, restarted forever, on a Ray node offering the shard
+        resource, preferably `machine` (soft affinity: Ray restarts it elsewhere when that machine is gone)."""
         resource = self._settings.shard_ray_resource
-        return {"name": node_name(node), "namespace": self._namespace, "lifetime": "detached",
-                "get_if_exists": True, "max_restarts": -1, "max_task_retries": -1, "num_cpus": 0,
-                "resources": {resource: 1} if resource else {}}
+        options = {"name": node_name(node), "namespace": self._namespace, "lifetime": "detached",
+                   "get_if_exists": True, "max_restarts": -1, "max_task_retries": -1, "num_cpus": 0,
+                   "resources": {resource: SHARD_RESOURCE_SHARE} if resource else {}}
+        if machine:
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(machine, soft=True)
+        return options
+
+    def _existing(self, node: int) -> Any | None:
+        try:
+            return ray.get_actor(node_name(node), namespace=self._namespace)
+        except ValueError:
+            return None
 
     def ensure(self, nodes: int) -> list[ShardLocation]:
-        """Start (or find) shard nodes 0..nodes-1 and wait until each serves (it reopens its partitions first)."""
-        handles = [self._handle(n) for n in range(nodes)]
-        return [self._info(h) for h in handles]
+        """Start (or find) shard nodes 0..nodes-1 and wait until each serves (it reopens its partitions first).
+        Missing ones are spread over the machines, least used first, so shard nodes land on distinct Ray nodes."""
+        handles = {n: h for n in range(nodes) if (h := self._existing(n)) is not None}
+        found = {n: self._info(h) for n, h in handles.items()}
+        used = Counter(w.machine for w in found.values())
+        for n, machine in spread([n for n in range(nodes) if n not in handles], self.machines(), used).items():
+            handles[n] = self._create(n, machine)
+        return [found.get(n) or self._info(handles[n]) for n in range(nodes)]
 
     def locate(self, node: int) -> ShardLocation:
-        """Where a shard node serves now, waiting for it if Ray is restarting it."""
-        try:
-            handle = ray.get_actor(node_name(node), namespace=self._namespace)
-        except ValueError:
-            handle = self._handle(node)
+        """Where a shard node serves now, waiting for it if Ray is restarting it (re-creating it when Ray lost it,
+        as after a restart of a Ray head without GCS fault tolerance)."""
+        handle = self._existing(node)
+        if handle is None:
+            handle = self._create(node, spread([node], self.machines(), Counter())[node])
         return self._info(handle)
 
     def _info(self, handle: Any) -> ShardLocation:
@@ -128,6 +172,41 @@ class ShardPlacer:
             raise Unavailable(f"shard node did not come up within {self._settings.shard_restart_wait_s}s: "
                               f"{exc}") from None
         return ShardLocation(**info)
+
+    def running_nodes(self) -> dict[int, ShardLocation]:
+        """Every shard node actor of this namespace and where it serves (waiting for those Ray restarts)."""
+        names = [n for n in self.shard_actors() if n.startswith(_NODE_PREFIX)]
+        return {int(n.removeprefix(_NODE_PREFIX)): self._info(ray.get_actor(n, namespace=self._namespace))
+                for n in names}
+
+    def rebalance(self) -> int | None:
+        """Move one shard node from the machine running the most of them to a machine running none (one that
+        joined, or came back after its shard nodes moved away); returns the node moved, None when balanced.
+        The node reopens its partitions from the shared data directory there; its peers' replicas serve reads
+        meanwhile."""
+        where = self.running_nodes()  # first: it waits for nodes Ray is restarting, after their machine died
+        machines = self.machines()
+        used = Counter({m: 0 for m in machines})
+        used.update(w.machine for w in where.values() if w.machine in used)
+        empty = [m for m in machines if used[m] == 0]
+        crowded = max(machines, key=lambda m: used[m], default="")
+        if not empty or used[crowded] < 2:
+            return None
+        node = max(n for n, w in where.items() if w.machine == crowded)
+        ray.kill(ray.get_actor(node_name(node), namespace=self._namespace), no_restart=True)
+        deadline = time.monotonic() + self._settings.shard_restart_wait_s
+        while self._existing(node) is not None:  # the name is free once Ray has ended the old actor
+            if time.monotonic() > deadline:
+                raise Unavailable(f"shard node {node} did not stop within {self._settings.shard_restart_wait_s}s")
+            time.sleep(0.1)
+        self._info(self._create(node, spread([node], empty, Counter())[node]))
+        log.warning("moved shard node %d from Ray node %s (running %d shard nodes) to Ray node %s (running none)",
+                    node, crowded, used[crowded], empty[0])
+        return node
+
+    def machine_resources(self) -> dict[str, dict[str, float]]:
+        """The resources every live Ray node offers, by node id."""
+        return {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
 
     def remove_collection_dir(self, spec: CollectionSpec) -> None:
         """Delete what is left of a dropped collection's data on this machine."""
@@ -165,7 +244,8 @@ class ShardPlacer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Operator tool: `python -m coordinator.shards list`, or `kill|locate --collection C --shard I [--how H]`."""
+    """Operator tool: `python -m coordinator.shards list|nodes`, or `kill|locate --collection C --shard I [--how H]`
+    (`nodes`: where every shard node serves and on which Ray node, and what each Ray node offers)."""
     import argparse
     import dataclasses
     import json
@@ -174,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     from protos.serving import load_settings
 
     parser = argparse.ArgumentParser(prog="coordinator.shards", add_help=False)
-    parser.add_argument("action", choices=["kill", "locate", "list"])
+    parser.add_argument("action", choices=["kill", "locate", "list", "nodes"])
     parser.add_argument("--node", type=int, default=-1, help="a shard node by index (instead of --collection)")
     parser.add_argument("--collection", default="")
     parser.add_argument("--shard", type=int, default=0)
@@ -186,6 +266,10 @@ def main(argv: list[str] | None = None) -> None:
     placer = ShardPlacer(settings)
     if known.action == "list":
         print(json.dumps(placer.shard_actors()), flush=True)
+        return
+    if known.action == "nodes":
+        nodes = {n: dataclasses.asdict(w) for n, w in placer.running_nodes().items()}
+        print(json.dumps({"nodes": nodes, "machines": placer.machine_resources()}), flush=True)
         return
     node = known.node
     if node < 0:

@@ -7,16 +7,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-READ_BLOCK = 1 << 20
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of one file, read in blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(READ_BLOCK):
-            h.update(block)
-    return h.hexdigest()
+from protos.file_stream import file_sha256
 
 
 def weights_digest(files: Iterable[Path]) -> str:

@@ -28,8 +28,11 @@ class EmbedderSettings(ServerTLSSettings):
     preload: str = field(default="", metadata={"help": "comma-separated models to load at start (default: default)"})
     threads: int = field(default=0, metadata={"help": "threads per model (0 = the library's choice)"})
     max_batch_items: int = field(default=64, metadata={"help": "most items encoded together in one batch"})
-    max_wait_ms: float = field(default=5.0, metadata={
-        "help": "how long the first request of a batch waits for others to join"})
+    # 0: continuous batching. An idle encoder starts on a request at once, and the requests that arrive while it
+    # runs form the next batch, so a lone query never waits and a loaded embedder still encodes full batches.
+    max_wait_ms: float = field(default=0.0, metadata={
+        "help": "how long the first request of a batch waits for others to join (0 = none: batches form from "
+                "what queued while the encoder was busy)"})
     max_items: int = field(default=MAX_ITEMS, metadata={"help": "most texts or images per request"})
     max_text_chars: int = field(default=MAX_TEXT_CHARS, metadata={"help": "longest text accepted"})
     max_image_bytes: int = field(default=MAX_IMAGE_BYTES, metadata={"help": "largest image accepted"})

@@ -47,8 +47,11 @@ class CreateCollectionBody(BaseModel):
     chunk_overlap: int = Field(0, ge=0)
     tombstone_threshold: float = Field(0.0, ge=0.0)
     replication_factor: int = Field(0, ge=0)
+    storage: str = Field("", description="how vectors are kept: float32 (default), float16, int8 or binary")
     fields: dict[str, str] = Field(default_factory=dict, description="payload fields to index: name -> "
                                    "keyword|tags|int|float|datetime|bool|text")
+    embed_fields: list[str] = Field(default_factory=list, description="bound collections: string payload fields "
+                                    "embedded too, as further entries of each document")
 
 
 class UpsertBody(BaseModel):

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/common.proto\x12\x08shoal.v1\"6\n\x0b\x46loatMatrix\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0c\n\x04rows\x18\x02 \x01(\r\x12\x0b\n\x03\x64im\x18\x03 \x01(\r\",\n\tValueList\x12\x1f\n\x06values\x18\x01 \x03(\x0b\x32\x0f.shoal.v1.Value\"\x94\x01\n\x05Value\x12\x16\n\x0cstring_value\x18\x01 \x01(\tH\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x15\n\x0b\x66loat_value\x18\x03 \x01(\x01H\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x12)\n\nlist_value\x18\x05 \x01(\x0b\x32\x13.shoal.v1.ValueListH\x00\x42\x06\n\x04kind\"x\n\x07Payload\x12-\n\x06\x66ields\x18\x01 \x03(\x0b\x32\x1d.shoal.v1.Payload.FieldsEntry\x1a>\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1e\n\x05value\x18\x02 \x01(\x0b\x32\x0f.shoal.v1.Value:\x02\x38\x01\"C\n\nHnswParams\x12\t\n\x01m\x18\x01 \x01(\r\x12\x17\n\x0f\x65\x66_construction\x18\x02 \x01(\r\x12\x11\n\tef_search\x18\x03 \x01(\r\"J\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x01(\x0c\x12\"\n\x07payload\x18\x03 \x01(\x0b\x32\x11.shoal.v1.Payload\"V\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x10\n\x08\x64istance\x18\x03 \x01(\x02\x12\"\n\x07payload\x18\x04 \x01(\x0b\x32\x11.shoal.v1.Payload\"\xa9\x01\n\rRebuildStatus\x12\x0f\n\x07running\x18\x01 \x01(\x08\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x10\n\x08progress\x18\x03 \x01(\x02\x12\r\n\x05total\x18\x04 \x01(\x04\x12\x18\n\x10last_finished_at\x18\x05 \x01(\x01\x12\x14\n\x0clast_seconds\x18\x06 \x01(\x01\x12\x13\n\x0blast_reason\x18\x07 \x01(\t\x12\x12\n\nlast_error\x18\x08 \x01(\t*<\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\n\n\x06\x43OSINE\x10\x01\x12\x06\n\x02L2\x10\x02\x12\x06\n\x02IP\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/common.proto\x12\x08shoal.v1\"6\n\x0b\x46loatMatrix\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0c\n\x04rows\x18\x02 \x01(\r\x12\x0b\n\x03\x64im\x18\x03 \x01(\r\",\n\tValueList\x12\x1f\n\x06values\x18\x01 \x03(\x0b\x32\x0f.shoal.v1.Value\"\x94\x01\n\x05Value\x12\x16\n\x0cstring_value\x18\x01 \x01(\tH\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x15\n\x0b\x66loat_value\x18\x03 \x01(\x01H\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x12)\n\nlist_value\x18\x05 \x01(\x0b\x32\x13.shoal.v1.ValueListH\x00\x42\x06\n\x04kind\"x\n\x07Payload\x12-\n\x06\x66ields\x18\x01 \x03(\x0b\x32\x1d.shoal.v1.Payload.FieldsEntry\x1a>\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1e\n\x05value\x18\x02 \x01(\x0b\x32\x0f.shoal.v1.Value:\x02\x38\x01\"N\n\x0cStorageBytes\x12\x0f\n\x07vectors\x18\x01 \x01(\x04\x12\r\n\x05graph\x18\x02 \x01(\x04\x12\x10\n\x08payloads\x18\x03 \x01(\x04\x12\x0c\n\x04text\x18\x04 \x01(\x04\"C\n\nHnswParams\x12\t\n\x01m\x18\x01 \x01(\r\x12\x17\n\x0f\x65\x66_construction\x18\x02 \x01(\r\x12\x11\n\tef_search\x18\x03 \x01(\r\"J\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x01(\x0c\x12\"\n\x07payload\x18\x03 \x01(\x0b\x32\x11.shoal.v1.Payload\"V\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x10\n\x08\x64istance\x18\x03 \x01(\x02\x12\"\n\x07payload\x18\x04 \x01(\x0b\x32\x11.shoal.v1.Payload\"\xa9\x01\n\rRebuildStatus\x12\x0f\n\x07running\x18\x01 \x01(\x08\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x10\n\x08progress\x18\x03 \x01(\x02\x12\r\n\x05total\x18\x04 \x01(\x04\x12\x18\n\x10last_finished_at\x18\x05 \x01(\x01\x12\x14\n\x0clast_seconds\x18\x06 \x01(\x01\x12\x13\n\x0blast_reason\x18\x07 \x01(\t\x12\x12\n\nlast_error\x18\x08 \x01(\t*<\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\n\n\x06\x43OSINE\x10\x01\x12\x06\n\x02L2\x10\x02\x12\x06\n\x02IP\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PAYLOAD_FIELDSENTRY']._loaded_options = None
   _globals['_PAYLOAD_FIELDSENTRY']._serialized_options = b'8\001'
-  _globals['_METRIC']._serialized_start=813
-  _globals['_METRIC']._serialized_end=873
+  _globals['_METRIC']._serialized_start=893
+  _globals['_METRIC']._serialized_end=953
   _globals['_FLOATMATRIX']._serialized_start=33
   _globals['_FLOATMATRIX']._serialized_end=87
   _globals['_VALUELIST']._serialized_start=89
@@ -45,12 +45,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PAYLOAD']._serialized_end=406
   _globals['_PAYLOAD_FIELDSENTRY']._serialized_start=344
   _globals['_PAYLOAD_FIELDSENTRY']._serialized_end=406
-  _globals['_HNSWPARAMS']._serialized_start=408
-  _globals['_HNSWPARAMS']._serialized_end=475
-  _globals['_DOCUMENT']._serialized_start=477
-  _globals['_DOCUMENT']._serialized_end=551
-  _globals['_HIT']._serialized_start=553
-  _globals['_HIT']._serialized_end=639
-  _globals['_REBUILDSTATUS']._serialized_start=642
-  _globals['_REBUILDSTATUS']._serialized_end=811
+  _globals['_STORAGEBYTES']._serialized_start=408
+  _globals['_STORAGEBYTES']._serialized_end=486
+  _globals['_HNSWPARAMS']._serialized_start=488
+  _globals['_HNSWPARAMS']._serialized_end=555
+  _globals['_DOCUMENT']._serialized_start=557
+  _globals['_DOCUMENT']._serialized_end=631
+  _globals['_HIT']._serialized_start=633
+  _globals['_HIT']._serialized_end=719
+  _globals['_REBUILDSTATUS']._serialized_start=722
+  _globals['_REBUILDSTATUS']._serialized_end=891
 # @@protoc_insertion_point(module_scope)

@@ -61,6 +61,18 @@ class Payload(_message.Message):
     fields: _containers.MessageMap[str, Value]
     def __init__(self, fields: _Optional[_Mapping[str, Value]] = ...) -> None: ...
 
+class StorageBytes(_message.Message):
+    __slots__ = ("vectors", "graph", "payloads", "text")
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    GRAPH_FIELD_NUMBER: _ClassVar[int]
+    PAYLOADS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    vectors: int
+    graph: int
+    payloads: int
+    text: int
+    def __init__(self, vectors: _Optional[int] = ..., graph: _Optional[int] = ..., payloads: _Optional[int] = ..., text: _Optional[int] = ...) -> None: ...
+
 class HnswParams(_message.Message):
     __slots__ = ("m", "ef_construction", "ef_search")
     M_FIELD_NUMBER: _ClassVar[int]

@@ -8,8 +8,68 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SnapshotRequest(_message.Message):
+    __slots__ = ("collection", "directory")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    directory: str
+    def __init__(self, collection: _Optional[str] = ..., directory: _Optional[str] = ...) -> None: ...
+
+class ShardBackup(_message.Message):
+    __slots__ = ("index", "replica", "lsn", "documents", "entries", "checksum", "bytes")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    LSN_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    replica: int
+    lsn: int
+    documents: int
+    entries: int
+    checksum: str
+    bytes: int
+    def __init__(self, index: _Optional[int] = ..., replica: _Optional[int] = ..., lsn: _Optional[int] = ..., documents: _Optional[int] = ..., entries: _Optional[int] = ..., checksum: _Optional[str] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class SnapshotResponse(_message.Message):
+    __slots__ = ("directory", "manifest", "shards", "documents", "bytes", "seconds")
+    DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    directory: str
+    manifest: str
+    shards: _containers.RepeatedCompositeFieldContainer[ShardBackup]
+    documents: int
+    bytes: int
+    seconds: float
+    def __init__(self, directory: _Optional[str] = ..., manifest: _Optional[str] = ..., shards: _Optional[_Iterable[_Union[ShardBackup, _Mapping]]] = ..., documents: _Optional[int] = ..., bytes: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class RestoreRequest(_message.Message):
+    __slots__ = ("directory", "name", "shards")
+    DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    directory: str
+    name: str
+    shards: int
+    def __init__(self, directory: _Optional[str] = ..., name: _Optional[str] = ..., shards: _Optional[int] = ...) -> None: ...
+
+class UpdateCollectionRequest(_message.Message):
+    __slots__ = ("name", "write_consistency_factor")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WRITE_CONSISTENCY_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    write_consistency_factor: int
+    def __init__(self, name: _Optional[str] = ..., write_consistency_factor: _Optional[int] = ...) -> None: ...
+
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "fields", "model", "chunking", "tombstone_threshold", "replication_factor")
+    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "fields", "model", "chunking", "embed_fields", "tombstone_threshold", "replication_factor", "write_consistency_factor", "storage")
     class FieldsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -25,8 +85,11 @@ class CreateCollectionRequest(_message.Message):
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CHUNKING_FIELD_NUMBER: _ClassVar[int]
+    EMBED_FIELDS_FIELD_NUMBER: _ClassVar[int]
     TOMBSTONE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    WRITE_CONSISTENCY_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: _common_pb2.Metric
@@ -35,9 +98,12 @@ class CreateCollectionRequest(_message.Message):
     fields: _containers.ScalarMap[str, str]
     model: str
     chunking: Chunking
+    embed_fields: _containers.RepeatedScalarFieldContainer[str]
     tombstone_threshold: float
     replication_factor: int
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., tombstone_threshold: _Optional[float] = ..., replication_factor: _Optional[int] = ...) -> None: ...
+    write_consistency_factor: int
+    storage: str
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., embed_fields: _Optional[_Iterable[str]] = ..., tombstone_threshold: _Optional[float] = ..., replication_factor: _Optional[int] = ..., write_consistency_factor: _Optional[int] = ..., storage: _Optional[str] = ...) -> None: ...
 
 class Chunking(_message.Message):
     __slots__ = ("words", "overlap")
@@ -48,7 +114,7 @@ class Chunking(_message.Message):
     def __init__(self, words: _Optional[int] = ..., overlap: _Optional[int] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "created_at", "count", "shard_info", "fields", "model", "modality", "chunking", "tombstone_threshold", "replication_factor")
+    __slots__ = ("name", "dim", "metric", "shards", "hnsw", "created_at", "count", "shard_info", "fields", "model", "modality", "chunking", "embed_fields", "tombstone_threshold", "replication_factor", "write_consistency_factor", "storage", "memory", "disk")
     class FieldsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -68,8 +134,13 @@ class CollectionInfo(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
     CHUNKING_FIELD_NUMBER: _ClassVar[int]
+    EMBED_FIELDS_FIELD_NUMBER: _ClassVar[int]
     TOMBSTONE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    WRITE_CONSISTENCY_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    DISK_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: _common_pb2.Metric
@@ -82,12 +153,17 @@ class CollectionInfo(_message.Message):
     model: str
     modality: str
     chunking: Chunking
+    embed_fields: _containers.RepeatedScalarFieldContainer[str]
     tombstone_threshold: float
     replication_factor: int
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., created_at: _Optional[str] = ..., count: _Optional[int] = ..., shard_info: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., modality: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., tombstone_threshold: _Optional[float] = ..., replication_factor: _Optional[int] = ...) -> None: ...
+    write_consistency_factor: int
+    storage: str
+    memory: _common_pb2.StorageBytes
+    disk: _common_pb2.StorageBytes
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., hnsw: _Optional[_Union[_common_pb2.HnswParams, _Mapping]] = ..., created_at: _Optional[str] = ..., count: _Optional[int] = ..., shard_info: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., fields: _Optional[_Mapping[str, str]] = ..., model: _Optional[str] = ..., modality: _Optional[str] = ..., chunking: _Optional[_Union[Chunking, _Mapping]] = ..., embed_fields: _Optional[_Iterable[str]] = ..., tombstone_threshold: _Optional[float] = ..., replication_factor: _Optional[int] = ..., write_consistency_factor: _Optional[int] = ..., storage: _Optional[str] = ..., memory: _Optional[_Union[_common_pb2.StorageBytes, _Mapping]] = ..., disk: _Optional[_Union[_common_pb2.StorageBytes, _Mapping]] = ...) -> None: ...
 
 class ShardInfo(_message.Message):
-    __slots__ = ("index", "address", "live", "tombstones", "wal_bytes", "capacity", "tombstone_ratio", "memory_bytes", "disk_bytes", "m", "ef_construction", "rebuild", "replica", "available", "error", "last_lsn")
+    __slots__ = ("index", "address", "live", "tombstones", "wal_bytes", "capacity", "tombstone_ratio", "memory_bytes", "disk_bytes", "m", "ef_construction", "rebuild", "replica", "available", "error", "last_lsn", "disk_error", "up_to_date", "checksum", "checksum_lsn", "storage", "memory", "disk")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     LIVE_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +180,13 @@ class ShardInfo(_message.Message):
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     LAST_LSN_FIELD_NUMBER: _ClassVar[int]
+    DISK_ERROR_FIELD_NUMBER: _ClassVar[int]
+    UP_TO_DATE_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_LSN_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    DISK_FIELD_NUMBER: _ClassVar[int]
     index: int
     address: str
     live: int
@@ -120,7 +203,14 @@ class ShardInfo(_message.Message):
     available: bool
     error: str
     last_lsn: int
-    def __init__(self, index: _Optional[int] = ..., address: _Optional[str] = ..., live: _Optional[int] = ..., tombstones: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., capacity: _Optional[int] = ..., tombstone_ratio: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., rebuild: _Optional[_Union[_common_pb2.RebuildStatus, _Mapping]] = ..., replica: _Optional[int] = ..., available: _Optional[bool] = ..., error: _Optional[str] = ..., last_lsn: _Optional[int] = ...) -> None: ...
+    disk_error: str
+    up_to_date: bool
+    checksum: str
+    checksum_lsn: int
+    storage: str
+    memory: _common_pb2.StorageBytes
+    disk: _common_pb2.StorageBytes
+    def __init__(self, index: _Optional[int] = ..., address: _Optional[str] = ..., live: _Optional[int] = ..., tombstones: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., capacity: _Optional[int] = ..., tombstone_ratio: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., rebuild: _Optional[_Union[_common_pb2.RebuildStatus, _Mapping]] = ..., replica: _Optional[int] = ..., available: _Optional[bool] = ..., error: _Optional[str] = ..., last_lsn: _Optional[int] = ..., disk_error: _Optional[str] = ..., up_to_date: _Optional[bool] = ..., checksum: _Optional[str] = ..., checksum_lsn: _Optional[int] = ..., storage: _Optional[str] = ..., memory: _Optional[_Union[_common_pb2.StorageBytes, _Mapping]] = ..., disk: _Optional[_Union[_common_pb2.StorageBytes, _Mapping]] = ...) -> None: ...
 
 class DropCollectionRequest(_message.Message):
     __slots__ = ("name",)
@@ -143,15 +233,17 @@ class ListCollectionsResponse(_message.Message):
     def __init__(self, collections: _Optional[_Iterable[_Union[CollectionInfo, _Mapping]]] = ...) -> None: ...
 
 class DescribeCollectionRequest(_message.Message):
-    __slots__ = ("name", "allow_partial")
+    __slots__ = ("name", "allow_partial", "checksums")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUMS_FIELD_NUMBER: _ClassVar[int]
     name: str
     allow_partial: bool
-    def __init__(self, name: _Optional[str] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
+    checksums: bool
+    def __init__(self, name: _Optional[str] = ..., allow_partial: _Optional[bool] = ..., checksums: _Optional[bool] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
-    __slots__ = ("collection", "ids", "vectors", "payloads", "texts", "images", "vectors_model")
+    __slots__ = ("collection", "ids", "vectors", "payloads", "texts", "images", "vectors_model", "vector_owners")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +251,7 @@ class UpsertRequest(_message.Message):
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     VECTORS_MODEL_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_OWNERS_FIELD_NUMBER: _ClassVar[int]
     collection: str
     ids: _containers.RepeatedScalarFieldContainer[str]
     vectors: _common_pb2.FloatMatrix
@@ -166,7 +259,8 @@ class UpsertRequest(_message.Message):
     texts: _containers.RepeatedScalarFieldContainer[str]
     images: _containers.RepeatedScalarFieldContainer[bytes]
     vectors_model: str
-    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., payloads: _Optional[_Iterable[_Union[_common_pb2.Payload, _Mapping]]] = ..., texts: _Optional[_Iterable[str]] = ..., images: _Optional[_Iterable[bytes]] = ..., vectors_model: _Optional[str] = ...) -> None: ...
+    vector_owners: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., payloads: _Optional[_Iterable[_Union[_common_pb2.Payload, _Mapping]]] = ..., texts: _Optional[_Iterable[str]] = ..., images: _Optional[_Iterable[bytes]] = ..., vectors_model: _Optional[str] = ..., vector_owners: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class UpsertResponse(_message.Message):
     __slots__ = ("upserted",)
@@ -217,7 +311,7 @@ class CountResponse(_message.Message):
     def __init__(self, count: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "vectors", "k", "ef", "with_payload", "filter", "filter_tree", "query", "query_tree", "ranking", "vector_weight", "text_weight", "explain", "texts", "images", "vectors_model", "allow_partial", "columns")
+    __slots__ = ("collection", "vectors", "k", "ef", "with_payload", "filter", "filter_tree", "query", "query_tree", "ranking", "vector_weight", "text_weight", "explain", "texts", "images", "vectors_model", "allow_partial", "columns", "oversample")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -236,6 +330,7 @@ class SearchRequest(_message.Message):
     VECTORS_MODEL_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    OVERSAMPLE_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vectors: _common_pb2.FloatMatrix
     k: int
@@ -254,7 +349,8 @@ class SearchRequest(_message.Message):
     vectors_model: str
     allow_partial: bool
     columns: bool
-    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., filter: _Optional[str] = ..., filter_tree: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., query: _Optional[str] = ..., query_tree: _Optional[_Union[_query_pb2.Query, _Mapping]] = ..., ranking: _Optional[_Union[_query_pb2.Ranking, str]] = ..., vector_weight: _Optional[float] = ..., text_weight: _Optional[float] = ..., explain: _Optional[bool] = ..., texts: _Optional[_Iterable[str]] = ..., images: _Optional[_Iterable[bytes]] = ..., vectors_model: _Optional[str] = ..., allow_partial: _Optional[bool] = ..., columns: _Optional[bool] = ...) -> None: ...
+    oversample: int
+    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., filter: _Optional[str] = ..., filter_tree: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., query: _Optional[str] = ..., query_tree: _Optional[_Union[_query_pb2.Query, _Mapping]] = ..., ranking: _Optional[_Union[_query_pb2.Ranking, str]] = ..., vector_weight: _Optional[float] = ..., text_weight: _Optional[float] = ..., explain: _Optional[bool] = ..., texts: _Optional[_Iterable[str]] = ..., images: _Optional[_Iterable[bytes]] = ..., vectors_model: _Optional[str] = ..., allow_partial: _Optional[bool] = ..., columns: _Optional[bool] = ..., oversample: _Optional[int] = ...) -> None: ...
 
 class QueryResult(_message.Message):
     __slots__ = ("hits",)

@@ -84,6 +84,21 @@ class CoordinatorStub:
                 request_serializer=protos_dot_coordinator__pb2.CompactRequest.SerializeToString,
                 response_deserializer=protos_dot_coordinator__pb2.CompactResponse.FromString,
                 _registered_method=True)
+        self.Snapshot = channel.unary_unary(
+                '/shoal.v1.Coordinator/Snapshot',
+                request_serializer=protos_dot_coordinator__pb2.SnapshotRequest.SerializeToString,
+                response_deserializer=protos_dot_coordinator__pb2.SnapshotResponse.FromString,
+                _registered_method=True)
+        self.Restore = channel.unary_unary(
+                '/shoal.v1.Coordinator/Restore',
+                request_serializer=protos_dot_coordinator__pb2.RestoreRequest.SerializeToString,
+                response_deserializer=protos_dot_coordinator__pb2.CollectionInfo.FromString,
+                _registered_method=True)
+        self.UpdateCollection = channel.unary_unary(
+                '/shoal.v1.Coordinator/UpdateCollection',
+                request_serializer=protos_dot_coordinator__pb2.UpdateCollectionRequest.SerializeToString,
+                response_deserializer=protos_dot_coordinator__pb2.CollectionInfo.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -151,6 +166,28 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Snapshot(self, request, context):
+        """Back a collection up, online, into a directory on the coordinator's machine (on Kubernetes, a volume
+        mounted into the coordinator pod): every shard's files at a consistent point, with a checksummed manifest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Restore(self, request, context):
+        """Create a collection from a backup directory (on the coordinator's machine); every file is checked first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateCollection(self, request, context):
+        """Change the settings of a collection that may change after creation (write consistency).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +240,21 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.Compact,
                     request_deserializer=protos_dot_coordinator__pb2.CompactRequest.FromString,
                     response_serializer=protos_dot_coordinator__pb2.CompactResponse.SerializeToString,
+            ),
+            'Snapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.Snapshot,
+                    request_deserializer=protos_dot_coordinator__pb2.SnapshotRequest.FromString,
+                    response_serializer=protos_dot_coordinator__pb2.SnapshotResponse.SerializeToString,
+            ),
+            'Restore': grpc.unary_unary_rpc_method_handler(
+                    servicer.Restore,
+                    request_deserializer=protos_dot_coordinator__pb2.RestoreRequest.FromString,
+                    response_serializer=protos_dot_coordinator__pb2.CollectionInfo.SerializeToString,
+            ),
+            'UpdateCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCollection,
+                    request_deserializer=protos_dot_coordinator__pb2.UpdateCollectionRequest.FromString,
+                    response_serializer=protos_dot_coordinator__pb2.CollectionInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -475,6 +527,87 @@ class Coordinator:
             '/shoal.v1.Coordinator/Compact',
             protos_dot_coordinator__pb2.CompactRequest.SerializeToString,
             protos_dot_coordinator__pb2.CompactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Snapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Coordinator/Snapshot',
+            protos_dot_coordinator__pb2.SnapshotRequest.SerializeToString,
+            protos_dot_coordinator__pb2.SnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Restore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Coordinator/Restore',
+            protos_dot_coordinator__pb2.RestoreRequest.SerializeToString,
+            protos_dot_coordinator__pb2.CollectionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Coordinator/UpdateCollection',
+            protos_dot_coordinator__pb2.UpdateCollectionRequest.SerializeToString,
+            protos_dot_coordinator__pb2.CollectionInfo.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,10 @@ class Unavailable(ShoalError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class DiskUnavailable(Unavailable):
+    """A process that answered cannot write its data directory (read-only): unavailable for writes, not down."""
+
+
 class DeadlineExceeded(ShoalError):
     """The work did not finish within the request's deadline."""
 
@@ -77,6 +81,11 @@ _BY_CODE: dict[grpc.StatusCode, type[ShoalError]] = {
 }
 
 
+# Subclasses that share a status code with their base travel by name in this trailing metadata key, so a
+# client tells "the node answered: its disk is read-only" from "the node is unreachable".
+ERROR_KEY = "shoal-error"
+_BY_NAME: dict[str, type[ShoalError]] = {cls.__name__: cls for cls in (DiskUnavailable,)}
+
 OVERSIZED_HINT = ("; the gRPC message size limit was hit (setting max_message_bytes, 64 MiB by default): "
                   "send fewer or smaller items per call")
 
@@ -89,6 +98,10 @@ def error_from_rpc(err: grpc.RpcError) -> ShoalError:
         # gRPC's own words name neither the setting nor the remedy.
         details += OVERSIZED_HINT
     cls = _BY_CODE.get(code, ShoalError)
+    trailing = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
+    for key, value in trailing or ():
+        if key == ERROR_KEY and value in _BY_NAME and _BY_NAME[value].code == code:
+            cls = _BY_NAME[value]
     exc = cls(details or code.name)
     if cls is ShoalError:
         exc.code = code
@@ -107,6 +120,12 @@ def _abort_args(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
 
 
+def _mark(exc: BaseException, context: Any) -> None:
+    """Name a subclass that shares its base's status code in the trailing metadata."""
+    if type(exc).__name__ in _BY_NAME:
+        context.set_trailing_metadata(((ERROR_KEY, type(exc).__name__),))
+
+
 def rpc_edge(method: F) -> F:
     """Wrap a servicer method so domain errors leave it as a gRPC status with their message."""
     if inspect.iscoroutinefunction(method):
@@ -118,6 +137,7 @@ def rpc_edge(method: F) -> F:
             except Exception as exc:  # noqa: BLE001 - every failure must become a status
                 if isinstance(exc, grpc.aio.AbortError):
                     raise
+                _mark(exc, context)
                 await context.abort(*_abort_args(exc))
 
         return async_wrapper  # type: ignore[return-value]
@@ -127,6 +147,21 @@ def rpc_edge(method: F) -> F:
         try:
             return method(self, request, context)
         except Exception as exc:  # noqa: BLE001 - every failure must become a status
+            _mark(exc, context)
+            context.abort(*_abort_args(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def stream_edge(method: F) -> F:
+    """rpc_edge for a sync server-streaming method: a failure while streaming also becomes a status."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            yield from method(self, request, context)
+        except Exception as exc:  # noqa: BLE001 - every failure must become a status
+            _mark(exc, context)
             context.abort(*_abort_args(exc))
 
     return wrapper  # type: ignore[return-value]

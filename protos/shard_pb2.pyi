@@ -8,8 +8,96 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class BackupPartitionRequest(_message.Message):
+    __slots__ = ("partition", "chunk_bytes")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    partition: str
+    chunk_bytes: int
+    def __init__(self, partition: _Optional[str] = ..., chunk_bytes: _Optional[int] = ...) -> None: ...
+
+class BackupHeader(_message.Message):
+    __slots__ = ("lsn", "entries", "documents", "checksum", "files", "open")
+    LSN_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    lsn: int
+    entries: int
+    documents: int
+    checksum: str
+    files: _containers.RepeatedCompositeFieldContainer[BackupFile]
+    open: OpenPartitionRequest
+    def __init__(self, lsn: _Optional[int] = ..., entries: _Optional[int] = ..., documents: _Optional[int] = ..., checksum: _Optional[str] = ..., files: _Optional[_Iterable[_Union[BackupFile, _Mapping]]] = ..., open: _Optional[_Union[OpenPartitionRequest, _Mapping]] = ...) -> None: ...
+
+class BackupFile(_message.Message):
+    __slots__ = ("path", "size")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    size: int
+    def __init__(self, path: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+
+class BackupChunk(_message.Message):
+    __slots__ = ("header", "path", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: BackupHeader
+    path: str
+    data: bytes
+    def __init__(self, header: _Optional[_Union[BackupHeader, _Mapping]] = ..., path: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ReadLogRequest(_message.Message):
+    __slots__ = ("partition", "after_lsn", "max_bytes")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    AFTER_LSN_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    partition: str
+    after_lsn: int
+    max_bytes: int
+    def __init__(self, partition: _Optional[str] = ..., after_lsn: _Optional[int] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+
+class ReadLogResponse(_message.Message):
+    __slots__ = ("records", "last_lsn", "truncated")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    LAST_LSN_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[WalRecord]
+    last_lsn: int
+    truncated: bool
+    def __init__(self, records: _Optional[_Iterable[_Union[WalRecord, _Mapping]]] = ..., last_lsn: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class ApplyLogRequest(_message.Message):
+    __slots__ = ("partition", "records")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    partition: str
+    records: _containers.RepeatedCompositeFieldContainer[WalRecord]
+    def __init__(self, partition: _Optional[str] = ..., records: _Optional[_Iterable[_Union[WalRecord, _Mapping]]] = ...) -> None: ...
+
+class CopyPartitionRequest(_message.Message):
+    __slots__ = ("partition", "batch_docs")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    BATCH_DOCS_FIELD_NUMBER: _ClassVar[int]
+    partition: str
+    batch_docs: int
+    def __init__(self, partition: _Optional[str] = ..., batch_docs: _Optional[int] = ...) -> None: ...
+
+class PartitionChunk(_message.Message):
+    __slots__ = ("partition", "lsn", "upsert")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    LSN_FIELD_NUMBER: _ClassVar[int]
+    UPSERT_FIELD_NUMBER: _ClassVar[int]
+    partition: str
+    lsn: int
+    upsert: ShardUpsertRequest
+    def __init__(self, partition: _Optional[str] = ..., lsn: _Optional[int] = ..., upsert: _Optional[_Union[ShardUpsertRequest, _Mapping]] = ...) -> None: ...
+
 class NodeSearchRequest(_message.Message):
-    __slots__ = ("partitions", "queries", "k", "ef", "with_payload", "explain", "filter", "match", "strategy", "exclude")
+    __slots__ = ("partitions", "queries", "k", "ef", "with_payload", "explain", "filter", "match", "strategy", "exclude", "oversample")
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +108,7 @@ class NodeSearchRequest(_message.Message):
     MATCH_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_FIELD_NUMBER: _ClassVar[int]
+    OVERSAMPLE_FIELD_NUMBER: _ClassVar[int]
     partitions: _containers.RepeatedScalarFieldContainer[str]
     queries: _common_pb2.FloatMatrix
     k: int
@@ -30,7 +119,8 @@ class NodeSearchRequest(_message.Message):
     match: _query_pb2.Match
     strategy: str
     exclude: _containers.RepeatedCompositeFieldContainer[_query_pb2.Near]
-    def __init__(self, partitions: _Optional[_Iterable[str]] = ..., queries: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., explain: _Optional[bool] = ..., filter: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., match: _Optional[_Union[_query_pb2.Match, _Mapping]] = ..., strategy: _Optional[str] = ..., exclude: _Optional[_Iterable[_Union[_query_pb2.Near, _Mapping]]] = ...) -> None: ...
+    oversample: int
+    def __init__(self, partitions: _Optional[_Iterable[str]] = ..., queries: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., explain: _Optional[bool] = ..., filter: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., match: _Optional[_Union[_query_pb2.Match, _Mapping]] = ..., strategy: _Optional[str] = ..., exclude: _Optional[_Iterable[_Union[_query_pb2.Near, _Mapping]]] = ..., oversample: _Optional[int] = ...) -> None: ...
 
 class NodeSearchResponse(_message.Message):
     __slots__ = ("rows", "per_row", "ids", "distances", "text_ids", "text_scores", "payloads", "plans", "node_ms", "exclusions")
@@ -104,24 +194,28 @@ class ListPartitionsResponse(_message.Message):
     def __init__(self, partitions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ShardUpsertRequest(_message.Message):
-    __slots__ = ("partition", "ids", "vectors", "payloads")
+    __slots__ = ("partition", "ids", "vectors", "payloads", "lsn")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
+    LSN_FIELD_NUMBER: _ClassVar[int]
     partition: str
     ids: _containers.RepeatedScalarFieldContainer[str]
     vectors: _common_pb2.FloatMatrix
     payloads: _containers.RepeatedCompositeFieldContainer[_common_pb2.Payload]
-    def __init__(self, partition: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., payloads: _Optional[_Iterable[_Union[_common_pb2.Payload, _Mapping]]] = ...) -> None: ...
+    lsn: int
+    def __init__(self, partition: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., payloads: _Optional[_Iterable[_Union[_common_pb2.Payload, _Mapping]]] = ..., lsn: _Optional[int] = ...) -> None: ...
 
 class ShardDeleteRequest(_message.Message):
-    __slots__ = ("partition", "ids")
+    __slots__ = ("partition", "ids", "lsn")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
+    LSN_FIELD_NUMBER: _ClassVar[int]
     partition: str
     ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, partition: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    lsn: int
+    def __init__(self, partition: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., lsn: _Optional[int] = ...) -> None: ...
 
 class ShardWriteResponse(_message.Message):
     __slots__ = ("lsn", "affected")
@@ -148,10 +242,12 @@ class ShardGetResponse(_message.Message):
     def __init__(self, documents: _Optional[_Iterable[_Union[_common_pb2.Document, _Mapping]]] = ...) -> None: ...
 
 class ShardStatsRequest(_message.Message):
-    __slots__ = ("partition",)
+    __slots__ = ("partition", "checksum")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
     partition: str
-    def __init__(self, partition: _Optional[str] = ...) -> None: ...
+    checksum: bool
+    def __init__(self, partition: _Optional[str] = ..., checksum: _Optional[bool] = ...) -> None: ...
 
 class ShardSnapshotRequest(_message.Message):
     __slots__ = ("partition",)
@@ -160,7 +256,7 @@ class ShardSnapshotRequest(_message.Message):
     def __init__(self, partition: _Optional[str] = ...) -> None: ...
 
 class ShardStats(_message.Message):
-    __slots__ = ("live", "tombstones", "capacity", "last_lsn", "snapshot_lsn", "wal_bytes", "documents", "slots_used", "m", "ef_construction", "memory_bytes", "disk_bytes", "rebuild")
+    __slots__ = ("live", "tombstones", "capacity", "last_lsn", "snapshot_lsn", "wal_bytes", "documents", "slots_used", "m", "ef_construction", "memory_bytes", "disk_bytes", "rebuild", "disk_error", "checksum", "checksum_lsn", "checksum_live", "storage", "memory", "disk")
     LIVE_FIELD_NUMBER: _ClassVar[int]
     TOMBSTONES_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
@@ -174,6 +270,13 @@ class ShardStats(_message.Message):
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     DISK_BYTES_FIELD_NUMBER: _ClassVar[int]
     REBUILD_FIELD_NUMBER: _ClassVar[int]
+    DISK_ERROR_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_LSN_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_LIVE_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    DISK_FIELD_NUMBER: _ClassVar[int]
     live: int
     tombstones: int
     capacity: int
@@ -187,7 +290,14 @@ class ShardStats(_message.Message):
     memory_bytes: int
     disk_bytes: int
     rebuild: _common_pb2.RebuildStatus
-    def __init__(self, live: _Optional[int] = ..., tombstones: _Optional[int] = ..., capacity: _Optional[int] = ..., last_lsn: _Optional[int] = ..., snapshot_lsn: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., documents: _Optional[int] = ..., slots_used: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., rebuild: _Optional[_Union[_common_pb2.RebuildStatus, _Mapping]] = ...) -> None: ...
+    disk_error: str
+    checksum: str
+    checksum_lsn: int
+    checksum_live: int
+    storage: str
+    memory: _common_pb2.StorageBytes
+    disk: _common_pb2.StorageBytes
+    def __init__(self, live: _Optional[int] = ..., tombstones: _Optional[int] = ..., capacity: _Optional[int] = ..., last_lsn: _Optional[int] = ..., snapshot_lsn: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., documents: _Optional[int] = ..., slots_used: _Optional[int] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., rebuild: _Optional[_Union[_common_pb2.RebuildStatus, _Mapping]] = ..., disk_error: _Optional[str] = ..., checksum: _Optional[str] = ..., checksum_lsn: _Optional[int] = ..., checksum_live: _Optional[int] = ..., storage: _Optional[str] = ..., memory: _Optional[_Union[_common_pb2.StorageBytes, _Mapping]] = ..., disk: _Optional[_Union[_common_pb2.StorageBytes, _Mapping]] = ...) -> None: ...
 
 class ShardRebuildRequest(_message.Message):
     __slots__ = ("partition", "m", "ef_construction", "reason", "wait")

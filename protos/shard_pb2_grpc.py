@@ -84,6 +84,36 @@ class ShardStub:
                 request_serializer=protos_dot_shard__pb2.NodeSearchRequest.SerializeToString,
                 response_deserializer=protos_dot_shard__pb2.NodeSearchResponse.FromString,
                 _registered_method=True)
+        self.BackupPartition = channel.unary_stream(
+                '/shoal.v1.Shard/BackupPartition',
+                request_serializer=protos_dot_shard__pb2.BackupPartitionRequest.SerializeToString,
+                response_deserializer=protos_dot_shard__pb2.BackupChunk.FromString,
+                _registered_method=True)
+        self.RestorePartition = channel.stream_unary(
+                '/shoal.v1.Shard/RestorePartition',
+                request_serializer=protos_dot_shard__pb2.BackupChunk.SerializeToString,
+                response_deserializer=protos_dot_shard__pb2.ShardStats.FromString,
+                _registered_method=True)
+        self.ReadLog = channel.unary_unary(
+                '/shoal.v1.Shard/ReadLog',
+                request_serializer=protos_dot_shard__pb2.ReadLogRequest.SerializeToString,
+                response_deserializer=protos_dot_shard__pb2.ReadLogResponse.FromString,
+                _registered_method=True)
+        self.ApplyLog = channel.unary_unary(
+                '/shoal.v1.Shard/ApplyLog',
+                request_serializer=protos_dot_shard__pb2.ApplyLogRequest.SerializeToString,
+                response_deserializer=protos_dot_shard__pb2.ShardStats.FromString,
+                _registered_method=True)
+        self.CopyPartition = channel.unary_stream(
+                '/shoal.v1.Shard/CopyPartition',
+                request_serializer=protos_dot_shard__pb2.CopyPartitionRequest.SerializeToString,
+                response_deserializer=protos_dot_shard__pb2.PartitionChunk.FromString,
+                _registered_method=True)
+        self.InstallPartition = channel.stream_unary(
+                '/shoal.v1.Shard/InstallPartition',
+                request_serializer=protos_dot_shard__pb2.PartitionChunk.SerializeToString,
+                response_deserializer=protos_dot_shard__pb2.ShardStats.FromString,
+                _registered_method=True)
 
 
 class ShardServicer:
@@ -154,6 +184,49 @@ class ShardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BackupPartition(self, request, context):
+        """A consistent copy of a partition, online: a header (the point's LSN, counts, content checksum, files),
+        then the files (spec, newest snapshot, WAL segments through the LSN) in chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestorePartition(self, request_iterator, context):
+        """Host a new partition from a backup's files: the first chunk's header says where (an `open` request),
+        the node writes the files into that empty data directory, then opens it as OpenPartition does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadLog(self, request, context):
+        """Catch-up of a replica from a peer (the coordinator relays): the peer's WAL records after an LSN, applied
+        in order on the replica that is behind; when the peer's WAL no longer holds them (a snapshot truncated it),
+        a consistent copy of the peer's live documents at one LSN replaces the replica's content.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyLog(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CopyPartition(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InstallPartition(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -206,6 +279,36 @@ def add_ShardServicer_to_server(servicer, server):
                     servicer.NodeSearch,
                     request_deserializer=protos_dot_shard__pb2.NodeSearchRequest.FromString,
                     response_serializer=protos_dot_shard__pb2.NodeSearchResponse.SerializeToString,
+            ),
+            'BackupPartition': grpc.unary_stream_rpc_method_handler(
+                    servicer.BackupPartition,
+                    request_deserializer=protos_dot_shard__pb2.BackupPartitionRequest.FromString,
+                    response_serializer=protos_dot_shard__pb2.BackupChunk.SerializeToString,
+            ),
+            'RestorePartition': grpc.stream_unary_rpc_method_handler(
+                    servicer.RestorePartition,
+                    request_deserializer=protos_dot_shard__pb2.BackupChunk.FromString,
+                    response_serializer=protos_dot_shard__pb2.ShardStats.SerializeToString,
+            ),
+            'ReadLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadLog,
+                    request_deserializer=protos_dot_shard__pb2.ReadLogRequest.FromString,
+                    response_serializer=protos_dot_shard__pb2.ReadLogResponse.SerializeToString,
+            ),
+            'ApplyLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyLog,
+                    request_deserializer=protos_dot_shard__pb2.ApplyLogRequest.FromString,
+                    response_serializer=protos_dot_shard__pb2.ShardStats.SerializeToString,
+            ),
+            'CopyPartition': grpc.unary_stream_rpc_method_handler(
+                    servicer.CopyPartition,
+                    request_deserializer=protos_dot_shard__pb2.CopyPartitionRequest.FromString,
+                    response_serializer=protos_dot_shard__pb2.PartitionChunk.SerializeToString,
+            ),
+            'InstallPartition': grpc.stream_unary_rpc_method_handler(
+                    servicer.InstallPartition,
+                    request_deserializer=protos_dot_shard__pb2.PartitionChunk.FromString,
+                    response_serializer=protos_dot_shard__pb2.ShardStats.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -478,6 +581,168 @@ class Shard:
             '/shoal.v1.Shard/NodeSearch',
             protos_dot_shard__pb2.NodeSearchRequest.SerializeToString,
             protos_dot_shard__pb2.NodeSearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BackupPartition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/shoal.v1.Shard/BackupPartition',
+            protos_dot_shard__pb2.BackupPartitionRequest.SerializeToString,
+            protos_dot_shard__pb2.BackupChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestorePartition(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/shoal.v1.Shard/RestorePartition',
+            protos_dot_shard__pb2.BackupChunk.SerializeToString,
+            protos_dot_shard__pb2.ShardStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Shard/ReadLog',
+            protos_dot_shard__pb2.ReadLogRequest.SerializeToString,
+            protos_dot_shard__pb2.ReadLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Shard/ApplyLog',
+            protos_dot_shard__pb2.ApplyLogRequest.SerializeToString,
+            protos_dot_shard__pb2.ShardStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyPartition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/shoal.v1.Shard/CopyPartition',
+            protos_dot_shard__pb2.CopyPartitionRequest.SerializeToString,
+            protos_dot_shard__pb2.PartitionChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InstallPartition(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/shoal.v1.Shard/InstallPartition',
+            protos_dot_shard__pb2.PartitionChunk.SerializeToString,
+            protos_dot_shard__pb2.ShardStats.FromString,
             options,
             channel_credentials,
             insecure,

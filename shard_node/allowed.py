@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -59,12 +60,14 @@ class Allowed:
                     self._set = set(self.labels.tolist())
         return self._set
 
-    def gathered(self, vectors: np.ndarray, norms: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray | None]:
-        """The allowed rows ready for an exact scan (unit rows for cosine) and, for l2, their squared norms."""
+    def gathered(self, rows_of: Callable[[np.ndarray], np.ndarray], norms: np.ndarray, metric: str
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The allowed rows (decoded by `rows_of`, a fresh array) ready for an exact scan (unit rows for cosine)
+        and, for l2, their squared norms."""
         if self.rows is None:
             with self._lock:
                 if self.rows is None:
-                    rows = vectors[self.labels]
+                    rows = rows_of(self.labels)
                     if metric == "cosine":
                         rows /= norms[self.labels][:, None]
                     self.row_sq = np.einsum("ij,ij->i", rows, rows) if metric == "l2" else None

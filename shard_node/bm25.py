@@ -90,6 +90,16 @@ class TextIndex:
     def _table(self, field: str) -> str:
         return f"t{self.fields.index(field)}"
 
+    def nbytes(self) -> int:
+        """Bytes the in-memory SQLite database takes (pages in use)."""
+        if not self.fields:
+            return 0
+        with self._lock:
+            pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+            free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+            size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
+
     def set(self, labels: Sequence[int], payloads: Sequence[dict[str, Any]]) -> None:
         """Index the text fields of labels, replacing what they held."""
         if not self.fields:

@@ -4,7 +4,7 @@ A NodeClient owns the channel to one node; a ShardClient is a view of it bound t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 import grpc
 
@@ -52,6 +52,14 @@ class NodeClient:
         except grpc.RpcError as err:
             raise_from(err)
 
+    async def restore_partition(self, chunks: Iterable[shard_pb2.BackupChunk], timeout: float
+                                ) -> shard_pb2.ShardStats:
+        """Make the node host a new partition from a backup's files (a header first); returns its figures."""
+        try:
+            return await self.stub.RestorePartition(iter(chunks), timeout=timeout)
+        except grpc.RpcError as err:
+            raise_from(err)
+
     async def partitions(self, timeout: float) -> list[str]:
         """Keys of every partition the node hosts."""
         try:
@@ -74,18 +82,19 @@ class ShardClient:
         self._stub = node.stub
 
     async def upsert(self, ids: Sequence[str], vectors: common_pb2.FloatMatrix,
-                     payloads: Sequence[common_pb2.Payload], timeout: float) -> int:
-        """Durably upsert; returns how many documents were written."""
-        req = shard_pb2.ShardUpsertRequest(ids=ids, vectors=vectors, payloads=payloads, partition=self.partition)
+                     payloads: Sequence[common_pb2.Payload], timeout: float, lsn: int = 0) -> int:
+        """Durably upsert as write `lsn` of the shard (0 = the partition's next); returns how many were written."""
+        req = shard_pb2.ShardUpsertRequest(ids=ids, vectors=vectors, payloads=payloads, partition=self.partition,
+                                           lsn=lsn)
         try:
             return (await self._stub.Upsert(req, timeout=timeout)).affected
         except grpc.RpcError as err:
             raise_from(err)
 
-    async def delete(self, ids: Sequence[str], timeout: float) -> int:
-        """Durably delete; returns how many of the ids existed."""
+    async def delete(self, ids: Sequence[str], timeout: float, lsn: int = 0) -> int:
+        """Durably delete as write `lsn` of the shard (0 = the partition's next); returns how many existed."""
         try:
-            return (await self._stub.Delete(shard_pb2.ShardDeleteRequest(ids=ids, partition=self.partition),
+            return (await self._stub.Delete(shard_pb2.ShardDeleteRequest(ids=ids, partition=self.partition, lsn=lsn),
                                            timeout=timeout)).affected
         except grpc.RpcError as err:
             raise_from(err)
@@ -101,12 +110,59 @@ class ShardClient:
             raise_from(err)
         return resp.documents
 
-    async def stats(self, timeout: float) -> shard_pb2.ShardStats:
-        """The shard's figures."""
+    async def stats(self, timeout: float, checksum: bool = False) -> shard_pb2.ShardStats:
+        """The shard's figures (with checksum: its content checksum too)."""
         try:
-            return await self._stub.Stats(shard_pb2.ShardStatsRequest(partition=self.partition), timeout=timeout)
+            return await self._stub.Stats(shard_pb2.ShardStatsRequest(partition=self.partition, checksum=checksum),
+                                          timeout=timeout)
         except grpc.RpcError as err:
             raise_from(err)
+
+    async def read_log(self, after_lsn: int, timeout: float) -> shard_pb2.ReadLogResponse:
+        """WAL records after an LSN (a batch of them; `truncated` when the WAL no longer holds them)."""
+        try:
+            return await self._stub.ReadLog(shard_pb2.ReadLogRequest(partition=self.partition, after_lsn=after_lsn),
+                                            timeout=timeout)
+        except grpc.RpcError as err:
+            raise_from(err)
+
+    async def apply_log(self, records: Sequence[shard_pb2.WalRecord], timeout: float) -> shard_pb2.ShardStats:
+        """Append and apply a peer's records, which must follow this partition's last LSN."""
+        try:
+            return await self._stub.ApplyLog(shard_pb2.ApplyLogRequest(partition=self.partition, records=records),
+                                             timeout=timeout)
+        except grpc.RpcError as err:
+            raise_from(err)
+
+    def copy(self, timeout: float) -> AsyncIterator[shard_pb2.PartitionChunk]:
+        """A consistent copy of this partition's live documents, as a stream of chunks."""
+        return self._stub.CopyPartition(shard_pb2.CopyPartitionRequest(partition=self.partition), timeout=timeout)
+
+    async def install(self, chunks: AsyncIterator[shard_pb2.PartitionChunk], timeout: float) -> shard_pb2.ShardStats:
+        """Replace this partition's content by a peer's copy (chunks as CopyPartition streams them)."""
+        async def addressed() -> AsyncIterator[shard_pb2.PartitionChunk]:
+            try:
+                async for chunk in chunks:
+                    chunk.partition = self.partition
+                    yield chunk
+            except grpc.RpcError as err:
+                raise_from(err)
+
+        try:
+            return await self._stub.InstallPartition(addressed(), timeout=timeout)
+        except grpc.RpcError as err:
+            raise_from(err)
+
+    async def backup(self, timeout: float) -> AsyncIterator[shard_pb2.BackupChunk]:
+        """The partition's backup stream: a header, then its files in chunks."""
+        call = self._stub.BackupPartition(shard_pb2.BackupPartitionRequest(partition=self.partition), timeout=timeout)
+        try:
+            async for chunk in call:
+                yield chunk
+        except grpc.RpcError as err:
+            raise_from(err)
+        finally:
+            call.cancel()
 
     async def rebuild(self, m: int, ef_construction: int, reason: str, wait: bool, timeout: float
                       ) -> shard_pb2.ShardStats:

@@ -27,6 +27,9 @@ def bitmap_of(labels: np.ndarray) -> BitMap:
     return BitMap(np.asarray(labels, dtype=np.uint32))
 
 
+_VALUE_ENTRY_BYTES = 100  # one value's dict entry and empty bitmap, about
+
+
 def _grown(arr: np.ndarray, capacity: int, fill: Any) -> np.ndarray:
     if len(arr) >= capacity:
         return arr
@@ -171,6 +174,16 @@ class FieldIndexes:
                 except FieldTypeError:
                     values = []  # the coordinator refuses these; older or direct writes are indexed as missing
                 col.set(int(label), values)
+
+    def nbytes(self) -> int:
+        """Bytes of the numeric columns and the postings, about (4 bytes per posted label, a dict entry per value)."""
+        total = 0
+        for col in self.columns.values():
+            if isinstance(col, NumericColumn):
+                total += col.values.nbytes
+            elif isinstance(col, Postings):
+                total += sum(len(b) for b in col.postings.values()) * 4 + len(col.postings) * _VALUE_ENTRY_BYTES
+        return total
 
     def clear(self, labels: Sequence[int]) -> None:
         """Forget the values of deleted labels."""

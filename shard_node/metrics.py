@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -56,6 +57,11 @@ class ShardMetrics:
                                   labels, registry=self.registry)
         self.disk_bytes = Gauge("shoal_shard_index_disk_bytes", "Snapshot and WAL bytes on disk", labels,
                                 registry=self.registry)
+        self.memory_part_bytes = Gauge("shoal_shard_memory_bytes", "Estimated bytes in memory, by part "
+                                       "(vectors, graph, payloads, text)", (*labels, "part"), registry=self.registry)
+        self.disk_part_bytes = Gauge("shoal_shard_disk_bytes", "Snapshot bytes on disk, by part (vectors, graph, "
+                                     "payloads; the WAL is shoal_shard_wal_bytes)", (*labels, "part"),
+                                     registry=self.registry)
         self.rebuilds_running = Gauge("shoal_shard_rebuilds_running", "Index rebuilds under way (0 or 1)", labels,
                                       registry=self.registry)
         self.rebuild_progress = Gauge("shoal_shard_rebuild_progress", "Share of the running rebuild done", labels,
@@ -78,6 +84,9 @@ class ShardMetrics:
                                    buckets=FSYNC_BUCKETS, registry=self.registry)
         self.wal_appended = Counter("shoal_shard_wal_appended_bytes", "Bytes appended to the write-ahead log",
                                     labels, registry=self.registry)
+        self.disk_errors = Counter("shoal_shard_disk_errors_total",
+                                   "Disk faults met (no space, read-only), by what the shard was writing",
+                                   (*labels, "operation", "kind"), registry=self.registry)
         self.plans = Counter("shoal_shard_planner_plans_total", "Queries answered, by the plan the planner chose",
                              (*labels, "strategy"), registry=self.registry)
 
@@ -94,7 +103,10 @@ class ShardMetrics:
         def rebuild_end(outcome: str, seconds: float) -> None:
             self.rebuild_seconds.labels(*labels, outcome).observe(seconds)
 
-        return StoreObservers(wal_fsync=wal_fsync, rebuild_end=rebuild_end)
+        def disk_error(operation: str, kind: str) -> None:
+            self.disk_errors.labels(*labels, operation, kind).inc()
+
+        return StoreObservers(wal_fsync=wal_fsync, rebuild_end=rebuild_end, disk_error=disk_error)
 
     def refresh_on_scrape(self, labels: tuple[str, str, str], figures: Callable[[], ShardFigures]) -> None:
         """Set the figure gauges from `figures()` at every scrape, so they are current even without writes or
@@ -106,7 +118,8 @@ class ShardMetrics:
         self._before_scrape.callbacks.pop(labels, None)
         extra = {id(self.requests): ("method", "code"), id(self.latency): ("method",),
                  id(self.rebuilds_started): ("reason",), id(self.rebuild_seconds): ("outcome",),
-                 id(self.plans): ("strategy",)}
+                 id(self.plans): ("strategy",), id(self.disk_errors): ("operation", "kind"),
+                 id(self.memory_part_bytes): ("part",), id(self.disk_part_bytes): ("part",)}
         for family in (v for v in vars(self).values() if isinstance(v, MetricWrapperBase)):
             names = ("collection", "shard", "replica", *extra.get(id(family), ()))
             found = {tuple(sample.labels[n] for n in names) for metric in family.collect()
@@ -127,3 +140,6 @@ class ShardMetrics:
                              (self.last_rebuild_seconds, r.last_seconds), (self.rebuilds_total, r.total),
                              (self.rebuild_elapsed, r.elapsed)):
             gauge.labels(*labels).set(value)
+        for family, figures in ((self.memory_part_bytes, f.memory), (self.disk_part_bytes, f.disk)):
+            for part, value in dataclasses.asdict(figures).items():
+                family.labels(*labels, part).set(value)

@@ -14,17 +14,7 @@ from pyroaring import BitMap
 from protos.wire import check_vectors
 from shard_node.fields import bitmap_of
 from shard_node.filters import Exclusion
-from shard_node.partition import Partition
-
-
-def scores(metric: str, rows: np.ndarray, row_norms: np.ndarray, vector: np.ndarray) -> np.ndarray:
-    """Similarity of each row to `vector` (higher is better), using the rows' stored L2 norms."""
-    dots = rows @ vector
-    if metric == "cosine":
-        return dots / (row_norms * max(float(np.linalg.norm(vector)), 1e-30))
-    if metric == "l2":
-        return -np.maximum(row_norms * row_norms + float(vector @ vector) - 2.0 * dots, 0.0)
-    return dots
+from shard_node.partition import Partition, scores
 
 
 def within(metric: str, similarity: np.ndarray, tau: float) -> np.ndarray:
@@ -44,7 +34,7 @@ def near_set(part: Partition, vector: np.ndarray, tau: float) -> BitMap:
     """Live labels within `tau` of `vector`; call it while `searching`."""
     vector = checked(part, vector, "near vector")
     labels = part.everything().labels
-    sims = scores(part.spec.metric, part.vectors[labels], part.norms[labels], vector)
+    sims = scores(part.spec.metric, part.rows(labels), part.norms[labels], vector)
     return bitmap_of(labels[within(part.spec.metric, sims, tau)])
 
 
@@ -53,7 +43,7 @@ def excluded(part: Partition, labels: np.ndarray, exclusions: Sequence[Exclusion
     out = np.zeros(len(labels), dtype=bool)
     if len(labels) == 0:
         return out
-    rows, norms = part.vectors[labels], part.norms[labels]
+    rows, norms = part.rows(labels), part.norms[labels]
     for ex in exclusions:
         vector = checked(part, ex.vector, "NOT near vector")
         out |= within(part.spec.metric, scores(part.spec.metric, rows, norms, vector), ex.min_similarity)
@@ -69,7 +59,7 @@ def top_similar(part: Partition, vector: np.ndarray, k: int) -> tuple[list[str],
     vector = checked(part, vector, "near vector")
     with part.searching(part.spec.ef_search):
         labels = part.everything().labels
-        sims = scores(part.spec.metric, part.vectors[: part.size], part.norms[: part.size], vector)[labels]
+        sims = scores(part.spec.metric, part.prefix(), part.norms[: part.size], vector)[labels]
         if k < len(labels):
             top = np.argpartition(-sims, k - 1)[:k]
             cut = sims[top].min()

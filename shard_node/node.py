@@ -39,6 +39,10 @@ class PartitionPlace:
         """Metric labels of the partition's series."""
         return (self.collection, str(self.shard), str(self.replica))
 
+    def describe(self) -> str:
+        """How messages name this partition."""
+        return f"collection {self.collection!r} shard {self.shard} replica {self.replica}"
+
 
 @dataclass
 class Hosted:
@@ -83,7 +87,7 @@ class ShardNode:
     def _open_store(self, place: PartitionPlace) -> ShardStore:
         labels = place.labels
         store = ShardStore(Path(place.data_dir), PartitionSpec(**place.spec), self._settings,
-                           self._metrics.observers(labels))
+                           self._metrics.observers(labels), where=place.describe())
         self._metrics.refresh_on_scrape(labels, store.figures)
         return store
 

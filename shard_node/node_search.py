@@ -15,6 +15,7 @@ from protos.errors import InvalidArgument
 from protos.topk import merge_columns, merge_ranked, pad_rows
 from protos.wire import check_vectors, pack_floats, pack_vector, payload_to_proto, unpack_floats, unpack_matrix
 from shard_node.near import top_similar
+from shard_node.planner import HAMMING
 from shard_node.query import run_query
 from shard_node.store import ShardStore
 
@@ -70,13 +71,14 @@ def _search_partition(store: ShardStore, shard: int, req: shard_pb2.NodeSearchRe
     if len(queries):
         check_vectors(queries, part.spec.dim, "query vector", part.spec.metric)
     if _plain(req) and len(queries):
-        ids, dists = part.search_matrix(queries, k, ef or None)
+        ids, dists = part.search_matrix(queries, k, ef or None, int(req.oversample))
+        strategy = HNSW if part.has_graph else HAMMING
         if not req.explain:  # the hot path: no plan message per partition per call
-            return PartitionAnswer(ids, dists, strategies=[HNSW])
+            return PartitionAnswer(ids, dists, strategies=[strategy])
         ms = (time.perf_counter() - start) * 1000.0
-        plan = query_pb2.ShardPlan(shard=shard, strategy=HNSW, live=part.live, allowed=part.live, rounds=1,
+        plan = query_pb2.ShardPlan(shard=shard, strategy=strategy, live=part.live, allowed=part.live, rounds=1,
                                    ef=max(ef or part.spec.ef_search, k), latency_ms=ms)
-        return PartitionAnswer(ids, dists, plans=[plan], strategies=[HNSW])
+        return PartitionAnswer(ids, dists, plans=[plan], strategies=[strategy])
     rows = queries if len(queries) else [None]
     ranked, plans = [], []
     text: tuple[list[str], np.ndarray] = ([], np.empty(0, np.float32))

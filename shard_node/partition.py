@@ -1,10 +1,13 @@
-"""One HNSW partition in memory: hnswlib graph, raw vectors, string id <-> label map, payloads."""
+"""One partition in memory: hnswlib graph (or, for binary storage, a flat Hamming scan), the one copy of its
+vectors in the collection's storage type, string id <-> label map, payloads."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +22,40 @@ from shard_node.bm25 import TextIndex
 from shard_node.fields import FieldIndexes, bitmap_of, labels_array
 from shard_node.rwlock import SearchGate
 from shard_node.schema import is_text
-from shard_node.settings import DEFAULT_ALLOWED_CACHE_MB, PartitionSpec
+from shard_node.settings import DEFAULT_ALLOWED_CACHE_MB, DEFAULT_OVERSAMPLE, MIN_RESCORE, PartitionSpec
+from shard_node.storage import GRAPH_TYPES, BinaryCopy, check_storage, vector_copy
 
 METRIC_TO_SPACE = {"cosine": "cosine", "l2": "l2", "ip": "ip"}  # Shoal metric -> hnswlib space
 _RANDOM_SEED = 100
 WRITE_CHUNK = 64  # documents inserted per hold of the gate: searches wait for one chunk, not a whole batch
+GRAPH_FILE = "index.hnsw"
+_PAYLOAD_SAMPLE = 256  # payloads whose deep size is measured to estimate all of them
+_DICT_ENTRY_BYTES = 100  # one entry of the id -> label dict (key slot, hash, boxed int), about
+
+
+@dataclass(frozen=True)
+class MemoryFigures:
+    """Bytes a partition holds (or writes), by what holds them."""
+
+    vectors: int = 0   # the stored copy in the collection's storage type (and the norms)
+    graph: int = 0     # hnswlib: its own float32 vectors, links and labels
+    payloads: int = 0  # payload dicts, document ids and field indexes
+    text: int = 0      # full-text (BM25) index
+
+    @property
+    def total(self) -> int:
+        """All of it."""
+        return self.vectors + self.graph + self.payloads + self.text
+
+
+def deep_size(value: object) -> int:
+    """Bytes a JSON-like value (dicts, lists, scalars) takes in memory, about."""
+    size = sys.getsizeof(value)
+    if isinstance(value, dict):
+        size += sum(deep_size(k) + deep_size(v) for k, v in value.items())
+    elif isinstance(value, list):
+        size += sum(deep_size(v) for v in value)
+    return size
 
 
 def exact_distances(metric: str, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
@@ -36,6 +68,16 @@ def exact_distances(metric: str, queries: np.ndarray, vectors: np.ndarray) -> np
         queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-30)
         vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-30)
     return 1.0 - queries @ vectors.T
+
+
+def scores(metric: str, rows: np.ndarray, row_norms: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """Similarity of each row to `vector` (higher is better), using the rows' stored L2 norms."""
+    dots = rows @ vector
+    if metric == "cosine":
+        return dots / (row_norms * max(float(np.linalg.norm(vector)), 1e-30))
+    if metric == "l2":
+        return -np.maximum(row_norms * row_norms + float(vector @ vector) - 2.0 * dots, 0.0)
+    return dots
 
 
 def top_k_rows(distances: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,16 +110,21 @@ class Partition:
                  index_file: Path | None = None, allowed_cache_mb: int = DEFAULT_ALLOWED_CACHE_MB) -> None:
         if spec.metric not in METRIC_TO_SPACE:
             raise InvalidArgument(f"unknown metric {spec.metric!r}; use one of {sorted(METRIC_TO_SPACE)}")
+        problem = check_storage(spec.storage)
+        if problem:
+            raise InvalidArgument(problem)
         self.spec = spec
         self._search_threads = search_threads
         self._gate = SearchGate()
-        self._index = hnswlib.Index(space=METRIC_TO_SPACE[spec.metric], dim=spec.dim)
-        if index_file is None:
-            self._index.init_index(max_elements=capacity, M=spec.m, ef_construction=spec.ef_construction,
-                                   random_seed=_RANDOM_SEED)
-        else:
-            self._index.load_index(str(index_file), max_elements=capacity)
-        self._vectors = np.zeros((capacity, spec.dim), dtype=np.float32)
+        self._index: hnswlib.Index | None = None
+        if spec.storage in GRAPH_TYPES:
+            self._index = hnswlib.Index(space=METRIC_TO_SPACE[spec.metric], dim=spec.dim)
+            if index_file is None:
+                self._index.init_index(max_elements=capacity, M=spec.m, ef_construction=spec.ef_construction,
+                                       random_seed=_RANDOM_SEED)
+            else:
+                self._index.load_index(str(index_file), max_elements=capacity)
+        self._copy = vector_copy(spec.storage, spec.dim, capacity, spec.metric)
         self._norms = np.ones(capacity, dtype=np.float32)  # L2 norms of the vectors, for exact cosine scans
         self._deleted = np.zeros(capacity, dtype=bool)
         self._live = BitMap()  # the labels not deleted, for NOT's complement and the allowed sets
@@ -90,6 +137,7 @@ class Partition:
         # the compaction scheduler reads shard figures every few seconds.
         self._writes = 0
         self._documents: tuple[int, int] = (-1, 0)  # (writes when counted, count)
+        self._payload_figure: tuple[int, int] = (-1, 0)  # (writes when counted, bytes)
         self.fields = FieldIndexes(spec.fields, capacity)
         self.text = TextIndex({name: ftype for name, ftype in spec.fields.items() if is_text(ftype)})
         self.allowed_cache = AllowedCache(allowed_cache_mb << 20)
@@ -125,20 +173,52 @@ class Partition:
         """Labels handed out, live or tombstoned: the part of the capacity that is taken."""
         return self._size
 
+    def memory(self) -> MemoryFigures:
+        """Estimated bytes in memory, by what holds them."""
+        with self._gate.read(-1):
+            return MemoryFigures(vectors=self._copy.nbytes() + self._norms.nbytes, graph=self._graph_bytes(),
+                                 payloads=self._payload_bytes(), text=self.text.nbytes())
+
     def memory_bytes(self) -> int:
-        """Estimated bytes the partition holds: hnswlib's per-element block (vector, level-0 links, label),
-        the raw vector copy, and the upper-level links of the live elements."""
+        """Estimated bytes the partition holds in all."""
+        return self.memory().total
+
+    def _graph_bytes(self) -> int:
+        """hnswlib's per-element block (its own float32 vector, level-0 links, label, deleted flag) and the
+        upper-level links; a binary partition has no graph."""
+        if self._index is None:
+            return 0
         dim, m = self.spec.dim, self.spec.m
-        per_slot = dim * 4 + (2 * m + 1) * 4 + 8 + dim * 4 + 1
+        per_slot = dim * 4 + (2 * m + 1) * 4 + 8 + 1
         upper = self._size * (m + 1) * 4 // max(m - 1, 1)  # about 1/(M-1) of elements have upper levels
         return self.capacity * per_slot + upper
 
+    def _payload_bytes(self) -> int:
+        """The payload dicts (deep size of a sample, scaled), the id map and the field indexes; recounted after
+        writes only (the scheduler reads figures every few seconds)."""
+        if self._payload_figure[0] != self._writes:
+            self._payload_figure = (self._writes, self._count_payload_bytes())
+        return self._payload_figure[1]
+
+    def _count_payload_bytes(self) -> int:
+        labels = list(self._payloads)
+        sample = labels[:: max(len(labels) // _PAYLOAD_SAMPLE, 1)][:_PAYLOAD_SAMPLE]
+        per_doc = sum(deep_size(self._payloads[label]) for label in sample) / max(len(sample), 1)
+        ids = sum(deep_size(doc_id) for doc_id in self._ids[: min(self._size, _PAYLOAD_SAMPLE)])
+        per_id = ids / max(min(self._size, _PAYLOAD_SAMPLE), 1) + _DICT_ENTRY_BYTES
+        return int(per_doc * len(labels) + per_id * self._size + self._ids.nbytes + self.fields.nbytes())
+
     def live_documents(self) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
-        """A consistent copy of every live document (ids, vectors, payloads), taken while writers wait."""
+        """A consistent copy of every live document (ids, vectors decoded from the stored copy, payloads), taken
+        while writers wait.
+
+        A rebuild of a float16 or int8 partition therefore builds its graph from the rounded vectors. Reading
+        hnswlib's float32 copy back instead (get_items) costs about 70 µs a vector at 768 dimensions on this
+        machine, over a minute of stopped writes for a million vectors, against about a second for this copy."""
         with self._gate.freeze():
             live = np.flatnonzero(~self._deleted[: self._size])
             ids = self._ids[live].tolist()
-            vectors = self._vectors[live].copy()
+            vectors = self._copy.rows(live)
             payloads = [self._payloads.get(label, {}) for label in live.tolist()]
         return ids, vectors, payloads
 
@@ -149,9 +229,10 @@ class Partition:
             new_cap *= 2
         if new_cap == self.capacity:
             return
-        self._index.resize_index(new_cap)
+        if self._index is not None:
+            self._index.resize_index(new_cap)
         extra = new_cap - self.capacity
-        self._vectors = np.concatenate([self._vectors, np.zeros((extra, self.spec.dim), np.float32)])
+        self._copy.grow(new_cap)
         self._norms = np.concatenate([self._norms, np.ones(extra, np.float32)])
         self._deleted = np.concatenate([self._deleted, np.zeros(extra, bool)])
         self._ids = np.concatenate([self._ids, np.empty(extra, dtype=object)])
@@ -186,14 +267,15 @@ class Partition:
             labels[i] = label
         self._grow(self._size + fresh)
         # hnswlib un-marks a deleted label when it is added again; it validates before we commit the maps.
-        self._index.add_items(vectors, labels, num_threads=num_threads)
+        if self._index is not None:
+            self._index.add_items(vectors, labels, num_threads=num_threads)
         for doc_id, label in zip(ids, labels.tolist(), strict=True):
             self._labels[doc_id] = label
         self._ids[labels] = np.asarray(ids, dtype=object)
         self._size += fresh
         self._writes += 1
         self._tombstones -= int(self._deleted[labels].sum())
-        self._vectors[labels] = vectors
+        self._copy.put(labels, vectors)
         self._norms[labels] = np.maximum(np.linalg.norm(vectors, axis=1), 1e-30)
         self._deleted[labels] = False
         self._live.update(labels.astype(np.uint32))
@@ -216,7 +298,8 @@ class Partition:
                 label = self._labels.get(doc_id)
                 if label is None or self._deleted[label]:
                     continue
-                self._index.mark_deleted(label)
+                if self._index is not None:
+                    self._index.mark_deleted(label)
                 self._deleted[label] = True
                 self._live.discard(label)
                 self._payloads.pop(label, None)
@@ -239,7 +322,7 @@ class Partition:
                 label = self._labels.get(doc_id)
                 if label is None or self._deleted[label]:
                     continue
-                vec = self._vectors[label].copy() if with_vectors else None
+                vec = self._copy.rows(np.asarray([label]))[0] if with_vectors else None
                 out.append((doc_id, vec, dict(self._payloads.get(label, {}))))
         return out
 
@@ -251,7 +334,7 @@ class Partition:
     def searching(self, ef: int) -> Iterator[None]:
         """Hold the gate for reading, with the graph's ef set to `ef`."""
         with self._gate.read(ef) as must_set:
-            if must_set:
+            if must_set and self._index is not None:
                 self._index.set_ef(ef)
             yield
 
@@ -261,14 +344,65 @@ class Partition:
         return self._size
 
     @property
-    def graph(self) -> hnswlib.Index:
-        """The HNSW graph; read it only while `searching`."""
-        return self._index
+    def has_graph(self) -> bool:
+        """Whether the partition is searched through an HNSW graph (else by a flat Hamming pass)."""
+        return self._index is not None
 
-    @property
-    def vectors(self) -> np.ndarray:
-        """Raw vectors by label (rows past `size` are unused)."""
-        return self._vectors
+    def rows(self, labels: np.ndarray) -> np.ndarray:
+        """The stored vectors of labels, decoded to float32; call it while `searching`."""
+        return self._copy.rows(labels)
+
+    def prefix(self) -> np.ndarray:
+        """Every stored row [0, size), decoded to float32 (a view for float32 storage); call while `searching`."""
+        return self._copy.prefix(self._size)
+
+    def knn(self, query: np.ndarray, want: int, oversample: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """About the `want` nearest labels to one query and their distances, best first, by the graph (ef as set by
+        `searching`) or by Hamming pass and rescoring; call it while `searching`. RuntimeError when the graph walk
+        finds fewer than `want` live nodes, as hnswlib does."""
+        if self._index is not None:
+            labels, dists = self._index.knn_query(query.reshape(1, -1), k=want, num_threads=1)
+            return labels[0].astype(np.int64), dists[0]
+        labels, dists = self._hamming_knn(query.reshape(1, -1), want, oversample)
+        return labels[0], dists[0]
+
+    def filtered_knn(self, query: np.ndarray, want: int, allowed: Callable[[int], bool]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """hnswlib's filtered walk (`allowed` called per visited node) for one query; call it while `searching`
+        a partition that has a graph."""
+        assert self._index is not None
+        labels, dists = self._index.knn_query(query.reshape(1, -1), k=want, num_threads=1, filter=allowed)
+        return labels[0].astype(np.int64), dists[0]
+
+    def _rescored(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """Distances of one query to decoded rows, from the rows themselves: the stored norms are of the vectors
+        before rounding, and l2's expanded form would cancel away the precision float16 keeps."""
+        if self.spec.metric == "l2":
+            diff = rows - query
+            return np.einsum("ij,ij->i", diff, diff)
+        row_norms = np.maximum(np.sqrt(np.einsum("ij,ij->i", rows, rows)), 1e-30)
+        return 1.0 - scores(self.spec.metric, rows, row_norms, query)  # a gemv (faster than a 1-row gemm)
+
+    def _hamming_knn(self, queries: np.ndarray, k: int, oversample: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per query: the Hamming pass over every live code keeps max(k * oversample, MIN_RESCORE) candidates,
+        which are rescored exactly from the float16 copy; the best k of them, by exact distance."""
+        copy = self._copy
+        assert isinstance(copy, BinaryCopy)
+        live = ~self._deleted[: self._size]
+        depth = min(max(k * (oversample or DEFAULT_OVERSAMPLE), MIN_RESCORE), int(live.sum()))
+        k = min(k, depth)
+        out_l = np.empty((len(queries), k), np.int64)
+        out_d = np.empty((len(queries), k), np.float32)
+        far = np.int32(self.spec.dim + 1)
+        for i, query in enumerate(queries):
+            ham = copy.hamming(query, self._size)
+            ham[~live] = far
+            cand = np.argpartition(ham, depth - 1)[:depth] if depth < len(ham) else np.arange(len(ham))
+            cand = cand[live[cand]]
+            d = self._rescored(copy.rows(cand), query)
+            top = np.argsort(d, kind="stable")[:k]
+            out_l[i], out_d[i] = cand[top], d[top]
+        return out_l, out_d
 
     @property
     def norms(self) -> np.ndarray:
@@ -307,15 +441,19 @@ class Partition:
         """Document ids of labels."""
         return self._ids[labels].tolist()
 
-    def search_matrix(self, queries: np.ndarray, k: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search_matrix(self, queries: np.ndarray, k: int, ef: int | None = None, oversample: int = 0
+                      ) -> tuple[np.ndarray, np.ndarray]:
         """Ids (object array) and distances of every query's local top-k, one row per query, best first.
 
-        Every row has min(k, live) entries."""
+        Every row has min(k, live) entries. `oversample` is the binary first pass's candidates per hit."""
         ef = max(ef or self.spec.ef_search, k)
         with self._gate.read(ef) as must_set:
             k_eff = min(k, self.live)
             if k_eff == 0:
                 return np.empty((len(queries), 0), dtype=object), np.empty((len(queries), 0), dtype=np.float32)
+            if self._index is None:
+                labels, dists = self._hamming_knn(queries, k_eff, oversample)
+                return self._ids[labels], dists
             if must_set:
                 self._index.set_ef(ef)
             try:
@@ -332,7 +470,7 @@ class Partition:
 
     def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         live_labels = np.flatnonzero(~self._deleted[: self._size])
-        d = exact_distances(self.spec.metric, queries, self._vectors[live_labels])
+        d = exact_distances(self.spec.metric, queries, self._copy.rows(live_labels))
         cols, vals = top_k_rows(d, k)
         return live_labels[cols], vals
 
@@ -340,8 +478,10 @@ class Partition:
     def save(self, directory: Path) -> None:
         """Write the partition's state as files in `directory` (which must exist); searches go on meanwhile."""
         with self._gate.freeze():
-            self._index.save_index(str(directory / "index.hnsw"))
-            np.save(directory / "vectors.npy", self._vectors[: self._size], allow_pickle=False)
+            if self._index is not None:
+                self._index.save_index(str(directory / GRAPH_FILE))
+            self._copy.save(directory, self._size)
+            np.save(directory / "norms.npy", self._norms[: self._size], allow_pickle=False)
             np.save(directory / "deleted.npy", self._deleted[: self._size], allow_pickle=False)
             with open(directory / "ids.json", "w", encoding="utf-8") as f:
                 json.dump(self._ids[: self._size].tolist(), f)
@@ -354,16 +494,17 @@ class Partition:
     def load(cls, directory: Path, spec: PartitionSpec, search_threads: int = 1,
              allowed_cache_mb: int = DEFAULT_ALLOWED_CACHE_MB) -> Partition:
         """Read a partition written by save()."""
-        vectors = np.load(directory / "vectors.npy", allow_pickle=False)
         deleted = np.load(directory / "deleted.npy", allow_pickle=False)
         with open(directory / "ids.json", encoding="utf-8") as f:
             ids = json.load(f)
         size = len(ids)
         capacity = max(1024, 1 << max(size - 1, 1).bit_length())
         part = cls(spec, capacity=capacity, search_threads=search_threads,
-                   index_file=directory / "index.hnsw", allowed_cache_mb=allowed_cache_mb)
-        part._vectors[:size] = vectors
-        part._norms[:size] = np.maximum(np.linalg.norm(vectors, axis=1), 1e-30)
+                   index_file=directory / GRAPH_FILE, allowed_cache_mb=allowed_cache_mb)
+        rows = part._copy.load(directory, size)
+        norms = directory / "norms.npy"  # snapshots before storage types had none: recompute from the rows
+        part._norms[:size] = (np.load(norms, allow_pickle=False) if norms.exists()
+                              else np.maximum(np.linalg.norm(rows, axis=1), 1e-30))
         part._deleted[:size] = deleted
         part._ids[:size] = ids
         part._labels = {doc_id: label for label, doc_id in enumerate(ids)}

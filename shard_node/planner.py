@@ -36,6 +36,7 @@ from shard_node.settings import (
 )
 
 EXACT, HNSW, HNSW_FILTER, EMPTY = "exact", "hnsw", "hnsw_filter", "empty"
+HAMMING = "hamming"  # what HNSW plans run as on a binary partition: Hamming pass, float16 rescoring
 STRATEGIES = (EXACT, HNSW, HNSW_FILTER)
 
 
@@ -102,7 +103,7 @@ def _distances_one(metric: str, rows: np.ndarray, row_sq: np.ndarray | None, q: 
 
 def _full_scan(part: Partition, queries: np.ndarray) -> np.ndarray:
     """Distances to every row [0, size) from the contiguous store and stored norms (no gather, no copy kept)."""
-    rows, norms = part.vectors[: part.size], part.norms[: part.size]
+    rows, norms = part.prefix(), part.norms[: part.size]
     dots = queries @ rows.T
     if part.spec.metric == "cosine":
         qn = np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-30)
@@ -166,7 +167,7 @@ def exact_held(part: Partition, queries: np.ndarray, allowed: Allowed | None, k:
         # reads no more memory than a gather would.
         dists = _full_scan(part, queries)[:, entry.labels]
     else:
-        rows, row_sq = entry.gathered(part.vectors, part.norms, part.spec.metric)
+        rows, row_sq = entry.gathered(part.rows, part.norms, part.spec.metric)
         dists = _distances(part.spec.metric, rows, row_sq, queries)
     out = []
     for row in dists:
@@ -223,8 +224,7 @@ def hnsw_post_filter(part: Partition, query: np.ndarray, allowed: Allowed | None
         rounds += 1
         try:
             with part.searching(round_ef):
-                labels, dists = part.graph.knn_query(query.reshape(1, -1), k=want, num_threads=1)
-                labels, dists = labels[0].astype(np.int64), dists[0]
+                labels, dists = part.knn(query, want)
                 asked = len(labels)
                 keep = admitted(part, labels, allowed, exclusions)
                 labels, dists = labels[keep], dists[keep]
@@ -232,7 +232,8 @@ def hnsw_post_filter(part: Partition, query: np.ndarray, allowed: Allowed | None
             # Tombstones can leave the walk short of `want` live nodes: answer exactly.
             return _exact_after(rounds, part, query, allowed, k, exclusions)
         if len(labels) >= k or want >= part.live:
-            return VectorResult(labels[:k], dists[:k].astype(np.float32), HNSW, rounds, round_ef)
+            strategy = HNSW if part.has_graph else HAMMING
+            return VectorResult(labels[:k], dists[:k].astype(np.float32), strategy, rounds, round_ef)
         if n_allowed < want * PLAN_GROWTH / PLAN_OVERSAMPLE * PLAN_EXACT_PER_HNSW_EF:
             return _exact_after(rounds, part, query, allowed, k, exclusions)  # cheaper than going deeper
         if allowed is not None and not exclusions and len(labels) / asked < PLAN_ANTI_CORRELATED * n_allowed / live:
@@ -248,17 +249,17 @@ def hnsw_post_filter(part: Partition, query: np.ndarray, allowed: Allowed | None
 def hnsw_filter(part: Partition, query: np.ndarray, allowed: Allowed, k: int, ef: int,
                 exclusions: Sequence[Exclusion] = ()) -> VectorResult:
     """hnswlib's own filtered search: the allowed-label check runs as a Python callback per visited node."""
-    if exclusions:
-        return hnsw_post_filter(part, query, allowed, k, ef, exclusions)  # the callback cannot score vectors
+    if exclusions or not part.has_graph:
+        # The callback cannot score vectors; a binary partition has no graph to walk.
+        return hnsw_post_filter(part, query, allowed, k, ef, exclusions)
     want = min(k, allowed.count)
     round_ef = max(ef, want)
     try:
         with part.searching(round_ef):
-            labels, dists = part.graph.knn_query(query.reshape(1, -1), k=want, num_threads=1,
-                                                 filter=allowed.label_set().__contains__)
+            labels, dists = part.filtered_knn(query, want, allowed.label_set().__contains__)
     except RuntimeError:
         return _exact_after(1, part, query, allowed, k, ())  # the filtered walk found fewer than k
-    return VectorResult(labels[0].astype(np.int64), dists[0].astype(np.float32), HNSW_FILTER, 1, round_ef)
+    return VectorResult(labels, dists.astype(np.float32), HNSW_FILTER, 1, round_ef)
 
 
 def plan(part: Partition, allowed: Allowed | None, k: int, ef: int, strategy: str = ""

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from shard_node.partition import Partition
+from shard_node.partition import GRAPH_FILE, MemoryFigures, Partition
 from shard_node.settings import DEFAULT_ALLOWED_CACHE_MB, PartitionSpec
 from shard_node.wal import fsync_dir
 
@@ -39,12 +39,16 @@ def write_snapshot(root: Path, partition: Partition, lsn: int, extra: dict[str, 
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    partition.save(tmp)
-    (tmp / _META).write_text(json.dumps({**(extra or {}), "lsn": lsn, "spec": partition.spec.to_dict()}))
-    for child in tmp.iterdir():
-        with open(child, "rb") as f:
-            os.fsync(f.fileno())
-    fsync_dir(tmp)
+    try:
+        partition.save(tmp)
+        (tmp / _META).write_text(json.dumps({**(extra or {}), "lsn": lsn, "spec": partition.spec.to_dict()}))
+        for child in tmp.iterdir():
+            with open(child, "rb") as f:
+                os.fsync(f.fileno())
+        fsync_dir(tmp)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk gets its space back; the old snapshot stays
+        raise
     final = root / f"{_PREFIX}{lsn:020d}"
     if final.exists():
         shutil.rmtree(final)
@@ -72,6 +76,16 @@ def load_latest(root: Path, search_threads: int, allowed_cache_mb: int = DEFAULT
     return Partition.load(latest, spec, search_threads=search_threads, allowed_cache_mb=allowed_cache_mb), meta
 
 
-def disk_bytes(root: Path) -> int:
-    """Bytes the complete snapshots under root take."""
-    return sum(f.stat().st_size for snap in complete_snapshots(root) for f in snap.iterdir() if f.is_file())
+_PAYLOAD_FILES = ("ids.json", "payloads.jsonl", "deleted.npy", _META)
+
+
+def disk_figures(root: Path) -> MemoryFigures:
+    """Bytes the complete snapshots under root take, by what the files hold (the full-text index is not
+    written: it is rebuilt from the payloads at load)."""
+    sizes = {"vectors": 0, "graph": 0, "payloads": 0}
+    for snap in complete_snapshots(root):
+        for f in snap.iterdir():
+            if f.is_file():
+                part = "graph" if f.name == GRAPH_FILE else "payloads" if f.name in _PAYLOAD_FILES else "vectors"
+                sizes[part] += f.stat().st_size
+    return MemoryFigures(**sizes)

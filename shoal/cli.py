@@ -8,20 +8,25 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from shoal.client import DEFAULT_ADDRESS, Client, Hit
 from shoal.errors import ShoalError
+from shoal.ingest import (
+    IMAGE_SUFFIXES,
+    TEXT_SUFFIXES,
+    VECTOR_BATCH,
+    IngestError,
+    Ingestor,
+    count_lines,
+    folder_files,
+    iter_folder,
+    iter_jsonl,
+)
 
-INGEST_BATCH = 1000
-FOLDER_BATCH = 32        # files per upsert when ingesting a folder: each is embedded, so keep batches small
-TEXT_SUFFIXES = (".txt", ".md", ".rst")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 PAYLOAD_PREVIEW_CHARS = 70
 PREVIEW_FIRST = ("section", "summary", "title", "name")  # payload fields most telling in one line
 
@@ -111,10 +116,23 @@ def cmd_create(args: argparse.Namespace) -> int:
     with _client(args) as client:
         c = client.create_collection(args.name, dim=args.dim, metric=args.metric, shards=args.shards,
                                      model=args.model, chunk_words=args.chunk_words, chunk_overlap=args.chunk_overlap,
-                                     fields=fields)
+                                     fields=fields, replication_factor=args.replicas,
+                                     write_consistency=args.write_consistency, embed_fields=args.embed_field,
+                                     storage=args.storage)
     bound = f", model {c.model} ({c.modality})" if c.model else ""
     indexed = ", ".join(f"{k} ({v})" for k, v in sorted(c.fields.items())) or "no payload fields"
-    print(f"created {c.name}: dim {c.dim}, {c.metric}, {c.shards} shards{bound}; indexes {indexed}")
+    copies = (f", {c.replication_factor} replicas (writes need {c.write_consistency})"
+              if c.replication_factor > 1 else "")
+    print(f"created {c.name}: dim {c.dim}, {c.metric}, {c.storage}, {c.shards} shards{copies}{bound}; "
+          f"indexes {indexed}")
+    return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    """Change a collection's write consistency."""
+    with _client(args) as client:
+        c = client.update_collection(args.name, write_consistency=args.write_consistency)
+    print(f"{c.name}: writes are acknowledged once {c.write_consistency} of {c.replication_factor} replicas have them")
     return 0
 
 
@@ -130,6 +148,27 @@ def cmd_drop(args: argparse.Namespace) -> int:
     with _client(args) as client:
         client.drop_collection(args.name)
     print(f"dropped {args.name}")
+    return 0
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    """Back a collection up into a directory on the coordinator's machine."""
+    with _client(args) as client:
+        r = client.snapshot(args.name, os.path.abspath(args.directory))
+    print(f"backed up {args.name}: {r['documents']} documents, {len(r['shards'])} shards, {r['bytes']} bytes "
+          f"in {r['seconds']:.1f} s; manifest {r['manifest']}")
+    for sh in r["shards"]:
+        print(f"  shard {sh['index']} (replica {sh['replica']}): {sh['documents']} documents at LSN {sh['lsn']}, "
+              f"checksum {sh['checksum']}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Create a collection from a backup directory on the coordinator's machine."""
+    with _client(args) as client:
+        c = client.restore(os.path.abspath(args.directory), name=args.name, shards=args.shards)
+        count = client.count(c.name)
+    print(f"restored {c.name}: {count} documents, dim {c.dim}, {c.metric}, {c.shards} shards")
     return 0
 
 
@@ -152,82 +191,34 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 # ---- ingest --------------------------------------------------------------------------------
-def _read_jsonl(path: Path, bar: tqdm) -> Iterator[dict[str, Any]]:
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            bar.update(len(raw))
-            if not raw.strip():
-                continue
-            try:
-                doc = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise SystemExit(f"{path}:{lineno}: not valid JSON: {exc}") from None
-            if "id" not in doc or "vector" not in doc:
-                raise SystemExit(f"{path}:{lineno}: each line needs \"id\" and \"vector\"")
-            yield doc
-
-
-def _flush(client: Client, name: str, batch: list[dict[str, Any]]) -> int:
-    ids = [str(d["id"]) for d in batch]
-    vectors = np.asarray([d["vector"] for d in batch], dtype=np.float32)
-    payloads = [d.get("payload") or {k: v for k, v in d.items() if k not in ("id", "vector")} for d in batch]
-    return client.upsert(name, ids, vectors, payloads)
-
-
-def _folder_items(root: Path) -> list[tuple[str, str, Path]]:
-    """(id, kind, path) of every text or image file under root, in a stable order."""
-    items = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        suffix = path.suffix.lower()
-        kind = "image" if suffix in IMAGE_SUFFIXES else "text" if suffix in TEXT_SUFFIXES else ""
-        if kind:
-            items.append((path.relative_to(root).as_posix(), kind, path))
-    return items
-
-
-def _ingest_folder(client: Client, name: str, root: Path, batch_size: int) -> int:
-    """Upsert every text and image file under root (the model-bound collection embeds them)."""
-    items = _folder_items(root)
-    if not items:
-        raise SystemExit(f"{root} holds no text ({', '.join(TEXT_SUFFIXES)}) or image "
-                         f"({', '.join(IMAGE_SUFFIXES)}) files")
-    done = 0
-    with tqdm(total=len(items), unit="file", desc=f"ingest {root.name or root}") as bar:
-        for start in range(0, len(items), batch_size):
-            batch = items[start:start + batch_size]
-            texts = [p.read_text(encoding="utf-8", errors="replace") if kind == "text" else "" for _, kind, p in batch]
-            images = [p.read_bytes() if kind == "image" else b"" for _, kind, p in batch]
-            payloads = [{"path": doc_id, "kind": kind, "name": p.stem} for doc_id, kind, p in batch]
-            done += client.upsert(name, [doc_id for doc_id, _, _ in batch], payloads=payloads,
-                                  texts=texts if any(texts) else None, images=images if any(images) else None)
-            bar.update(len(batch))
-    return done
-
-
 def cmd_ingest(args: argparse.Namespace) -> int:
-    """Upsert a folder of text and image files (model-bound collection), or a JSON-lines file of vectors."""
+    """Stream a folder of text and image files (model-bound collection) or a JSON-lines file into a collection;
+    what is already stored with the same content is skipped, so an interrupted run resumes."""
     path = Path(args.file)
     if not path.exists():
         raise SystemExit(f"{path} does not exist")
     with _client(args) as client:
-        if args.create_dim or args.create_model:
+        exists = any(c.name == args.collection for c in client.list_collections())
+        if (args.create_dim or args.create_model) and not exists:   # a resumed run finds it made
             client.create_collection(args.collection, dim=args.create_dim, metric=args.metric, shards=args.shards,
                                      model=args.create_model)
+        ingestor = Ingestor(client, args.collection, resume=not args.no_resume, in_flight=args.in_flight,
+                            vector_batch=args.batch, embed_batch=args.embed_batch)
         if path.is_dir():
-            done = _ingest_folder(client, args.collection, path, min(args.batch, FOLDER_BATCH))
-            print(f"upserted {done} files into {args.collection}")
-            return 0
-        done = 0
-        with tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"ingest {path.name}") as bar:
-            batch: list[dict[str, Any]] = []
-            for doc in _read_jsonl(path, bar):
-                batch.append(doc)
-                if len(batch) >= args.batch:
-                    done += _flush(client, args.collection, batch)
-                    batch = []
-            if batch:
-                done += _flush(client, args.collection, batch)
-    print(f"upserted {done} documents into {args.collection}")
+            files = folder_files(path)
+            if not files:
+                raise SystemExit(f"{path} holds no text ({', '.join(TEXT_SUFFIXES)}) or image "
+                                 f"({', '.join(IMAGE_SUFFIXES)}) files")
+            items, total, unit = iter_folder(files), len(files), "files"
+        else:
+            items, total, unit = iter_jsonl(path), count_lines(path), "documents"
+        try:
+            report = ingestor.run(items, total, f"ingest {path.name or path}")
+        except IngestError as exc:
+            raise SystemExit(str(exc)) from None
+    rate = (report.written + report.skipped) / max(report.seconds, 1e-9)
+    print(f"upserted {report.written} {unit} into {args.collection} ({report.skipped} already stored unchanged, "
+          f"skipped) in {report.seconds:.1f} s, {rate:.1f}/s")
     return 0
 
 
@@ -337,14 +328,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk-overlap", type=int, default=0, help="words shared by neighbouring chunks")
     s.add_argument("--metric", default="cosine", choices=["cosine", "l2", "ip"])
     s.add_argument("--shards", type=int, default=0)
+    s.add_argument("--storage", default="", help="how vectors are kept: float32 (default), float16, int8 or binary "
+                                                 "(1 bit per dimension, rescored from float16)")
     s.add_argument("--field", action="append", default=[], metavar="NAME:TYPE",
                    help="index a payload field: keyword, tags, int, float, datetime, bool, text "
                         "(text:english) or text:korean (repeatable)")
+    s.add_argument("--replicas", type=int, default=0, help="copies of every shard (0 = 1)")
+    s.add_argument("--write-consistency", type=int, default=None, metavar="W",
+                   help="replicas a write needs before it is acknowledged (default: 1 up to 2 replicas, a majority "
+                        "above)")
+    s.add_argument("--embed-field", action="append", default=[], metavar="NAME",
+                   help="model-bound: also embed this string payload field (e.g. a translation) as further "
+                        "entries of each document (repeatable)")
     s.set_defaults(fn=cmd_create)
+
+    s = sub.add_parser("update", help="change a collection's settings (write consistency)")
+    s.add_argument("name")
+    s.add_argument("--write-consistency", type=int, required=True, metavar="W",
+                   help="replicas a write needs before it is acknowledged: 1 .. the replication factor")
+    s.set_defaults(fn=cmd_update)
 
     s = sub.add_parser("drop", help="drop a collection and its data")
     s.add_argument("name")
     s.set_defaults(fn=cmd_drop)
+
+    s = sub.add_parser("snapshot", help="back a collection up, online, into a directory on the coordinator's "
+                                        "machine (a new or empty one)")
+    s.add_argument("name")
+    s.add_argument("directory", help="where the backup goes, on the coordinator's machine (relative paths are "
+                                     "made absolute here)")
+    s.set_defaults(fn=cmd_snapshot)
+
+    s = sub.add_parser("restore", help="create a collection from a backup directory on the coordinator's machine")
+    s.add_argument("directory")
+    s.add_argument("--name", default="", help="name of the new collection (default: the backed-up one's)")
+    s.add_argument("--shards", type=int, default=0,
+                   help="shard count to restore into; only the backup's own is accepted (default)")
+    s.set_defaults(fn=cmd_restore)
 
     s = sub.add_parser("count", help="live documents in a collection")
     s.add_argument("name")
@@ -356,15 +376,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--vectors", action="store_true")
     s.set_defaults(fn=cmd_get)
 
-    s = sub.add_parser("ingest", help="upsert a folder of text/image files, or a JSON-lines file of "
-                                      "{id, vector, payload}")
+    s = sub.add_parser("ingest", help="stream a folder of text/image files, or a JSON-lines file of "
+                                      "{id, vector|text|image, payload}, into a collection (resumable)")
     s.add_argument("file", help="a folder (model-bound collection) or a .jsonl file")
+    s.add_argument("--no-resume", action="store_true", help="write everything again, even what is stored unchanged")
+    s.add_argument("--in-flight", type=int, default=3, help="upserts at once (keeps the embedder busy)")
+    s.add_argument("--embed-batch", type=int, default=64, help="documents per upsert that the coordinator embeds")
     s.add_argument("--create-model", default="", help="create the collection first, bound to this model")
     s.add_argument("--collection", "-c", required=True)
     s.add_argument("--create-dim", type=int, default=0, help="create the collection first with this dim")
     s.add_argument("--metric", default="cosine", choices=["cosine", "l2", "ip"])
     s.add_argument("--shards", type=int, default=0)
-    s.add_argument("--batch", type=int, default=INGEST_BATCH)
+    s.add_argument("--batch", type=int, default=VECTOR_BATCH, help="documents per upsert when they carry vectors")
     s.set_defaults(fn=cmd_ingest)
 
     s = sub.add_parser("search", help="nearest documents to a vector, a document or words")

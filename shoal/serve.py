@@ -153,11 +153,12 @@ class LocalCluster:
                  coordinator_args: list[str] | None = None, echo: bool = False, embedder: bool = True,
                  embedder_args: list[str] | None = None, metrics_port: int = -1,
                  security: LocalSecurity | None = None, gateway: bool = False, gateway_port: int = 0,
-                 gateway_args: list[str] | None = None) -> None:
+                 gateway_args: list[str] | None = None, ray_env: dict[str, str] | None = None) -> None:
         """metrics_port: the coordinator's metrics port (0 = any free one, -1 = no metrics); the embedder's is
         the next free one, and the coordinator writes the shards' file-SD list to `sd_file`. security: TLS on
         every server and API keys (see LocalSecurity). gateway: also run the HTTP gateway (REST API and
-        console) on 127.0.0.1:gateway_port (0 = any free one); its URL is `gateway_url`."""
+        console) on 127.0.0.1:gateway_port (0 = any free one); its URL is `gateway_url`. ray_env: environment
+        the members of the Ray cluster at ray_address share (joining it)."""
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -169,7 +170,7 @@ class LocalCluster:
         # A Ray head of our own stays on loopback and gets a token of its own that every member shares;
         # joining someone else's cluster takes its address and token from the caller's environment.
         self.ray_env = ({**LOOPBACK_RAY_ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-                        if self._own_ray else {"RAY_USAGE_STATS_ENABLED": "0"})
+                        if self._own_ray else {"RAY_USAGE_STATS_ENABLED": "0", **(ray_env or {})})
         self._ray: subprocess.Popen | None = None
         self._coordinator: subprocess.Popen | None = None
         self.coordinator_pid = 0

@@ -19,7 +19,7 @@ DIM = 16
 def snapshot_state(client: shoal.Client, names: list[str], queries: np.ndarray) -> dict:
     """What a user can see: collections, counts, and search results."""
     return {
-        "collections": [(c.name, c.dim, c.metric, c.shards) for c in client.list_collections()],
+        "collections": [(c.name, c.dim, c.metric, c.shards, c.storage) for c in client.list_collections()],
         "counts": [client.count(n) for n in names],
         "hits": [[(h.id, round(h.score, 5)) for h in hits]
                  for n in names for hits in client.search_batch(n, queries, k=5)],
@@ -33,10 +33,11 @@ def placements(lc: LocalCluster) -> dict[str, list[list[int]]]:
 
 
 def fill(client: shoal.Client) -> list[str]:
-    """Two collections with some documents, a replace and a delete."""
+    """Two collections (one of binary storage, searched without a graph) with some documents, a replace and
+    a delete."""
     names = ["alpha", "beta"]
     client.create_collection("alpha", dim=DIM, metric="cosine", shards=3)
-    client.create_collection("beta", dim=DIM, metric="l2", shards=2)
+    client.create_collection("beta", dim=DIM, metric="l2", shards=2, storage="binary")
     for n, seed in zip(names, (1, 2), strict=True):
         client.upsert(n, [f"d{i}" for i in range(500)], random_vectors(500, DIM, seed=seed))
         client.upsert(n, ["d0"], random_vectors(1, DIM, seed=99))
@@ -56,6 +57,7 @@ def test_coordinator_restart_keeps_collections(tmp_path: Path, sig: int) -> None
                                                                                strict=True))
         lc.restart_coordinator(sig)
         assert snapshot_state(client, names, queries) == before
+        assert [c.storage for c in client.list_collections()] == ["float32", "binary"]
         assert placements(lc) == placement  # the partitions stay where the catalogue put them
         assert before["counts"] == [498, 498]
 

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 import shoal
+from bench.fault import time_to_converge
 from coordinator.router import shard_of
 from shoal.serve import LocalCluster, free_port
 from tests.support.oracle import exact_top_k, recall_at_k
@@ -315,6 +316,7 @@ def test_soak_writes_reads_rebuilds_and_kills(healing: LocalCluster, tmp_path: P
         Path(os.environ["SHOAL_SOAK_COUNTS"]).write_text(counts)
     r1, r2 = report["soak-r1"], report["soak-r2"]
     with shoal.Client(healing.address) as admin:
+        assert time_to_converge(admin, "soak-r2", 30.0) < 30.0, "the replicas of soak-r2 did not converge"
         per_replica = {(s["index"], s["replica"]): s["live"] for s in admin.describe_collection("soak-r2").shard_info}
     assert all(per_replica[(i, 0)] == per_replica[(i, 1)] for i in range(2)), f"replicas differ: {per_replica}"
     assert sum(v for k, v in kills.items() if k.startswith("soak-")) >= 3, "the chaos loop should kill several actors"

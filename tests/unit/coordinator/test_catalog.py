@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -39,14 +40,14 @@ def test_add_get_remove(tmp_path: Path) -> None:
 
 
 def test_persistence_across_instances(tmp_path: Path) -> None:
-    a, b, c = spec("one"), spec("two", dim=128, metric="ip"), spec("three")
+    a, b, c = spec("one"), replace(spec("two", dim=128, metric="ip"), storage="binary"), spec("three")
     cat = Catalog(tmp_path / "coord")
     for s in (a, b, c):
         cat.add(s)
     cat.remove("three")
     again = Catalog(tmp_path / "coord")
     assert again.all() == [a, b]
-    assert again.get("two") == b
+    assert again.get("two") == b and again.get("two").storage == "binary"
     with pytest.raises(NotFound):
         again.get("three")
     again.add(spec("three"))

@@ -49,9 +49,6 @@ class FakeReplicator:
         self.rebuilt: list[tuple[int, int, str]] = []
         self.pool = self
 
-    async def heal(self, spec: CollectionSpec) -> int:
-        return 0
-
     async def each_replica(self, spec: CollectionSpec, fn: Any, method: str, allow_partial: bool = False
                            ) -> list[ReplicaAnswer[shard_pb2.ShardStats]]:
         return [ReplicaAnswer(i, r, s, None) for (i, r), s in sorted(self.figures.items())]

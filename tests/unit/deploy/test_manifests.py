@@ -327,3 +327,26 @@ def test_prod_scales_out_with_budgets_and_spreading() -> None:
     cpu = lambda objs: _one(objs, "Deployment", "shoal-embedder")["spec"]["template"]["spec"]["containers"][0][  # noqa: E731
         "resources"]["limits"]["cpu"]
     assert float(cpu(prod)) > float(cpu(dev))
+
+
+def test_prod_ray_gcs_is_fault_tolerant_on_its_redis() -> None:
+    """Prod: the RayCluster keeps its GCS state in the Redis the overlay runs (the address is that Service's port,
+    the password the Secret Redis itself requires); dev runs without GCS fault tolerance."""
+    assert "gcsFaultToleranceOptions" not in _ray(render("dev"))["spec"]
+    prod = render("prod")
+    options = _ray(prod)["spec"]["gcsFaultToleranceOptions"]
+    host, port = options["redisAddress"].rsplit(":", 1)
+    service = _one(prod, "Service", host)
+    assert int(port) in {p["port"] for p in service["spec"]["ports"]}
+    (redis,) = [d for d in prod if d["kind"] == "Deployment"
+                and service["spec"]["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+    container = redis["spec"]["template"]["spec"]["containers"][0]
+    assert int(port) in _ports(container).values()
+    secret = options["redisPassword"]["valueFrom"]["secretKeyRef"]
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    assert env["REDIS_PASSWORD"] == secret and "--requirepass" in " ".join(container["command"])
+    assert "--appendonly yes" in " ".join(container["command"]), "Redis must keep the GCS state on disk"
+    assert redis["spec"]["replicas"] == 1 and redis["spec"]["strategy"]["type"] == "Recreate"
+    (volume,) = redis["spec"]["template"]["spec"]["volumes"]
+    assert _one(prod, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+    assert f"`{secret['name']}`" in (DEPLOY / "README.md").read_text(), "deploy/README.md lists the Secret"

@@ -173,3 +173,46 @@ def test_oversized_message_error_names_the_setting() -> None:
     assert "70000000 vs. 67108864" in str(exc) and "max_message_bytes" in str(exc) and "fewer" in str(exc)
     other = error_from_rpc(FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many concurrent requests"))
     assert str(other) == "too many concurrent requests"
+
+
+class MarkingContext(FakeContext):
+    """A context that also records trailing metadata."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trailing: tuple = ()
+
+    def set_trailing_metadata(self, md: tuple) -> None:
+        self.trailing = md
+
+
+def test_disk_unavailable_travels_by_name_and_stays_an_unavailable() -> None:
+    from protos.errors import DiskUnavailable, stream_edge
+
+    class Svc:
+        @rpc_edge
+        def Unary(self, request: Any, context: Any) -> Any:
+            raise DiskUnavailable("read-only data directory /x")
+
+        @stream_edge
+        def Stream(self, request: Any, context: Any) -> Any:
+            yield 1
+            raise DiskUnavailable("read-only while streaming")
+
+    for call in (lambda ctx: Svc().Unary(None, ctx), lambda ctx: list(Svc().Stream(None, ctx))):
+        ctx = MarkingContext()
+        with pytest.raises(Aborted):
+            call(ctx)
+        assert ctx.aborts[0][0] == grpc.StatusCode.UNAVAILABLE
+
+        class Marked(FakeRpcError):
+            def trailing_metadata(self, md: tuple = ctx.trailing) -> tuple:
+                return md
+
+        exc = error_from_rpc(Marked(grpc.StatusCode.UNAVAILABLE, ctx.aborts[0][1]))
+        assert type(exc) is DiskUnavailable and isinstance(exc, Unavailable)
+    # A plain UNAVAILABLE (an unreachable node) carries no name and stays Unavailable.
+    ctx = MarkingContext()
+    with pytest.raises(Aborted):
+        rpc_edge(lambda self, r, c: (_ for _ in ()).throw(Unavailable("down")))(None, None, ctx)
+    assert ctx.trailing == ()

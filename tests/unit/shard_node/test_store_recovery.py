@@ -15,6 +15,7 @@ import pytest
 from protos.errors import FailedPrecondition, InvalidArgument
 from protos.wire import payload_to_proto
 from shard_node import snapshot as snapshot_mod
+from shard_node.partition import MemoryFigures
 from shard_node.settings import PartitionSpec, ShardSettings
 from shard_node.store import ShardFigures, ShardStore
 from tests.support.oracle import exact_top_k
@@ -85,7 +86,8 @@ def queries() -> np.ndarray:
 def figures(store: ShardStore) -> ShardFigures:
     """The store's figures without capacity and the sizes that follow from it (a snapshot load may start with a
     larger index) or from the files' layout."""
-    return dataclasses.replace(store.figures(), capacity=0, memory_bytes=0, disk_bytes=0)
+    return dataclasses.replace(store.figures(), capacity=0, memory_bytes=0, disk_bytes=0, memory=MemoryFigures(),
+                               disk=MemoryFigures())
 
 
 def wal_segments(store_dir: Path) -> list[Path]:
