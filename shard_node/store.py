@@ -293,7 +293,10 @@ class ShardStore:
                 return cached
             lsn = self._lsn
             ids, vectors, payloads = self.partition.live_documents()
-        # Hashed outside the lock: the copy is of the state at `lsn`.
+        return self._hashed(lsn, ids, vectors, payloads)  # outside the lock: the copy is of the state at `lsn`
+
+    def _hashed(self, lsn: int, ids: list[str], vectors: np.ndarray, payloads: list[dict]) -> Checksum:
+        """The checksum of the live documents at `lsn`, kept for the next caller at the same LSN."""
         value = Checksum(lsn, len(ids), content_checksum(ids, [pack_vector(v) for v in vectors],
                                                          [payload_to_proto(p) for p in payloads]))
         self._checksum = value
@@ -402,12 +405,12 @@ class ShardStore:
                 except OSError as exc:
                     raise self._disk_fault(exc, "backup", "start a WAL segment for a backup",
                                            "no backup was taken") from None
-                ids, vectors, payloads = self.partition.live_documents()
+                cached = self._checksum if self._checksum is not None and self._checksum.lsn == lsn else None
+                live = None if cached else self.partition.live_documents()
                 documents = self.partition.documents
                 files = [(p.relative_to(self.data_dir).as_posix(), p) for p in self._backup_files(lsn)]
-            checksum = content_checksum(ids, [pack_vector(v) for v in vectors],
-                                        [payload_to_proto(p) for p in payloads])
-            yield BackupPoint(lsn, len(ids), documents, checksum, files)
+            point = cached or self._hashed(lsn, *live)  # a repair round may have hashed this very LSN already
+            yield BackupPoint(lsn, point.live, documents, point.value, files)
 
     def _backup_files(self, lsn: int) -> list[Path]:
         spec = self.data_dir / _SPEC_FILE

@@ -43,10 +43,11 @@ class Item:
     image: bytes = b""
 
     def digest(self) -> str:
-        """SHA-256 of everything the stored document is made from."""
+        """SHA-256 of what an embedded document is made from (text, image, payload); documents that arrive with
+        vectors are rewritten as given and need none."""
         h = hashlib.sha256()
-        for part in (self.text.encode(), self.image, np.asarray(self.vector or [], np.float32).tobytes(),
-                     json.dumps(self.payload, sort_keys=True, ensure_ascii=False).encode()):
+        payload = json.dumps(self.payload, sort_keys=True, ensure_ascii=False).encode()
+        for part in (self.text.encode(), self.image, payload):
             h.update(len(part).to_bytes(8, "little"))
             h.update(part)
         return h.hexdigest()
