@@ -1,13 +1,13 @@
 """Requests are parsed by us, not by gRPC, so a malformed protobuf answers INVALID_ARGUMENT with a message.
 
-gRPC's own deserialization failure answers INTERNAL (sync servers) or UNKNOWN (asyncio servers) with no
-hint of what was wrong; these interceptors take the bytes raw, parse them, and refuse what does not parse.
-The thread-pool interceptor rewrites every kind of method (the shard node's backup and catch-up RPCs
-stream); the asyncio one rewrites unary-unary methods, the only kind the coordinator and embedder serve.
+gRPC's own deserialization failure answers UNKNOWN (asyncio servers) with no hint of what was wrong; this
+interceptor takes the bytes raw, parses them, and refuses what does not parse. Every Shoal server is an asyncio
+server; the shard node's sync handlers (writes, backup and catch-up streams) run on its thread pool.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -26,68 +26,76 @@ def malformed_message(method: str, error: Exception) -> str:
             f"{PROTOBUF_MAX_DEPTH} levels are refused by the protobuf runtime)")
 
 
-def _rewrap(handler: Any, method: str) -> Any:
-    """The same sync handler, taking raw bytes and parsing each request message itself."""
+def _sync_rewrap(handler: Any, method: str) -> Any:
+    """The same sync handler (run on the asyncio server's thread pool), taking raw bytes and parsing each message.
+
+    A sync handler's context on an asyncio server does not raise from abort(), so a unary request that does
+    not parse sets the status and returns nothing; streamed requests raise inside the service's own loop, where
+    a domain error reaches its error edge like any other."""
     parse = handler.request_deserializer
     out = handler.response_serializer
 
-    def one(raw: bytes, context: grpc.ServicerContext) -> Any:
+    def one(raw: bytes, context: Any) -> Any:
         try:
             return parse(raw)
         except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's bad input
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, malformed_message(method, exc))
+            context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+            context.set_details(malformed_message(method, exc))
+            return None
 
-    def many(raws: Any, context: grpc.ServicerContext) -> Any:
-        # Read inside the service's own loop: a domain error there reaches its error edge like any other.
+    def many(raws: Any) -> Any:
         for raw in raws:
             try:
                 yield parse(raw)
             except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's bad input
                 raise InvalidArgument(malformed_message(method, exc)) from None
 
+    def unary(raw: bytes, context: Any) -> Any:
+        request = one(raw, context)
+        return None if request is None else handler.unary_unary(request, context)
+
+    def unary_stream(raw: bytes, context: Any) -> Any:
+        # A generator function: the asyncio server calls it on its loop and pulls each message on its thread
+        # pool, so the service's own code (and its error edge) runs off the loop.
+        request = one(raw, context)
+        if request is not None:
+            yield from handler.unary_stream(request, context)
+
     if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(lambda it, c: handler.stream_stream(many(it, c), c),
+        return grpc.stream_stream_rpc_method_handler(lambda it, c: handler.stream_stream(many(it), c),
                                                      response_serializer=out)
     if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(lambda it, c: handler.stream_unary(many(it, c), c),
+        return grpc.stream_unary_rpc_method_handler(lambda it, c: handler.stream_unary(many(it), c),
                                                     response_serializer=out)
     if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(lambda raw, c: handler.unary_stream(one(raw, c), c),
-                                                    response_serializer=out)
-    return grpc.unary_unary_rpc_method_handler(lambda raw, c: handler.unary_unary(one(raw, c), c),
-                                               response_serializer=out)
+        return grpc.unary_stream_rpc_method_handler(unary_stream, response_serializer=out)
+    return grpc.unary_unary_rpc_method_handler(unary, response_serializer=out)
 
 
-def _unary_unary(handler: Any) -> bool:
-    return (handler is not None and not handler.request_streaming and not handler.response_streaming
-            and handler.request_deserializer is not None)
+def _async_rewrap(handler: Any, method: str) -> Any:
+    """The same coroutine unary handler, taking raw bytes and parsing the request itself."""
+    parse, behavior = handler.request_deserializer, handler.unary_unary
+
+    async def parsed(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            request = parse(raw)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's bad input
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, malformed_message(method, exc))
+        return await behavior(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(parsed, response_serializer=handler.response_serializer)
 
 
-class ParseRequestsInterceptor(grpc.ServerInterceptor):
-    """For thread-pool servers: malformed requests (unary or streamed) answer INVALID_ARGUMENT.
-
-    It must be the innermost interceptor: the wrapped handler is built once per method and reused, which
-    holds because the service's own handler for a method never changes."""
-
-    def __init__(self) -> None:
-        self._wrapped: dict[str, Any] = {}
-
-    def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
-        """Wrap the method handler so it receives raw bytes and parses them itself."""
-        method = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None:
-            return cached
-        handler = continuation(handler_call_details)
-        if handler is None or handler.request_deserializer is None:
-            return handler
-        wrapped = _rewrap(handler, method)
-        self._wrapped[method] = wrapped
-        return wrapped
+def _behavior(handler: Any) -> Any:
+    return (handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream)
 
 
 class AsyncParseRequestsInterceptor(grpc.aio.ServerInterceptor):
-    """For asyncio servers: malformed unary requests answer INVALID_ARGUMENT (innermost; wrapped once per method)."""
+    """For asyncio servers: a malformed request answers INVALID_ARGUMENT, to coroutine unary handlers and to sync
+    handlers of every kind (the shard node serves its writes and streams from the server's thread pool).
+
+    It must be the innermost interceptor: the wrapped handler is built once per method and reused, which holds
+    because the service's own handler for a method never changes."""
 
     def __init__(self) -> None:
         self._wrapped: dict[str, Any] = {}
@@ -99,17 +107,14 @@ class AsyncParseRequestsInterceptor(grpc.aio.ServerInterceptor):
         if cached is not None:
             return cached
         handler = await continuation(handler_call_details)
-        if not _unary_unary(handler):
+        if handler is None or handler.request_deserializer is None:
             return handler
-        parse, behavior, method = handler.request_deserializer, handler.unary_unary, handler_call_details.method
-
-        async def parsed(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-            try:
-                request = parse(raw)
-            except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's bad input
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, malformed_message(method, exc))
-            return await behavior(request, context)
-
-        wrapped = grpc.unary_unary_rpc_method_handler(parsed, response_serializer=handler.response_serializer)
+        coroutine = inspect.iscoroutinefunction(_behavior(handler)) or inspect.isasyncgenfunction(_behavior(handler))
+        if coroutine and not (handler.request_streaming or handler.response_streaming):
+            wrapped = _async_rewrap(handler, method)
+        elif not coroutine:
+            wrapped = _sync_rewrap(handler, method)
+        else:
+            return handler  # coroutine streams: none is served here
         self._wrapped[method] = wrapped
         return wrapped

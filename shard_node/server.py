@@ -1,7 +1,8 @@
-"""Runs one shard node's gRPC server (inside a Ray actor, or standalone with `python -m shard_node.server`)."""
+"""Runs one shard node's asyncio gRPC server (inside a Ray actor, or standalone with `python -m shard_node.server`)."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import signal
@@ -14,8 +15,8 @@ import grpc
 from prometheus_client import start_http_server
 
 from protos import shard_pb2, shard_pb2_grpc
-from protos.request_parsing import ParseRequestsInterceptor
-from protos.serving import add_health_and_reflection, load_settings, mark_serving, server_options
+from protos.request_parsing import AsyncParseRequestsInterceptor
+from protos.serving import add_health_and_reflection, load_settings, mark_serving_async, server_options
 from protos.tls import ServerTLS, add_port
 from shard_node.metrics import ShardMetrics
 from shard_node.node import ShardNode
@@ -50,7 +51,12 @@ def own_address() -> str:
 
 
 class NodeServer:
-    """A ShardNode (its partitions reopened from disk) served over gRPC until stop()."""
+    """A ShardNode (its partitions reopened from disk) served by an asyncio gRPC server until stop().
+
+    The server runs on its own event-loop thread, so a Ray actor's constructor (or main) returns once it serves.
+    NodeSearch is a coroutine that searches one partition on the loop itself (hnswlib and numpy release the
+    GIL; a thread hand-off costs more than the search at small ef); writes, admin calls and the file streams
+    are sync handlers that the server runs on its thread pool."""
 
     def __init__(self, node_dir: Path, settings: ShardSettings) -> None:
         self.node_dir = node_dir
@@ -59,33 +65,55 @@ class NodeServer:
         # Partitions of one request are searched side by side on these threads (hnswlib releases the GIL).
         self._search_pool = futures.ThreadPoolExecutor(max_workers=settings.search_workers,
                                                        thread_name_prefix="partition-search")
-        servicer = ShardServicer(self.node, self.metrics, self._search_pool)
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.grpc_workers),
-                                   options=server_options(settings.max_message_bytes),
-                                   interceptors=[ParseRequestsInterceptor()])
-        shard_pb2_grpc.add_ShardServicer_to_server(servicer, self._server)
-        health = add_health_and_reflection(self._server, [SERVICE_NAME])
-        port = add_port(self._server, f"{settings.bind_host}:{settings.port}", ServerTLS.of(settings))
-        if port == 0:
-            raise RuntimeError(f"shard node cannot listen on {settings.bind_host}:{settings.port}")
-        self.address = f"{advertised_host(settings)}:{port}"
+        self._handler_pool = futures.ThreadPoolExecutor(max_workers=settings.grpc_workers,
+                                                        thread_name_prefix="node-grpc")
+        self._loop = asyncio.new_event_loop()
+        self._stopped: asyncio.Event | None = None
+        self._grace = 1.0
+        ready: futures.Future[str] = futures.Future()
+        self._thread = threading.Thread(target=self._run, args=(settings, ready), name="node-grpc-loop",
+                                        daemon=True)
+        self._thread.start()
+        self.address = ready.result()  # re-raises what went wrong while the server started
         self.metrics_port = -1
         if settings.metrics_port >= 0:
             http_server, _ = start_http_server(settings.metrics_port, addr=settings.bind_host,
                                                registry=self.metrics.registry)
             self.metrics_port = http_server.server_port
-        self._server.start()
-        mark_serving(health, [SERVICE_NAME])
+
+    def _run(self, settings: ShardSettings, ready: futures.Future[str]) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._serve(settings, ready))
+
+    async def _serve(self, settings: ShardSettings, ready: futures.Future[str]) -> None:
+        try:
+            self._stopped = asyncio.Event()
+            server = grpc.aio.server(self._handler_pool, options=server_options(settings.max_message_bytes),
+                                     interceptors=[AsyncParseRequestsInterceptor()])
+            servicer = ShardServicer(self.node, self.metrics, self._search_pool, self._handler_pool)
+            shard_pb2_grpc.add_ShardServicer_to_server(servicer, server)
+            health = add_health_and_reflection(server, [SERVICE_NAME])
+            port = add_port(server, f"{settings.bind_host}:{settings.port}", ServerTLS.of(settings))
+            if port == 0:
+                raise RuntimeError(f"shard node cannot listen on {settings.bind_host}:{settings.port}")
+            await server.start()
+            await mark_serving_async(health, [SERVICE_NAME])
+        except BaseException as exc:
+            ready.set_exception(exc)
+            return
+        ready.set_result(f"{advertised_host(settings)}:{port}")
+        await self._stopped.wait()
+        await server.stop(self._grace)
 
     def stop(self, grace: float = 1.0) -> None:
         """Stop serving and close every partition's WAL."""
-        self._server.stop(grace).wait()
+        if self._thread.is_alive() and self._stopped is not None:
+            self._grace = grace
+            self._loop.call_soon_threadsafe(self._stopped.set)
+            self._thread.join(grace + 10.0)
         self._search_pool.shutdown(wait=False, cancel_futures=True)
+        self._handler_pool.shutdown(wait=False, cancel_futures=True)
         self.node.close_all()
-
-    def wait(self) -> None:
-        """Block until the server stops."""
-        self._server.wait_for_termination()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -20,10 +21,10 @@ from protos.file_stream import CHUNK_BYTES, FileSink, file_chunks
 from protos.serving import observe
 from protos.wire import METRICS, pack_matrix, pack_vector, payload_to_proto, payloads_from_proto, unpack_matrix
 from shard_node.metrics import ShardMetrics
-from shard_node.node import PartitionPlace, ShardNode
+from shard_node.node import Hosted, PartitionPlace, ShardNode
 from shard_node.node_search import node_search
 from shard_node.partition import MemoryFigures
-from shard_node.settings import MAX_M, PartitionSpec
+from shard_node.settings import INLINE_SEARCH_BUDGET, MAX_M, PartitionSpec
 from shard_node.storage import check_storage
 from shard_node.store import ShardFigures, ShardStore
 
@@ -65,20 +66,36 @@ def spec_from_json(text: str) -> PartitionSpec:
     return spec
 
 
+def _small(request: shard_pb2.NodeSearchRequest) -> bool:
+    """Whether a one-partition search is cheap enough to run on the event loop (see INLINE_SEARCH_BUDGET)."""
+    return (not request.match.field and not request.exclude
+            and max(request.queries.rows, 1) * max(request.ef, request.k) <= INLINE_SEARCH_BUDGET)
+
+
 class ShardServicer(shard_pb2_grpc.ShardServicer):
     """Serves every partition a ShardNode hosts."""
 
-    def __init__(self, node: ShardNode, metrics: ShardMetrics, executor: Executor | None = None) -> None:
+    def __init__(self, node: ShardNode, metrics: ShardMetrics, search_pool: Executor | None = None,
+                 handler_pool: Executor | None = None) -> None:
         self._node = node
         self._metrics = metrics
-        self._executor = executor
+        self._search_pool = search_pool
+        self._handler_pool = handler_pool
 
     @rpc_edge
-    def NodeSearch(self, request: shard_pb2.NodeSearchRequest, context: grpc.ServicerContext
-                   ) -> shard_pb2.NodeSearchResponse:
+    async def NodeSearch(self, request: shard_pb2.NodeSearchRequest, context: grpc.aio.ServicerContext
+                         ) -> shard_pb2.NodeSearchResponse:
         if not request.partitions:
             raise InvalidArgument("NodeSearch needs at least one partition")
         hosted = [self._node.hosted(key) for key in request.partitions]
+        if len(hosted) == 1 and _small(request):
+            return self._node_search(hosted, request)  # on the loop: cheaper than a thread hop
+        # Several partitions search side by side on the search pool; the request waits off the loop.
+        return await asyncio.get_running_loop().run_in_executor(self._handler_pool, self._node_search,
+                                                                hosted, request)
+
+    def _node_search(self, hosted: list[Hosted], request: shard_pb2.NodeSearchRequest
+                     ) -> shard_pb2.NodeSearchResponse:
         places = [h.place for h in hosted]
         stores = [(h.store, h.place.shard) for h in hosted]
         labels = {p.shard: p.labels for p in places}
@@ -89,7 +106,7 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
         with contextlib.ExitStack() as stack:
             for p in places:
                 stack.enter_context(observe(self._metrics.requests, self._metrics.latency, p.labels, "NodeSearch"))
-            return node_search(stores, request, self._executor, plan)
+            return node_search(stores, request, self._search_pool if len(hosted) > 1 else None, plan)
 
     def _observed(self, partition: str, method: str, fn: Callable[[ShardStore, tuple[str, str, str]], Any]) -> Any:
         hosted = self._node.hosted(partition)
@@ -268,9 +285,10 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
             if started:
                 self._metrics.rebuilds_started.labels(*labels, request.reason or "request").inc()
             if request.wait:
-                # Wait in slices so a caller that gave up (deadline, cancel) frees this thread.
+                # Wait in slices so a caller whose deadline passed frees this thread.
                 while not rebuilder.wait(0.5):
-                    if not context.is_active():
+                    left = context.time_remaining()
+                    if left is not None and left <= 0:
                         break
             return figures_to_proto(self._update_gauges(store, labels))
 

@@ -13,6 +13,9 @@ DEFAULT_SNAPSHOT_EVERY_OPS = 20_000  # bounds WAL replay at start-up to seconds
 DEFAULT_SNAPSHOT_WAL_BYTES = 512 * 1024 * 1024
 DEFAULT_INITIAL_CAPACITY = 1024
 MAX_M = 256  # largest HNSW M a collection or a rebuild may ask for
+# A one-partition NodeSearch of at most this many (queries x beam) runs on the server's event loop: a thread
+# hand-off costs more than such a search; a bigger one goes to a thread so health checks never wait on it.
+INLINE_SEARCH_BUDGET = 4096
 DEFAULT_ALLOWED_CACHE_MB = 64  # per partition: filters' allowed sets and their gathered rows (shard_node/allowed.py)
 
 # Query planner (see shard_node/planner.py; calibrated by `make bench-filter`).

@@ -1,8 +1,9 @@
-"""Malformed request bytes answer INVALID_ARGUMENT (not gRPC's INTERNAL/UNKNOWN), on sync and asyncio servers."""
+"""Malformed request bytes answer INVALID_ARGUMENT (not gRPC's UNKNOWN), to sync and coroutine handlers alike."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from concurrent import futures
 
@@ -10,7 +11,7 @@ import grpc
 import pytest
 
 from protos import coordinator_pb2, coordinator_pb2_grpc
-from protos.request_parsing import AsyncParseRequestsInterceptor, ParseRequestsInterceptor
+from protos.request_parsing import AsyncParseRequestsInterceptor
 
 COUNT = "/shoal.v1.Coordinator/Count"
 MALFORMED = [b"\xff\xff\xff", b"\x0a\x05ab", b"\x08\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80"]
@@ -39,12 +40,25 @@ def raw_count(port: int, payload: bytes) -> tuple[grpc.StatusCode, str, bytes]:
 
 @pytest.fixture
 def sync_port() -> Iterator[int]:
-    server = grpc.server(futures.ThreadPoolExecutor(2), interceptors=[ParseRequestsInterceptor()])
-    coordinator_pb2_grpc.add_CoordinatorServicer_to_server(SyncCounts(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield port
-    server.stop(0)
+    """An asyncio server whose Count is a sync handler (run on the server's thread pool), on its own loop thread."""
+    loop = asyncio.new_event_loop()
+    ready: futures.Future[int] = futures.Future()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        server = grpc.aio.server(futures.ThreadPoolExecutor(2), interceptors=[AsyncParseRequestsInterceptor()])
+        coordinator_pb2_grpc.add_CoordinatorServicer_to_server(SyncCounts(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        ready.set_result(port)
+        await stop.wait()
+        await server.stop(0)
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    yield ready.result(timeout=10)
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(10)
 
 
 @pytest.mark.parametrize("payload", MALFORMED)
@@ -75,3 +89,35 @@ def test_async_server_refuses_malformed_and_serves_good() -> None:
     *bad, good = asyncio.run(main())
     assert all(code == grpc.StatusCode.INVALID_ARGUMENT and "malformed request" in details for code, details, _ in bad)
     assert good[0] == grpc.StatusCode.OK and coordinator_pb2.CountResponse.FromString(good[2]).count == 4
+
+
+def refusing_stream(request: coordinator_pb2.CountRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+    """A sync server-streaming handler that is not a generator and aborts before it returns any iterator."""
+    context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"no stream for {request.collection}")
+    return iter(())
+
+
+def test_sync_stream_handler_runs_off_the_loop() -> None:
+    """A sync streaming handler's abort must not wait on the very loop it runs on (that froze the server)."""
+    async def main() -> tuple[grpc.StatusCode, str]:
+        server = grpc.aio.server(futures.ThreadPoolExecutor(2), interceptors=[AsyncParseRequestsInterceptor()])
+        handler = grpc.unary_stream_rpc_method_handler(
+            refusing_stream, request_deserializer=coordinator_pb2.CountRequest.FromString)
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("t.S", {"Stream": handler})])
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            def call() -> tuple[grpc.StatusCode, str]:
+                with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    fn = channel.unary_stream("/t.S/Stream", request_serializer=None, response_deserializer=None)
+                    try:
+                        list(fn(coordinator_pb2.CountRequest(collection="c1").SerializeToString(), timeout=5))
+                    except grpc.RpcError as err:
+                        return err.code(), err.details()
+                    return grpc.StatusCode.OK, ""
+            return await asyncio.to_thread(call)
+        finally:
+            await server.stop(0)
+
+    code, details = asyncio.run(main())
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and details == "no stream for c1"
