@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from coordinator.breaker import Breaker
 from coordinator.catalog import CollectionSpec
@@ -259,8 +259,12 @@ class Replicator:
                           ) -> dict[int, list[int]]:
         """For each shard, its up-to-date replicas to try, rotating; replicas on suspect nodes go last. A shard
         whose replicas cannot say within `wait` (None: no limit) which of them are up to date gets none."""
-        states = await asyncio.gather(*(asyncio.wait_for(self._synced(spec, i), wait) for i in indices),
-                                      return_exceptions=wait is not None)
+        known = [self.shard_log(spec, i) for i in indices]
+        if all(state.synced and state.up_to_date() for state in known):
+            states: list[Any] = known  # the common case: no task per shard per read
+        else:
+            states = await asyncio.gather(*(asyncio.wait_for(self._synced(spec, i), wait) for i in indices),
+                                          return_exceptions=wait is not None)
         orders = {}
         for i, state in zip(indices, states, strict=True):
             if isinstance(state, BaseException):
@@ -280,9 +284,9 @@ class Replicator:
                      what: str) -> T:
         """first(); when it has not answered within hedge_after_ms (or failed as unavailable) and a hedge exists,
         hedge() too — the first success wins and the slow node is marked suspect."""
-        call = asyncio.ensure_future(first())
         if hedge is None:
-            return await call
+            return await first()
+        call = asyncio.ensure_future(first())
         done, _ = await asyncio.wait({call}, timeout=self._settings.hedge_after_ms / 1000.0)
         if done and (call.cancelled() or not isinstance(call.exception(), Unavailable | DeadlineExceeded)):
             return call.result()
