@@ -123,12 +123,13 @@ def render(rows: list[dict[str, float]], args: argparse.Namespace, facts: dict, 
     lines += ["", f"Target: the gateway adds at most {TARGET_MS:g} ms p50 over the SDK: **{verdict}** "
               f"(best of {len(rows)}: +{added:.3f} ms).", "",
               f"Reading: of the +{added:.3f} ms, {floor:.3f} ms is the HTTP floor, a request that does no work in "
-              "the gateway (an async route: no thread hop): the client's http.client and JSON, one more process to "
-              "wake on each way, uvicorn's httptools parsing. The remaining "
-              f"{max(added - floor, 0):.3f} ms is the gateway's own work on the search route (a LeanRoute: body "
-              "parsed by orjson and pydantic-core, the SDK's explain_async on a grpc.aio channel, whose poller "
-              "thread wakes the event loop once more, and orjson out). On a machine that shares its two cores with "
-              "other processes (see the load average), each wake-up costs more than on an idle one.",
+              "the gateway (answered by the HotPath, no framework and no coordinator call): the client's "
+              "http.client, one more process to wake on each way, uvicorn's httptools parsing. The remaining "
+              f"{max(added - floor, 0):.3f} ms is the gateway's own work on the search route (served by the "
+              "HotPath in front of FastAPI: body parsed by orjson and pydantic-core, the SDK's explain_async on a "
+              "grpc.aio channel, whose poller thread wakes the event loop once more, and orjson out) and the client's "
+              "JSON for a 128-d vector. On a machine that shares its two cores with other processes (see the load "
+              "average), each wake-up costs more than on an idle one.",
               END]
     return "\n".join(lines) + "\n"
 

@@ -9,12 +9,56 @@ from gateway.errors import error_body
 
 Scope = dict[str, Any]
 NO_STORE_PREFIX = "/v1/"   # the API's answers are live data: never cached
+NO_STORE = (b"cache-control", b"no-store")
+
+
+class Disconnected(Exception):
+    """The client went away before its whole body arrived (the ASGI message that said so is kept)."""
+
+    def __init__(self, message: dict[str, Any]) -> None:
+        super().__init__(message.get("type", ""))
+        self.message = message
 
 
 def _too_large(limit: int) -> bytes:
     return json.dumps(error_body(
         "RESOURCE_EXHAUSTED", f"the request body is larger than {limit} bytes (gateway setting max_body_bytes, "
         f"env SHOAL_GATEWAY_MAX_BODY_BYTES): send fewer or smaller items per request")).encode()
+
+
+async def refuse(send: Any, limit: int) -> None:
+    """Answer 413 for a body over `limit` bytes (and close the connection: the rest of the body is unread)."""
+    body = _too_large(limit)
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(scope: Scope, receive: Any, limit: int) -> bytes | None:
+    """The whole request body, or None when its Content-Length or streamed length passes `limit` bytes."""
+    for key, value in scope["headers"]:
+        if key == b"content-length" and value.isdigit() and int(value) > limit:
+            return None
+    message = await receive()
+    if message["type"] != "http.request":
+        raise Disconnected(message)
+    body = message.get("body", b"")
+    if not message.get("more_body", False):   # the usual case: the whole body in one message
+        return body if len(body) <= limit else None
+    chunks = [body]
+    seen = len(body)
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise Disconnected(message)
+        chunk = message.get("body", b"")
+        seen += len(chunk)
+        if seen > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 class BodyLimit:
@@ -24,41 +68,22 @@ class BodyLimit:
         self.app = app
         self.limit = limit
 
-    async def _refuse(self, send: Any) -> None:
-        body = _too_large(self.limit)
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
-
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         if scope["path"].startswith(NO_STORE_PREFIX):
             send = _no_store(send)
-        length = dict(scope.get("headers", [])).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await self._refuse(send)
-            return
         # The body is read here, whole, so an oversized one is refused before the app parses any of it.
-        chunks: list[bytes] = []
-        seen = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, _replay([message]), send)
-                return
-            chunk = message.get("body", b"")
-            seen += len(chunk)
-            if seen > self.limit:
-                await self._refuse(send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        await self.app(scope, _replay([{"type": "http.request", "body": b"".join(chunks), "more_body": False}],
-                                      receive), send)
+        try:
+            body = await read_body(scope, receive, self.limit)
+        except Disconnected as gone:
+            await self.app(scope, _replay([gone.message]), send)
+            return
+        if body is None:
+            await refuse(send, self.limit)
+            return
+        await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
 
 
 def _no_store(send: Any) -> Any:
@@ -66,7 +91,7 @@ def _no_store(send: Any) -> Any:
 
     async def wrapped(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", []), (b"cache-control", b"no-store")]}
+            message = {**message, "headers": [*message.get("headers", []), NO_STORE]}
         await send(message)
 
     return wrapped

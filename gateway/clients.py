@@ -6,8 +6,19 @@ import hashlib
 import threading
 from collections import OrderedDict
 
+from gateway.errors import GatewayError
 from gateway.settings import MAX_CLIENTS, GatewaySettings
 from shoal.client import Client
+
+
+def bearer_key(authorization: str) -> str:
+    """The API key of an Authorization header ("" for none); 401 for a header that is not 'Bearer <key>'."""
+    if not authorization:
+        return ""
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise GatewayError(401, "UNAUTHENTICATED", "the Authorization header must be 'Bearer <API key>'")
+    return key.strip()
 
 
 class ClientPool:

@@ -74,22 +74,28 @@ def validation_message(exc: RequestValidationError) -> str:
     return "; ".join(messages) or "invalid request"
 
 
+def refusal(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str] | None] | None:
+    """The HTTP status, error body and extra headers for a failure; None for one that is a server fault."""
+    if isinstance(exc, ShoalError):
+        return http_status(exc.code), error_body(exc.code.name, str(exc)), None
+    if isinstance(exc, GatewayError):
+        return exc.status, error_body(exc.code, str(exc)), None
+    if isinstance(exc, RequestValidationError):
+        return 400, error_body("INVALID_ARGUMENT", validation_message(exc)), None
+    if isinstance(exc, StarletteHTTPException):
+        return (exc.status_code, error_body(_CODE_BY_HTTP.get(exc.status_code, "UNKNOWN"), str(exc.detail)),
+                getattr(exc, "headers", None))
+    return None
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every failure into the error body."""
 
-    @app.exception_handler(ShoalError)
-    async def _shoal(_: Request, exc: ShoalError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code.name, str(exc)), status_code=http_status(exc.code))
+    async def _refuse(_: Request, exc: Exception) -> JSONResponse:
+        refused = refusal(exc)
+        assert refused is not None   # registered only for the kinds refusal maps
+        status, body, headers = refused
+        return JSONResponse(body, status_code=status, headers=headers)
 
-    @app.exception_handler(GatewayError)
-    async def _gateway(_: Request, exc: GatewayError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, str(exc)), status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(error_body("INVALID_ARGUMENT", validation_message(exc)), status_code=400)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(error_body(_CODE_BY_HTTP.get(exc.status_code, "UNKNOWN"), str(exc.detail)),
-                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+    for kind in (ShoalError, GatewayError, RequestValidationError, StarletteHTTPException):
+        app.add_exception_handler(kind, _refuse)
