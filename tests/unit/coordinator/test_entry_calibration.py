@@ -9,18 +9,17 @@ from coordinator.grouping import Hit, chunk_id, group_hits
 
 
 def _hits(rng: np.random.Generator, n_docs: int, further_bonus: float) -> list[Hit]:
-    """Every document's first entry, and a further entry for every other one, scored with a bonus; best first."""
+    """Every document's first and further entry (the further scored with a bonus), best first."""
     hits = []
     for d in range(n_docs):
         hits.append(Hit(f"d{d}", float(rng.uniform(0.7, 0.9)), 0.0, None))
-        if d % 2:
-            hits.append(Hit(chunk_id(f"d{d}", 1), float(rng.uniform(0.7, 0.9)) + further_bonus, 0.0, None))
+        hits.append(Hit(chunk_id(f"d{d}", 1), float(rng.uniform(0.7, 0.9)) + further_bonus, 0.0, None))
     for h in hits:
         h.distance = 1.0 - h.score
     return sorted(hits, key=lambda h: -h.score)
 
 
-def _oracle(hits: list[Hit]) -> tuple[float, list[str]]:
+def oracle(hits: list[Hit]) -> tuple[float, list[str]]:
     """The shift and the grouped ranking, computed directly from the definition."""
     s = np.array([h.score for h in hits])
     first = np.array(["\x1f" not in h.id for h in hits])
@@ -39,7 +38,7 @@ def test_is_first_entry() -> None:
 
 def test_further_entries_lose_their_bonus_and_documents_regroup() -> None:
     hits = _hits(np.random.default_rng(0), 400, further_bonus=0.05)
-    shift, ranking = _oracle(hits)
+    shift, ranking = oracle(hits)
     assert 0.04 < shift < 0.06
     out = calibrate(hits)
     first = np.array([is_first_entry(h.id) for h in hits])
@@ -57,6 +56,6 @@ def test_never_promotes_further_entries() -> None:
 
 
 def test_too_few_of_a_kind_is_left_alone() -> None:
-    hits = _hits(np.random.default_rng(2), 2 * CALIBRATION_MIN - 4, further_bonus=0.05)  # < MIN further entries
+    hits = _hits(np.random.default_rng(2), CALIBRATION_MIN - 1, further_bonus=0.05)  # too few of each kind
     assert calibrate(hits) == hits
     assert calibrate([]) == []
