@@ -19,7 +19,7 @@ from coordinator.grouping import Hit, doc_of
 
 CALIBRATION_DEPTH = 100     # top scores of each kind whose means are compared
 CALIBRATION_MIN = 10        # fewer entries of a kind than this among the candidates: no shift (too noisy)
-CALIBRATION_FETCH = 400     # entries a calibrated search reads, so that both kinds reach the depth
+CALIBRATION_FETCH = 800     # entries a calibrated search reads: enough that a Korean query sees English entries too
 
 
 def is_first_entry(entry_id: str) -> bool:
