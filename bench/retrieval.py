@@ -140,7 +140,8 @@ def score_model(client: Client, model: str, docs: list[dict], english: int, kore
                 hybrid: bool, entries: str = "en") -> dict:
     """Load the model's cached document vectors into a bound collection and run every query set."""
     name = "ki-" + model.split("@")[0].replace(".", "-") + "-" + entries.replace("+", "-")
-    client.create_collection(name, model=model, shards=3, fields={"text_en": "text"} if hybrid else None)
+    client.create_collection(name, model=model, shards=3, fields={"text_en": "text"} if hybrid else None,
+                             embed_fields=[f for f in ENTRIES[entries] if f != "text_en"])  # as the demo declares
     load_entries(client, name, model, docs, ENTRIES[entries], cache_dir, hybrid)
     assert client.count(name) == len(docs)
     queries = english_queries(docs, english)

@@ -17,6 +17,7 @@ import numpy as np
 from coordinator import backup
 from coordinator.catalog import Catalog, CollectionSpec, default_write_consistency, valid_name
 from coordinator.deadline import time_left
+from coordinator.entry_calibration import CALIBRATION_FETCH, calibrate
 from coordinator.fanout import ShardPool
 from coordinator.fusion import rrf
 from coordinator.grouping import Hit, group_hits
@@ -506,8 +507,11 @@ class Engine:
         start = time.perf_counter()
         k, max_k = req.k, self.settings.max_k
         grouped = bool(spec.model)
+        calibrated = calibrates(spec, ranking)
         depth = max(k, HYBRID_DEPTH) if ranking == HYBRID else k
         fetch = min(2 * depth, max_k) if grouped else depth + req.extra
+        if calibrated:  # both kinds of entry must reach the calibration depth, whichever the query favours
+            fetch = min(max(fetch, CALIBRATION_FETCH), max_k)
         while True:
             req.k = fetch
             result = await self._reads.run(spec, req, allow_partial)
@@ -516,6 +520,8 @@ class Engine:
                 columns = _vector_columns(spec, result, k, req.with_payload)
                 break
             rows = self._ranked(spec, result, ranking, weights, depth if ranking == HYBRID else fetch)
+            if calibrated:
+                rows = [calibrate(r) for r in rows]
             t_group = time.perf_counter()
             hits = [group_hits(r, k) for r in rows] if grouped else [r[:k] for r in rows]
             exhausted = all(len(r) < fetch for r in rows) and len(result.text_ids) < fetch
@@ -646,6 +652,12 @@ def _vector_columns(spec: CollectionSpec, result: ReadResult, k: int, with_paylo
         out.append(HitColumns(ids, score_of(spec.metric, d).astype(np.float32, copy=False), d,
                               [result.payloads.get(i) for i in ids] if with_payload else None))
     return out
+
+
+def calibrates(spec: CollectionSpec, ranking: str) -> bool:
+    """Whether a read calibrates further entries (entry_calibration): vector rankings by similarity of a collection
+    whose documents embed payload fields besides their text."""
+    return bool(spec.model and spec.embed_fields) and ranking == VECTOR and spec.metric != "l2"
 
 
 def weights_of(vector_weight: float, text_weight: float) -> tuple[float, float]:

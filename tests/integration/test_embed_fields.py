@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 
 import shoal
+from coordinator.grouping import Hit, chunk_id
 from protos.errors import InvalidArgument
 from shoal.demo import DEMO_MODEL, read_corpus
 from shoal.serve import LocalCluster
 from tests.integration.test_model_binding import DOC_IDS, dropped_after
+from tests.unit.coordinator.test_entry_calibration import oracle as calibration_oracle
 
 KOREAN = [
     ("오디오 녹음 및 편집 프로그램", "audacity"),      # audio recording and editing program
@@ -95,7 +97,10 @@ def test_korean_queries_meet_korean_text(eclient: shoal.Client, both: tuple[str,
         ranks[target] = (_rank(eclient.search(plain, text=query, k=10), target), _rank(hits, target))
     assert all(1 <= r_ko <= 3 for _, r_ko in ranks.values()), ranks
     mrr = [np.mean([1 / r[j] if r[j] else 0.0 for r in ranks.values()]) for j in (0, 1)]
-    assert mrr[1] > mrr[0], ranks                                           # Korean text helps Korean queries
+    # Korean text never hurts Korean queries; on 40 documents English alone ranks 5 of 6 first, and the Korean
+    # entries' same-language lead is calibrated away (entry_calibration), so here it may only tie. Its gain
+    # over many queries (short Korean recall@10 0.457 -> 0.804) is measured by bench.retrieval.
+    assert mrr[1] >= mrr[0], ranks
 
 
 def test_reupsert_without_the_field_drops_its_entries(eclient: shoal.Client, docs: dict[str, dict]) -> None:
@@ -143,3 +148,29 @@ def test_bad_embed_fields_refused(eclient: shoal.Client, collection_name: str) -
     with pytest.raises(InvalidArgument, match="must be a string"):
         eclient.upsert(collection_name, ["x"], texts=["an editor"], payloads=[{"text_ko": 3}])
     assert eclient.count(collection_name) == 0
+
+
+def test_further_entries_are_calibrated_before_grouping(eclient: shoal.Client, collection_name: str) -> None:
+    """Every further entry leans towards the query (as Korean text does towards a Korean query): the cluster's
+    ranking is the calibrated one of the numpy oracle, not the raw best entry per document."""
+    eclient.create_collection(collection_name, model=DEMO_MODEL, shards=2, embed_fields=["text_ko"])
+    rng = np.random.default_rng(11)
+    n = 150
+    query = rng.standard_normal(384).astype(np.float32)
+    query /= np.linalg.norm(query)
+    first = rng.standard_normal((n, 384)).astype(np.float32)
+    further = first + rng.standard_normal((n, 384)).astype(np.float32) * 0.3 + 2.0 * query
+    rows = np.concatenate([first, further])
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    ids = [f"p{i:03d}" for i in range(n)]
+    eclient.upsert(collection_name, ids, rows, vectors_model=DEMO_MODEL, vector_owners=[*range(n), *range(n)])
+    scores = rows @ query
+    entry_ids = ids + [chunk_id(i, 1) for i in ids]
+    hits = sorted((Hit(e, float(s), 1.0 - float(s), None) for e, s in zip(entry_ids, scores, strict=True)),
+                  key=lambda h: -h.score)
+    shift, ranking = calibration_oracle(hits)
+    assert shift > 0.05
+    raw = sorted(ids, key=lambda i: -max(scores[ids.index(i)], scores[n + ids.index(i)]))
+    assert ranking[:10] != raw[:10]                                          # the calibration changes the answer
+    got = eclient.search(collection_name, query, k=10, vectors_model=DEMO_MODEL)
+    assert [h.id for h in got] == ranking[:10]
