@@ -21,7 +21,7 @@ from gateway.clients import ClientPool, bearer_key
 from gateway.errors import GatewayError
 from gateway.hot_path import HotPath
 from gateway.search import search_json
-from gateway.settings import GatewaySettings
+from gateway.settings import API_PREFIX, GatewaySettings
 from shoal.client import Client, Collection
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -29,7 +29,6 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 # machine without internet (or a careful operator) does not reach.
 DOCS_ASSETS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
 DOCS_ASSETS_URL = "/docs-assets"
-API_PREFIX = "/v1"
 TITLE = "Shoal REST API"
 _REFUSALS: dict[int | str, dict[str, Any]] = {
     status: {"model": cv.ErrorBody, "description": text} for status, text in (

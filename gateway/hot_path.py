@@ -18,8 +18,9 @@ from gateway import conversions as cv
 from gateway.body_limit import NO_STORE, Disconnected, read_body, refuse
 from gateway.errors import refusal
 from gateway.search import Pool, search_json
+from gateway.settings import API_PREFIX
 
-SEARCH_PATH = re.compile(r"/v1/collections/([^/]+)/search")
+SEARCH_PATH = re.compile(re.escape(API_PREFIX) + r"/collections/([^/]+)/search")
 HEALTH_PATH = "/healthz"
 HEALTHY = orjson.dumps({"status": "ok"})
 _JSON = (b"content-type", b"application/json")

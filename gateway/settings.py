@@ -12,6 +12,7 @@ ENV_PREFIX = "SHOAL_GATEWAY_"
 DEFAULT_PORT = 8080
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024   # a base64 image batch; the coordinator's own limit is 64 MiB
 DEFAULT_TIMEOUT_S = 60.0
+API_PREFIX = "/v1"                          # every REST path starts with it (the hot path matches on it too)
 MAX_CLIENTS = 64                            # coordinator channels kept, one per API key seen
 
 

@@ -90,7 +90,7 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
         hosted = [self._node.hosted(key) for key in request.partitions]
         if len(hosted) == 1 and _small(request):
             return self._node_search(hosted, request)  # on the loop: cheaper than a thread hop
-        # Several partitions search side by side on the search pool; the request waits off the loop.
+        # Several partitions (side by side on the search pool) or a big batch: the request waits off the loop.
         return await asyncio.get_running_loop().run_in_executor(self._handler_pool, self._node_search,
                                                                 hosted, request)
 
@@ -106,7 +106,7 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
         with contextlib.ExitStack() as stack:
             for p in places:
                 stack.enter_context(observe(self._metrics.requests, self._metrics.latency, p.labels, "NodeSearch"))
-            return node_search(stores, request, self._search_pool if len(hosted) > 1 else None, plan)
+            return node_search(stores, request, self._search_pool, plan)  # one partition: no pool
 
     def _observed(self, partition: str, method: str, fn: Callable[[ShardStore, tuple[str, str, str]], Any]) -> Any:
         hosted = self._node.hosted(partition)
