@@ -15,6 +15,8 @@ from protos.wire import check_vectors
 from shard_node.fields import bitmap_of
 from shard_node.filters import Exclusion
 from shard_node.partition import Partition, scores
+from shard_node.settings import SKETCH_MAX_SHARE, SKETCH_MIN_ROWS
+from shard_node.sketch import ScoreMap
 
 
 def within(metric: str, similarity: np.ndarray, tau: float) -> np.ndarray:
@@ -57,15 +59,25 @@ def top_similar(part: Partition, vector: np.ndarray, k: int) -> tuple[list[str],
     similarities is enough for the coordinator to find it (and the K-th similarity, the cut-off) in one round.
     Ties break by label, so the answer is deterministic."""
     vector = checked(part, vector, "near vector")
+    metric = part.spec.metric
     with part.searching(part.spec.ef_search):
         labels = part.everything().labels
-        sims = scores(part.spec.metric, part.prefix(), part.norms[: part.size], vector)[labels]
-        if k < len(labels):
+        pool = labels
+        if len(labels) >= SKETCH_MIN_ROWS and k < len(labels):
+            live = part.live_mask()
+            narrowed = part.sketch().candidates(vector, live, k, ScoreMap(metric, part.norms[: len(live)], vector))
+            if len(narrowed) * SKETCH_MAX_SHARE <= len(labels):
+                pool = narrowed
+        if pool is labels:
+            sims = scores(metric, part.prefix(), part.norms[: part.size], vector)[labels]
+        else:
+            sims = scores(metric, part.rows(pool), part.norms[pool], vector)
+        if k < len(pool):
             top = np.argpartition(-sims, k - 1)[:k]
             cut = sims[top].min()
             top = np.flatnonzero(sims >= cut)  # every tie at the cut, so the label order decides among them
         else:
-            top = np.arange(len(labels))
-        order = np.lexsort((labels[top], -sims[top]))[:k]
+            top = np.arange(len(pool))
+        order = np.lexsort((pool[top], -sims[top]))[:k]
         chosen = top[order]
-        return part.ids_of(labels[chosen]), sims[chosen].astype(np.float32)
+        return part.ids_of(pool[chosen]), sims[chosen].astype(np.float32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from shard_node.fields import FieldIndexes, bitmap_of, labels_array
 from shard_node.rwlock import SearchGate
 from shard_node.schema import is_text
 from shard_node.settings import DEFAULT_ALLOWED_CACHE_MB, DEFAULT_OVERSAMPLE, MIN_RESCORE, PartitionSpec
+from shard_node.sketch import ScanSketch
 from shard_node.storage import GRAPH_TYPES, BinaryCopy, check_storage, vector_copy
 
 METRIC_TO_SPACE = {"cosine": "cosine", "l2": "l2", "ip": "ip"}  # Shoal metric -> hnswlib space
@@ -125,6 +127,8 @@ class Partition:
             else:
                 self._index.load_index(str(index_file), max_elements=capacity)
         self._copy = vector_copy(spec.storage, spec.dim, capacity, spec.metric)
+        self._sketch: ScanSketch | None = None  # built by the first exact top-K scan that needs it
+        self._sketch_lock = threading.Lock()
         self._norms = np.ones(capacity, dtype=np.float32)  # L2 norms of the vectors, for exact cosine scans
         self._deleted = np.zeros(capacity, dtype=bool)
         self._live = BitMap()  # the labels not deleted, for NOT's complement and the allowed sets
@@ -176,7 +180,8 @@ class Partition:
     def memory(self) -> MemoryFigures:
         """Estimated bytes in memory, by what holds them."""
         with self._gate.read(-1):
-            return MemoryFigures(vectors=self._copy.nbytes() + self._norms.nbytes, graph=self._graph_bytes(),
+            sketch = self._sketch.nbytes() if self._sketch is not None else 0
+            return MemoryFigures(vectors=self._copy.nbytes() + self._norms.nbytes + sketch, graph=self._graph_bytes(),
                                  payloads=self._payload_bytes(), text=self.text.nbytes())
 
     def memory_bytes(self) -> int:
@@ -233,6 +238,8 @@ class Partition:
             self._index.resize_index(new_cap)
         extra = new_cap - self.capacity
         self._copy.grow(new_cap)
+        if self._sketch is not None:
+            self._sketch.grow(new_cap)
         self._norms = np.concatenate([self._norms, np.ones(extra, np.float32)])
         self._deleted = np.concatenate([self._deleted, np.zeros(extra, bool)])
         self._ids = np.concatenate([self._ids, np.empty(extra, dtype=object)])
@@ -277,6 +284,8 @@ class Partition:
         self._tombstones -= int(self._deleted[labels].sum())
         self._copy.put(labels, vectors)
         self._norms[labels] = np.maximum(np.linalg.norm(vectors, axis=1), 1e-30)
+        if self._sketch is not None:
+            self._sketch.put(labels, self._copy.rows(labels), self._norms[labels])
         self._deleted[labels] = False
         self._live.update(labels.astype(np.uint32))
         for i, label in enumerate(labels.tolist()):
@@ -355,6 +364,18 @@ class Partition:
     def prefix(self) -> np.ndarray:
         """Every stored row [0, size), decoded to float32 (a view for float32 storage); call while `searching`."""
         return self._copy.prefix(self._size)
+
+    def sketch(self) -> ScanSketch:
+        """The int8 scan sketch of every row, built on first use (writes keep it current); call while
+        `searching`."""
+        if self._sketch is None:
+            with self._sketch_lock:  # readers share the gate: one of them builds it
+                if self._sketch is None:
+                    sketch = ScanSketch(self.spec.dim, self.capacity, unit=self.spec.metric == "cosine")
+                    labels = np.arange(self._size)
+                    sketch.put(labels, self._copy.prefix(self._size), self._norms[: self._size])
+                    self._sketch = sketch
+        return self._sketch
 
     def knn(self, query: np.ndarray, want: int, oversample: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """About the `want` nearest labels to one query and their distances, best first, by the graph (ef as set by

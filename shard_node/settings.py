@@ -28,6 +28,11 @@ PLAN_GROWTH = 4               # and this many times more in each deeper round
 PLAN_EXACT_PER_HNSW_EF = 12   # an exact scan of this many vectors costs about one unit of HNSW ef
 PLAN_EXCLUSION_DEPTH = 64     # an exact scan checks NOT near exclusions on this many best candidates first
 HYBRID_DEPTH = 100            # each ranking's depth fused by RRF
+# Exact top-K scans (rank-form NOT) of partitions with at least this many live rows narrow their candidates
+# through the int8 sketch (shard_node/sketch.py) first; a full float32 scan when the sketch keeps more than
+# 1 / SKETCH_MAX_SHARE of the rows (gathering that many costs about what reading them all in order does).
+SKETCH_MIN_ROWS = 4096
+SKETCH_MAX_SHARE = 4
 
 # Binary storage (shard_node/storage.py): the Hamming pass keeps max(k * oversample, MIN_RESCORE) candidates,
 # rescored exactly from the float16 copy. On the demo's real e5 vectors (4,223 docs, 200 held-out queries)
