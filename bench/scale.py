@@ -19,7 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from bench.report import table, write_section
 from bench.systems import Hnswlib, Shoal
 from shard_node.partition import exact_distances, top_k_rows
 from shard_node.storage import BINARY, STORAGE_TYPES
+from shoal.demo import DEMO_MODEL, DEMO_VECTORS, dequantise
 from shoal.serve import LocalCluster
 
 REPO = Path(__file__).resolve().parent.parent
@@ -181,31 +182,42 @@ def measure_storage(storage: str, vectors: np.ndarray, queries: np.ndarray, trut
     return row
 
 
-def run_set(label: str, vectors: np.ndarray, queries: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
-    """Every system on one data set."""
+def run_set(label: str, vectors: np.ndarray, queries: np.ndarray, args: argparse.Namespace,
+            save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Every system on one data set; `save` gets the set after each system, so a run cut short (an hour at 1M)
+    still leaves what it measured."""
     tqdm.write(f"== {label}: {len(vectors):,} x {vectors.shape[1]}, {len(queries)} queries (load {load_average()})",
                file=sys.stderr)
     truth = exact_truth(queries, vectors)
-    rows = [measure_hnswlib(vectors, queries, truth, args)]
+    out: dict[str, Any] = {"label": label, "n": len(vectors), "dim": int(vectors.shape[1]), "queries": len(queries),
+                           "rows": []}
+    out["rows"].append(measure_hnswlib(vectors, queries, truth, args).__dict__)
+    save(out)
     root = Path(tempfile.mkdtemp(prefix="shoal-scale-", dir=args.data_dir))
     try:
         for storage in args.storage:
             tqdm.write(f"== {label}: {storage} (load {load_average()})", file=sys.stderr)
-            rows.append(measure_storage(storage, vectors, queries, truth, args, root))
+            out["rows"].append(measure_storage(storage, vectors, queries, truth, args, root).__dict__)
+            save(out)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return {"label": label, "n": len(vectors), "dim": int(vectors.shape[1]), "queries": len(queries),
-            "rows": [r.__dict__ for r in rows]}
+    return out
 
 
-def real_set(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray] | None:
+def real_set(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str] | None:
     """The cached corpus embeddings split into documents and held-out queries, or None when none are cached."""
     _, vectors = load_cached(args.corpus_cache, args.corpus_model)
+    source = f"the embeddings cached in {args.corpus_cache}"
+    if len(vectors) <= args.queries and args.corpus_model == DEMO_MODEL and DEMO_VECTORS.exists():
+        # The demo's bundled vectors are the same model over the whole corpus (int8 + scale per row, decoded).
+        with np.load(DEMO_VECTORS, allow_pickle=False) as z:
+            vectors = dequantise(z["q"], z["scale"])
+        source = f"{DEMO_VECTORS.relative_to(REPO)} (every English and Korean entry, int8 decoded)"
     if len(vectors) <= args.queries:
         return None
     order = np.random.default_rng(args.seed).permutation(len(vectors))
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    return vectors[order[args.queries:]], vectors[order[: args.queries]]
+    return vectors[order[args.queries:]], vectors[order[: args.queries]], source
 
 
 def _recall(x: float | None, target: float) -> str:
@@ -259,6 +271,13 @@ def render(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_results(res: dict[str, Any], args: argparse.Namespace) -> None:
+    """The json and the BENCHMARKS.md section, as they stand."""
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(res, indent=1, default=str) + "\n")
+    write_section(render(res), args.out, BEGIN, END)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every data set, then write the json and the section."""
     args = parse_args(argv)
@@ -269,9 +288,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     res: dict[str, Any] = {"command": "python -m bench.scale " + shlex.join(argv or sys.argv[1:]),
                            "machine": machine_facts(REPO), "load": load_average(), "target": args.target,
                            "batch": args.batch, "clients": args.clients, "sets": [], "notes": []}
+
+    def save(current: dict[str, Any]) -> None:
+        sets = [x for x in res["sets"] if x["label"] != current["label"]] + [current]
+        write_results({**res, "sets": sets, "seconds": round(time.time() - started)}, args)
+
     if not args.skip_synthetic:
         data = make_dataset(DataSpec(n=args.n, queries=args.queries, dim=args.dim, seed=args.seed))
-        res["sets"].append(run_set("synthetic clustered", data.vectors, data.queries, args))
+        res["sets"].append(run_set("synthetic clustered", data.vectors, data.queries, args, save))
         del data
     if not args.skip_real:
         real = real_set(args)
@@ -281,12 +305,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(note, file=sys.stderr)
             res["notes"].append(note)
         else:
+            docs, queries, source = real
+            res["notes"].append(f"real-embedding vectors: {source}")
             res["sets"].append(run_set(f"Debian corpus, {args.corpus_model} (held-out documents as queries)",
-                                       *real, args))
+                                       docs, queries, args, save))
     res["seconds"] = round(time.time() - started)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(res, indent=1, default=str) + "\n")
-    write_section(render(res), args.out, BEGIN, END)
+    write_results(res, args)
     print(render(res))
     return 0
 

@@ -26,6 +26,7 @@ PLAN_ANTI_CORRELATED = 0.25   # a round keeping under this share of the expected
 PLAN_MAX_EF = 8192            # largest beam a post-filtered round uses (past it the set is scanned exactly)
 PLAN_GROWTH = 4               # and this many times more in each deeper round
 PLAN_EXACT_PER_HNSW_EF = 12   # an exact scan of this many vectors costs about one unit of HNSW ef
+PLAN_SMALL_SORT = 512       # an exact scan of at most this many gathered rows sorts them all (one numpy call)
 PLAN_EXCLUSION_DEPTH = 64     # an exact scan checks NOT near exclusions on this many best candidates first
 HYBRID_DEPTH = 100            # each ranking's depth fused by RRF
 # Exact top-K scans (rank-form NOT) of partitions with at least this many live rows narrow their candidates
