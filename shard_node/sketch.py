@@ -25,6 +25,7 @@ import numpy as np
 import onnxruntime as ort
 
 from shard_node.sketch_model import MODEL_FILE
+from shard_node.storage import grown, quantised_int8
 
 ROUNDING = 2.0 ** -20  # per dimension, relative to |z| |w|: float32 error of the exact scan's dot products
 
@@ -37,19 +38,6 @@ def _session() -> ort.InferenceSession:
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     return ort.InferenceSession(str(MODEL_FILE), opts, providers=["CPUExecutionProvider"])
-
-
-def _quantised(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of x as int8 codes and one scale each (max |x| / 127; zero rows get scale 0)."""
-    scales = np.abs(x).max(axis=1) / 127.0
-    safe = np.where(scales > 0, scales, 1.0)
-    return np.clip(np.rint(x / safe[:, None]), -127, 127).astype(np.int8), scales.astype(np.float32)
-
-
-def _grown(arr: np.ndarray, capacity: int) -> np.ndarray:
-    out = np.zeros((capacity, *arr.shape[1:]), dtype=arr.dtype)
-    out[: len(arr)] = arr[:capacity]
-    return out
 
 
 class ScanSketch:
@@ -66,13 +54,13 @@ class ScanSketch:
 
     def grow(self, capacity: int) -> None:
         """Make room for `capacity` rows."""
-        self._codes, self._scales = _grown(self._codes, capacity), _grown(self._scales, capacity)
-        self._y_norms, self._e_norms = _grown(self._y_norms, capacity), _grown(self._e_norms, capacity)
+        self._codes, self._scales = grown(self._codes, capacity), grown(self._scales, capacity)
+        self._y_norms, self._e_norms = grown(self._y_norms, capacity), grown(self._e_norms, capacity)
 
     def put(self, labels: np.ndarray, rows: np.ndarray, norms: np.ndarray) -> None:
         """Sketch decoded float32 rows at labels (`norms`: the partition's stored norms of them)."""
         z = rows / norms[:, None] if self._unit else rows
-        codes, scales = _quantised(z)
+        codes, scales = quantised_int8(z)
         y = codes.astype(np.float32) * scales[:, None]
         self._codes[labels] = codes.view(np.uint8) ^ np.uint8(0x80)  # two's complement + 128
         self._scales[labels] = scales
@@ -93,7 +81,7 @@ class ScanSketch:
         steps = np.zeros(2, dtype=np.float64)
         residual = w.astype(np.float64)
         for j in range(2):  # the second term quantises what the first left, so |g| is about |w| / 127^2
-            codes, scale = _quantised(residual.reshape(1, -1).astype(np.float32))
+            codes, scale = quantised_int8(residual.reshape(1, -1).astype(np.float32))
             terms[:, j], steps[j] = codes[0], scale[0]
             residual = residual - codes[0].astype(np.float64) * float(scale[0])
         dots = _session().run(None, {"A": self._codes[:size], "B": terms})[0]

@@ -36,10 +36,18 @@ def check_storage(name: str) -> str | None:
     return f"storage type {name!r} is unknown; use one of {', '.join(STORAGE_TYPES)}"
 
 
-def _grown(arr: np.ndarray, capacity: int) -> np.ndarray:
+def grown(arr: np.ndarray, capacity: int) -> np.ndarray:
+    """arr copied into `capacity` rows (zeros past its end)."""
     out = np.zeros((capacity, *arr.shape[1:]), dtype=arr.dtype)
     out[: len(arr)] = arr[:capacity]
     return out
+
+
+def quantised_int8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of x as int8 codes with one float32 scale each (max |x| / 127; zero rows get scale 0)."""
+    scales = np.abs(x).max(axis=1) / 127.0
+    safe = np.where(scales > 0, scales, 1.0)
+    return np.clip(np.rint(x / safe[:, None]), -127, 127).astype(np.int8), scales.astype(np.float32)
 
 
 class VectorCopy:
@@ -54,7 +62,7 @@ class VectorCopy:
 
     def grow(self, capacity: int) -> None:
         """Make room for `capacity` rows."""
-        self._data = _grown(self._data, capacity)
+        self._data = grown(self._data, capacity)
 
     def put(self, labels: np.ndarray, vectors: np.ndarray) -> None:
         """Store float32 vectors at labels."""
@@ -118,14 +126,11 @@ class Int8Copy(VectorCopy):
 
     def grow(self, capacity: int) -> None:
         """Make room for `capacity` rows."""
-        self._data, self._scales = _grown(self._data, capacity), _grown(self._scales, capacity)
+        self._data, self._scales = grown(self._data, capacity), grown(self._scales, capacity)
 
     def put(self, labels: np.ndarray, vectors: np.ndarray) -> None:
         """Quantise vectors to int8 with a scale of max |x| / 127 each."""
-        scales = np.abs(vectors).max(axis=1) / 127.0
-        safe = np.where(scales > 0, scales, 1.0)
-        self._data[labels] = np.clip(np.rint(vectors / safe[:, None]), -127, 127).astype(np.int8)
-        self._scales[labels] = scales
+        self._data[labels], self._scales[labels] = quantised_int8(vectors)
 
     def rows(self, labels: np.ndarray) -> np.ndarray:
         """Decoded float32 rows of labels."""
@@ -172,7 +177,7 @@ class BinaryCopy(Float16Copy):
     def grow(self, capacity: int) -> None:
         """Make room for `capacity` rows."""
         super().grow(capacity)
-        self._bits = _grown(self._bits, capacity)
+        self._bits = grown(self._bits, capacity)
 
     def _encode(self, vectors: np.ndarray) -> np.ndarray:
         if self._unit:
