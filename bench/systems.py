@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 
 import grpc
 import hnswlib
@@ -83,6 +84,14 @@ class Hnswlib:
                 spent += time.perf_counter() - start
                 bar.update(sl.stop - sl.start)
         return spent
+
+    def save(self, path: Path) -> None:
+        """Write the built index to `path` (hnswlib's own format)."""
+        self._index.save_index(str(path))
+
+    def load(self, path: Path, elements: int) -> None:
+        """Read an index written by save() in place of building one."""
+        self._index.load_index(str(path), max_elements=elements)
 
     def search(self, queries: np.ndarray, k: int, ef: int) -> np.ndarray:
         """knn_query over the batch on every core."""
