@@ -13,6 +13,7 @@ bench/out/scale.json.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shlex
 import shutil
@@ -32,7 +33,7 @@ import shoal
 from bench.concurrency import Opener, run_concurrent
 from bench.corpus_cache import DEFAULT_CACHE, load_cached
 from bench.data import DataSpec, make_dataset
-from bench.machine import load_average, machine_facts
+from bench.machine import git_revision, load_average, machine_facts
 from bench.measure import CurvePoint, cheapest_ef_reaching, measure_curve, measure_latency
 from bench.memory import MIB, memory_of, process_tree
 from bench.report import table, write_section
@@ -153,7 +154,9 @@ def measure_hnswlib(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray,
     me = psutil.Process()
     before = me.memory_info().rss
     index = Hnswlib(vectors.shape[1], M, EF_CONSTRUCTION, args.threads)
-    key = f"hnswlib-{len(vectors)}x{vectors.shape[1]}-seed{args.seed}-m{M}-efc{EF_CONSTRUCTION}"
+    # A sample of the rows in the key: the same seed under a changed generator must not reuse a stale graph.
+    digest = hashlib.sha256(np.ascontiguousarray(vectors[::997]).tobytes()).hexdigest()[:12]
+    key = f"hnswlib-{len(vectors)}x{vectors.shape[1]}-{digest}-m{M}-efc{EF_CONSTRUCTION}"
     cached, record = args.baseline_cache / f"{key}.bin", args.baseline_cache / f"{key}.json"
     note = ""
     if cached.exists() and record.exists():
@@ -165,7 +168,7 @@ def measure_hnswlib(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray,
         build = index.ingest(vectors, INGEST_BATCH)
         args.baseline_cache.mkdir(parents=True, exist_ok=True)
         index.save(cached)
-        record.write_text(json.dumps({"build_s": build, "git": machine_facts(REPO)["git"]}) + "\n")
+        record.write_text(json.dumps({"build_s": build, "git": git_revision(REPO)}) + "\n")
     rss = me.memory_info().rss - before
     curve = measure_curve(index, queries, truth, args.efs, args.batch)
     knob, point = at_target(curve, args.target)
