@@ -81,6 +81,21 @@ def _router() -> APIRouter:
         c.drop_collection(name)
         return {"dropped": name}
 
+    @r.patch("/collections/{name}", response_model=Collection, tags=["collections"])
+    def update_collection(name: str, body: cv.UpdateCollectionBody, c: Sdk) -> Any:
+        """Change a collection's settings (today: its write consistency); answers the settings."""
+        return cv.collection_out(c.update_collection(name, write_consistency=body.write_consistency))
+
+    @r.post("/collections/{name}/snapshot", response_model=cv.SnapshotOut, tags=["backup"])
+    def snapshot(name: str, body: cv.SnapshotBody, c: Sdk) -> Any:
+        """Back a collection up online into a directory on the coordinator's machine; answers when it is written."""
+        return c.snapshot(name, body.directory)
+
+    @r.post("/restore", response_model=Collection, status_code=201, tags=["backup"])
+    def restore(body: cv.RestoreBody, c: Sdk) -> Any:
+        """Create a collection from a backup directory on the coordinator's machine (damaged files are refused)."""
+        return cv.collection_out(c.restore(body.directory, name=body.name, shards=body.shards))
+
     @r.post("/collections/{name}/compact", response_model=cv.CompactOut, tags=["collections"])
     def compact(name: str, body: cv.CompactBody, c: Sdk) -> Any:
         """Rebuild the HNSW index of the collection's shards (all, or those listed)."""

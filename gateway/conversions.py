@@ -105,6 +105,50 @@ class CompactBody(BaseModel):
     wait: bool = False
 
 
+class UpdateCollectionBody(BaseModel):
+    """Settings a collection may change after creation; null keeps a setting as it is."""
+
+    write_consistency: int | None = Field(None, description="replicas that must acknowledge a write (1..replication "
+                                         "factor)")
+
+
+class SnapshotBody(BaseModel):
+    """Where an online backup goes: an absolute directory on the coordinator's machine, absent or empty."""
+
+    directory: str
+
+
+class RestoreBody(BaseModel):
+    """A backup to create a collection from (a directory on the coordinator's machine)."""
+
+    directory: str
+    name: str = Field("", description="the new collection's name; empty: the backed-up collection's")
+    shards: int = Field(0, ge=0, description="0: the backup's shard count (another count is refused)")
+
+
+class ShardBackupOut(BaseModel):
+    """One shard replica's part of a backup."""
+
+    index: int
+    replica: int
+    lsn: int
+    documents: int
+    entries: int
+    checksum: str
+    bytes: int
+
+
+class SnapshotOut(BaseModel):
+    """A finished backup: its manifest and each shard's figures."""
+
+    directory: str
+    manifest: str
+    documents: int
+    bytes: int
+    seconds: float
+    shards: list[ShardBackupOut]
+
+
 class HitOut(BaseModel):
     """One search result."""
 

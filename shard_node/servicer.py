@@ -67,9 +67,10 @@ def spec_from_json(text: str) -> PartitionSpec:
 
 
 def _small(request: shard_pb2.NodeSearchRequest) -> bool:
-    """Whether a one-partition search is cheap enough to run on the event loop (see INLINE_SEARCH_BUDGET)."""
+    """Whether a search of all its partitions is cheap enough to run on the event loop (INLINE_SEARCH_BUDGET)."""
     return (not request.match.field and not request.exclude
-            and max(request.queries.rows, 1) * max(request.ef, request.k) <= INLINE_SEARCH_BUDGET)
+            and len(request.partitions) * max(request.queries.rows, 1) * max(request.ef, request.k)
+            <= INLINE_SEARCH_BUDGET)
 
 
 class ShardServicer(shard_pb2_grpc.ShardServicer):
@@ -88,13 +89,13 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
         if not request.partitions:
             raise InvalidArgument("NodeSearch needs at least one partition")
         hosted = [self._node.hosted(key) for key in request.partitions]
-        if len(hosted) == 1 and _small(request):
-            return self._node_search(hosted, request)  # on the loop: cheaper than a thread hop
-        # Several partitions (side by side on the search pool) or a big batch: the request waits off the loop.
+        if _small(request):
+            return self._node_search(hosted, request, None)  # on the loop, one partition after another
+        # A big search: off the loop, its partitions side by side on the search pool.
         return await asyncio.get_running_loop().run_in_executor(self._handler_pool, self._node_search,
-                                                                hosted, request)
+                                                                hosted, request, self._search_pool)
 
-    def _node_search(self, hosted: list[Hosted], request: shard_pb2.NodeSearchRequest
+    def _node_search(self, hosted: list[Hosted], request: shard_pb2.NodeSearchRequest, pool: Executor | None
                      ) -> shard_pb2.NodeSearchResponse:
         places = [h.place for h in hosted]
         stores = [(h.store, h.place.shard) for h in hosted]
@@ -106,7 +107,7 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
         with contextlib.ExitStack() as stack:
             for p in places:
                 stack.enter_context(observe(self._metrics.requests, self._metrics.latency, p.labels, "NodeSearch"))
-            return node_search(stores, request, self._search_pool, plan)  # one partition: no pool
+            return node_search(stores, request, pool, plan)
 
     def _observed(self, partition: str, method: str, fn: Callable[[ShardStore, tuple[str, str, str]], Any]) -> Any:
         hosted = self._node.hosted(partition)

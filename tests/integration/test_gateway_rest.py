@@ -105,7 +105,8 @@ def test_openapi_document_validates_and_docs_are_served(gateway: str) -> None:
     assert {"/v1/collections", "/v1/collections/{name}", "/v1/collections/{name}/documents",
             "/v1/collections/{name}/documents/get", "/v1/collections/{name}/documents/delete",
             "/v1/collections/{name}/count", "/v1/collections/{name}/search",
-            "/v1/collections/{name}/compact"} <= paths
+            "/v1/collections/{name}/compact", "/v1/collections/{name}/snapshot", "/v1/restore"} <= paths
+    assert "patch" in spec["paths"]["/v1/collections/{name}"]
     assert "422" not in json.dumps(spec["paths"])  # the gateway answers 400 for bodies it cannot use
     docs = requests.get(f"{gateway}/docs", timeout=30)
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
@@ -126,6 +127,45 @@ def test_collection_lifecycle(gateway: str, http: requests.Session) -> None:
     r = http.delete(f"{gateway}/v1/collections/{name}")
     assert r.status_code == 200 and r.json() == {"dropped": name}
     assert name in _error(http.get(f"{gateway}/v1/collections/{name}"), 404, "NOT_FOUND")
+
+
+def test_update_snapshot_and_restore(gateway: str, http: requests.Session, tmp_path: Path,
+                                    vectors_collection: tuple[str, np.ndarray]) -> None:
+    """PATCH changes the write consistency (refusing one above the replication factor); a snapshot over REST
+    restores into a new collection that holds the same documents and answers the same search; refused
+    snapshots and restores (relative path, reused directory, read-only key) create nothing."""
+    name, vecs = vectors_collection
+    r = http.patch(f"{gateway}/v1/collections/{name}", json={"write_consistency": 1})
+    assert r.status_code == 200 and r.json()["write_consistency"] == 1, r.text
+    message = _error(http.patch(f"{gateway}/v1/collections/{name}", json={"write_consistency": 3}),
+                     400, "INVALID_ARGUMENT")
+    assert "replication factor" in message and "got 3" in message
+    backup = tmp_path / "backup"
+    r = http.post(f"{gateway}/v1/collections/{name}/snapshot", json={"directory": str(backup)})
+    assert r.status_code == 200, r.text
+    snap = r.json()
+    assert snap["documents"] == 60 and sorted(s["index"] for s in snap["shards"]) == [0, 1, 2]
+    assert Path(snap["manifest"]).is_file() and snap["bytes"] > 0
+    again = http.post(f"{gateway}/v1/collections/{name}/snapshot", json={"directory": str(backup)})
+    assert "not empty" in _error(again, 400, "FAILED_PRECONDITION")
+    relative = http.post(f"{gateway}/v1/collections/{name}/snapshot", json={"directory": "backup"})
+    assert "absolute" in _error(relative, 400, "INVALID_ARGUMENT")
+    copy = f"{name}-copy"
+    ro = {"authorization": f"Bearer {RO_KEY}"}
+    r = requests.post(f"{gateway}/v1/restore", json={"directory": str(backup), "name": copy}, headers=ro, timeout=60)
+    assert "Restore" in _error(r, 403, "PERMISSION_DENIED")
+    assert copy in _error(http.get(f"{gateway}/v1/collections/{copy}"), 404, "NOT_FOUND")
+    r = http.post(f"{gateway}/v1/restore", json={"directory": str(backup), "name": copy})
+    assert r.status_code == 201 and r.json()["name"] == copy and r.json()["shards"] == 3, r.text
+    try:
+        assert http.get(f"{gateway}/v1/collections/{copy}/count").json()["count"] == 60
+        query = {"vector": vecs[5].tolist(), "k": 5}
+        hits = [h["id"] for h in http.post(f"{gateway}/v1/collections/{copy}/search", json=query).json()["hits"]]
+        assert hits == [h["id"] for h in http.post(f"{gateway}/v1/collections/{name}/search",
+                                                   json=query).json()["hits"]]
+        assert hits[0] == "d5"
+    finally:
+        http.delete(f"{gateway}/v1/collections/{copy}")
 
 
 def test_documents_and_searches_match_the_exact_oracle(gateway: str, http: requests.Session,
