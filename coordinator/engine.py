@@ -16,6 +16,7 @@ import numpy as np
 
 from coordinator import backup
 from coordinator.catalog import Catalog, CollectionSpec, default_write_consistency, valid_name
+from coordinator.coalesce import Coalescer
 from coordinator.deadline import time_left
 from coordinator.entry_calibration import CALIBRATION_FETCH, calibrate
 from coordinator.fanout import ShardPool
@@ -147,7 +148,8 @@ class Engine:
         self._replicas = replicator
         self._pool = replicator.pool
         self._scheduler = scheduler
-        self._reads = ReadPath(replicator, settings, replicator.metrics)
+        self._reads = Coalescer(ReadPath(replicator, settings, replicator.metrics).run, settings.coalesce_in_flight,
+                                settings.max_batch, replicator.metrics.coalesced_reads.inc)
         self._repair = RepairLoop(catalog, replicator, settings, replicator.metrics)
         self._background: list[asyncio.Task[None]] = []
         self._nodes = 1  # shard nodes running; set by start()

@@ -52,6 +52,9 @@ class CoordinatorMetrics:
         self.divergences = Counter("shoal_coordinator_divergences_total",
                                    "Replicas found at the same LSN with other content (replaced by a copy)",
                                    registry=self.registry)
+        self.coalesced_reads = Counter("shoal_coordinator_coalesced_reads_total",
+                                       "Searches sent to the shard nodes in one batch with other concurrent ones",
+                                       registry=self.registry)
         self.hedged_reads = Counter("shoal_coordinator_hedged_reads_total",
                                     "Reads sent to a second replica because the first was slow", registry=self.registry)
         self.suspect_nodes = Gauge("shoal_coordinator_suspect_nodes",

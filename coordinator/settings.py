@@ -25,6 +25,8 @@ MAX_DEADLINE_S = 3600.0       # longer deadlines are cut to this (Compact with w
 MAX_CONCURRENT_PER_CLIENT = 64
 # Replication (coordinator/replicas.py, repair.py, breaker.py).
 WRITE_STRAGGLER_MS = 250.0    # once W replicas acked, the others get this long before they count as behind
+# Reads of one key (coordinator/coalesce.py) on the nodes at once; more wait and leave as one batch.
+COALESCE_IN_FLIGHT = 2
 HEDGE_AFTER_MS = 150.0        # a read replica that has not answered by then is hedged and marked suspect
 REPAIR_INTERVAL_S = 1.0
 REPAIR_CALL_TIMEOUT_S = 5.0   # one catch-up call (Stats, ReadLog, ApplyLog); a copy gets shard_timeout_s
@@ -103,6 +105,9 @@ class CoordinatorSettings(ServerTLSSettings):
     write_straggler_ms: float = field(default=WRITE_STRAGGLER_MS, metadata={
         "help": "once a write has its write consistency, how long it still waits for the other up-to-date replicas "
                 "before they count as behind (the repair loop catches them up)"})
+    coalesce_in_flight: int = field(default=COALESCE_IN_FLIGHT, metadata={
+        "help": "concurrent searches of one collection with the same k, ef and filter on the shard nodes at once; "
+                "further ones wait and are sent together as one batch when one finishes (0 = never batch)"})
     hedge_after_ms: float = field(default=HEDGE_AFTER_MS, metadata={
         "help": "a read replica that has not answered within this is hedged (a peer is asked too, first answer "
                 "wins) and its node marked suspect until it answers a health probe"})
