@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from coordinator.catalog import CollectionSpec
+from coordinator.deadline import deadline
 from coordinator.read_path import ReadRequest, ReadResult
 
 Run = Callable[[CollectionSpec, ReadRequest, bool], Awaitable[ReadResult]]
 Key = tuple[object, ...]
+UNBOUNDED_S = 1e9   # "no deadline" when comparing members' deadlines
 
 
 @dataclass
@@ -96,8 +98,11 @@ class Coalescer:
             batch.append(w)
             rows += len(w.req.queries)
         lane.in_flight += 1
+        # The batch runs under the latest deadline among its members: an early one must not cut the others off
+        # (a member whose own deadline passes is cancelled by its call and skipped).
+        latest = max(batch, key=lambda w: w.context.run(deadline, UNBOUNDED_S))
         asyncio.get_running_loop().create_task(self._batch(key, lane, spec, allow_partial, batch),
-                                               context=batch[0].context)
+                                               context=latest.context)
 
     async def _batch(self, key: Key, lane: _Lane, spec: CollectionSpec, allow_partial: bool,
                      batch: list[_Waiting]) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
 
 from coordinator.catalog import CollectionSpec
-from coordinator.coalesce import Coalescer
+from coordinator.coalesce import UNBOUNDED_S, Coalescer
+from coordinator.deadline import deadline, set_request_deadline
 from coordinator.read_path import ReadRequest, ReadResult
 from protos.errors import Unavailable
 
@@ -134,4 +136,32 @@ def test_in_flight_zero_turns_batching_off() -> None:
         assert len(nodes.calls) == 3
         nodes.release.set()
         await asyncio.gather(*tasks)
+    asyncio.run(main())
+
+
+def test_a_batch_runs_under_its_members_latest_deadline() -> None:
+    async def main() -> None:
+        nodes = Nodes()
+        seen: list[float] = []
+        run = nodes.run
+
+        async def recording(spec: CollectionSpec, req: ReadRequest, allow_partial: bool) -> ReadResult:
+            seen.append(deadline(UNBOUNDED_S))
+            return await run(spec, req, allow_partial)
+
+        c = Coalescer(recording, 1, 100, lambda n: None)
+        nodes.release.clear()
+        first = asyncio.ensure_future(c.run(SPEC, _req(1), False))
+        await _started(3)
+
+        async def within(seconds: float | None, value: float) -> ReadResult:
+            set_request_deadline(seconds)
+            return await c.run(SPEC, _req(value), False)
+
+        soon = asyncio.ensure_future(within(30.0, 2))
+        late = asyncio.ensure_future(within(600.0, 3))
+        await _started(3)
+        nodes.release.set()
+        await asyncio.gather(first, soon, late)
+        assert len(seen) == 2 and seen[1] - time.monotonic() > 500  # the batch got the 600 s deadline
     asyncio.run(main())
