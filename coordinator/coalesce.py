@@ -73,7 +73,9 @@ class Coalescer:
         key = _key(spec, req, allow_partial) if self._in_flight > 0 else None
         if key is None or len(req.queries) >= self._max_rows:
             return await self._run(spec, req, allow_partial)
-        lane = self._lanes.setdefault(key, _Lane())
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
         if lane.in_flight >= self._in_flight:
             answer: asyncio.Future[ReadResult] = asyncio.get_running_loop().create_future()
             lane.waiting.append(_Waiting(req, answer, contextvars.copy_context()))

@@ -22,7 +22,7 @@ from gateway.errors import GatewayError
 from gateway.hot_path import HotPath
 from gateway.search import search_json
 from gateway.settings import API_PREFIX, GatewaySettings
-from shoal.client import Client, Collection
+from shoal.client import Backup, Client, Collection
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # Swagger UI's files from the fastapi-offline wheel: FastAPI's own /docs page loads them from a CDN, which a
@@ -86,7 +86,7 @@ def _router() -> APIRouter:
         """Change a collection's settings (today: its write consistency); answers the settings."""
         return cv.collection_out(c.update_collection(name, write_consistency=body.write_consistency))
 
-    @r.post("/collections/{name}/snapshot", response_model=cv.SnapshotOut, tags=["backup"])
+    @r.post("/collections/{name}/snapshot", response_model=Backup, tags=["backup"])
     def snapshot(name: str, body: cv.SnapshotBody, c: Sdk) -> Any:
         """Back a collection up online into a directory on the coordinator's machine; answers when it is written."""
         return c.snapshot(name, body.directory)

@@ -126,29 +126,6 @@ class RestoreBody(BaseModel):
     shards: int = Field(0, ge=0, description="0: the backup's shard count (another count is refused)")
 
 
-class ShardBackupOut(BaseModel):
-    """One shard replica's part of a backup."""
-
-    index: int
-    replica: int
-    lsn: int
-    documents: int
-    entries: int
-    checksum: str
-    bytes: int
-
-
-class SnapshotOut(BaseModel):
-    """A finished backup: its manifest and each shard's figures."""
-
-    directory: str
-    manifest: str
-    documents: int
-    bytes: int
-    seconds: float
-    shards: list[ShardBackupOut]
-
-
 class HitOut(BaseModel):
     """One search result."""
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 from google.protobuf.json_format import MessageToDict
+from typing_extensions import TypedDict  # typing's own is refused by pydantic (the gateway's schema) before 3.12
 
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc, query_pb2
 from protos.errors import InvalidArgument, error_from_rpc
@@ -55,6 +56,29 @@ class Document:
     id: str
     vector: np.ndarray | None
     payload: dict[str, Any]
+
+
+class ShardBackup(TypedDict):
+    """One shard replica's part of a backup."""
+
+    index: int
+    replica: int
+    lsn: int
+    documents: int
+    entries: int
+    checksum: str
+    bytes: int
+
+
+class Backup(TypedDict):
+    """A finished backup: its directory and manifest, and each shard's figures."""
+
+    directory: str
+    manifest: str
+    documents: int
+    bytes: int
+    seconds: float
+    shards: list[ShardBackup]
 
 
 @dataclass
@@ -325,7 +349,7 @@ class Client:
         return [_shard_info(s) for s in self._call(self._stub.Compact, req).shard_info]
 
     # ---- backup and restore --------------------------------------------------------------
-    def snapshot(self, name: str, directory: str, timeout: float = 3600.0) -> dict[str, Any]:
+    def snapshot(self, name: str, directory: str, timeout: float = 3600.0) -> Backup:
         """Back a collection up, online, into `directory` on the coordinator's machine (absolute; absent or
         empty). Returns the manifest's path and each shard's LSN, counts, content checksum and bytes."""
         req = coordinator_pb2.SnapshotRequest(collection=name, directory=directory)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -50,13 +51,19 @@ async def _started(n: int) -> None:
         await asyncio.sleep(0)
 
 
+async def _held(nodes: Nodes, c: Coalescer, values: Sequence[float], k: int = 3) -> list[asyncio.Future[ReadResult]]:
+    """Reads of `values` started while the nodes hold every answer (until nodes.release is set)."""
+    nodes.release.clear()
+    tasks = [asyncio.ensure_future(c.run(SPEC, _req(v, k), False)) for v in values]
+    await _started(len(values) + 2)
+    return tasks
+
+
 def test_reads_waiting_behind_one_in_flight_travel_as_one_batch() -> None:
     async def main() -> None:
         nodes = Nodes()
         c, sizes = _coalescer(nodes)
-        nodes.release.clear()
-        first = asyncio.ensure_future(c.run(SPEC, _req(1), False))
-        await _started(3)
+        (first,) = await _held(nodes, c, [1])
         later = [asyncio.ensure_future(c.run(SPEC, _req(v), False)) for v in (2, 3, 4)]
         await _started(3)
         assert len(nodes.calls) == 1  # the three wait
@@ -76,9 +83,7 @@ def test_a_lone_read_and_reads_of_other_keys_never_wait() -> None:
         nodes = Nodes()
         c, sizes = _coalescer(nodes)
         assert (await c.run(SPEC, _req(7), False)).ids.tolist() == [["q7"] * 3]
-        nodes.release.clear()
-        held = asyncio.ensure_future(c.run(SPEC, _req(1), False))
-        await _started(3)
+        (held,) = await _held(nodes, c, [1])
         others = [asyncio.ensure_future(c.run(SPEC, r, p)) for r, p in
                   ((_req(2, k=5), False), (_req(3, explain=True), False), (_req(4), True))]
         await _started(3)
@@ -93,9 +98,7 @@ def test_a_batch_holds_at_most_max_rows_and_the_rest_follows() -> None:
     async def main() -> None:
         nodes = Nodes()
         c, sizes = _coalescer(nodes, max_rows=2)
-        nodes.release.clear()
-        tasks = [asyncio.ensure_future(c.run(SPEC, _req(v), False)) for v in range(6)]
-        await _started(5)
+        tasks = await _held(nodes, c, range(6))
         nodes.release.set()
         results = await asyncio.gather(*tasks)
         assert [len(r.queries) for r in nodes.calls] == [1, 2, 2, 1]
@@ -107,9 +110,7 @@ def test_a_batch_error_reaches_every_member_and_a_caller_that_left_is_skipped() 
     async def main() -> None:
         nodes = Nodes()
         c, _ = _coalescer(nodes)
-        nodes.release.clear()
-        first = asyncio.ensure_future(c.run(SPEC, _req(1), False))
-        await _started(3)
+        (first,) = await _held(nodes, c, [1])
         gone = asyncio.ensure_future(c.run(SPEC, _req(2), False))
         waiting = [asyncio.ensure_future(c.run(SPEC, _req(v), False)) for v in (3, 4)]
         await _started(3)
@@ -130,9 +131,7 @@ def test_in_flight_zero_turns_batching_off() -> None:
     async def main() -> None:
         nodes = Nodes()
         c, _ = _coalescer(nodes, in_flight=0)
-        nodes.release.clear()
-        tasks = [asyncio.ensure_future(c.run(SPEC, _req(v), False)) for v in range(3)]
-        await _started(3)
+        tasks = await _held(nodes, c, range(3))
         assert len(nodes.calls) == 3
         nodes.release.set()
         await asyncio.gather(*tasks)
@@ -150,9 +149,7 @@ def test_a_batch_runs_under_its_members_latest_deadline() -> None:
             return await run(spec, req, allow_partial)
 
         c = Coalescer(recording, 1, 100, lambda n: None)
-        nodes.release.clear()
-        first = asyncio.ensure_future(c.run(SPEC, _req(1), False))
-        await _started(3)
+        (first,) = await _held(nodes, c, [1])
 
         async def within(seconds: float | None, value: float) -> ReadResult:
             set_request_deadline(seconds)
