@@ -44,7 +44,7 @@ ROLES_BY_LABEL = {r.label: r for r in Role}
 
 # Every Coordinator RPC, by the role it needs. tests/unit/coordinator/test_auth.py fails when an RPC
 # in protos/coordinator.proto is missing here, so a new RPC cannot ship unclassified.
-READ_RPCS = frozenset({"ListCollections", "DescribeCollection", "Get", "Count", "Search"})
+READ_RPCS = frozenset({"ListCollections", "DescribeCollection", "Get", "Count", "Search", "SearchStream"})
 # Snapshot writes files on the coordinator's machine and Restore creates a collection: both are writes.
 WRITE_RPCS = frozenset({"CreateCollection", "DropCollection", "UpdateCollection", "Upsert", "Delete", "Compact",
                         "Snapshot", "Restore"})

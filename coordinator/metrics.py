@@ -80,6 +80,10 @@ class CoordinatorMetrics:
             )
         }
 
+    def count_refusal(self, method: str, code: str) -> None:
+        """Count a request refused before it ran (API key, admission) like any answered status."""
+        self.requests.labels(method, code).inc()
+
     def observe_shard(self, collection: str, index: int, replica: int, s: shard_pb2.ShardStats | None) -> None:
         """Record one shard replica's figures (None: it did not answer)."""
         labels = (collection, str(index), str(replica))

@@ -10,7 +10,7 @@ import sys
 import grpc
 
 from coordinator import shards
-from coordinator.admission import AdmissionInterceptor
+from coordinator.admission import Admission, AdmissionInterceptor
 from coordinator.auth import ApiKeyInterceptor, Authorizer, KeyFileError, KeyRing
 from coordinator.deadline import time_left
 from coordinator.discovery import SD_PATH, ShardTargets
@@ -40,23 +40,19 @@ SERVICE_NAME = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_n
 log = logging.getLogger("shoal.coordinator")
 
 
-def _interceptors(settings: CoordinatorSettings, keys: KeyRing, metrics: CoordinatorMetrics
+def _interceptors(keys: KeyRing, admission: Admission, metrics: CoordinatorMetrics
                   ) -> list[grpc.aio.ServerInterceptor]:
     """API keys (when configured), then admission, then our own parsing of the request bytes.
 
-    Keys go first so only a checked key gets an allowance of its own; without keys, a made-up key would
-    let one host dodge its limit, so admission then counts per peer host. Refusals count in the requests
-    metric like any status."""
-    def count(method: str, code: str) -> None:
-        metrics.requests.labels(method, code).inc()
-
+    Keys go first so only a checked key gets an allowance of its own. Refusals count in the requests metric
+    like any status."""
     chain: list[grpc.aio.ServerInterceptor] = []
     if len(keys):
         log.info("API keys on: %d key(s) configured", len(keys))
-        chain.append(ApiKeyInterceptor(Authorizer(keys), count))
+        chain.append(ApiKeyInterceptor(Authorizer(keys), metrics.count_refusal))
     else:
         log.info("no API keys configured: every caller may read and write (set api_keys_file or SHOAL_API_KEYS)")
-    chain.append(AdmissionInterceptor(settings, [SERVICE_NAME], by_api_key=bool(len(keys)), on_refused=count))
+    chain.append(AdmissionInterceptor(admission, [SERVICE_NAME]))
     chain.append(AsyncParseRequestsInterceptor())
     return chain
 
@@ -83,9 +79,11 @@ async def serve(settings: CoordinatorSettings, keys: KeyRing | None = None) -> N
     if not 1 <= settings.max_query_depth <= QUERY_DEPTH_CEILING:
         raise SystemExit(f"max_query_depth must be between 1 and {QUERY_DEPTH_CEILING} (protobuf refuses deeper "
                          "messages)")
+    # Without keys, a made-up key would let one host dodge its limit: admission then counts per peer host.
+    admission = Admission(settings, by_api_key=bool(len(keys)), on_refused=metrics.count_refusal)
     server = grpc.aio.server(options=server_options(settings.max_message_bytes),
-                             interceptors=_interceptors(settings, keys, metrics))
-    servicer = CoordinatorServicer(engine, Documents(engine, embedder), metrics)
+                             interceptors=_interceptors(keys, admission, metrics))
+    servicer = CoordinatorServicer(engine, Documents(engine, embedder), metrics, admission)
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, server)
     health = add_health_and_reflection(server, [SERVICE_NAME])
     try:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import AsyncIterator
 
 import grpc
 import numpy as np
 
+from coordinator.admission import Admission
 from coordinator.catalog import CollectionSpec
 from coordinator.documents import Documents
 from coordinator.engine import Engine, SearchAnswer, ShardStatus
 from coordinator.metrics import CoordinatorMetrics
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc
-from protos.errors import rpc_edge
+from protos.errors import ShoalError, error_fields, rpc_edge
 from protos.serving import observe
 from protos.wire import metric_from_proto, metric_to_proto, pack_floats, unpack_matrix
 from shard_node.rebuild import tombstone_ratio
@@ -98,18 +100,20 @@ def answer_to_proto(answer: SearchAnswer, columns: bool) -> coordinator_pb2.Sear
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     """Serves the Engine over gRPC (asyncio)."""
 
-    def __init__(self, engine: Engine, documents: Documents, metrics: CoordinatorMetrics) -> None:
+    def __init__(self, engine: Engine, documents: Documents, metrics: CoordinatorMetrics, admission: Admission
+                 ) -> None:
         self._engine = engine
         self._documents = documents
         self._metrics = metrics
+        self._admission = admission  # the search stream admits each search as the interceptor admits a call
 
-    def _observe(self, method: str, context: grpc.aio.ServicerContext) -> observe:
+    def _observe(self, method: str) -> observe:
         return observe(self._metrics.requests, self._metrics.latency, (), method)
 
     @rpc_edge
     async def CreateCollection(self, request: coordinator_pb2.CreateCollectionRequest,
                                context: grpc.aio.ServicerContext) -> coordinator_pb2.CollectionInfo:
-        with self._observe("CreateCollection", context):
+        with self._observe("CreateCollection"):
             spec = await self._documents.create_collection(
                 request.name, request.dim, metric_from_proto(request.metric), request.shards,
                 request.hnsw.m, request.hnsw.ef_construction, request.hnsw.ef_search, request.model,
@@ -123,35 +127,35 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     @rpc_edge
     async def UpdateCollection(self, request: coordinator_pb2.UpdateCollectionRequest,
                                context: grpc.aio.ServicerContext) -> coordinator_pb2.CollectionInfo:
-        with self._observe("UpdateCollection", context):
+        with self._observe("UpdateCollection"):
             w = request.write_consistency_factor if request.HasField("write_consistency_factor") else None
             return collection_to_proto(self._engine.update_collection(request.name, write_consistency=w))
 
     @rpc_edge
     async def DropCollection(self, request: coordinator_pb2.DropCollectionRequest,
                              context: grpc.aio.ServicerContext) -> coordinator_pb2.DropCollectionResponse:
-        with self._observe("DropCollection", context):
+        with self._observe("DropCollection"):
             await self._engine.drop_collection(request.name)
             return coordinator_pb2.DropCollectionResponse()
 
     @rpc_edge
     async def ListCollections(self, request: coordinator_pb2.ListCollectionsRequest,
                               context: grpc.aio.ServicerContext) -> coordinator_pb2.ListCollectionsResponse:
-        with self._observe("ListCollections", context):
+        with self._observe("ListCollections"):
             return coordinator_pb2.ListCollectionsResponse(
                 collections=[collection_to_proto(s) for s in self._engine.list_collections()])
 
     @rpc_edge
     async def DescribeCollection(self, request: coordinator_pb2.DescribeCollectionRequest,
                                  context: grpc.aio.ServicerContext) -> coordinator_pb2.CollectionInfo:
-        with self._observe("DescribeCollection", context):
+        with self._observe("DescribeCollection"):
             spec, shards = await self._engine.describe(request.name, request.allow_partial, request.checksums)
             return collection_to_proto(spec, shards)
 
     @rpc_edge
     async def Upsert(self, request: coordinator_pb2.UpsertRequest,
                      context: grpc.aio.ServicerContext) -> coordinator_pb2.UpsertResponse:
-        with self._observe("Upsert", context):
+        with self._observe("Upsert"):
             n = await self._documents.upsert(request.collection, list(request.ids), unpack_matrix(request.vectors),
                                              request.vectors_model, list(request.texts), list(request.images),
                                              list(request.payloads), list(request.vector_owners))
@@ -160,27 +164,47 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     @rpc_edge
     async def Delete(self, request: coordinator_pb2.DeleteRequest,
                      context: grpc.aio.ServicerContext) -> coordinator_pb2.DeleteResponse:
-        with self._observe("Delete", context):
+        with self._observe("Delete"):
             n = await self._documents.delete(request.collection, list(request.ids))
             return coordinator_pb2.DeleteResponse(deleted=n)
 
     @rpc_edge
     async def Get(self, request: coordinator_pb2.GetRequest,
                   context: grpc.aio.ServicerContext) -> coordinator_pb2.GetResponse:
-        with self._observe("Get", context):
+        with self._observe("Get"):
             docs = await self._documents.get(request.collection, list(request.ids), request.with_vectors)
             return coordinator_pb2.GetResponse(documents=docs)
 
     @rpc_edge
     async def Count(self, request: coordinator_pb2.CountRequest,
                     context: grpc.aio.ServicerContext) -> coordinator_pb2.CountResponse:
-        with self._observe("Count", context):
+        with self._observe("Count"):
             return coordinator_pb2.CountResponse(count=await self._engine.count(request.collection))
 
     @rpc_edge
     async def Search(self, request: coordinator_pb2.SearchRequest,
                      context: grpc.aio.ServicerContext) -> coordinator_pb2.SearchResponse:
-        with self._observe("Search", context):
+        return await self._search(request)
+
+    async def SearchStream(self, requests: AsyncIterator[coordinator_pb2.SearchRequest],
+                           context: grpc.aio.ServicerContext) -> None:
+        """Answer the stream's searches in order, each admitted like a call of its own (its timeout_s the
+        deadline); a search that fails answers with its status and the stream goes on."""
+        key = self._admission.key_of(context.invocation_metadata(), context.peer())
+        try:
+            async for request in requests:
+                try:
+                    resp = await self._admission.run("Search", key, request.timeout_s or None,
+                                                     functools.partial(self._search, request))
+                except Exception as exc:  # noqa: BLE001 - every failure answers its own search
+                    code, message, _ = error_fields(exc)
+                    resp = coordinator_pb2.SearchResponse(error_code=code, error=message)
+                await context.write(resp)
+        except ShoalError as exc:  # a message that does not parse: the stream itself is wrong
+            await context.abort(exc.code, str(exc))
+
+    async def _search(self, request: coordinator_pb2.SearchRequest) -> coordinator_pb2.SearchResponse:
+        with self._observe("Search"):
             vectors = unpack_matrix(request.vectors, "query vectors")
             if _is_query(request):
                 t0 = time.perf_counter()
@@ -211,7 +235,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     @rpc_edge
     async def Compact(self, request: coordinator_pb2.CompactRequest,
                       context: grpc.aio.ServicerContext) -> coordinator_pb2.CompactResponse:
-        with self._observe("Compact", context):
+        with self._observe("Compact"):
             scheduled, shards = await self._engine.compact(request.collection, list(request.shards), request.hnsw.m,
                                                            request.hnsw.ef_construction, request.wait)
             return coordinator_pb2.CompactResponse(scheduled=scheduled, shard_info=[shard_to_proto(s) for s in shards])
@@ -219,7 +243,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     @rpc_edge
     async def Snapshot(self, request: coordinator_pb2.SnapshotRequest,
                        context: grpc.aio.ServicerContext) -> coordinator_pb2.SnapshotResponse:
-        with self._observe("Snapshot", context):
+        with self._observe("Snapshot"):
             manifest, copies, seconds = await self._engine.snapshot(request.collection, request.directory)
             shards = [coordinator_pb2.ShardBackup(index=c.index, replica=c.replica, lsn=c.lsn, documents=c.documents,
                                                   entries=c.entries, checksum=c.checksum, bytes=c.bytes)
@@ -231,6 +255,6 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     @rpc_edge
     async def Restore(self, request: coordinator_pb2.RestoreRequest,
                       context: grpc.aio.ServicerContext) -> coordinator_pb2.CollectionInfo:
-        with self._observe("Restore", context):
+        with self._observe("Restore"):
             spec = await self._engine.restore(request.directory, request.name, request.shards)
             return collection_to_proto(spec)

@@ -79,6 +79,11 @@ class CoordinatorStub:
                 request_serializer=protos_dot_coordinator__pb2.SearchRequest.SerializeToString,
                 response_deserializer=protos_dot_coordinator__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.SearchStream = channel.stream_stream(
+                '/shoal.v1.Coordinator/SearchStream',
+                request_serializer=protos_dot_coordinator__pb2.SearchRequest.SerializeToString,
+                response_deserializer=protos_dot_coordinator__pb2.SearchResponse.FromString,
+                _registered_method=True)
         self.Compact = channel.unary_unary(
                 '/shoal.v1.Coordinator/Compact',
                 request_serializer=protos_dot_coordinator__pb2.CompactRequest.SerializeToString,
@@ -159,6 +164,15 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchStream(self, request_iterator, context):
+        """Searches over one long-lived stream, answered in order, one at a time: a message on an open stream costs
+        a fraction of a new call (the Python SDK keeps one per thread). A search that fails answers with its
+        status in error_code / error and the stream goes on; each search's deadline is its `timeout_s`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Compact(self, request, context):
         """Rebuild the HNSW index of a collection's shards (all, or those listed) in the background.
         """
@@ -233,6 +247,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
             ),
             'Search': grpc.unary_unary_rpc_method_handler(
                     servicer.Search,
+                    request_deserializer=protos_dot_coordinator__pb2.SearchRequest.FromString,
+                    response_serializer=protos_dot_coordinator__pb2.SearchResponse.SerializeToString,
+            ),
+            'SearchStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.SearchStream,
                     request_deserializer=protos_dot_coordinator__pb2.SearchRequest.FromString,
                     response_serializer=protos_dot_coordinator__pb2.SearchResponse.SerializeToString,
             ),
@@ -498,6 +517,33 @@ class Coordinator:
             request,
             target,
             '/shoal.v1.Coordinator/Search',
+            protos_dot_coordinator__pb2.SearchRequest.SerializeToString,
+            protos_dot_coordinator__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/shoal.v1.Coordinator/SearchStream',
             protos_dot_coordinator__pb2.SearchRequest.SerializeToString,
             protos_dot_coordinator__pb2.SearchResponse.FromString,
             options,

@@ -167,6 +167,28 @@ def stream_edge(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+_CODE_OF_VALUE: dict[int, grpc.StatusCode] = {c.value[0]: c for c in grpc.StatusCode}
+
+
+def error_fields(exc: BaseException) -> tuple[int, str, str]:
+    """A failure as the (status code number, message, subclass name) a streamed answer carries in its fields."""
+    code, message = _abort_args(exc)
+    return code.value[0], message, type(exc).__name__ if type(exc).__name__ in _BY_NAME else ""
+
+
+def error_from_fields(code: int, message: str, kind: str = "") -> ShoalError:
+    """The domain error of a streamed answer's status fields (error_fields' inverse)."""
+    status = _CODE_OF_VALUE.get(code, grpc.StatusCode.UNKNOWN)
+    cls = _BY_CODE.get(status, ShoalError)
+    named = _BY_NAME.get(kind)
+    if named is not None and named.code == status:
+        cls = named
+    exc = cls(message or status.name)
+    if cls is ShoalError:
+        exc.code = status
+    return exc
+
+
 def raise_from(err: grpc.RpcError) -> NoReturn:
     """Re-raise a failed call as its domain error (for clients)."""
     raise error_from_rpc(err) from None

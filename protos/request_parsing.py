@@ -8,7 +8,7 @@ server; the shard node's sync handlers (writes, backup and catch-up streams) run
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -86,13 +86,33 @@ def _async_rewrap(handler: Any, method: str) -> Any:
     return grpc.unary_unary_rpc_method_handler(parsed, response_serializer=handler.response_serializer)
 
 
+def _async_stream_rewrap(handler: Any, method: str) -> Any:
+    """The same coroutine stream-stream handler, taking raw bytes: a message that does not parse raises
+    InvalidArgument from the request iterator, inside the service's own loop."""
+    parse, behavior = handler.request_deserializer, handler.stream_stream
+
+    async def parsed(raws: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+        async for raw in raws:
+            try:
+                message = parse(raw)
+            except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's bad input
+                raise InvalidArgument(malformed_message(method, exc)) from None
+            yield message
+
+    async def run(raws: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
+        await behavior(parsed(raws), context)
+
+    return grpc.stream_stream_rpc_method_handler(run, response_serializer=handler.response_serializer)
+
+
 def _behavior(handler: Any) -> Any:
     return (handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream)
 
 
 class AsyncParseRequestsInterceptor(grpc.aio.ServerInterceptor):
-    """For asyncio servers: a malformed request answers INVALID_ARGUMENT, to coroutine unary handlers and to sync
-    handlers of every kind (the shard node serves its writes and streams from the server's thread pool).
+    """For asyncio servers: a malformed request answers INVALID_ARGUMENT, to coroutine unary handlers, to coroutine
+    stream-stream handlers (the node's search stream) and to sync handlers of every kind (the shard node serves
+    its writes and streams from the server's thread pool).
 
     It must be the innermost interceptor: the wrapped handler is built once per method and reused, which holds
     because the service's own handler for a method never changes."""
@@ -114,7 +134,10 @@ class AsyncParseRequestsInterceptor(grpc.aio.ServerInterceptor):
             wrapped = _async_rewrap(handler, method)
         elif not coroutine:
             wrapped = _sync_rewrap(handler, method)
+        elif handler.request_streaming and handler.response_streaming and inspect.iscoroutinefunction(
+                handler.stream_stream):
+            wrapped = _async_stream_rewrap(handler, method)
         else:
-            return handler  # coroutine streams: none is served here
+            return handler  # other coroutine streams: none is served here
         self._wrapped[method] = wrapped
         return wrapped

@@ -97,7 +97,7 @@ class PartitionChunk(_message.Message):
     def __init__(self, partition: _Optional[str] = ..., lsn: _Optional[int] = ..., upsert: _Optional[_Union[ShardUpsertRequest, _Mapping]] = ...) -> None: ...
 
 class NodeSearchRequest(_message.Message):
-    __slots__ = ("partitions", "queries", "k", "ef", "with_payload", "explain", "filter", "match", "strategy", "exclude", "oversample")
+    __slots__ = ("partitions", "queries", "k", "ef", "with_payload", "explain", "filter", "match", "strategy", "exclude", "oversample", "call")
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +109,7 @@ class NodeSearchRequest(_message.Message):
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_FIELD_NUMBER: _ClassVar[int]
     OVERSAMPLE_FIELD_NUMBER: _ClassVar[int]
+    CALL_FIELD_NUMBER: _ClassVar[int]
     partitions: _containers.RepeatedScalarFieldContainer[str]
     queries: _common_pb2.FloatMatrix
     k: int
@@ -120,10 +121,11 @@ class NodeSearchRequest(_message.Message):
     strategy: str
     exclude: _containers.RepeatedCompositeFieldContainer[_query_pb2.Near]
     oversample: int
-    def __init__(self, partitions: _Optional[_Iterable[str]] = ..., queries: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., explain: _Optional[bool] = ..., filter: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., match: _Optional[_Union[_query_pb2.Match, _Mapping]] = ..., strategy: _Optional[str] = ..., exclude: _Optional[_Iterable[_Union[_query_pb2.Near, _Mapping]]] = ..., oversample: _Optional[int] = ...) -> None: ...
+    call: int
+    def __init__(self, partitions: _Optional[_Iterable[str]] = ..., queries: _Optional[_Union[_common_pb2.FloatMatrix, _Mapping]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., with_payload: _Optional[bool] = ..., explain: _Optional[bool] = ..., filter: _Optional[_Union[_query_pb2.QueryNode, _Mapping]] = ..., match: _Optional[_Union[_query_pb2.Match, _Mapping]] = ..., strategy: _Optional[str] = ..., exclude: _Optional[_Iterable[_Union[_query_pb2.Near, _Mapping]]] = ..., oversample: _Optional[int] = ..., call: _Optional[int] = ...) -> None: ...
 
 class NodeSearchResponse(_message.Message):
-    __slots__ = ("rows", "per_row", "ids", "distances", "text_ids", "text_scores", "payloads", "plans", "node_ms", "exclusions")
+    __slots__ = ("rows", "per_row", "ids", "distances", "text_ids", "text_scores", "payloads", "plans", "node_ms", "exclusions", "call", "error_code", "error", "error_kind")
     class PayloadsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +143,10 @@ class NodeSearchResponse(_message.Message):
     PLANS_FIELD_NUMBER: _ClassVar[int]
     NODE_MS_FIELD_NUMBER: _ClassVar[int]
     EXCLUSIONS_FIELD_NUMBER: _ClassVar[int]
+    CALL_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_KIND_FIELD_NUMBER: _ClassVar[int]
     rows: int
     per_row: int
     ids: _containers.RepeatedScalarFieldContainer[str]
@@ -151,7 +157,11 @@ class NodeSearchResponse(_message.Message):
     plans: _containers.RepeatedCompositeFieldContainer[_query_pb2.ShardPlan]
     node_ms: float
     exclusions: _containers.RepeatedCompositeFieldContainer[RankedList]
-    def __init__(self, rows: _Optional[int] = ..., per_row: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., distances: _Optional[bytes] = ..., text_ids: _Optional[_Iterable[str]] = ..., text_scores: _Optional[bytes] = ..., payloads: _Optional[_Mapping[str, _common_pb2.Payload]] = ..., plans: _Optional[_Iterable[_Union[_query_pb2.ShardPlan, _Mapping]]] = ..., node_ms: _Optional[float] = ..., exclusions: _Optional[_Iterable[_Union[RankedList, _Mapping]]] = ...) -> None: ...
+    call: int
+    error_code: int
+    error: str
+    error_kind: str
+    def __init__(self, rows: _Optional[int] = ..., per_row: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., distances: _Optional[bytes] = ..., text_ids: _Optional[_Iterable[str]] = ..., text_scores: _Optional[bytes] = ..., payloads: _Optional[_Mapping[str, _common_pb2.Payload]] = ..., plans: _Optional[_Iterable[_Union[_query_pb2.ShardPlan, _Mapping]]] = ..., node_ms: _Optional[float] = ..., exclusions: _Optional[_Iterable[_Union[RankedList, _Mapping]]] = ..., call: _Optional[int] = ..., error_code: _Optional[int] = ..., error: _Optional[str] = ..., error_kind: _Optional[str] = ...) -> None: ...
 
 class OpenPartitionRequest(_message.Message):
     __slots__ = ("partition", "collection", "shard", "replica", "spec_json", "data_dir")

@@ -79,8 +79,8 @@ class ShardStub:
                 request_serializer=protos_dot_shard__pb2.ListPartitionsRequest.SerializeToString,
                 response_deserializer=protos_dot_shard__pb2.ListPartitionsResponse.FromString,
                 _registered_method=True)
-        self.NodeSearch = channel.unary_unary(
-                '/shoal.v1.Shard/NodeSearch',
+        self.NodeSearchStream = channel.stream_stream(
+                '/shoal.v1.Shard/NodeSearchStream',
                 request_serializer=protos_dot_shard__pb2.NodeSearchRequest.SerializeToString,
                 response_deserializer=protos_dot_shard__pb2.NodeSearchResponse.FromString,
                 _registered_method=True)
@@ -176,9 +176,12 @@ class ShardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def NodeSearch(self, request, context):
+    def NodeSearchStream(self, request_iterator, context):
         """The one read RPC: a batch of queries over the listed partitions, each partition searched on its own
-        thread, merged on the node; hits travel as packed columns.
+        thread, merged on the node; hits travel as packed columns. One long-lived stream per coordinator and node
+        carries every search between them (a message on an open stream costs less than a new call): each request
+        names a `call` that its answer echoes, answers come in the order they finish, and a search that fails
+        answers with its status in `error_code` / `error` while the stream goes on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -275,8 +278,8 @@ def add_ShardServicer_to_server(servicer, server):
                     request_deserializer=protos_dot_shard__pb2.ListPartitionsRequest.FromString,
                     response_serializer=protos_dot_shard__pb2.ListPartitionsResponse.SerializeToString,
             ),
-            'NodeSearch': grpc.unary_unary_rpc_method_handler(
-                    servicer.NodeSearch,
+            'NodeSearchStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.NodeSearchStream,
                     request_deserializer=protos_dot_shard__pb2.NodeSearchRequest.FromString,
                     response_serializer=protos_dot_shard__pb2.NodeSearchResponse.SerializeToString,
             ),
@@ -565,7 +568,7 @@ class Shard:
             _registered_method=True)
 
     @staticmethod
-    def NodeSearch(request,
+    def NodeSearchStream(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -575,10 +578,10 @@ class Shard:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
+        return grpc.experimental.stream_stream(
+            request_iterator,
             target,
-            '/shoal.v1.Shard/NodeSearch',
+            '/shoal.v1.Shard/NodeSearchStream',
             protos_dot_shard__pb2.NodeSearchRequest.SerializeToString,
             protos_dot_shard__pb2.NodeSearchResponse.FromString,
             options,

@@ -12,6 +12,7 @@ from protos import common_pb2, shard_pb2, shard_pb2_grpc
 from protos.errors import raise_from
 from protos.serving import grpc_options
 from protos.tls import ClientTLS, open_aio_channel
+from shard_node.search_stream import SearchStream
 
 
 class NodeClient:
@@ -21,17 +22,17 @@ class NodeClient:
         self.address = address
         self._channel = open_aio_channel(address, grpc_options(max_message_bytes), tls)
         self.stub = shard_pb2_grpc.ShardStub(self._channel)
-        # Takes the request already serialised: the coordinator encodes a query batch once for every node.
-        self._node_search = self._channel.unary_unary(
-            "/shoal.v1.Shard/NodeSearch", request_serializer=None,
+        # Takes requests already serialised: the coordinator encodes a query batch once for every node.
+        self._open_search = self._channel.stream_stream(
+            "/shoal.v1.Shard/NodeSearchStream", request_serializer=None,
             response_deserializer=shard_pb2.NodeSearchResponse.FromString)
+        self._searches: SearchStream | None = None
 
     async def node_search(self, request: bytes, timeout: float) -> shard_pb2.NodeSearchResponse:
-        """The node's merged hits for a serialised NodeSearchRequest."""
-        try:
-            return await self._node_search(request, timeout=timeout)
-        except grpc.RpcError as err:
-            raise_from(err)
+        """The node's merged hits for a serialised NodeSearchRequest (sent on the node's search stream)."""
+        if self._searches is None or self._searches.broken:
+            self._searches = SearchStream(self._open_search, self.address)
+        return await self._searches.search(request, timeout)
 
     def partition(self, key: str) -> ShardClient:
         """Calls to one partition this node hosts."""
@@ -68,7 +69,9 @@ class NodeClient:
             raise_from(err)
 
     async def close(self) -> None:
-        """Close the channel."""
+        """Close the search stream and the channel."""
+        if self._searches is not None:
+            await self._searches.close()
         await self._channel.close()
 
 

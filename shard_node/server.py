@@ -54,9 +54,9 @@ class NodeServer:
     """A ShardNode (its partitions reopened from disk) served by an asyncio gRPC server until stop().
 
     The server runs on its own event-loop thread, so a Ray actor's constructor (or main) returns once it serves.
-    NodeSearch is a coroutine that searches one partition on the loop itself (hnswlib and numpy release the
-    GIL; a thread hand-off costs more than the search at small ef); writes, admin calls and the file streams
-    are sync handlers that the server runs on its thread pool."""
+    NodeSearchStream is a coroutine that answers small searches on the loop itself (hnswlib and numpy release the
+    GIL; a thread hand-off costs more than the search at small ef) and big ones on threads; writes, admin calls
+    and the file streams are sync handlers that the server runs on its thread pool."""
 
     def __init__(self, node_dir: Path, settings: ShardSettings) -> None:
         self.node_dir = node_dir

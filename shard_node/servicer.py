@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import grpc
 import numpy as np
 
 from protos import common_pb2, shard_pb2, shard_pb2_grpc
-from protos.errors import FailedPrecondition, InvalidArgument, rpc_edge, stream_edge
+from protos.errors import FailedPrecondition, InvalidArgument, ShoalError, error_fields, rpc_edge, stream_edge
 from protos.file_stream import CHUNK_BYTES, FileSink, file_chunks
 from protos.serving import observe
 from protos.wire import METRICS, pack_matrix, pack_vector, payload_to_proto, payloads_from_proto, unpack_matrix
@@ -73,6 +73,12 @@ def _small(request: shard_pb2.NodeSearchRequest) -> bool:
             <= INLINE_SEARCH_BUDGET)
 
 
+def _failed(exc: BaseException) -> shard_pb2.NodeSearchResponse:
+    """The answer of a search that failed: its status in the answer's error fields."""
+    code, message, kind = error_fields(exc)
+    return shard_pb2.NodeSearchResponse(error_code=code, error=message, error_kind=kind)
+
+
 class ShardServicer(shard_pb2_grpc.ShardServicer):
     """Serves every partition a ShardNode hosts."""
 
@@ -83,17 +89,58 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
         self._search_pool = search_pool
         self._handler_pool = handler_pool
 
-    @rpc_edge
-    async def NodeSearch(self, request: shard_pb2.NodeSearchRequest, context: grpc.aio.ServicerContext
-                         ) -> shard_pb2.NodeSearchResponse:
+    async def NodeSearchStream(self, requests: AsyncIterator[shard_pb2.NodeSearchRequest],
+                               context: grpc.aio.ServicerContext) -> None:
+        """Answer every search of the stream, each with its `call`; a failed search answers with its status."""
+        writing = asyncio.Lock()  # one write at a time on the stream: small answers and big ones interleave
+        running: set[asyncio.Task[None]] = set()
+
+        async def reply(resp: shard_pb2.NodeSearchResponse) -> None:
+            async with writing:
+                await context.write(resp)
+
+        async def big(request: shard_pb2.NodeSearchRequest) -> None:
+            await reply(await self._answer(request))
+
+        try:
+            async for request in requests:
+                if _small(request):  # on the loop, one partition after another: a hand-off costs more
+                    await reply(self._answer_inline(request))
+                    continue
+                task = asyncio.ensure_future(big(request))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            if running:
+                await asyncio.gather(*running)
+        except ShoalError as exc:  # a message that does not parse: the stream itself is wrong
+            await context.abort(exc.code, str(exc))
+        finally:
+            for task in running:
+                task.cancel()
+
+    def _answer_inline(self, request: shard_pb2.NodeSearchRequest) -> shard_pb2.NodeSearchResponse:
+        try:
+            resp = self._node_search(self._hosted(request), request, None)
+        except Exception as exc:  # noqa: BLE001 - every failure answers its own search
+            resp = _failed(exc)
+        resp.call = request.call
+        return resp
+
+    async def _answer(self, request: shard_pb2.NodeSearchRequest) -> shard_pb2.NodeSearchResponse:
+        """A big search: off the loop, its partitions side by side on the search pool."""
+        try:
+            hosted = self._hosted(request)
+            resp = await asyncio.get_running_loop().run_in_executor(self._handler_pool, self._node_search,
+                                                                    hosted, request, self._search_pool)
+        except Exception as exc:  # noqa: BLE001 - every failure answers its own search
+            resp = _failed(exc)
+        resp.call = request.call
+        return resp
+
+    def _hosted(self, request: shard_pb2.NodeSearchRequest) -> list[Hosted]:
         if not request.partitions:
             raise InvalidArgument("NodeSearch needs at least one partition")
-        hosted = [self._node.hosted(key) for key in request.partitions]
-        if _small(request):
-            return self._node_search(hosted, request, None)  # on the loop, one partition after another
-        # A big search: off the loop, its partitions side by side on the search pool.
-        return await asyncio.get_running_loop().run_in_executor(self._handler_pool, self._node_search,
-                                                                hosted, request, self._search_pool)
+        return [self._node.hosted(key) for key in request.partitions]
 
     def _node_search(self, hosted: list[Hosted], request: shard_pb2.NodeSearchRequest, pool: Executor | None
                      ) -> shard_pb2.NodeSearchResponse:

@@ -17,7 +17,7 @@ from google.protobuf.json_format import MessageToDict
 from typing_extensions import TypedDict  # typing's own is refused by pydantic (the gateway's schema) before 3.12
 
 from protos import common_pb2, coordinator_pb2, coordinator_pb2_grpc, query_pb2
-from protos.errors import InvalidArgument, error_from_rpc
+from protos.errors import InvalidArgument, error_from_fields, error_from_rpc
 from protos.serving import grpc_options
 from protos.tls import ClientTLS, open_aio_channel, open_channel
 from protos.wire import (
@@ -29,6 +29,7 @@ from protos.wire import (
     unpack_floats,
     unpack_vector,
 )
+from shoal.search_stream import SearchStreams
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -237,9 +238,11 @@ class Client:
         self._aio_channel: grpc.aio.Channel | None = None   # the *_async calls' channel, bound to their loop
         self._aio_stub: coordinator_pb2_grpc.CoordinatorStub | None = None
         self._aio_loop: asyncio.AbstractEventLoop | None = None
+        self._searches = SearchStreams(self._stub, self._metadata)
 
     def close(self) -> None:
         """Close the connection."""
+        self._searches.close()
         self._channel.close()
         aio, self._aio_channel, self._aio_stub = self._aio_channel, None, None
         if aio is not None:
@@ -255,7 +258,10 @@ class Client:
 
     def _retry_delay(self, err: grpc.RpcError, attempt: int, idempotent: bool) -> float | None:
         """Seconds to wait before retrying a failed call, or None: give up."""
-        if idempotent and err.code() in _RETRY_CODES and attempt < self.retries:
+        return self._retry_delay_of(err.code(), attempt, idempotent)
+
+    def _retry_delay_of(self, code: grpc.StatusCode, attempt: int, idempotent: bool) -> float | None:
+        if idempotent and code in _RETRY_CODES and attempt < self.retries:
             return self.backoff * (2**attempt) * (0.5 + random.random())
         return None
 
@@ -270,6 +276,27 @@ class Client:
                     raise error_from_rpc(err) from None
                 time.sleep(delay)
                 attempt += 1
+
+    def _search(self, request: coordinator_pb2.SearchRequest) -> coordinator_pb2.SearchResponse:
+        """A Search on this thread's search stream, retried as _call retries (a failed search answers with its
+        status inside the reply)."""
+        attempt = 0
+        while True:
+            try:
+                resp = self._searches.search(request, self.timeout)
+            except grpc.RpcError as err:
+                delay = self._retry_delay(err, attempt, True)
+                if delay is None:
+                    raise error_from_rpc(err) from None
+            else:
+                if not resp.error_code:
+                    return resp
+                error = error_from_fields(resp.error_code, resp.error)
+                delay = self._retry_delay_of(error.code, attempt, True)
+                if delay is None:
+                    raise error
+            time.sleep(delay)
+            attempt += 1
 
     async def _call_async(self, method: str, request: Any, idempotent: bool = True) -> Any:
         """_call on an asyncio channel of the running loop (opened on first use): the loop is not blocked and no
@@ -432,7 +459,7 @@ class Client:
         latency."""
         req = _search_request(name, vector, k, ef, with_payload, filter, query, ranking, weights, explain, text,
                               image, vectors_model, allow_partial)
-        return _hits_and_plan(self._call(self._stub.Search, req))
+        return _hits_and_plan(self._search(req))
 
     async def explain_async(self, name: str, vector: Any = None, k: int = 10, ef: int | None = None,
                             with_payload: bool = True, filter: QueryLike | None = None,
@@ -457,5 +484,5 @@ class Client:
                                             filter=filter or "", columns=True, oversample=oversample)
         if vectors is not None:
             req.vectors.CopyFrom(pack_matrix(vectors))
-        resp = self._call(self._stub.Search, req)
+        resp = self._search(req)
         return _hits_of(resp)

@@ -11,7 +11,7 @@ from dataclasses import replace
 import grpc
 import pytest
 
-from coordinator.admission import AdmissionInterceptor, client_key, request_budget
+from coordinator.admission import Admission, AdmissionInterceptor, client_key, request_budget
 from coordinator.deadline import time_left
 from coordinator.settings import CoordinatorSettings
 from protos import coordinator_pb2, coordinator_pb2_grpc
@@ -40,7 +40,7 @@ class Slow(coordinator_pb2_grpc.CoordinatorServicer):
 
 
 class Served:
-    def __init__(self, servicer: Slow, port: int, admission: AdmissionInterceptor) -> None:
+    def __init__(self, servicer: Slow, port: int, admission: Admission) -> None:
         self.servicer, self.admission = servicer, admission
         self.refused: list[tuple[str, str]] = []
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -57,8 +57,8 @@ async def serving(by_api_key: bool = True) -> AsyncIterator[Served]:
     """A grpc.aio server with the interceptor and a Slow servicer on a free loopback port."""
     servicer = Slow()
     refused: list[tuple[str, str]] = []
-    admission = AdmissionInterceptor(LIMITS, [SERVICE], by_api_key, on_refused=lambda m, c: refused.append((m, c)))
-    server = grpc.aio.server(interceptors=[admission])
+    admission = Admission(LIMITS, by_api_key, on_refused=lambda m, c: refused.append((m, c)))
+    server = grpc.aio.server(interceptors=[AdmissionInterceptor(admission, [SERVICE])])
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

@@ -16,13 +16,17 @@ from protos.wire import pack_floats, payload_to_proto
 
 
 class _Search(grpc.GenericRpcHandler):
-    """Answers Search with two packed hits; refuses the first `unavailable` calls, and k=0 as invalid."""
+    """Answers Search (and each search of SearchStream, as the coordinator does) with two packed hits; refuses the
+    first `unavailable` calls, and k=0 as invalid."""
 
     def __init__(self, unavailable: int = 0) -> None:
         self.unavailable = unavailable
         self.requests: list[coordinator_pb2.SearchRequest] = []
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        if details.method == "/shoal.v1.Coordinator/SearchStream":
+            return grpc.stream_stream_rpc_method_handler(self._stream, coordinator_pb2.SearchRequest.FromString,
+                                                         coordinator_pb2.SearchResponse.SerializeToString)
         if details.method != "/shoal.v1.Coordinator/Search":
             return None
 
@@ -43,6 +47,34 @@ class _Search(grpc.GenericRpcHandler):
 
         return grpc.unary_unary_rpc_method_handler(search, coordinator_pb2.SearchRequest.FromString,
                                                    coordinator_pb2.SearchResponse.SerializeToString)
+
+    def _stream(self, requests: Iterator[coordinator_pb2.SearchRequest], context: grpc.ServicerContext
+                ) -> Iterator[coordinator_pb2.SearchResponse]:
+        for req in requests:
+            answer = self.service(_Details("/shoal.v1.Coordinator/Search")).unary_unary
+            try:
+                yield answer(req, _Aborting())
+            except _Aborted as exc:
+                if exc.code == grpc.StatusCode.UNAVAILABLE:  # the coordinator was not up: the stream fails
+                    context.abort(exc.code, exc.message)
+                yield coordinator_pb2.SearchResponse(error_code=exc.code.value[0], error=exc.message)
+
+
+class _Details(grpc.HandlerCallDetails):
+    def __init__(self, method: str) -> None:
+        self.method = method
+
+
+class _Aborted(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        self.code, self.message = code, message
+
+
+class _Aborting:
+    """A servicer context whose abort raises, for answering a streamed search with the unary handler."""
+
+    def abort(self, code: grpc.StatusCode, message: str) -> None:
+        raise _Aborted(code, message)
 
 
 @pytest.fixture
@@ -71,4 +103,6 @@ def test_explain_async_matches_explain_and_retries(server: tuple[str, _Search]) 
     assert [(h.id, h.score, h.distance, h.payload) for h in hits] == [("a", 0.75, 0.25, {"n": 1}), ("b", 0.5, 0.5, {})]
     assert hits == want == again and hits.missing_shards == [1] and plan == {}
     # One refused (UNAVAILABLE, retried), one answered, one invalid (not retried), the second loop's, the blocking one.
-    assert len(handler.requests) == 5 and handler.requests[1] == handler.requests[4]
+    assert len(handler.requests) == 5
+    handler.requests[4].ClearField("timeout_s")  # the blocking search travels on the stream, its timeout with it
+    assert handler.requests[1] == handler.requests[4]
