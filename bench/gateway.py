@@ -127,7 +127,8 @@ def render(rows: list[dict[str, float]], args: argparse.Namespace, facts: dict, 
               "http.client, one more process to wake on each way, uvicorn's httptools parsing. The remaining "
               f"{max(added - floor, 0):.3f} ms is the gateway's own work on the search route (served by the "
               "HotPath in front of FastAPI: body parsed by orjson and pydantic-core, the SDK's explain_async on a "
-              "grpc.aio channel, whose poller thread wakes the event loop once more, and orjson out) and the client's "
+              "pooled grpc.aio search stream, whose poller thread wakes the event loop once more, and orjson out) and "
+              "the client's "
               "JSON for a 128-d vector. On a machine that shares its two cores with other processes (see the load "
               "average), each wake-up costs more than on an idle one.",
               END]

@@ -29,7 +29,7 @@ from protos.wire import (
     unpack_floats,
     unpack_vector,
 )
-from shoal.search_stream import SearchStreams
+from shoal.search_stream import AsyncSearchStreams, SearchStreams
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -236,7 +236,7 @@ class Client:
         self._channel = open_channel(address, grpc_options(_MAX_MESSAGE_BYTES), tls)
         self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
         self._aio_channel: grpc.aio.Channel | None = None   # the *_async calls' channel, bound to their loop
-        self._aio_stub: coordinator_pb2_grpc.CoordinatorStub | None = None
+        self._aio_searches: AsyncSearchStreams | None = None
         self._aio_loop: asyncio.AbstractEventLoop | None = None
         self._searches = SearchStreams(self._stub, self._metadata)
 
@@ -244,7 +244,9 @@ class Client:
         """Close the connection."""
         self._searches.close()
         self._channel.close()
-        aio, self._aio_channel, self._aio_stub = self._aio_channel, None, None
+        if self._aio_searches is not None:
+            self._aio_searches.close()
+        aio, self._aio_channel, self._aio_searches = self._aio_channel, None, None
         if aio is not None:
             # Called from its loop (the gateway's): close there. With no loop running, that loop is gone already.
             with contextlib.suppress(RuntimeError):
@@ -278,45 +280,57 @@ class Client:
                 attempt += 1
 
     def _search(self, request: coordinator_pb2.SearchRequest) -> coordinator_pb2.SearchResponse:
-        """A Search on this thread's search stream, retried as _call retries (a failed search answers with its
-        status inside the reply)."""
+        """A Search on this thread's search stream, retried as _call retries."""
         attempt = 0
         while True:
             try:
-                resp = self._searches.search(request, self.timeout)
+                outcome: coordinator_pb2.SearchResponse | grpc.RpcError = self._searches.search(request, self.timeout)
             except grpc.RpcError as err:
-                delay = self._retry_delay(err, attempt, True)
-                if delay is None:
-                    raise error_from_rpc(err) from None
-            else:
-                if not resp.error_code:
-                    return resp
-                error = error_from_fields(resp.error_code, resp.error)
-                delay = self._retry_delay_of(error.code, attempt, True)
-                if delay is None:
-                    raise error
+                outcome = err
+            resp, delay = self._settle(outcome, attempt)
+            if resp is not None:
+                return resp
             time.sleep(delay)
             attempt += 1
 
-    async def _call_async(self, method: str, request: Any, idempotent: bool = True) -> Any:
-        """_call on an asyncio channel of the running loop (opened on first use): the loop is not blocked and no
-        thread is handed the call (the blocking channel's future() starts a thread per idle call)."""
+    async def _search_async(self, request: coordinator_pb2.SearchRequest) -> coordinator_pb2.SearchResponse:
+        """_search on the running loop's search streams (an asyncio channel opened on first use): the loop is not
+        blocked and no thread is handed the call."""
         loop = asyncio.get_running_loop()
-        if self._aio_stub is None or self._aio_loop is not loop:  # a grpc.aio channel serves one loop
+        if self._aio_searches is None or self._aio_loop is not loop:  # a grpc.aio channel serves one loop
             self._aio_channel = open_aio_channel(self.address, grpc_options(_MAX_MESSAGE_BYTES), self._tls)
-            self._aio_stub = coordinator_pb2_grpc.CoordinatorStub(self._aio_channel)
+            self._aio_searches = AsyncSearchStreams(coordinator_pb2_grpc.CoordinatorStub(self._aio_channel),
+                                                    self._metadata)
             self._aio_loop = loop
-        fn = getattr(self._aio_stub, method)
         attempt = 0
         while True:
             try:
-                return await fn(request, timeout=self.timeout, metadata=self._metadata)
+                outcome: coordinator_pb2.SearchResponse | grpc.RpcError = await self._aio_searches.search(
+                    request, self.timeout)
             except grpc.RpcError as err:
-                delay = self._retry_delay(err, attempt, idempotent)
-                if delay is None:
-                    raise error_from_rpc(err) from None
-                await asyncio.sleep(delay)
-                attempt += 1
+                outcome = err
+            resp, delay = self._settle(outcome, attempt)
+            if resp is not None:
+                return resp
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    def _settle(self, outcome: coordinator_pb2.SearchResponse | grpc.RpcError, attempt: int
+                ) -> tuple[coordinator_pb2.SearchResponse | None, float]:
+        """A streamed search's answer, or the seconds before it is retried; raises its error when it is not (a
+        failed search answers with its status inside the reply, a failed stream as an RpcError)."""
+        if isinstance(outcome, grpc.RpcError):
+            delay = self._retry_delay(outcome, attempt, True)
+            if delay is None:
+                raise error_from_rpc(outcome) from None
+            return None, delay
+        if not outcome.error_code:
+            return outcome, 0.0
+        error = error_from_fields(outcome.error_code, outcome.error)
+        delay = self._retry_delay_of(error.code, attempt, True)
+        if delay is None:
+            raise error
+        return None, delay
 
     # ---- collections ---------------------------------------------------------------------
     def create_collection(self, name: str, dim: int = 0, metric: str = "cosine", shards: int = 0, m: int = 0,
@@ -470,7 +484,7 @@ class Client:
         """explain awaited on the running asyncio loop without blocking it (for servers such as the gateway)."""
         req = _search_request(name, vector, k, ef, with_payload, filter, query, ranking, weights, explain, text,
                               image, vectors_model, allow_partial)
-        return _hits_and_plan(await self._call_async("Search", req))
+        return _hits_and_plan(await self._search_async(req))
 
     def search_batch(self, name: str, vectors: Any = None, k: int = 10, ef: int | None = None,
                      with_payload: bool = True, filter: str | None = None, *, texts: Sequence[str] | None = None,

@@ -1,4 +1,5 @@
-"""The blocking SDK's searches over SearchStream: one long-lived stream per calling thread.
+"""The SDK's searches over SearchStream: one long-lived stream per calling thread (blocking client), a pool of
+them per event loop (asyncio calls).
 
 A search on an open stream costs less than a new unary call (measured on loopback here: 0.29 vs 0.43 ms per
 round trip, and less server CPU), and searches are what an application sends most. Each thread sends one search
@@ -10,6 +11,7 @@ thread opens a new one.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
@@ -22,6 +24,7 @@ from protos.errors import DeadlineExceeded
 
 GRACE_S = 1.0           # past a search's timeout before the client stops waiting for the coordinator
 WATCH_INTERVAL_S = 0.25  # how often the watchdog looks for searches past their time
+IDLE_STREAMS = 32        # open streams an asyncio client keeps between searches
 
 
 class _Stream:
@@ -127,3 +130,46 @@ class SearchStreams:
             for s in self._streams:
                 s.close()
             self._streams.clear()
+
+
+class AsyncSearchStreams:
+    """An asyncio client's searches over a pool of SearchStreams on one channel: a search takes an idle stream (or
+    opens one) and gives it back when answered, so concurrent searches run side by side, one per stream."""
+
+    def __init__(self, stub: Any, metadata: Any) -> None:
+        self._stub = stub
+        self._metadata = metadata
+        self._idle: list[Any] = []
+
+    async def search(self, request: coordinator_pb2.SearchRequest, timeout: float) -> coordinator_pb2.SearchResponse:
+        """The coordinator's answer to one search; a failed stream raises its grpc.RpcError, a search the
+        coordinator has not answered GRACE_S past its timeout DeadlineExceeded."""
+        call = self._idle.pop() if self._idle else self._stub.SearchStream(metadata=self._metadata)
+        request.timeout_s = timeout
+        try:
+            async with asyncio.timeout(timeout + GRACE_S):
+                await call.write(request)
+                resp = await call.read()
+        except TimeoutError:
+            call.cancel()
+            raise DeadlineExceeded(f"the coordinator did not answer a search within {timeout:.3g} s") from None
+        except grpc.RpcError:
+            call.cancel()
+            self.close()  # the streams share a channel: when one failed (a coordinator restart), so did the rest
+            raise
+        except BaseException:  # cancelled half way: the stream's state is unknown
+            call.cancel()
+            raise
+        if resp is grpc.aio.EOF:
+            raise _Closed()
+        if len(self._idle) < IDLE_STREAMS:
+            self._idle.append(call)
+        else:
+            call.cancel()
+        return resp
+
+    def close(self) -> None:
+        """End the idle streams."""
+        idle, self._idle = self._idle, []
+        for call in idle:
+            call.cancel()

@@ -104,5 +104,6 @@ def test_explain_async_matches_explain_and_retries(server: tuple[str, _Search]) 
     assert hits == want == again and hits.missing_shards == [1] and plan == {}
     # One refused (UNAVAILABLE, retried), one answered, one invalid (not retried), the second loop's, the blocking one.
     assert len(handler.requests) == 5
-    handler.requests[4].ClearField("timeout_s")  # the blocking search travels on the stream, its timeout with it
+    for r in handler.requests:
+        assert r.timeout_s == 60.0  # searches travel on streams, each with the client's timeout
     assert handler.requests[1] == handler.requests[4]

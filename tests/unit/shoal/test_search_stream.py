@@ -4,6 +4,7 @@ a closed stream is retried on a new one."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -121,3 +122,23 @@ def test_a_closed_stream_is_retried_on_a_new_one(coordinator: tuple[str, _Coordi
             client.search("close", [1.0, 0.0])  # closed every time: retried, then given up
         assert handler.streams == 3
         assert client.search("c", [1.0, 0.0], k=1)[0].id == "c-1"
+
+
+def test_asyncio_searches_run_side_by_side_on_pooled_streams(coordinator: tuple[str, _Coordinator]) -> None:
+    """Concurrent explain_async calls on one loop each take a stream; answered streams are reused."""
+    address, handler = coordinator
+    with shoal.Client(address, timeout=0.5) as client:
+        async def run() -> list[str]:
+            first = await asyncio.gather(*(client.explain_async(f"c{i}", [1.0, 0.0], k=1, explain=False)
+                                           for i in range(4)))
+            again = await asyncio.gather(*(client.explain_async(f"c{i}", [1.0, 0.0], k=2, explain=False)
+                                           for i in range(4)))
+            with pytest.raises(NotFound, match="'missing' does not exist"):
+                await client.explain_async("missing", [1.0, 0.0])
+            with pytest.raises(DeadlineExceeded, match="did not answer a search within 0.5 s"):
+                await client.explain_async("hang", [1.0, 0.0])
+            return [hits[0].id for hits, _ in (*first, *again)]
+
+        got = asyncio.run(run())
+    assert got == [f"c{i}-1" for i in range(4)] + [f"c{i}-2" for i in range(4)]
+    assert 4 <= handler.streams <= 5  # four side by side, reused for the second round and the errors
