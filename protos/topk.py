@@ -12,6 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 
 PAD_ID = ""
+# One row of at most this many entries (a single query's merge) is merged by a Python sort of (distance, id):
+# numpy's per-call costs (partition, sort, fancy indexing, tie checks) are most of such a merge's time.
+SMALL_ROW = 256
 
 
 def merge_columns(ids: np.ndarray, dists: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -20,8 +23,12 @@ def merge_columns(ids: np.ndarray, dists: np.ndarray, k: int) -> tuple[np.ndarra
     width = min(k, total)
     if width == 0:
         return np.empty((rows, 0), dtype=object), np.empty((rows, 0), dtype=np.float32)
-    # Plain fancy indexing by (row, column): take_along_axis rebuilds index grids per call, which dominates a
-    # single query's merge of a few dozen entries.
+    if rows == 1 and total <= SMALL_ROW:
+        best = sorted(zip(dists[0].tolist(), ids[0].tolist()))[:width]
+        out_row = np.empty((1, width), dtype=object)
+        out_row[0, :] = [i for _, i in best]
+        return out_row, np.asarray([[d for d, _ in best]], dtype=np.float32)
+    # Plain fancy indexing by (row, column): take_along_axis rebuilds index grids per call.
     r = np.arange(rows)[:, None]
     if total <= k:
         order = np.argsort(dists, axis=1, kind="stable")

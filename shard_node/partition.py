@@ -469,20 +469,34 @@ class Partition:
         Every row has min(k, live) entries. `oversample` is the binary first pass's candidates per hit."""
         ef = max(ef or self.spec.ef_search, k)
         with self._gate.read(ef) as must_set:
-            k_eff = min(k, self.live)
-            if k_eff == 0:
-                return np.empty((len(queries), 0), dtype=object), np.empty((len(queries), 0), dtype=np.float32)
-            if self._index is None:
-                labels, dists = self._hamming_knn(queries, k_eff, oversample)
-                return self._ids[labels], dists
-            if must_set:
-                self._index.set_ef(ef)
-            try:
-                labels, dists = self._index.knn_query(queries, k=k_eff, num_threads=self._search_threads)
-            except RuntimeError:
-                # Tombstones can leave the graph walk short of k live hits: answer exactly instead.
-                labels, dists = self._exact(queries, k_eff)
-            return self._ids[labels.astype(np.int64)], dists.astype(np.float32, copy=False)
+            return self._search_held(queries, k, ef, oversample, must_set)
+
+    def search_payloads(self, queries: np.ndarray, k: int, ef: int | None = None, oversample: int = 0
+                        ) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, Any]]]:
+        """search_matrix, and the payload of every hit read under the same hold of the gate: a hit deleted just
+        after the search still comes with the payload it was found with."""
+        ef = max(ef or self.spec.ef_search, k)
+        with self._gate.read(ef) as must_set:
+            ids, dists = self._search_held(queries, k, ef, oversample, must_set)
+            found = dict.fromkeys(ids.ravel().tolist())
+            return ids, dists, {i: self._payloads.get(self._labels[i], {}) for i in found}
+
+    def _search_held(self, queries: np.ndarray, k: int, ef: int, oversample: int, must_set: bool
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        k_eff = min(k, self.live)
+        if k_eff == 0:
+            return np.empty((len(queries), 0), dtype=object), np.empty((len(queries), 0), dtype=np.float32)
+        if self._index is None:
+            labels, dists = self._hamming_knn(queries, k_eff, oversample)
+            return self._ids[labels], dists
+        if must_set:
+            self._index.set_ef(ef)
+        try:
+            labels, dists = self._index.knn_query(queries, k=k_eff, num_threads=self._search_threads)
+        except RuntimeError:
+            # Tombstones can leave the graph walk short of k live hits: answer exactly instead.
+            labels, dists = self._exact(queries, k_eff)
+        return self._ids[labels.astype(np.int64)], dists.astype(np.float32, copy=False)
 
     def search(self, queries: np.ndarray, k: int, ef: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query, the ids and distances of its local top-k (best first)."""

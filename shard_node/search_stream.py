@@ -38,22 +38,31 @@ class SearchStream:
         if self.broken:
             raise Unavailable(f"the search stream to shard node {self._address} is closed")
         number = next(self._numbers)
-        answer: asyncio.Future[shard_pb2.NodeSearchResponse] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[shard_pb2.NodeSearchResponse] = loop.create_future()
         self._waiting[number] = answer
-        answered = self._answered
+        # A timer on the answer itself, not asyncio.wait_for: wait_for's relay future costs every answer one more
+        # turn of the event loop before its caller runs.
+        timer = loop.call_later(timeout, self._expire, number, answer, self._answered, timeout)
         self._outbox.put_nowait((request + shard_pb2.NodeSearchRequest(call=number).SerializeToString(), answer))
         try:
-            resp = await asyncio.wait_for(answer, timeout)
-        except TimeoutError:
-            if self._answered == answered:  # nothing came back at all: do not send the next search into it
-                self._break(Unavailable(f"shard node {self._address} answered nothing for {timeout:.3g} s"))
-            raise DeadlineExceeded(f"shard node {self._address} did not answer a search within {timeout:.3g} s"
-                                   ) from None
+            resp = await answer
         finally:
+            timer.cancel()
             self._waiting.pop(number, None)
         if resp.error_code:
             raise error_from_fields(resp.error_code, resp.error, resp.error_kind)
         return resp
+
+    def _expire(self, number: int, answer: asyncio.Future[shard_pb2.NodeSearchResponse], answered: int,
+                timeout: float) -> None:
+        if answer.done():
+            return
+        self._waiting.pop(number, None)
+        answer.set_exception(DeadlineExceeded(
+            f"shard node {self._address} did not answer a search within {timeout:.3g} s"))
+        if self._answered == answered:  # nothing came back at all: do not send the next search into it
+            self._break(Unavailable(f"shard node {self._address} answered nothing for {timeout:.3g} s"))
 
     async def _write(self) -> None:
         try:

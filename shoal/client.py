@@ -298,6 +298,8 @@ class Client:
         blocked and no thread is handed the call."""
         loop = asyncio.get_running_loop()
         if self._aio_searches is None or self._aio_loop is not loop:  # a grpc.aio channel serves one loop
+            if self._aio_searches is not None:  # an earlier loop's idle streams would hold the server's side open
+                self._aio_searches.close()
             self._aio_channel = open_aio_channel(self.address, grpc_options(_MAX_MESSAGE_BYTES), self._tls)
             self._aio_searches = AsyncSearchStreams(coordinator_pb2_grpc.CoordinatorStub(self._aio_channel),
                                                     self._metadata)

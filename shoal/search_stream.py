@@ -12,6 +12,7 @@ thread opens a new one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -172,4 +173,5 @@ class AsyncSearchStreams:
         """End the idle streams."""
         idle, self._idle = self._idle, []
         for call in idle:
-            call.cancel()
+            with contextlib.suppress(Exception):  # the call's own loop may be closed already
+                call.cancel()

@@ -36,6 +36,11 @@ def test_merge_matches_sort_oracle(rows: int, width: int, k: int, levels: int, s
     ids[~np.isfinite(dists)] = PAD_ID
     merged_ids, merged_d = merge_columns(ids, dists, k)
     assert got(merged_ids, merged_d) == oracle(ids, dists, k)
+    finite = np.isfinite(merged_d)
+    assert (finite[:, 1:] <= finite[:, :-1]).all()  # padding last: callers read the finite prefix
+    if rows == 1:  # the Python sort of a single row against the vectorised path of a batch
+        twice_ids, twice_d = merge_columns(np.repeat(ids, 2, axis=0), np.repeat(dists, 2, axis=0), k)
+        assert got(twice_ids[:1], twice_d[:1]) == got(merged_ids, merged_d)
 
 
 def test_pad_rows_and_ranked_lists() -> None:

@@ -346,3 +346,21 @@ def test_searches_run_between_the_chunks_of_a_large_upsert() -> None:
     t.join(60)
     assert searched_during_ingest
     assert part.live == 100 + len(big)
+
+
+def test_search_payloads_reads_the_hits_payloads_with_the_search() -> None:
+    """The payloads come from the same hold of the gate as the hits: a delete right after the search does not
+    leave a hit without its payload (the race a concurrent reader saw as an empty payload)."""
+    rng = np.random.default_rng(5)
+    part = make(dim=8, capacity=64)
+    ids = ids_of(40)
+    part.upsert(ids, rand(rng, 40, 8), [{"n": i} for i in range(40)])
+    queries = rand(rng, 3, 8)
+    hits, dists, payloads = part.search_payloads(queries, 5)
+    plain_hits, plain_dists = part.search_matrix(queries, 5)
+    assert hits.tolist() == plain_hits.tolist() and np.array_equal(dists, plain_dists)
+    assert set(payloads) == set(hits.ravel().tolist())
+    assert all(payloads[i] == {"n": ids.index(i)} for i in payloads)
+    part.delete(list(payloads))
+    assert all(payloads[i] == {"n": ids.index(i)} for i in payloads)  # what the search found, kept
+    assert part.payloads_of(list(payloads)) == [{}] * len(payloads)   # looked up after the delete: gone
