@@ -24,7 +24,7 @@ def merge_columns(ids: np.ndarray, dists: np.ndarray, k: int) -> tuple[np.ndarra
     if width == 0:
         return np.empty((rows, 0), dtype=object), np.empty((rows, 0), dtype=np.float32)
     if rows == 1 and total <= SMALL_ROW:
-        best = sorted(zip(dists[0].tolist(), ids[0].tolist()))[:width]
+        best = sorted(zip(dists[0].tolist(), ids[0].tolist(), strict=True))[:width]
         out_row = np.empty((1, width), dtype=object)
         out_row[0, :] = [i for _, i in best]
         return out_row, np.asarray([[d for d, _ in best]], dtype=np.float32)
