@@ -460,7 +460,10 @@ def _setup_lines(r: Results) -> list[str]:
         "the same call from the benchmark process against the address DescribeCollection reports for the "
         "collection's shard 0 (stands for coordinator → node: the same hop, made from the client process), and "
         f"a single query on one thread into an in-process hnswlib index of 1/shards of the vectors at ef "
-        f"{r.floor_ef}. Floor = the sum of the three p50s.",
+        f"{r.floor_ef}. Floor = the sum of the three p50s. The two RPC rows are new unary calls, as the issue "
+        "defines the floor; Shoal's own searches travel as messages on open streams (the SDK's SearchStream, the "
+        "coordinator's NodeSearchStream), which cost about half a new call on loopback, so the floor counts "
+        "those hops dearer than Shoal pays them.",
         f"- Concurrency: {r.clients} clients, {_client_mode(r)}, each with its own `shoal.Client` (or psycopg "
         f"connection), start together and send {r.client_queries} single-vector searches each, one after another; "
         "QPS = all searches / wall time. pgvector runs at the same "
