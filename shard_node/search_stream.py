@@ -106,8 +106,6 @@ class SearchStream:
     async def close(self) -> None:
         """Cancel the stream and its tasks."""
         self._break(Unavailable(f"the search stream to shard node {self._address} was closed"))
-        for task in self._tasks:
-            task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 

@@ -100,12 +100,12 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
                 await context.write(resp)
 
         async def big(request: shard_pb2.NodeSearchRequest) -> None:
-            await reply(await self._answer(request))
+            await reply(await self._answer(request, small=False))
 
         try:
             async for request in requests:
                 if _small(request):  # on the loop, one partition after another: a hand-off costs more
-                    await reply(self._answer_inline(request))
+                    await reply(await self._answer(request, small=True))
                     continue
                 task = asyncio.ensure_future(big(request))
                 running.add(task)
@@ -118,20 +118,14 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
             for task in running:
                 task.cancel()
 
-    def _answer_inline(self, request: shard_pb2.NodeSearchRequest) -> shard_pb2.NodeSearchResponse:
-        try:
-            resp = self._node_search(self._hosted(request), request, None)
-        except Exception as exc:  # noqa: BLE001 - every failure answers its own search
-            resp = _failed(exc)
-        resp.call = request.call
-        return resp
-
-    async def _answer(self, request: shard_pb2.NodeSearchRequest) -> shard_pb2.NodeSearchResponse:
-        """A big search: off the loop, its partitions side by side on the search pool."""
+    async def _answer(self, request: shard_pb2.NodeSearchRequest, small: bool) -> shard_pb2.NodeSearchResponse:
+        """One search's answer, numbered as asked: a small one on the loop, a big one off it (its partitions side
+        by side on the search pool); a failure answers with its status."""
         try:
             hosted = self._hosted(request)
-            resp = await asyncio.get_running_loop().run_in_executor(self._handler_pool, self._node_search,
-                                                                    hosted, request, self._search_pool)
+            resp = (self._node_search(hosted, request, None) if small else
+                    await asyncio.get_running_loop().run_in_executor(self._handler_pool, self._node_search,
+                                                                     hosted, request, self._search_pool))
         except Exception as exc:  # noqa: BLE001 - every failure answers its own search
             resp = _failed(exc)
         resp.call = request.call

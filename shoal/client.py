@@ -258,11 +258,8 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _retry_delay(self, err: grpc.RpcError, attempt: int, idempotent: bool) -> float | None:
-        """Seconds to wait before retrying a failed call, or None: give up."""
-        return self._retry_delay_of(err.code(), attempt, idempotent)
-
-    def _retry_delay_of(self, code: grpc.StatusCode, attempt: int, idempotent: bool) -> float | None:
+    def _retry_delay(self, code: grpc.StatusCode, attempt: int, idempotent: bool) -> float | None:
+        """Seconds to wait before retrying a call that failed with `code`, or None: give up."""
         if idempotent and code in _RETRY_CODES and attempt < self.retries:
             return self.backoff * (2**attempt) * (0.5 + random.random())
         return None
@@ -273,7 +270,7 @@ class Client:
             try:
                 return fn(request, timeout=timeout or self.timeout, metadata=self._metadata)
             except grpc.RpcError as err:
-                delay = self._retry_delay(err, attempt, idempotent)
+                delay = self._retry_delay(err.code(), attempt, idempotent)
                 if delay is None:
                     raise error_from_rpc(err) from None
                 time.sleep(delay)
@@ -322,14 +319,14 @@ class Client:
         """A streamed search's answer, or the seconds before it is retried; raises its error when it is not (a
         failed search answers with its status inside the reply, a failed stream as an RpcError)."""
         if isinstance(outcome, grpc.RpcError):
-            delay = self._retry_delay(outcome, attempt, True)
+            delay = self._retry_delay(outcome.code(), attempt, True)
             if delay is None:
                 raise error_from_rpc(outcome) from None
             return None, delay
         if not outcome.error_code:
             return outcome, 0.0
         error = error_from_fields(outcome.error_code, outcome.error)
-        delay = self._retry_delay_of(error.code, attempt, True)
+        delay = self._retry_delay(error.code, attempt, True)
         if delay is None:
             raise error
         return None, delay

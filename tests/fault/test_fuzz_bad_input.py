@@ -39,6 +39,7 @@ from protos import (
     shard_pb2_grpc,
 )
 from protos import query_tree as q
+from protos.errors import error_from_fields
 from shard_node.settings import DEFAULT_MAX_MESSAGE_BYTES
 from shoal.serve import LocalCluster
 from tests.support.data import random_vectors
@@ -147,7 +148,7 @@ def call_raw(t: Target, server: str, path: str, payload: bytes) -> tuple[grpc.St
         reply = shard_pb2.NodeSearchResponse if server == "shard" else coordinator_pb2.SearchResponse
         resp = reply.FromString(answer)
         if resp.error_code:
-            return next(c for c in grpc.StatusCode if c.value[0] == resp.error_code), resp.error
+            return error_from_fields(resp.error_code, resp.error).code, resp.error
     return grpc.StatusCode.OK, ""
 
 

@@ -5,6 +5,7 @@ deadline, and a node that goes away fails the waiting searches as Unavailable un
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
@@ -55,6 +56,18 @@ class Peer:
         await self._server.stop(0)
 
 
+@contextlib.asynccontextmanager
+async def serving(script: Script) -> AsyncIterator[tuple[Peer, NodeClient]]:
+    """A scripted peer on a free port and a NodeClient of it; both closed at the end."""
+    peer = Peer(script)
+    client = NodeClient(await peer.start(), LIMIT)
+    try:
+        yield peer, client
+    finally:
+        await client.close()
+        await peer.stop()
+
+
 def request(k: int) -> bytes:
     """A serialised request whose k tells the script what to do."""
     return shard_pb2.NodeSearchRequest(partitions=["p"], k=k).SerializeToString()
@@ -67,18 +80,13 @@ def test_answers_reach_their_callers_in_any_order() -> None:
         return shard_pb2.NodeSearchResponse(per_row=r.k)
 
     async def run() -> None:
-        peer = Peer(script)
-        client = NodeClient(await peer.start(), LIMIT)
-        try:
+        async with serving(script) as (peer, client):
             slow = asyncio.ensure_future(client.node_search(request(1), 5.0))
             await asyncio.sleep(0.05)
             fast = await client.node_search(request(2), 5.0)
             assert not slow.done() and fast.per_row == 2
             assert (await slow).per_row == 1
             assert peer.streams == 1
-        finally:
-            await client.close()
-            await peer.stop()
 
     asyncio.run(run())
 
@@ -94,18 +102,13 @@ def test_a_failed_search_is_its_domain_error_and_the_stream_goes_on() -> None:
         return shard_pb2.NodeSearchResponse(error_code=code, error=message, error_kind=kind)
 
     async def run() -> None:
-        peer = Peer(script)
-        client = NodeClient(await peer.start(), LIMIT)
-        try:
+        async with serving(script) as (peer, client):
             with pytest.raises(InvalidArgument, match="k is wrong"):
                 await client.node_search(request(1), 5.0)
             with pytest.raises(DiskUnavailable, match="read-only"):
                 await client.node_search(request(2), 5.0)
             assert (await client.node_search(request(3), 5.0)).per_row == 3
             assert peer.streams == 1
-        finally:
-            await client.close()
-            await peer.stop()
 
     asyncio.run(run())
 
@@ -120,17 +123,14 @@ def test_a_hung_node_is_a_deadline_and_the_next_search_opens_a_new_stream() -> N
         return shard_pb2.NodeSearchResponse(per_row=r.k)
 
     async def run() -> None:
-        peer = Peer(script)
-        client = NodeClient(await peer.start(), LIMIT)
-        try:
-            with pytest.raises(DeadlineExceeded, match="did not answer a search within 0.3 s"):
-                await client.node_search(request(1), 0.3)
-            assert (await client.node_search(request(2), 5.0)).per_row == 2
-            assert peer.streams == 2  # the stream that answered nothing was given up
-        finally:
-            hang.set()
-            await client.close()
-            await peer.stop()
+        async with serving(script) as (peer, client):
+            try:
+                with pytest.raises(DeadlineExceeded, match="did not answer a search within 0.3 s"):
+                    await client.node_search(request(1), 0.3)
+                assert (await client.node_search(request(2), 5.0)).per_row == 2
+                assert peer.streams == 2  # the stream that answered nothing was given up
+            finally:
+                hang.set()
 
     asyncio.run(run())
 

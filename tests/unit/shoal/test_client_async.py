@@ -24,57 +24,47 @@ class _Search(grpc.GenericRpcHandler):
         self.requests: list[coordinator_pb2.SearchRequest] = []
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        types = (coordinator_pb2.SearchRequest.FromString, coordinator_pb2.SearchResponse.SerializeToString)
         if details.method == "/shoal.v1.Coordinator/SearchStream":
-            return grpc.stream_stream_rpc_method_handler(self._stream, coordinator_pb2.SearchRequest.FromString,
-                                                         coordinator_pb2.SearchResponse.SerializeToString)
-        if details.method != "/shoal.v1.Coordinator/Search":
-            return None
+            return grpc.stream_stream_rpc_method_handler(self._stream, *types)
+        if details.method == "/shoal.v1.Coordinator/Search":
+            return grpc.unary_unary_rpc_method_handler(self._unary, *types)
+        return None
 
-        def search(req: coordinator_pb2.SearchRequest, context: grpc.ServicerContext) -> coordinator_pb2.SearchResponse:
-            self.requests.append(req)
-            if self.unavailable:
-                self.unavailable -= 1
-                context.abort(grpc.StatusCode.UNAVAILABLE, "starting")
-            if req.k == 0:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "k must be at least 1")
-            resp = coordinator_pb2.SearchResponse(missing_shards=[1])
-            resp.columns.offsets.extend([0, 2])
-            resp.columns.ids.extend(["a", "b"])
-            resp.columns.scores = pack_floats(np.asarray([0.75, 0.5], np.float32))
-            resp.columns.distances = pack_floats(np.asarray([0.25, 0.5], np.float32))
-            resp.columns.payloads.extend([payload_to_proto({"n": 1}), payload_to_proto({})])
-            return resp
+    def _answer(self, req: coordinator_pb2.SearchRequest
+                ) -> coordinator_pb2.SearchResponse | tuple[grpc.StatusCode, str]:
+        """The reply to one search, or the status it is refused with."""
+        self.requests.append(req)
+        if self.unavailable:
+            self.unavailable -= 1
+            return grpc.StatusCode.UNAVAILABLE, "starting"
+        if req.k == 0:
+            return grpc.StatusCode.INVALID_ARGUMENT, "k must be at least 1"
+        resp = coordinator_pb2.SearchResponse(missing_shards=[1])
+        resp.columns.offsets.extend([0, 2])
+        resp.columns.ids.extend(["a", "b"])
+        resp.columns.scores = pack_floats(np.asarray([0.75, 0.5], np.float32))
+        resp.columns.distances = pack_floats(np.asarray([0.25, 0.5], np.float32))
+        resp.columns.payloads.extend([payload_to_proto({"n": 1}), payload_to_proto({})])
+        return resp
 
-        return grpc.unary_unary_rpc_method_handler(search, coordinator_pb2.SearchRequest.FromString,
-                                                   coordinator_pb2.SearchResponse.SerializeToString)
+    def _unary(self, req: coordinator_pb2.SearchRequest, context: grpc.ServicerContext
+               ) -> coordinator_pb2.SearchResponse:
+        answer = self._answer(req)
+        if isinstance(answer, tuple):
+            context.abort(*answer)
+        return answer
 
     def _stream(self, requests: Iterator[coordinator_pb2.SearchRequest], context: grpc.ServicerContext
                 ) -> Iterator[coordinator_pb2.SearchResponse]:
         for req in requests:
-            answer = self.service(_Details("/shoal.v1.Coordinator/Search")).unary_unary
-            try:
-                yield answer(req, _Aborting())
-            except _Aborted as exc:
-                if exc.code == grpc.StatusCode.UNAVAILABLE:  # the coordinator was not up: the stream fails
-                    context.abort(exc.code, exc.message)
-                yield coordinator_pb2.SearchResponse(error_code=exc.code.value[0], error=exc.message)
-
-
-class _Details(grpc.HandlerCallDetails):
-    def __init__(self, method: str) -> None:
-        self.method = method
-
-
-class _Aborted(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        self.code, self.message = code, message
-
-
-class _Aborting:
-    """A servicer context whose abort raises, for answering a streamed search with the unary handler."""
-
-    def abort(self, code: grpc.StatusCode, message: str) -> None:
-        raise _Aborted(code, message)
+            answer = self._answer(req)
+            if isinstance(answer, tuple):
+                code, message = answer
+                if code == grpc.StatusCode.UNAVAILABLE:  # the coordinator was not up: the stream fails
+                    context.abort(code, message)
+                answer = coordinator_pb2.SearchResponse(error_code=code.value[0], error=message)
+            yield answer
 
 
 @pytest.fixture
