@@ -39,6 +39,7 @@ from bench.memory import MIB, memory_of, process_tree
 from bench.report import table, write_section
 from bench.systems import Hnswlib, Shoal
 from shard_node.partition import exact_distances, top_k_rows
+from shard_node.settings import DEFAULT_OVERSAMPLE
 from shard_node.storage import BINARY, STORAGE_TYPES
 from shoal.demo import DEMO_MODEL, DEMO_VECTORS, dequantise
 from shoal.serve import LocalCluster
@@ -275,8 +276,18 @@ def render_set(s: dict[str, Any], target: float) -> list[str]:
     rows.append([a["system"], "", "", "", "", "", "", "", f"{a['recall']:.3f}", "", f"{a['qps']}", "",
                  f"— / {a['p99_ms']}"])
     notes = [f"{r['system']}: {r['build_note']}." for r in s["rows"] if r.get("build_note")]
+    notes += [_at_default(r) for r in s["rows"] if r["storage"] == BINARY and r["memory"]]
     return [f"#### {s['label']}: {s['n']:,} x {s['dim']}, {s['queries']} queries, target recall@10 >= {target}", "",
             *table(header, rows), "", *(f"- {n}" for n in notes), *([""] if notes else [])]
+
+
+def _at_default(row: dict[str, Any]) -> str:
+    """A binary row at the default oversampling (what a query that sets none gets)."""
+    point = next((p for p in row["curve"] if p["ef"] == DEFAULT_OVERSAMPLE), None)
+    if point is None:
+        return f"{row['system']}: the default oversample {DEFAULT_OVERSAMPLE} was not swept."
+    return (f"{row['system']} at the default oversample {DEFAULT_OVERSAMPLE}: recall@10 {point['recall']:.3f}, "
+            f"{point['qps']:,.0f} QPS batched.")
 
 
 def _serial(x: dict[str, Any] | None) -> str:

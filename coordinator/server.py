@@ -30,6 +30,7 @@ from protos.serving import (
     add_health_and_reflection,
     load_settings,
     mark_serving_async,
+    new_event_loop,
     pin_blas_threads,
     server_options,
     wait_for_stop_signal,
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings(CoordinatorSettings, argv, prog="coordinator.server")
     pin_blas_threads(settings.blas_threads)
-    asyncio.run(serve(settings))
+    with asyncio.Runner(loop_factory=lambda: new_event_loop(settings.event_loop)) as runner:
+        runner.run(serve(settings))
 
 
 if __name__ == "__main__":

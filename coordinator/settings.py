@@ -90,6 +90,8 @@ class CoordinatorSettings(ServerTLSSettings):
     shard_metrics: bool = field(default=True, metadata={"help": "shard nodes serve Prometheus metrics"})
     blas_threads: int = field(default=1, metadata={
         "help": "BLAS threads of the coordinator process (0 = the library's default)"})
+    event_loop: str = field(default="uvloop", metadata={
+        "help": "event loop of the coordinator and its shard nodes: uvloop or asyncio"})
     shard_nodes: int = field(default=0, metadata={
         "help": "shard node actors to run (0 = one per unit of shard_ray_resource, else one per CPU of the Ray "
                 "cluster; at least 1)"})

@@ -98,7 +98,7 @@ class ShardPlacer:
             bind_host=settings.shard_bind_host, max_message_bytes=settings.max_message_bytes,
             metrics_port=0 if settings.shard_metrics else -1,
             tls_cert=settings.shard_tls_cert, tls_key=settings.shard_tls_key,
-            tls_client_ca=settings.shard_tls_client_ca,
+            tls_client_ca=settings.shard_tls_client_ca, event_loop=settings.event_loop,
         ).to_dict()
 
     def data_dir(self, spec: CollectionSpec, index: int, replica: int) -> str:

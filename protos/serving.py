@@ -128,6 +128,21 @@ class observe:  # noqa: N801 - used like a function: `with observe(...):`
         self._latency.labels(*self._labels, self._method).observe(time.perf_counter() - self._start)
 
 
+EVENT_LOOPS = ("uvloop", "asyncio")  # the servers' event loop choices; uvloop's is the default
+
+
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """A fresh event loop of `kind`: uvloop's (libuv, in C: less of each gRPC message's cost spent in the loop
+    itself) or the standard library's."""
+    if kind == "uvloop":
+        import uvloop  # imported here: only servers pay for it
+
+        return uvloop.new_event_loop()
+    if kind == "asyncio":
+        return asyncio.SelectorEventLoop()  # not new_event_loop(): Ray's workers install uvloop's loop policy
+    raise ValueError(f"event_loop must be one of {', '.join(EVENT_LOOPS)}, got {kind!r}")
+
+
 def pin_blas_threads(threads: int) -> None:
     """Limit BLAS/OpenMP pools to `threads` per process (0 = leave them): on a few cores, one pool per process
     each as wide as the machine makes every process fight for every core."""

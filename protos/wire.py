@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -40,6 +41,12 @@ def check_vectors(vectors: np.ndarray, dim: int, what: str = "vector", metric: s
     if vectors.ndim != 2 or vectors.shape[1] != dim:
         got = vectors.shape[1] if vectors.ndim == 2 else vectors.shape
         raise InvalidArgument(f"{what} dimension is {got}, but this collection has dimension {dim}")
+    if len(vectors) == 1:
+        # One query (the common search): one dot product vets it; anything odd gets the full diagnosis below.
+        row = vectors[0].astype(np.float32, copy=False)
+        square = float(row @ row)
+        if math.isfinite(square) and (square > 0.0 or metric != "cosine"):
+            return
     finite = np.isfinite(vectors).all(axis=1)
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])

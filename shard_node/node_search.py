@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -33,7 +32,6 @@ class PartitionAnswer:
     plans: list[query_pb2.ShardPlan] = field(default_factory=list)     # with explain, or from the planner
     exclusions: list[tuple[list[str], np.ndarray]] = field(default_factory=list)
     strategies: list[str] = field(default_factory=list)                # one per query (the plan metric)
-    payloads: dict[str, dict[str, Any]] | None = None  # of the hits, read with the search (plain HNSW path)
 
 
 def local_top(store: ShardStore, near: query_pb2.Near) -> tuple[list[str], np.ndarray]:
@@ -73,18 +71,14 @@ def _search_partition(store: ShardStore, shard: int, req: shard_pb2.NodeSearchRe
     if len(queries):
         check_vectors(queries, part.spec.dim, "query vector", part.spec.metric)
     if _plain(req) and len(queries):
-        payloads = None
-        if req.with_payload:
-            ids, dists, payloads = part.search_payloads(queries, k, ef or None, int(req.oversample))
-        else:
-            ids, dists = part.search_matrix(queries, k, ef or None, int(req.oversample))
+        ids, dists = part.search_matrix(queries, k, ef or None, int(req.oversample))
         strategy = HNSW if part.has_graph else HAMMING
         if not req.explain:  # the hot path: no plan message per partition per call
-            return PartitionAnswer(ids, dists, strategies=[strategy], payloads=payloads)
+            return PartitionAnswer(ids, dists, strategies=[strategy])
         ms = (time.perf_counter() - start) * 1000.0
         plan = query_pb2.ShardPlan(shard=shard, strategy=strategy, live=part.live, allowed=part.live, rounds=1,
                                    ef=max(ef or part.spec.ef_search, k), latency_ms=ms)
-        return PartitionAnswer(ids, dists, plans=[plan], strategies=[strategy], payloads=payloads)
+        return PartitionAnswer(ids, dists, plans=[plan], strategies=[strategy])
     rows = queries if len(queries) else [None]
     ranked, plans = [], []
     text: tuple[list[str], np.ndarray] = ([], np.empty(0, np.float32))
@@ -151,7 +145,5 @@ def _add_payloads(resp: shard_pb2.NodeSearchResponse, stores: Sequence[tuple[Sha
     wanted = {i for i in resp.ids if i} | set(resp.text_ids)
     for (store, _), answer in zip(stores, answers, strict=True):
         mine = [i for i in dict.fromkeys([*answer.ids.ravel().tolist(), *answer.text[0]]) if i in wanted]
-        found = answer.payloads
-        payloads = [found[i] for i in mine] if found is not None else store.partition.payloads_of(mine)
-        for doc_id, payload in zip(mine, payloads, strict=True):
+        for doc_id, payload in zip(mine, store.partition.payloads_of(mine), strict=True):
             payload_to_proto(payload, into=resp.payloads[doc_id])

@@ -311,7 +311,8 @@ class Partition:
                     self._index.mark_deleted(label)
                 self._deleted[label] = True
                 self._live.discard(label)
-                self._payloads.pop(label, None)
+                # The payload stays until the label is reused or compacted away: a search that found this
+                # document just before the delete still reads the payload it was found with.
                 gone.append(label)
                 removed += 1
             if self.spec.fields and gone:
@@ -336,8 +337,10 @@ class Partition:
         return out
 
     def payloads_of(self, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """Payloads of ids known to be live (search results)."""
-        return [self._payloads.get(self._labels[i], {}) for i in ids]
+        """Payloads of search hits: also of a hit deleted since the search found it (kept until compaction; an id
+        a compaction has since dropped gets an empty payload)."""
+        labels = self._labels
+        return [self._payloads.get(labels.get(i, -1), {}) for i in ids]
 
     @contextmanager
     def searching(self, ef: int) -> Iterator[None]:
@@ -471,16 +474,6 @@ class Partition:
         with self._gate.read(ef) as must_set:
             return self._search_held(queries, k, ef, oversample, must_set)
 
-    def search_payloads(self, queries: np.ndarray, k: int, ef: int | None = None, oversample: int = 0
-                        ) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, Any]]]:
-        """search_matrix, and the payload of every hit read under the same hold of the gate: a hit deleted just
-        after the search still comes with the payload it was found with."""
-        ef = max(ef or self.spec.ef_search, k)
-        with self._gate.read(ef) as must_set:
-            ids, dists = self._search_held(queries, k, ef, oversample, must_set)
-            found = dict.fromkeys(ids.ravel().tolist())
-            return ids, dists, {i: self._payloads.get(self._labels[i], {}) for i in found}
-
     def _search_held(self, queries: np.ndarray, k: int, ef: int, oversample: int, must_set: bool
                      ) -> tuple[np.ndarray, np.ndarray]:
         k_eff = min(k, self.live)
@@ -522,6 +515,8 @@ class Partition:
                 json.dump(self._ids[: self._size].tolist(), f)
             with open(directory / "payloads.jsonl", "w", encoding="utf-8") as f:
                 for label, payload in self._payloads.items():
+                    if self._deleted[label]:  # kept only for searches in flight; a restart has none
+                        continue
                     f.write(json.dumps([label, payload], ensure_ascii=False))
                     f.write("\n")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -70,11 +69,7 @@ def _text_top_k(part: Partition, match: query_pb2.Match, allowed: Allowed | None
 
 def _query_vector(part: Partition, packed: bytes) -> np.ndarray:
     vector = unpack_vector(packed)
-    # One dot product vets the usual vector (the right size, finite, not zero); anything else gets
-    # check_vectors' full diagnosis.
-    square = float(vector @ vector) if len(vector) == part.spec.dim else math.nan
-    if not (math.isfinite(square) and square > 0.0):
-        check_vectors(vector.reshape(1, -1), part.spec.dim, "query vector", part.spec.metric)
+    check_vectors(vector.reshape(1, -1), part.spec.dim, "query vector", part.spec.metric)
     return vector
 
 

@@ -16,7 +16,13 @@ from prometheus_client import start_http_server
 
 from protos import shard_pb2, shard_pb2_grpc
 from protos.request_parsing import AsyncParseRequestsInterceptor
-from protos.serving import add_health_and_reflection, load_settings, mark_serving_async, server_options
+from protos.serving import (
+    add_health_and_reflection,
+    load_settings,
+    mark_serving_async,
+    new_event_loop,
+    server_options,
+)
 from protos.tls import ServerTLS, add_port
 from shard_node.metrics import ShardMetrics
 from shard_node.node import ShardNode
@@ -67,7 +73,7 @@ class NodeServer:
                                                        thread_name_prefix="partition-search")
         self._handler_pool = futures.ThreadPoolExecutor(max_workers=settings.grpc_workers,
                                                         thread_name_prefix="node-grpc")
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_event_loop(settings.event_loop)
         self._stopped: asyncio.Event | None = None
         self._grace = 1.0
         ready: futures.Future[str] = futures.Future()

@@ -74,6 +74,8 @@ class ShardSettings(ServerTLSSettings):
         "help": "Prometheus metrics port (0 = any free port, -1 = off)"})
     blas_threads: int = field(default=1, metadata={
         "help": "BLAS threads per node process (0 = the library's default); searches run on their own threads"})
+    event_loop: str = field(default="uvloop", metadata={
+        "help": "event loop of the node's gRPC server: uvloop or asyncio"})
 
     def to_dict(self) -> dict[str, object]:
         """Plain dict, to hand the settings to a shard actor."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from protos.serving import grpc_options, load_settings, observe
+from protos.serving import EVENT_LOOPS, grpc_options, load_settings, new_event_loop, observe
 from shard_node.settings import ShardSettings
 
 
@@ -95,6 +95,23 @@ def test_real_shard_settings() -> None:
     s = load_settings(ShardSettings, ["--snapshot-every-ops", "10"],
                       env={"SHOAL_INITIAL_CAPACITY": "64", "SHOAL_SNAPSHOT_EVERY_OPS": "5"})
     assert s == ShardSettings(initial_capacity=64, snapshot_every_ops=10)
+
+
+@pytest.mark.parametrize("kind", EVENT_LOOPS)
+def test_new_event_loop_runs_coroutines_on_the_kind_asked(kind: str) -> None:
+    """Each server loop choice gives a working loop of that kind (uvloop's, or the standard selector loop even
+    where a loop policy, as in Ray's workers, would hand out uvloop)."""
+    loop = new_event_loop(kind)
+    try:
+        assert loop.run_until_complete(asyncio.sleep(0, result=7)) == 7
+        assert ("uvloop" in type(loop).__module__) == (kind == "uvloop")
+    finally:
+        loop.close()
+
+
+def test_unknown_event_loop_names_the_choices() -> None:
+    with pytest.raises(ValueError, match="uvloop, asyncio"):
+        new_event_loop("trio")
 
 
 def test_grpc_options() -> None:
