@@ -197,7 +197,7 @@ class ReadPath:
         ids = np.concatenate([np.asarray(list(a.ids), dtype=object).reshape(rows, a.per_row) for a in answers],
                              axis=1)
         dists = np.concatenate([unpack_floats(a.distances).reshape(rows, a.per_row) for a in answers], axis=1)
-        text = [(list(a.text_ids), unpack_floats(a.text_scores)) for a in answers] if req.match is not None else []
+        text = [(list(a.text_ids), unpack_floats(a.text_scores)) for a in answers]
         gone: set[str] = set()
         sizes = []
         for j, near in enumerate(req.exclude):  # the global top-K' of each NOT vector: exact, from local tops
@@ -210,8 +210,7 @@ class ReadPath:
             dists = np.where(np.isin(ids, excluded), np.inf, dists)
             text = [_without(t, v, excluded) for t, v in text]
         merged_ids, merged_d = merge_columns(ids, dists, req.k)
-        text_ids, text_scores = (merge_ranked(text, req.k, higher_is_better=True) if text
-                                 else ([], np.empty(0, np.float32)))
+        text_ids, text_scores = merge_ranked(text, req.k, higher_is_better=True)
         payloads: dict[str, common_pb2.Payload] = {}
         for a in answers:
             payloads.update(a.payloads)
