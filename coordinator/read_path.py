@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -97,6 +98,23 @@ def _without(ids: list[str], values: np.ndarray, excluded: np.ndarray) -> tuple[
     return arr[keep].tolist(), values[keep]
 
 
+async def _together(parts: list[Coroutine[Any, Any, _Covered]]) -> list[_Covered]:
+    """Every node part's outcome, run side by side; the last runs in the calling task (one task and one turn of
+    the event loop fewer than gather on every read), the others as tasks, cancelled if the caller is."""
+    if not parts:
+        return []
+    others = [asyncio.ensure_future(p) for p in parts[:-1]]
+    try:
+        last = await parts[-1]
+        return [*[await t for t in others], last]
+    finally:
+        for t in others:
+            if not t.done():
+                t.cancel()
+            elif not t.cancelled():
+                t.exception()  # retrieved, so that a part given up on logs no "never retrieved" warning
+
+
 class ReadPath:
     """Runs ReadRequests against a collection's shard nodes."""
 
@@ -143,8 +161,7 @@ class ReadPath:
         for i, order in orders.items():
             if order:
                 by_node[spec.node_of(i, order[0])].append(i)
-        parts = await asyncio.gather(*(self._node_part(spec, node, shards, orders, ctx)
-                                       for node, shards in by_node.items()))
+        parts = await _together([self._node_part(spec, node, shards, orders, ctx) for node, shards in by_node.items()])
         answers: list[_Answer] = []
         for got, failed in parts:
             answers.extend(got)
@@ -193,6 +210,8 @@ class ReadPath:
 
     @staticmethod
     def _merge(req: ReadRequest, answers: list[shard_pb2.NodeSearchResponse]) -> ReadResult:
+        if len(req.queries) == 1 and not req.exclude and not any(a.text_ids for a in answers):
+            return _merge_one(req.k, answers)
         rows = max(len(req.queries), 1)
         ids = np.concatenate([np.asarray(list(a.ids), dtype=object).reshape(rows, a.per_row) for a in answers],
                              axis=1)
@@ -215,3 +234,17 @@ class ReadPath:
         for a in answers:
             payloads.update(a.payloads)
         return ReadResult(merged_ids, merged_d, text_ids, text_scores, payloads, [], excluded=sizes)
+
+
+def _merge_one(k: int, answers: list[shard_pb2.NodeSearchResponse]) -> ReadResult:
+    """_merge of a single query row without text hits or NOTs, on Python lists: a handful of candidates cost less
+    sorted in Python than carried through numpy's per-call overhead (the single-query hot path)."""
+    best = sorted(pair for a in answers for pair in zip(unpack_floats(a.distances).tolist(), a.ids, strict=True))[:k]
+    ids = np.empty((1, len(best)), dtype=object)
+    ids[0, :] = [i for _, i in best]
+    payloads: dict[str, common_pb2.Payload] = {}
+    for a in answers:
+        if a.payloads:
+            payloads.update(a.payloads)
+    return ReadResult(ids, np.array([[d for d, _ in best]], dtype=np.float32).reshape(1, len(best)), [],
+                      np.empty(0, np.float32), payloads, [])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 from collections.abc import AsyncIterator
 
@@ -75,6 +76,11 @@ def _is_query(request: coordinator_pb2.SearchRequest) -> bool:
                 or request.ranking)
 
 
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """The float32 columns of every query, end to end (one query's as it is)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0, np.float32)
+
+
 def answer_to_proto(answer: SearchAnswer, columns: bool) -> coordinator_pb2.SearchResponse:
     """A SearchAnswer as the reply: packed columns when asked for, else one message per hit."""
     resp = coordinator_pb2.SearchResponse(plans=answer.plans, missing_shards=answer.missing_shards)
@@ -85,12 +91,11 @@ def answer_to_proto(answer: SearchAnswer, columns: bool) -> coordinator_pb2.Sear
         return resp
     cols = resp.columns
     columns = answer.columns
-    cols.offsets.extend(np.cumsum([0, *(len(c) for c in columns)]).tolist())
+    cols.offsets.extend(itertools.accumulate((len(c) for c in columns), initial=0))
     for c in columns:
         cols.ids.extend(c.ids)
-    cols.scores = pack_floats(np.concatenate([c.scores for c in columns]) if columns else np.empty(0, np.float32))
-    cols.distances = pack_floats(np.concatenate([c.distances for c in columns]) if columns
-                                 else np.empty(0, np.float32))
+    cols.scores = pack_floats(_joined([c.scores for c in columns]))
+    cols.distances = pack_floats(_joined([c.distances for c in columns]))
     if any(c.payloads is not None and any(p is not None for p in c.payloads) for c in columns):
         for c in columns:
             cols.payloads.extend(p or common_pb2.Payload() for p in (c.payloads or [None] * len(c)))
