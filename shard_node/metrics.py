@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 
+from shard_node.disk import DISK_OPERATIONS, FAULT_KINDS
 from shard_node.store import ShardFigures, StoreObservers
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -94,6 +95,9 @@ class ShardMetrics:
         """Callbacks that feed a store's WAL fsync and rebuild timings into these metrics."""
         for outcome in REBUILD_OUTCOMES:  # every outcome exported from the start, so rates and alerts see 0
             self.rebuild_seconds.labels(*labels, outcome)
+        for operation in DISK_OPERATIONS:  # likewise every disk fault: its alert compares increases with 0
+            for kind in FAULT_KINDS:
+                self.disk_errors.labels(*labels, operation, kind)
         fsync, appended = self.wal_fsync.labels(*labels), self.wal_appended.labels(*labels)
 
         def wal_fsync(seconds: float, nbytes: int) -> None:

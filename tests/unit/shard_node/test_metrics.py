@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import numpy as np
 
 from protos import shard_pb2
+from shard_node.disk import DISK_OPERATIONS, FAULT_KINDS, fault_kind
 from shard_node.metrics import ShardMetrics
 from shard_node.rebuild import Rebuilder
 from shard_node.settings import PartitionSpec, ShardSettings
@@ -72,3 +74,15 @@ def test_figure_gauges_are_refreshed_at_every_scrape(tmp_path: Path) -> None:
         assert sample(m, "shoal_shard_vectors") == 1 and sample(m, "shoal_shard_tombstones") == 1
     finally:
         store.close()
+
+
+def test_every_disk_fault_series_is_exported_at_zero_before_any_fault() -> None:
+    m = ShardMetrics()
+    m.observers(LABELS)
+    names = {"collection": "docs", "shard": "0", "replica": "0"}
+    for operation in DISK_OPERATIONS:
+        for kind in FAULT_KINDS:
+            labels = {**names, "operation": operation, "kind": kind}
+            assert m.registry.get_sample_value("shoal_shard_disk_errors_total", labels) == 0.0, labels
+    assert {fault_kind(OSError(e, "x")) for e in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)} \
+        == set(FAULT_KINDS)
