@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from coordinator.catalog import DEFAULT_TOMBSTONE_THRESHOLD
+from protos.serving import EVENT_LOOPS
 from protos.tls import ClientTLS, ServerTLSSettings
 from shard_node.settings import DEFAULT_MAX_MESSAGE_BYTES
 
@@ -91,7 +92,7 @@ class CoordinatorSettings(ServerTLSSettings):
     blas_threads: int = field(default=1, metadata={
         "help": "BLAS threads of the coordinator process (0 = the library's default)"})
     event_loop: str = field(default="uvloop", metadata={
-        "help": "event loop of the coordinator and its shard nodes: uvloop or asyncio"})
+        "help": "event loop of the coordinator and its shard nodes: uvloop or asyncio", "choices": EVENT_LOOPS})
     shard_nodes: int = field(default=0, metadata={
         "help": "shard node actors to run (0 = one per unit of shard_ray_resource, else one per CPU of the Ray "
                 "cluster; at least 1)"})

@@ -50,13 +50,16 @@ def load_settings(cls: type[S], argv: Sequence[str] | None = None,
         convert = _parse_bool if kind is bool else kind
         env_name = env_prefix + field.name.upper()
         help_text = field.metadata.get("help", "")
-        parser.add_argument("--" + field.name.replace("_", "-"), dest=field.name, type=convert,
+        choices = field.metadata.get("choices")  # a field that takes one of a few names refuses the others
+        parser.add_argument("--" + field.name.replace("_", "-"), dest=field.name, type=convert, choices=choices,
                             default=None, help=f"{help_text} [env {env_name}]")
         if env_name in env:
             try:
                 values[field.name] = convert(env[env_name])
             except ValueError as exc:
                 raise SystemExit(f"{env_name}: {exc}") from None
+            if choices and values[field.name] not in choices:
+                raise SystemExit(f"{env_name}: {env[env_name]!r} is not one of {', '.join(map(str, choices))}")
     parsed = parser.parse_args(list(argv) if argv is not None else None)
     values.update({k: v for k, v in vars(parsed).items() if v is not None})
     return cls(**values)

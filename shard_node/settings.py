@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from protos.serving import EVENT_LOOPS
 from protos.tls import ServerTLSSettings
 
 # Defaults live here, once.
@@ -75,7 +76,7 @@ class ShardSettings(ServerTLSSettings):
     blas_threads: int = field(default=1, metadata={
         "help": "BLAS threads per node process (0 = the library's default); searches run on their own threads"})
     event_loop: str = field(default="uvloop", metadata={
-        "help": "event loop of the node's gRPC server: uvloop or asyncio"})
+        "help": "event loop of the node's gRPC server: uvloop or asyncio", "choices": EVENT_LOOPS})
 
     def to_dict(self) -> dict[str, object]:
         """Plain dict, to hand the settings to a shard actor."""

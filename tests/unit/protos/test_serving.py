@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from coordinator.settings import CoordinatorSettings
 from protos.serving import EVENT_LOOPS, grpc_options, load_settings, new_event_loop, observe
 from shard_node.settings import ShardSettings
 
@@ -112,6 +113,19 @@ def test_new_event_loop_runs_coroutines_on_the_kind_asked(kind: str) -> None:
 def test_unknown_event_loop_names_the_choices() -> None:
     with pytest.raises(ValueError, match="uvloop, asyncio"):
         new_event_loop("trio")
+
+
+@pytest.mark.parametrize("cls", [CoordinatorSettings, ShardSettings])
+def test_settings_refuse_an_unknown_event_loop_by_flag_and_by_env_naming_the_choices(
+        cls: type, capsys: pytest.CaptureFixture[str]) -> None:
+    """A server with a mistyped event_loop stops at start-up with the choices, before it builds anything."""
+    with pytest.raises(SystemExit):
+        load_settings(cls, ["--event-loop", "trio"], env={})
+    err = capsys.readouterr().err
+    assert "invalid choice: 'trio'" in err and "'uvloop', 'asyncio'" in err, err
+    with pytest.raises(SystemExit, match="SHOAL_EVENT_LOOP: 'trio' is not one of uvloop, asyncio"):
+        load_settings(cls, [], env={"SHOAL_EVENT_LOOP": "trio"})
+    assert load_settings(cls, [], env={"SHOAL_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
 
 
 def test_grpc_options() -> None:
