@@ -26,7 +26,7 @@ from coordinator.replicas import PARTIAL_BUDGET_SHARE, Replicator
 from coordinator.settings import CoordinatorSettings
 from protos import common_pb2, query_pb2, shard_pb2
 from protos.errors import DeadlineExceeded, ShoalError, Unavailable
-from protos.topk import merge_columns, merge_ranked
+from protos.topk import SMALL_ROW, merge_columns, merge_pairs, merge_ranked
 from protos.wire import pack_matrix, unpack_floats
 from shard_node.client import NodeClient
 
@@ -210,8 +210,16 @@ class ReadPath:
 
     @staticmethod
     def _merge(req: ReadRequest, answers: list[shard_pb2.NodeSearchResponse]) -> ReadResult:
-        if len(req.queries) == 1 and not req.exclude and not any(a.text_ids for a in answers):
-            return _merge_one(req.k, answers)
+        payloads: dict[str, common_pb2.Payload] = {}
+        for a in answers:
+            payloads.update(a.payloads)
+        if (len(req.queries) == 1 and not req.exclude and not any(a.text_ids for a in answers)
+                and sum(len(a.ids) for a in answers) <= SMALL_ROW):
+            # One query's few hits: sorted straight from the replies, without building arrays to merge.
+            one_ids, one_d = merge_pairs((p for a in answers
+                                          for p in zip(unpack_floats(a.distances).tolist(), a.ids, strict=True)),
+                                         req.k)
+            return ReadResult(one_ids, one_d, [], np.empty(0, np.float32), payloads, [])
         rows = max(len(req.queries), 1)
         ids = np.concatenate([np.asarray(list(a.ids), dtype=object).reshape(rows, a.per_row) for a in answers],
                              axis=1)
@@ -230,21 +238,5 @@ class ReadPath:
             text = [_without(t, v, excluded) for t, v in text]
         merged_ids, merged_d = merge_columns(ids, dists, req.k)
         text_ids, text_scores = merge_ranked(text, req.k, higher_is_better=True)
-        payloads: dict[str, common_pb2.Payload] = {}
-        for a in answers:
-            payloads.update(a.payloads)
         return ReadResult(merged_ids, merged_d, text_ids, text_scores, payloads, [], excluded=sizes)
 
-
-def _merge_one(k: int, answers: list[shard_pb2.NodeSearchResponse]) -> ReadResult:
-    """_merge of a single query row without text hits or NOTs, on Python lists: a handful of candidates cost less
-    sorted in Python than carried through numpy's per-call overhead (the single-query hot path)."""
-    best = sorted(pair for a in answers for pair in zip(unpack_floats(a.distances).tolist(), a.ids, strict=True))[:k]
-    ids = np.empty((1, len(best)), dtype=object)
-    ids[0, :] = [i for _, i in best]
-    payloads: dict[str, common_pb2.Payload] = {}
-    for a in answers:
-        if a.payloads:
-            payloads.update(a.payloads)
-    return ReadResult(ids, np.array([[d for d, _ in best]], dtype=np.float32).reshape(1, len(best)), [],
-                      np.empty(0, np.float32), payloads, [])

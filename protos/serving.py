@@ -111,12 +111,14 @@ async def wait_for_stop_signal() -> None:
 
 
 class observe:  # noqa: N801 - used like a function: `with observe(...):`
-    """Count an RPC by method and status code and time it; the metric objects are the caller's."""
+    """Count an RPC by method and status code and time it; the metric objects are the caller's. `others`: further
+    label sets the same call is counted and timed under (a node search that served several partitions)."""
 
-    def __init__(self, requests: Any, latency: Any, labels: Sequence[str], method: str) -> None:
+    def __init__(self, requests: Any, latency: Any, labels: Sequence[str], method: str,
+                 others: Sequence[Sequence[str]] = ()) -> None:
         self._requests = requests
         self._latency = latency
-        self._labels = tuple(labels)
+        self._label_sets = [tuple(labels), *(tuple(o) for o in others)]
         self._method = method
 
     def __enter__(self) -> observe:
@@ -127,8 +129,10 @@ class observe:  # noqa: N801 - used like a function: `with observe(...):`
         code = "OK" if exc is None else getattr(getattr(exc, "code", None), "name", "INTERNAL")
         if isinstance(exc, asyncio.CancelledError):
             code = "CANCELLED"  # the caller went away, or the coordinator's deadline cut the work short
-        self._requests.labels(*self._labels, self._method, code).inc()
-        self._latency.labels(*self._labels, self._method).observe(time.perf_counter() - self._start)
+        seconds = time.perf_counter() - self._start
+        for labels in self._label_sets:
+            self._requests.labels(*labels, self._method, code).inc()
+            self._latency.labels(*labels, self._method).observe(seconds)
 
 
 EVENT_LOOPS = ("uvloop", "asyncio")  # the servers' event loop choices; uvloop's is the default

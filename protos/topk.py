@@ -7,7 +7,7 @@ Python sort so ties go to the smaller id (the same answer whichever source was f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -24,10 +24,7 @@ def merge_columns(ids: np.ndarray, dists: np.ndarray, k: int) -> tuple[np.ndarra
     if width == 0:
         return np.empty((rows, 0), dtype=object), np.empty((rows, 0), dtype=np.float32)
     if rows == 1 and total <= SMALL_ROW:
-        best = sorted(zip(dists[0].tolist(), ids[0].tolist(), strict=True))[:width]
-        out_row = np.empty((1, width), dtype=object)
-        out_row[0, :] = [i for _, i in best]
-        return out_row, np.asarray([[d for d, _ in best]], dtype=np.float32)
+        return merge_pairs(zip(dists[0].tolist(), ids[0].tolist(), strict=True), width)
     # Plain fancy indexing by (row, column): take_along_axis rebuilds index grids per call.
     r = np.arange(rows)[:, None]
     if total <= k:
@@ -49,6 +46,15 @@ def merge_columns(ids: np.ndarray, dists: np.ndarray, k: int) -> tuple[np.ndarra
         out_ids[q] = np.asarray([ids[q, c] for c in best] + [PAD_ID] * fill, dtype=object)
         out_d[q] = np.asarray([dists[q, c] for c in best] + [np.inf] * fill, dtype=np.float32)
     return out_ids, out_d.astype(np.float32, copy=False)
+
+
+def merge_pairs(pairs: Iterable[tuple[float, str]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """One row's k smallest (distance, id) pairs, ties by id, as (1, <=k) id and distance arrays: a Python sort,
+    for rows of at most SMALL_ROW entries."""
+    best = sorted(pairs)[:k]
+    out_ids = np.empty((1, len(best)), dtype=object)
+    out_ids[0, :] = [i for _, i in best]
+    return out_ids, np.array([[d for d, _ in best]], dtype=np.float32)
 
 
 def merge_ranked(lists: Sequence[tuple[Sequence[str], np.ndarray]], k: int, higher_is_better: bool

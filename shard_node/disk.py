@@ -14,7 +14,9 @@ READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 WRITE_REFUSED = "nothing of this write was acknowledged or applied"
 FAULT_KINDS = ("no_space", "read_only", "other")   # fault_kind's answers, the metric's `kind` label
-DISK_OPERATIONS = ("wal", "snapshot", "rebuild", "backup")  # what a shard writes: the metric's `operation`
+# What a shard was writing when a disk fault hit: the metric's `operation` label.
+WAL, SNAPSHOT, REBUILD, BACKUP = "wal", "snapshot", "rebuild", "backup"
+DISK_OPERATIONS = (WAL, SNAPSHOT, REBUILD, BACKUP)
 
 
 def disk_error(exc: OSError, doing: str, where: str, path: Path, outcome: str = WRITE_REFUSED) -> ShoalError | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -145,12 +144,8 @@ class ShardServicer(shard_pb2_grpc.ShardServicer):
         def plan(shard: int, strategy: str) -> None:
             self._metrics.plans.labels(*labels[shard], strategy).inc()
 
-        if len(places) == 1:  # the common case, without an ExitStack per search
-            with observe(self._metrics.requests, self._metrics.latency, places[0].labels, "NodeSearch"):
-                return node_search(stores, request, pool, plan)
-        with contextlib.ExitStack() as stack:
-            for p in places:
-                stack.enter_context(observe(self._metrics.requests, self._metrics.latency, p.labels, "NodeSearch"))
+        with observe(self._metrics.requests, self._metrics.latency, places[0].labels, "NodeSearch",
+                     others=[p.labels for p in places[1:]]):
             return node_search(stores, request, pool, plan)
 
     def _observed(self, partition: str, method: str, fn: Callable[[ShardStore, tuple[str, str, str]], Any]) -> Any:

@@ -18,7 +18,7 @@ from protos.checksum import content_checksum
 from protos.errors import FailedPrecondition, InvalidArgument
 from protos.wire import check_vectors, pack_matrix, pack_vector, payload_to_proto, payloads_from_proto, unpack_matrix
 from shard_node import snapshot
-from shard_node.disk import WRITE_REFUSED, disk_error, fault_kind
+from shard_node.disk import BACKUP, REBUILD, SNAPSHOT, WAL, WRITE_REFUSED, disk_error, fault_kind
 from shard_node.partition import MemoryFigures, Partition
 from shard_node.rebuild import Rebuilder, RebuildFigures, RebuildObserver, build_partition, respec, tombstone_ratio
 from shard_node.settings import PartitionSpec, ShardSettings
@@ -180,7 +180,7 @@ class ShardStore:
             try:
                 self._wal.append(record)
             except OSError as exc:  # the WAL cut the record off again: nothing logged, nothing applied
-                raise self._disk_fault(exc, "wal", "append to the write-ahead log") from None
+                raise self._disk_fault(exc, WAL, "append to the write-ahead log") from None
             self._disk_error = ""
             return self._applied_locked(record)
 
@@ -198,7 +198,7 @@ class ShardStore:
             try:
                 self._snapshot_locked()
             except OSError as exc:  # the write is durable in the WAL: acknowledge it, snapshot later
-                self._disk_fault(exc, "snapshot", "write a snapshot",
+                self._disk_fault(exc, SNAPSHOT, "write a snapshot",
                                  f"the write is durable in the WAL; the snapshot is tried again in "
                                  f"{SNAPSHOT_RETRY_S:.0f} s")
                 self._snapshot_retry_at = time.monotonic() + SNAPSHOT_RETRY_S
@@ -308,7 +308,7 @@ class ShardStore:
             try:
                 self._snapshot_locked()
             except OSError as exc:
-                raise self._disk_fault(exc, "snapshot", "write a snapshot",
+                raise self._disk_fault(exc, SNAPSHOT, "write a snapshot",
                                        "every write stays in the WAL and the last snapshot stays in charge") from None
 
     def _snapshot_locked(self) -> None:
@@ -359,7 +359,7 @@ class ShardStore:
                 try:
                     snapshot.write_snapshot(self._snap_dir, fresh, lsn, rebuild_meta)
                 except OSError as exc:  # the old index and its files stay in charge
-                    raise self._disk_fault(exc, "rebuild", "write the rebuilt index's snapshot",
+                    raise self._disk_fault(exc, REBUILD, "write the rebuilt index's snapshot",
                                            "the old index keeps serving") from None
                 r.phase("catch-up")
                 done = self._replay(fresh, journal, done)
@@ -403,7 +403,7 @@ class ShardStore:
                 try:
                     self._wal.open_segment(lsn + 1)
                 except OSError as exc:
-                    raise self._disk_fault(exc, "backup", "start a WAL segment for a backup",
+                    raise self._disk_fault(exc, BACKUP, "start a WAL segment for a backup",
                                            "no backup was taken") from None
                 cached = self._checksum if self._checksum is not None and self._checksum.lsn == lsn else None
                 live = None if cached else self.partition.live_documents()

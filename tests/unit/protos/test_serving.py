@@ -143,3 +143,19 @@ def test_observe_counts_cancelled_work_as_cancelled() -> None:
         raise ValueError("boom")
     assert registry.get_sample_value("t_requests_total", {"method": "Search", "code": "CANCELLED"}) == 1
     assert registry.get_sample_value("t_requests_total", {"method": "Search", "code": "INTERNAL"}) == 1
+
+
+def test_observe_counts_one_call_under_each_of_its_label_sets() -> None:
+    """A node search over two partitions counts once for each partition, with the same duration."""
+    registry = CollectorRegistry()
+    requests = Counter("p_requests", "requests", ["shard", "method", "code"], registry=registry)
+    latency = Histogram("p_seconds", "latency", ["shard", "method"], registry=registry)
+    with observe(requests, latency, ("0",), "NodeSearch", others=[("1",)]):
+        pass
+    for shard in ("0", "1"):
+        ok = {"shard": shard, "method": "NodeSearch", "code": "OK"}
+        assert registry.get_sample_value("p_requests_total", ok) == 1
+        assert registry.get_sample_value("p_seconds_count", {"shard": shard, "method": "NodeSearch"}) == 1
+    assert registry.get_sample_value("p_seconds_sum", {"shard": "0", "method": "NodeSearch"}) == \
+        registry.get_sample_value("p_seconds_sum", {"shard": "1", "method": "NodeSearch"})
+    assert registry.get_sample_value("p_requests_total", {"shard": "2", "method": "NodeSearch", "code": "OK"}) is None
