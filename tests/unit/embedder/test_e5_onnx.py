@@ -15,7 +15,7 @@ from embedder.digest import weights_digest
 from embedder.metrics import EmbedderMetrics
 from embedder.models import e5_onnx
 from embedder.models.base import UnsupportedInput
-from embedder.registry import Registry
+from embedder.registry import Registry, parse_ref
 from embedder.service import EmbedService
 from embedder.settings import EmbedderSettings
 from protos.errors import FailedPrecondition, InvalidArgument
@@ -104,7 +104,7 @@ def test_service_answers_invalid_argument_for_over_long_text_and_images(registry
 
 @pytest.mark.parametrize("ref", BUILDS)
 def test_pinned_digest_matches_the_converted_model(ref: str) -> None:
-    version = ref.split("@")[1]
+    version = parse_ref(ref)[1]
     assert catalog.PINNED[ref] == weights_digest(e5_onnx.weight_files(version=version))
 
 
@@ -117,7 +117,7 @@ def test_the_two_builds_are_different_versions_with_different_files() -> None:
 
 @pytest.mark.parametrize("ref", BUILDS)
 def test_registry_refuses_converted_files_that_changed(tmp_path: Path, ref: str) -> None:
-    version = ref.split("@")[1]
+    version = parse_ref(ref)[1]
     copy = tmp_path / "converted"
     copy.mkdir()
     for f in e5_onnx.weight_files(version=version):
