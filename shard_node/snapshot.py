@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from shard_node.graph import saved_vector_bytes
 from shard_node.partition import GRAPH_FILE, MemoryFigures, Partition
 from shard_node.settings import DEFAULT_ALLOWED_CACHE_MB, PartitionSpec
 from shard_node.wal import fsync_dir
@@ -85,7 +86,13 @@ def disk_figures(root: Path) -> MemoryFigures:
     sizes = {"vectors": 0, "graph": 0, "payloads": 0}
     for snap in complete_snapshots(root):
         for f in snap.iterdir():
-            if f.is_file():
-                part = "graph" if f.name == GRAPH_FILE else "payloads" if f.name in _PAYLOAD_FILES else "vectors"
-                sizes[part] += f.stat().st_size
+            if not f.is_file():
+                continue
+            if f.name == GRAPH_FILE:  # the graph's blocks hold the vectors: count them as vectors
+                spec = json.loads((snap / _META).read_text())["spec"]
+                vectors = saved_vector_bytes(f, spec.get("storage", "float32"), spec["metric"], int(spec["dim"]))
+                sizes["vectors"] += vectors
+                sizes["graph"] += f.stat().st_size - vectors
+            else:
+                sizes["payloads" if f.name in _PAYLOAD_FILES else "vectors"] += f.stat().st_size
     return MemoryFigures(**sizes)

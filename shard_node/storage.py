@@ -1,18 +1,18 @@
-"""The one copy of a partition's vectors, in the storage type its collection chose.
+"""Storage types and the numpy vector copies.
 
-- float32: the vectors as given. hnswlib keeps its own float32 copy inside the graph; reading it back
-  with get_items costs about 70 µs per vector at 768 dimensions (a numpy gather: under 1 µs), far too slow for
-  exact scans, so the partition keeps this contiguous copy too.
-- float16: half precision (relative error about 5e-4); hnswlib's graph still holds float32.
-- int8: symmetric scalar quantisation with one scale per vector (max |x| / 127), so vectors can arrive one
-  at a time without refitting; decoded error is at most scale / 2 per dimension.
-- binary: one bit per dimension (sign of the vector minus a learned centre), packed, for a flat Hamming
-  first pass, plus a float16 copy that rescores the candidates exactly. No hnswlib graph: hnswlib can only
-  hold float32, which would bring back the four bytes per dimension the type exists to save.
+A graph type's one copy lives in its HNSW graph's element blocks (shard_node/graph.py): float32 as given (unit
+vectors for cosine), float16 in half precision (relative error about 5e-4), int8 with one scale per vector
+(max |x| / 127, so vectors can arrive one at a time without refitting; decoded error at most scale / 2 per
+dimension). The numpy copies below are the binary type's storage and the reader of snapshots written before
+the graph held the vectors (they kept a float32 graph and one of these copies beside it).
+
+- binary: one bit per dimension (sign of the vector minus a learned centre), packed, for a flat Hamming first
+  pass, plus a float16 copy that rescores the candidates exactly. No HNSW graph: a graph's links alone would
+  take more than the bits.
 
 Every copy decodes to float32 in the vectors' own scale (cosine vectors are not normalised here). Rebuilds read
-this copy too, so after a rebuild a float16 or int8 graph holds the rounded vectors (see
-Partition.live_documents for why not hnswlib's own).
+the one copy, so after a rebuild a float16 or int8 graph holds the rounded vectors, re-encoded to the same
+codes.
 """
 
 from __future__ import annotations

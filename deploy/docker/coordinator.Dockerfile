@@ -10,9 +10,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# KubeRay's default probes of Ray pods call wget.
+# KubeRay's default probes of Ray pods call wget; g++ compiles hnswlib and the shard nodes' graph library.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends wget \
+ && apt-get install -y --no-install-recommends wget g++ \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /build
@@ -22,7 +22,7 @@ COPY coordinator ./coordinator
 COPY shard_node ./shard_node
 COPY embedder ./embedder
 COPY shoal ./shoal
-RUN pip install . && rm -rf /build
+RUN python -m shard_node.native_build && pip install . && rm -rf /build
 
 RUN groupadd --gid 10001 shoal \
  && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/shoal --shell /bin/bash shoal

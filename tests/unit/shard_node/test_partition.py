@@ -229,13 +229,13 @@ def test_many_tombstones_still_k_live_hits(metric: str) -> None:
     assert_distances_match(metric, part, model, queries, res)
 
 
-class _ShortIndex:
-    """Wraps an hnswlib index whose knn_query fails like a graph walk that found fewer than k hits."""
+class _ShortGraph:
+    """Wraps a graph whose search fails like a walk that found fewer than k hits."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
 
-    def knn_query(self, *args: Any, **kwargs: Any) -> Any:
+    def search(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("Cannot return the results in a contiguous 2D array. Probably ef or M is too small")
 
     def __getattr__(self, name: str) -> Any:
@@ -250,7 +250,7 @@ def test_exact_fallback_is_exact(metric: str) -> None:
     ids = ids_of(400)
     part.upsert(ids, data)
     part.delete(ids[:380])
-    part._index = _ShortIndex(part._index)  # force the exact path
+    part._graph = _ShortGraph(part._graph)  # force the exact path
     queries = rand(rng, 10, 16)
     res = part.search(queries, k=10)
     rows, dists = exact_top_k(metric, queries, data[380:], 10)

@@ -53,6 +53,10 @@ MIN_RECALL = {FLOAT32: 0.97, FLOAT16: 0.97, INT8: 0.97, BINARY: 0.95}
 MIN_BINARY_RECALL = {"cosine": 0.95, "l2": 0.9, "ip": 0.8}
 
 
+# How far a stored row's distance may lie from the original vector's: the precision the type keeps.
+PRECISION = {FLOAT32: 1e-5, FLOAT16: 1e-3, BINARY: 1e-3, INT8: 5e-3}
+
+
 @pytest.mark.parametrize("metric", ["cosine", "l2", "ip"])
 @pytest.mark.parametrize("storage", STORAGE_TYPES)
 def test_every_storage_type_finds_the_oracles_neighbours(storage: str, metric: str) -> None:
@@ -62,18 +66,23 @@ def test_every_storage_type_finds_the_oracles_neighbours(storage: str, metric: s
     _, true_d = exact_top_k(metric, queries, vectors, K)
     ids, dists = part.search_matrix(queries, K, ef=EF)
     assert ids.shape == (len(queries), K)
-    recall = recall_at_k(list(dists), true_d)
+    rows = {f"d{i}": i for i in range(N)}
+    # Each hit's distance from the original vectors: the graph holds only the stored copy, so a hit counts when
+    # it lies within the type's precision of the k-th true neighbour.
+    found_d = [exact_distances(metric, queries[q:q + 1], vectors[[rows[i] for i in row_ids]])[0]
+               for q, row_ids in enumerate(ids)]
+    eps = PRECISION[storage]
+    recall = float(np.mean([min(int((f <= t[-1] + eps).sum()), K) / K for f, t in zip(found_d, true_d, strict=True)]))
     if storage == BINARY:
         assert recall >= MIN_BINARY_RECALL[metric]
-    else:  # the graph types search hnswlib's float32 copy: within 0.005 of float32
+    else:
         float32 = recall_at_k(list(filled(FLOAT32, metric, vectors).search_matrix(queries, K, ef=EF)[1]), true_d)
-        assert recall >= max(MIN_RECALL[storage], float32 - 0.005)
-    # The distances reported are those of the documents named (exact for the graph types and binary rescoring).
-    rows = {f"d{i}": i for i in range(N)}
-    for q, (row_ids, row_d) in enumerate(zip(ids, dists, strict=True)):
-        want = exact_top_k(metric, queries[q:q + 1], vectors[[rows[i] for i in row_ids]], K)[1][0]
-        tol = 2e-3 if storage == BINARY else 1e-4  # binary rescores from float16
-        np.testing.assert_allclose(np.sort(row_d), want, rtol=tol, atol=tol * 10)
+        assert recall >= max(MIN_RECALL[storage], float32 - 0.005) - 1e-9  # 1e-9: the sums' rounding
+    # The distances reported are the stored rows' own, rescored exactly: within the type's precision of the
+    # original vectors' (binary and float16 rescore from float16, int8 from its codes).
+    tol = {FLOAT32: 1e-4, FLOAT16: 2e-3, BINARY: 2e-3, INT8: 1e-2}[storage]
+    for row_d, want in zip(dists, found_d, strict=True):
+        np.testing.assert_allclose(row_d, want, rtol=tol, atol=tol * 10)
 
 
 @pytest.mark.parametrize("storage", STORAGE_TYPES)
@@ -132,7 +141,9 @@ def test_memory_figures_by_part_follow_the_storage_type() -> None:
     norms = N * 4  # every type keeps the float32 norms
     assert abs((mem[FLOAT16].vectors - norms) / (f32 - norms) - 0.5) < 0.01
     assert (mem[INT8].vectors - norms) / (f32 - norms) < 0.28  # a byte per dimension and a scale per vector
-    assert mem[BINARY].graph == 0 and mem[FLOAT32].graph > DIM * 4 * N  # the graph holds its own float32
+    # The graph's figure is its links and labels only (the same for every graph type): the vectors in its blocks
+    # are the vectors figure, the one copy.
+    assert mem[BINARY].graph == 0 and mem[FLOAT32].graph == mem[FLOAT16].graph == mem[INT8].graph > 0
     assert all(m.payloads > 0 and m.text == 0 for m in mem.values())
     part = filled(BINARY)
     bits = part._copy.first_pass_bytes()  # noqa: SLF001 - the figure the issue asks about
