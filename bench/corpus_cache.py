@@ -5,7 +5,7 @@ chunks that are written as they finish; a stopped run picks up where it left off
 documents needed first at the front (those with a Korean description: the demo sample and the
 retrieval benchmark's corpus), so a partial cache already serves them.
 
-    python -m bench.corpus_cache [--model multilingual-e5-small@1.0.0] [--field text_en|text_ko] [--cache-dir DIR]
+    python -m bench.corpus_cache [--model multilingual-e5-small@1.1.0] [--field text_en|text_ko] [--cache-dir DIR]
                                  [--limit N] [--threads N]
     python -m bench.corpus_cache --export-demo data/debian/demo_vectors.npz
 
@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+
+from shoal.demo import DEMO_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "data" / "debian" / "corpus.jsonl.gz"
@@ -145,7 +147,7 @@ def fill_cache(encode: Callable[[list[str]], np.ndarray], model: str, cache_dir:
 def export_demo(cache_dir: Path, out: Path) -> int:
     """Write every document's cached entries (English, then Korean where it has one), int8-quantised, for
     `make run`; returns how many documents."""
-    from shoal.demo import DEMO_MODEL, quantise
+    from shoal.demo import quantise
 
     docs = load_corpus()
     cached: dict[str, dict[str, np.ndarray]] = {}
@@ -171,7 +173,7 @@ def export_demo(cache_dir: Path, out: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="multilingual-e5-small@1.0.0")
+    ap.add_argument("--model", default=DEMO_MODEL)
     ap.add_argument("--threads", type=int, default=0, help="encoder threads (0 = the library's choice; 1 on a busy "
                                                            "shared machine)")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
