@@ -2,7 +2,8 @@
 
 1. In one process, on one partition: Shoal's planner (filter evaluation included) against each of its plans
    forced (exact scan of the cached allowed rows, post-filtered HNSW sized by the exact cardinality,
-   hnswlib's Python filter callback) and against a bare numpy scan of the allowed rows, at each selectivity.
+   the graph's filtered walk, the allowed mask checked in C) and against a bare numpy scan of the allowed
+   rows, at each selectivity.
    Two tables: the real embeddings of data/debian/demo_vectors.npz (text_en by the default text model;
    queries are dev queries embedded by the same model, cached under .cache/) and the hashed bag-of-words
    stand-in over the whole corpus. Systems are timed interleaved, best of 3, BLAS on one thread.
@@ -363,8 +364,9 @@ def render(args: argparse.Namespace, tables: list[tuple[Corpus, list[dict]]], cl
              "set and rows cached per filter and partition version; then exact scan or post-filtered HNSW). "
              "The three plans are the same call with the plan forced: exact scan of the cached allowed rows "
              "(one gemv), post-filtered HNSW sized by the exact cardinality (k / selectivity x 2, deeper when "
-             "short), and hnswlib's filter callback (`knn_query(filter=set.__contains__)`, a Python call per "
-             "visited node). Brute force is a bare numpy scan of the allowed rows (gathered per query): "
+             "short), and the graph's filtered walk (hnswlib's search with the allowed set's mask checked in C per "
+             "visited node; before 2026-12-07 a Python callback). Brute force is a bare numpy scan of the allowed "
+             "rows (gathered per query): "
              "\"pays\" evaluates the allowed set from the same payload index on every query, \"given\" gets it "
              "for free. \"short\" counts queries answered with fewer than k hits although k qualified.", ""]
     for corpus, rows in tables:

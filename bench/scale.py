@@ -305,9 +305,10 @@ def render(res: dict[str, Any]) -> str:
              f"{res.get('seconds', 0) / 60:.0f} min in all.", "",
              "Build = upserts of 1,000 vectors through the coordinator until every one is acknowledged (WAL fsync "
              "and graph insert). RSS = the cluster's processes after the build minus before the collection existed. "
-             "vectors / graph / payloads = the partitions' own figures (DescribeCollection); hnswlib's graph holds "
-             "its own float32 copy, so float16 and int8 shrink only the stored copy beside it, and binary has no "
-             "graph (a flat Hamming pass over 1 bit per dimension, rescored from float16). Batched = one client, "
+             "vectors / graph / payloads = the partitions' own figures (DescribeCollection); a graph type's vectors "
+             "are the only copy, inside the HNSW graph's element blocks in the type's encoding, and its graph "
+             "figure is the links and labels; binary has no graph (a flat Hamming pass over 1 bit per dimension, "
+             "rescored from float16). Batched = one client, "
              f"{res['batch']} queries per call; concurrent = {res['clients']} client threads, one query per call; "
              "p99 is theirs. Serial = one client, one query at a time, the latency VectorDBBench reports beside its "
              "QPS (the Milvus anchor's p99 is its serial p99).", ""]
