@@ -39,7 +39,8 @@ def _library() -> ctypes.CDLL:
             "graph_free": (None, [vp]),
             "graph_code_size": (size, [vp]),
             "graph_element_size": (size, [vp]),
-            "graph_count": (size, [vp]),
+            "graph_layout": (ctypes.c_int, [ctypes.c_int, ctypes.c_int, size, size, ctypes.POINTER(size),
+                                            ctypes.POINTER(size)]),
             "graph_upper_bytes": (size, [vp]),
             "graph_save": (ctypes.c_int, [vp, cp]),
             "graph_resize": (ctypes.c_int, [vp, size]),
@@ -77,10 +78,17 @@ def saved_vector_bytes(path: Path, kind: str, metric: str, dim: int) -> int:
     return _header(path)[2] * code_size(kind, metric, dim)
 
 
+def layout(kind: str, metric: str, dim: int, m: int = 16) -> tuple[int, int]:
+    """(bytes of one vector's code, bytes of one level-0 element) in a graph of this storage type, as the
+    library lays them out (int8: codes and a float32 scale; float32 cosine: the vector and its inverse norm)."""
+    code, element = ctypes.c_size_t(), ctypes.c_size_t()
+    _check(_library().graph_layout(KINDS[kind], METRICS[metric], dim, m, ctypes.byref(code), ctypes.byref(element)))
+    return code.value, element.value
+
+
 def code_size(kind: str, metric: str, dim: int) -> int:
-    """Bytes one vector takes in a graph of this storage type (int8: the codes and a float32 scale; float32
-    cosine: and its inverse norm)."""
-    return {"float32": 4 * dim + (4 if metric == "cosine" else 0), "float16": 2 * dim, "int8": dim + 4}[kind]
+    """Bytes one vector takes in a graph of this storage type."""
+    return layout(kind, metric, dim)[0]
 
 
 class Graph:
@@ -106,10 +114,6 @@ class Graph:
         if handle is not None and _lib is not None:
             _lib.graph_free(handle)
             self._handle = None
-
-    def expected_element_size(self) -> int:
-        """Bytes per element this graph's storage type and M give (to check a saved file against)."""
-        return int(_library().graph_element_size(self._handle))
 
     def _prepared(self, vectors: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
@@ -163,11 +167,6 @@ class Graph:
     def save(self, path: Path) -> None:
         """Write the graph, vectors included, to one file."""
         _check(_library().graph_save(self._handle, str(path).encode()))
-
-    @property
-    def count(self) -> int:
-        """Elements added (live and deleted)."""
-        return int(_library().graph_count(self._handle))
 
     def vector_bytes(self) -> int:
         """Bytes of the vectors' codes in the graph's allocation (all capacity slots)."""

@@ -21,7 +21,7 @@ from protos.wire import CHUNK_SEP
 from shard_node.allowed import Allowed, AllowedCache
 from shard_node.bm25 import TextIndex
 from shard_node.fields import FieldIndexes, bitmap_of, labels_array
-from shard_node.graph import Graph, element_size
+from shard_node.graph import Graph, element_size, layout
 from shard_node.rwlock import SearchGate
 from shard_node.schema import is_text
 from shard_node.settings import DEFAULT_ALLOWED_CACHE_MB, DEFAULT_OVERSAMPLE, MIN_RESCORE, PartitionSpec
@@ -136,6 +136,7 @@ class Partition:
         self._payloads: dict[int, dict[str, Any]] = {}
         self._size = 0  # labels handed out
         self._tombstones = 0
+        self.migrated = False  # loaded from an older snapshot layout and converted: the store re-snapshots it
         # Bumped by every write, so the document count (an O(n) pass over the ids) is redone only after changes:
         # the compaction scheduler reads shard figures every few seconds.
         self._writes = 0
@@ -532,7 +533,7 @@ class Partition:
         size = len(ids)
         capacity = max(1024, 1 << max(size - 1, 1).bit_length())
         graph_file = directory / GRAPH_FILE
-        legacy = spec.storage in GRAPH_TYPES and not _graph_holds(spec, graph_file, capacity)
+        legacy = spec.storage in GRAPH_TYPES and not _graph_holds(spec, graph_file)
         part = cls(spec, capacity=capacity, search_threads=search_threads,
                    index_file=None if legacy else graph_file, allowed_cache_mb=allowed_cache_mb)
         rows = part._copy.load(directory, size) if part._copy is not None else None
@@ -543,6 +544,7 @@ class Partition:
             part._graph.add(rows, np.arange(size), num_threads=search_threads)
             for label in np.flatnonzero(deleted).tolist():
                 part._graph.mark_deleted(label)
+            part.migrated = True
         norms = directory / "norms.npy"
         if norms.exists():
             part._norms[:size] = np.load(norms, allow_pickle=False)
@@ -565,8 +567,7 @@ class Partition:
         return part
 
 
-def _graph_holds(spec: PartitionSpec, graph_file: Path, capacity: int) -> bool:
+def _graph_holds(spec: PartitionSpec, graph_file: Path) -> bool:
     """Whether a saved graph file holds its vectors in the spec's storage type (older snapshots of float16 and
     int8 partitions hold a float32 graph beside a stored copy)."""
-    probe = Graph(spec.storage, spec.metric, spec.dim, 1, spec.m, spec.ef_construction)
-    return element_size(graph_file) == probe.expected_element_size()
+    return element_size(graph_file) == layout(spec.storage, spec.metric, spec.dim, spec.m)[1]

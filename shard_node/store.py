@@ -130,6 +130,16 @@ class ShardStore:
             self._ops_since_snapshot += len(record.upsert.ids) + len(record.delete.ids)
             self._lsn = record.lsn
         self._wal.open_segment(self._lsn + 1)
+        if self.partition.migrated:
+            self._resnapshot_migrated()
+
+    def _resnapshot_migrated(self) -> None:
+        """Write a snapshot of a partition converted at load, so later starts do not convert it again."""
+        try:
+            self._snapshot_locked()
+        except OSError as exc:  # the old snapshot still loads (converting again); nothing is lost
+            self._disk_fault(exc, SNAPSHOT, "write the snapshot of a partition converted at load",
+                             "the older snapshot stays in charge and is converted again at the next start")
 
     @property
     def _snap_dir(self) -> Path:

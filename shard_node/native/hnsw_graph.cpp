@@ -40,75 +40,77 @@ struct Sums {
     float ab, aa, bb;
 };
 
-// Half-precision rows widened to float32 sixteen (AVX-512) or eight (F16C) lanes at a time; the scalar loop
-// takes the tail and machines without either. Norms only when asked (cosine).
-template <bool WithNorms>
+// Half-precision rows widened to float32 a vector register at a time: sixteen lanes (AVX-512) or eight (F16C);
+// machines without either run the scalar tail loop only.
+#if defined(__AVX512F__)
+struct F16Lanes {
+    using V = __m512;
+    static constexpr size_t width = 16;
+    static V zero() { return _mm512_setzero_ps(); }
+    static V load(const _Float16 *p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(p))); }
+    static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+    static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+    static float total(V v) { return _mm512_reduce_add_ps(v); }
+};
+#define SHOAL_F16_LANES 1
+#elif defined(__F16C__) && defined(__FMA__)
+struct F16Lanes {
+    using V = __m256;
+    static constexpr size_t width = 8;
+    static V zero() { return _mm256_setzero_ps(); }
+    static V load(const _Float16 *p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p))); }
+    static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+    static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+    static float total(V v) {
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+    }
+};
+#define SHOAL_F16_LANES 1
+#endif
+
+// What one pass over a pair of half-precision rows sums: the dot product, the dot product and both squared
+// norms (cosine), or the squared difference (l2, returned in `ab`).
+enum class F16Sum { Dot, DotNorms, L2 };
+
+template <F16Sum What>
 Sums f16_sums(const _Float16 *x, const _Float16 *y, size_t dim) {
     size_t i = 0;
     Sums s{0.0f, 0.0f, 0.0f};
-#if defined(__AVX512F__)
-    __m512 ab = _mm512_setzero_ps(), aa = _mm512_setzero_ps(), bb = _mm512_setzero_ps();
-    for (; i + 16 <= dim; i += 16) {
-        __m512 a = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(x + i)));
-        __m512 b = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(y + i)));
-        ab = _mm512_fmadd_ps(a, b, ab);
-        if (WithNorms) {
-            aa = _mm512_fmadd_ps(a, a, aa);
-            bb = _mm512_fmadd_ps(b, b, bb);
+#ifdef SHOAL_F16_LANES
+    using L = F16Lanes;
+    L::V ab = L::zero(), aa = L::zero(), bb = L::zero();
+    for (; i + L::width <= dim; i += L::width) {
+        L::V a = L::load(x + i), b = L::load(y + i);
+        if (What == F16Sum::L2) {
+            L::V d = L::sub(a, b);
+            ab = L::fma(d, d, ab);
+            continue;
+        }
+        ab = L::fma(a, b, ab);
+        if (What == F16Sum::DotNorms) {
+            aa = L::fma(a, a, aa);
+            bb = L::fma(b, b, bb);
         }
     }
-    s.ab = _mm512_reduce_add_ps(ab);
-    if (WithNorms) {
-        s.aa = _mm512_reduce_add_ps(aa);
-        s.bb = _mm512_reduce_add_ps(bb);
-    }
-#elif defined(__F16C__) && defined(__FMA__)
-    __m256 ab = _mm256_setzero_ps(), aa = _mm256_setzero_ps(), bb = _mm256_setzero_ps();
-    for (; i + 8 <= dim; i += 8) {
-        __m256 a = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(x + i)));
-        __m256 b = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(y + i)));
-        ab = _mm256_fmadd_ps(a, b, ab);
-        if (WithNorms) {
-            aa = _mm256_fmadd_ps(a, a, aa);
-            bb = _mm256_fmadd_ps(b, b, bb);
-        }
-    }
-    alignas(32) float lanes[3][8];
-    _mm256_store_ps(lanes[0], ab);
-    _mm256_store_ps(lanes[1], aa);
-    _mm256_store_ps(lanes[2], bb);
-    for (int j = 0; j < 8; ++j) {
-        s.ab += lanes[0][j];
-        s.aa += lanes[1][j];
-        s.bb += lanes[2][j];
+    s.ab = L::total(ab);
+    if (What == F16Sum::DotNorms) {
+        s.aa = L::total(aa);
+        s.bb = L::total(bb);
     }
 #endif
     for (; i < dim; ++i) {
         float a = static_cast<float>(x[i]), b = static_cast<float>(y[i]);
+        if (What == F16Sum::L2) {
+            s.ab += (a - b) * (a - b);
+            continue;
+        }
         s.ab += a * b;
         s.aa += a * a;
         s.bb += b * b;
     }
     return s;
-}
-
-float f16_l2_sum(const _Float16 *x, const _Float16 *y, size_t dim) {
-    size_t i = 0;
-    float sum = 0.0f;
-#if defined(__AVX512F__)
-    __m512 acc = _mm512_setzero_ps();
-    for (; i + 16 <= dim; i += 16) {
-        __m512 d = _mm512_sub_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(x + i))),
-                                 _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(y + i))));
-        acc = _mm512_fmadd_ps(d, d, acc);
-    }
-    sum = _mm512_reduce_add_ps(acc);
-#endif
-    for (; i < dim; ++i) {
-        float d = static_cast<float>(x[i]) - static_cast<float>(y[i]);
-        sum += d * d;
-    }
-    return sum;
 }
 
 float cosine_distance(float ab, float aa, float bb) {
@@ -121,16 +123,16 @@ size_t dim_of(const void *param) { return *static_cast<const size_t *>(param); }
 const _Float16 *halves(const void *v) { return static_cast<const _Float16 *>(v); }
 
 float f16_ip(const void *a, const void *b, const void *param) {
-    return 1.0f - f16_sums<false>(halves(a), halves(b), dim_of(param)).ab;
+    return 1.0f - f16_sums<F16Sum::Dot>(halves(a), halves(b), dim_of(param)).ab;
 }
 
 float f16_cos(const void *a, const void *b, const void *param) {
-    Sums s = f16_sums<true>(halves(a), halves(b), dim_of(param));
+    Sums s = f16_sums<F16Sum::DotNorms>(halves(a), halves(b), dim_of(param));
     return cosine_distance(s.ab, s.aa, s.bb);
 }
 
 float f16_l2(const void *a, const void *b, const void *param) {
-    return f16_l2_sum(halves(a), halves(b), dim_of(param));
+    return f16_sums<F16Sum::L2>(halves(a), halves(b), dim_of(param)).ab;
 }
 
 // int8 layout: dim codes, then the vector's scale (max |x| / 127).
@@ -257,6 +259,22 @@ struct Graph {
     }
 
     size_t code_size() const { return space->get_data_size(); }
+
+    // Upper-level link bytes, summed over elements as they are first counted: an element's level never changes
+    // after it is added (a replaced vector keeps its slot), so each is counted once, not at every reading.
+    size_t upper_bytes() {
+        std::lock_guard<std::mutex> guard(upper_lock);
+        size_t n = hnsw->cur_element_count;
+        for (; upper_counted < n; ++upper_counted)
+            upper_total += static_cast<size_t>(hnsw->element_levels_[upper_counted]) * hnsw->size_links_per_element_;
+        return upper_total;
+    }
+
+ private:
+    std::mutex upper_lock;
+    size_t upper_counted = 0, upper_total = 0;
+
+ public:
 
     void encode(const float *v, char *out) const {
         if (kind == F32) {
@@ -405,14 +423,17 @@ size_t graph_code_size(void *handle) { return static_cast<Graph *>(handle)->code
 
 size_t graph_element_size(void *handle) { return static_cast<Graph *>(handle)->hnsw->size_data_per_element_; }
 
-size_t graph_count(void *handle) { return static_cast<Graph *>(handle)->hnsw->cur_element_count; }
+size_t graph_upper_bytes(void *handle) { return static_cast<Graph *>(handle)->upper_bytes(); }
 
-// Bytes of the upper-level link lists, which hnswlib allocates per element above level 0.
-size_t graph_upper_bytes(void *handle) {
-    auto *h = static_cast<Graph *>(handle)->hnsw.get();
-    size_t total = 0, n = h->cur_element_count;
-    for (size_t i = 0; i < n; ++i) total += static_cast<size_t>(h->element_levels_[i]) * h->size_links_per_element_;
-    return total;
+// Bytes of one vector's code and of one level-0 element (code, links, label) for a storage type, metric, dim and
+// M, asked of a one-slot graph so that nothing outside restates hnswlib's layout or the spaces' sizes.
+int graph_layout(int kind, int metric, size_t dim, size_t m, size_t *code_size, size_t *element_size) {
+    return guarded([&] {
+        Graph g(kind, metric, dim);
+        g.hnsw.reset(new hnswlib::HierarchicalNSW<float>(g.space.get(), 1, m, 16, 100));
+        *code_size = g.code_size();
+        *element_size = g.hnsw->size_data_per_element_;
+    });
 }
 
 int graph_save(void *handle, const char *path) {
