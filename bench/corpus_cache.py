@@ -5,7 +5,7 @@ chunks that are written as they finish; a stopped run picks up where it left off
 documents needed first at the front (those with a Korean description: the demo sample and the
 retrieval benchmark's corpus), so a partial cache already serves them.
 
-    python -m bench.corpus_cache [--model multilingual-e5-small@1.1.0] [--field text_en|text_ko] [--cache-dir DIR]
+    python -m bench.corpus_cache [--model multilingual-e5-small@1.2.0] [--field text_en|text_ko] [--cache-dir DIR]
                                  [--limit N] [--threads N]
     python -m bench.corpus_cache --export-demo data/debian/demo_vectors.npz
 

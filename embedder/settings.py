@@ -19,7 +19,7 @@ class EmbedderSettings(ServerTLSSettings):
 
     host: str = field(default="127.0.0.1", metadata={"help": "address the gRPC server binds"})
     port: int = field(default=DEFAULT_PORT, metadata={"help": "port of the gRPC server (0 = any)"})
-    default_model: str = field(default="multilingual-e5-small@1.1.0", metadata={
+    default_model: str = field(default="multilingual-e5-small@1.2.0", metadata={
         "help": "model used when a request names none"})
     models_file: str = field(default="", metadata={
         "help": "JSON list of extra models from local directories (see README, 'Models')"})

