@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shard_node.allowed import Allowed
+from shard_node.allowed import Allowed, prepared_rows
 from shard_node.fields import bitmap_of, labels_array
 from shard_node.filters import Exclusion
 from shard_node.near import excluded
@@ -103,19 +103,6 @@ def _distances_one(metric: str, rows: np.ndarray, row_sq: np.ndarray | None, q: 
     return np.float32(1.0) - dots
 
 
-def _full_scan(part: Partition, queries: np.ndarray) -> np.ndarray:
-    """Distances to every row [0, size) from the contiguous store and stored norms (no gather, no copy kept)."""
-    rows, norms = part.prefix(), part.norms[: part.size]
-    dots = queries @ rows.T
-    if part.spec.metric == "cosine":
-        qn = np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-30)
-        return 1.0 - dots / (norms[None, :] * qn)
-    if part.spec.metric == "l2":
-        return np.maximum((norms * norms)[None, :] + np.einsum("ij,ij->i", queries, queries)[:, None] - 2.0 * dots,
-                          0.0)
-    return 1.0 - dots
-
-
 def _best(dists: np.ndarray, k: int) -> np.ndarray:
     """Positions of the k smallest of a 1-D array, best first."""
     if k < len(dists):
@@ -165,12 +152,12 @@ def exact_held(part: Partition, queries: np.ndarray, allowed: Allowed | None, k:
         return [_empty(EXACT) for _ in queries]
     budget = part.allowed_cache.max_bytes // 2
     if entry.rows is None and entry.count * part.spec.dim * 4 > budget:
-        # Too large to keep gathered: scanning the contiguous store and keeping the allowed columns
-        # reads no more memory than a gather would.
-        dists = _full_scan(part, queries)[:, entry.labels]
+        # Too large to keep in the cache: gathered for this call only (the graph decodes rows on a gather, so
+        # gathering the allowed ones is never more work than decoding every row and keeping some columns).
+        rows, row_sq = prepared_rows(part.rows, entry.labels, part.norms, part.spec.metric)
     else:
         rows, row_sq = entry.gathered(part.rows, part.norms, part.spec.metric)
-        dists = _distances(part.spec.metric, rows, row_sq, queries)
+    dists = _distances(part.spec.metric, rows, row_sq, queries)
     out = []
     for row in dists:
         labels, vals = _top_without(part, entry.labels, row, k, exclusions)

@@ -211,3 +211,29 @@ def test_exact_plan_equals_numpy_in_every_metric(metric) -> None:
                                        atol=1e-4)
     batch = planner.exact_many(p, queries, Allowed(rows, p.version), K)
     np.testing.assert_allclose(np.stack([r.distances for r in batch]), truth, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("storage", ["float32", "int8"])
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_an_allowed_set_too_large_to_cache_is_scanned_from_a_gather(metric: str, storage: str) -> None:
+    """With no room in the allowed-rows cache the exact plan gathers the allowed rows for the call alone."""
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((600, 8)).astype(np.float32)
+    p = Partition(PartitionSpec(dim=8, metric=metric, storage=storage), capacity=64, allowed_cache_mb=0)
+    p.upsert([f"v{i}" for i in range(600)], base)
+    p.delete(["v3", "v5"])
+    stored = p.rows(np.arange(600))  # what the partition holds (int8 rounds the vectors)
+    rows = np.arange(1, 600, 2)
+    keep = rows[(rows != 3) & (rows != 5)]
+    queries = rng.standard_normal((4, 8)).astype(np.float32)
+    allowed = Allowed(rows, p.version - 1)  # a version behind: the deletes drop out
+    results = planner.exact_many(p, queries, allowed, K)
+    if metric == "cosine":  # exact scans divide by the norms of the vectors as written, kept beside the codes
+        dots = queries @ stored[keep].T / (np.linalg.norm(queries, axis=1)[:, None] * p.norms[keep][None, :])
+        truth = np.sort(1.0 - dots, axis=1)[:, :K]
+    else:
+        _, truth = exact_top_k(metric, queries, stored[keep], K)
+    for r, want in zip(results, truth, strict=True):
+        assert set(r.labels.tolist()) <= set(keep.tolist())
+        np.testing.assert_allclose(r.distances, want, rtol=1e-4, atol=1e-4)
+    assert allowed.rows is None  # nothing was kept
