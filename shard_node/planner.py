@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shard_node.allowed import Allowed, prepared_rows
+from shard_node.allowed import Allowed
 from shard_node.fields import bitmap_of, labels_array
 from shard_node.filters import Exclusion
 from shard_node.near import excluded
@@ -31,6 +31,7 @@ from shard_node.settings import (
     PLAN_EXACT_ALWAYS,
     PLAN_EXACT_PER_HNSW_EF,
     PLAN_EXCLUSION_DEPTH,
+    PLAN_FULL_SCAN_SHARE,
     PLAN_GROWTH,
     PLAN_MAX_EF,
     PLAN_OVERSAMPLE,
@@ -103,6 +104,19 @@ def _distances_one(metric: str, rows: np.ndarray, row_sq: np.ndarray | None, q: 
     return np.float32(1.0) - dots
 
 
+def _scan(metric: str, rows: np.ndarray, norms: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Distances of queries to decoded rows as the cached scan gives them: cosine divides the dot products by the
+    stored norms (not the rows), l2 uses the rows' own squared norms."""
+    dots = queries @ rows.T
+    if metric == "cosine":
+        qn = np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-30)
+        return 1.0 - dots / (norms[None, :] * qn)
+    if metric == "l2":
+        row_sq = np.einsum("ij,ij->i", rows, rows)
+        return np.maximum(row_sq[None, :] + np.einsum("ij,ij->i", queries, queries)[:, None] - 2.0 * dots, 0.0)
+    return 1.0 - dots
+
+
 def _best(dists: np.ndarray, k: int) -> np.ndarray:
     """Positions of the k smallest of a 1-D array, best first."""
     if k < len(dists):
@@ -152,12 +166,15 @@ def exact_held(part: Partition, queries: np.ndarray, allowed: Allowed | None, k:
         return [_empty(EXACT) for _ in queries]
     budget = part.allowed_cache.max_bytes // 2
     if entry.rows is None and entry.count * part.spec.dim * 4 > budget:
-        # Too large to keep in the cache: gathered for this call only (the graph decodes rows on a gather, so
-        # gathering the allowed ones is never more work than decoding every row and keeping some columns).
-        rows, row_sq = prepared_rows(part.rows, entry.labels, part.norms, part.spec.metric)
+        # Too large to keep in the cache: its rows are decoded for this call only, every row when the set covers
+        # most of the partition (one contiguous pass), else a gather of the allowed ones.
+        if entry.count * PLAN_FULL_SCAN_SHARE >= part.size:
+            dists = _scan(part.spec.metric, part.prefix(), part.norms[: part.size], queries)[:, entry.labels]
+        else:
+            dists = _scan(part.spec.metric, part.rows(entry.labels), part.norms[entry.labels], queries)
     else:
         rows, row_sq = entry.gathered(part.rows, part.norms, part.spec.metric)
-    dists = _distances(part.spec.metric, rows, row_sq, queries)
+        dists = _distances(part.spec.metric, rows, row_sq, queries)
     out = []
     for row in dists:
         labels, vals = _top_without(part, entry.labels, row, k, exclusions)

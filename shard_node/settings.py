@@ -31,6 +31,10 @@ PLAN_GROWTH = 4               # and this many times more in each deeper round
 PLAN_EXACT_PER_HNSW_EF = 12   # an exact scan of this many vectors costs about one unit of HNSW ef
 PLAN_SMALL_SORT = 512       # an exact scan of at most this many gathered rows sorts them all (one numpy call)
 PLAN_EXCLUSION_DEPTH = 64     # an exact scan checks NOT near exclusions on this many best candidates first
+# An exact scan too large for the rows cache decodes every row when the allowed set is at least 1/this of the
+# partition, else gathers the allowed ones (20k x 384, one query: all rows 3.4-3.8 ms decoded whole against
+# 5.0-5.6 gathered; half of them 3.3-3.6 against 2.5-2.9).
+PLAN_FULL_SCAN_SHARE = 1.5
 HYBRID_DEPTH = 100            # each ranking's depth fused by RRF
 # Exact top-K scans (rank-form NOT) of partitions with at least this many live rows narrow their candidates
 # through the int8 sketch (shard_node/sketch.py) first; a full float32 scan when the sketch keeps more than

@@ -465,10 +465,14 @@ int graph_mark_deleted(void *handle, int64_t label) {
 int graph_rows(void *handle, const int64_t *labels, size_t n, float *out) {
     Graph *g = static_cast<Graph *>(handle);
     return guarded([&] {
+        auto *h = g->hnsw.get();
+        // One lock for the whole gather rather than one per label.
+        std::unique_lock<std::mutex> lock(h->label_lookup_lock);
         for (size_t i = 0; i < n; ++i) {
-            int64_t id = g->internal(labels[i]);
-            if (id < 0) throw std::runtime_error("label " + std::to_string(labels[i]) + " is not in the graph");
-            g->decode(g->hnsw->getDataByInternalId(static_cast<hnswlib::tableint>(id)), out + i * g->dim);
+            auto it = h->label_lookup_.find(static_cast<hnswlib::labeltype>(labels[i]));
+            if (it == h->label_lookup_.end())
+                throw std::runtime_error("label " + std::to_string(labels[i]) + " is not in the graph");
+            g->decode(h->getDataByInternalId(it->second), out + i * g->dim);
         }
     });
 }

@@ -213,17 +213,18 @@ def test_exact_plan_equals_numpy_in_every_metric(metric) -> None:
     np.testing.assert_allclose(np.stack([r.distances for r in batch]), truth, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("step", [2, 1])   # half the rows: gathered; all of them: decoded in one pass
 @pytest.mark.parametrize("storage", ["float32", "int8"])
 @pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
-def test_an_allowed_set_too_large_to_cache_is_scanned_from_a_gather(metric: str, storage: str) -> None:
-    """With no room in the allowed-rows cache the exact plan gathers the allowed rows for the call alone."""
+def test_an_allowed_set_too_large_to_cache_is_scanned_for_the_call(metric: str, storage: str, step: int) -> None:
+    """With no room in the allowed-rows cache the exact plan decodes the rows for the call alone."""
     rng = np.random.default_rng(5)
     base = rng.standard_normal((600, 8)).astype(np.float32)
     p = Partition(PartitionSpec(dim=8, metric=metric, storage=storage), capacity=64, allowed_cache_mb=0)
     p.upsert([f"v{i}" for i in range(600)], base)
     p.delete(["v3", "v5"])
     stored = p.rows(np.arange(600))  # what the partition holds (int8 rounds the vectors)
-    rows = np.arange(1, 600, 2)
+    rows = np.arange(1, 600, step)
     keep = rows[(rows != 3) & (rows != 5)]
     queries = rng.standard_normal((4, 8)).astype(np.float32)
     allowed = Allowed(rows, p.version - 1)  # a version behind: the deletes drop out
