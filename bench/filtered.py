@@ -73,7 +73,8 @@ FILTERS: list[tuple[str, str]] = [
     ("50%", "architecture:all"),
     ("100%", "architecture:[amd64, all]"),
 ]
-PLANS = {"planner": "", "exact (cached rows)": EXACT, "post-filtered hnsw": HNSW, "hnswlib callback": HNSW_FILTER}
+PLANS = {"planner": "", "exact (cached rows)": EXACT, "post-filtered hnsw": HNSW,
+         "filtered walk (mask in C)": HNSW_FILTER}
 
 
 @dataclass

@@ -2,12 +2,14 @@
 until k allowed documents are found, or HNSW with hnswlib's filter inside the traversal.
 
 The allowed set's exact size comes from the field postings, so the choice needs no estimate. The planner's
-thresholds were measured when hnswlib's filter was a Python callback per visited node (`make bench-filter`);
-the graph now checks the allowed set's mask in C, but the thresholds still prefer post-filtering: the graph
-is searched unfiltered with k and ef grown by the filter's selectivity, and the candidates are checked against
-the allowed mask in one numpy step. When the allowed set is small, scanning it exactly is cheaper than any
-graph search and its answer is exact: its rows are gathered once per (filter, partition version) and kept in
-the partition's allowed-rows cache, so a query is one gemv.
+thresholds were measured when hnswlib's filter was a Python callback per visited node; `make bench-filter` on
+the graph that checks the allowed set's mask in C (2026-12-07, BENCHMARKS.md) left the choices standing: the
+filtered walk beats post-filtering only at ~10 % selectivity (134 against 87 q/s on the real corpus), where the
+exact scan answers at 4,256, and is within a few percent of it at 50-100 %. So post-filtering stays the graph
+plan: the graph is searched unfiltered with k and ef grown by the filter's selectivity, and the candidates are
+checked against the allowed mask in one numpy step. When the allowed set is small, scanning it exactly is
+cheaper than any graph search and its answer is exact: its rows are gathered once per (filter, partition
+version) and kept in the partition's allowed-rows cache, so a query is one gemv.
 
 `NOT near:v@tau` exclusions are checked on the candidates only, exactly, from the stored norms.
 """
