@@ -60,7 +60,11 @@ class Allowed:
         if self.rows is None:
             with self._lock:
                 if self.rows is None:
-                    self.rows, self.row_sq = prepared_rows(rows_of, self.labels, norms, metric)
+                    rows = rows_of(self.labels)
+                    if metric == "cosine":
+                        rows /= norms[self.labels][:, None]
+                    self.row_sq = np.einsum("ij,ij->i", rows, rows) if metric == "l2" else None
+                    self.rows = rows
         return self.rows, self.row_sq
 
     def nbytes(self) -> int:
@@ -69,16 +73,6 @@ class Allowed:
         for arr in (self._mask, self.rows, self.row_sq):
             total += arr.nbytes if arr is not None else 0
         return total
-
-
-def prepared_rows(rows_of: Callable[[np.ndarray], np.ndarray], labels: np.ndarray, norms: np.ndarray, metric: str
-                  ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The rows of labels (decoded by `rows_of`, a fresh array) ready for an exact scan (unit rows for cosine)
-    and, for l2, their squared norms."""
-    rows = rows_of(labels)
-    if metric == "cosine":
-        rows /= norms[labels][:, None]
-    return rows, np.einsum("ij,ij->i", rows, rows) if metric == "l2" else None
 
 
 class AllowedCache:

@@ -9,6 +9,7 @@ so searches on several threads overlap.
 from __future__ import annotations
 
 import ctypes
+import functools
 import struct
 from pathlib import Path
 
@@ -78,9 +79,11 @@ def saved_vector_bytes(path: Path, kind: str, metric: str, dim: int) -> int:
     return _header(path)[2] * code_size(kind, metric, dim)
 
 
+@functools.lru_cache(maxsize=64)
 def layout(kind: str, metric: str, dim: int, m: int = 16) -> tuple[int, int]:
     """(bytes of one vector's code, bytes of one level-0 element) in a graph of this storage type, as the
-    library lays them out (int8: codes and a float32 scale; float32 cosine: the vector and its inverse norm)."""
+    library lays them out (int8: codes and a float32 scale; float32 cosine: the vector and its inverse norm);
+    asked once per combination (the library builds a one-slot graph to answer)."""
     code, element = ctypes.c_size_t(), ctypes.c_size_t()
     _check(_library().graph_layout(KINDS[kind], METRICS[metric], dim, m, ctypes.byref(code), ctypes.byref(element)))
     return code.value, element.value

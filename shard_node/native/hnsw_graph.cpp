@@ -338,11 +338,15 @@ struct Graph {
         return 1.0f - sum;
     }
 
-    // Internal id of a label, or -1 when the graph never held it.
-    int64_t internal(int64_t label) const {
-        std::unique_lock<std::mutex> lock(hnsw->label_lookup_lock);
+    // Internal id of a label, or -1 when the graph never held it; the caller holds hnsw->label_lookup_lock.
+    int64_t internal_locked(int64_t label) const {
         auto it = hnsw->label_lookup_.find(static_cast<hnswlib::labeltype>(label));
         return it == hnsw->label_lookup_.end() ? -1 : static_cast<int64_t>(it->second);
+    }
+
+    int64_t internal(int64_t label) const {
+        std::unique_lock<std::mutex> lock(hnsw->label_lookup_lock);
+        return internal_locked(label);
     }
 };
 
@@ -465,14 +469,12 @@ int graph_mark_deleted(void *handle, int64_t label) {
 int graph_rows(void *handle, const int64_t *labels, size_t n, float *out) {
     Graph *g = static_cast<Graph *>(handle);
     return guarded([&] {
-        auto *h = g->hnsw.get();
         // One lock for the whole gather rather than one per label.
-        std::unique_lock<std::mutex> lock(h->label_lookup_lock);
+        std::unique_lock<std::mutex> lock(g->hnsw->label_lookup_lock);
         for (size_t i = 0; i < n; ++i) {
-            auto it = h->label_lookup_.find(static_cast<hnswlib::labeltype>(labels[i]));
-            if (it == h->label_lookup_.end())
-                throw std::runtime_error("label " + std::to_string(labels[i]) + " is not in the graph");
-            g->decode(h->getDataByInternalId(it->second), out + i * g->dim);
+            int64_t id = g->internal_locked(labels[i]);
+            if (id < 0) throw std::runtime_error("label " + std::to_string(labels[i]) + " is not in the graph");
+            g->decode(g->hnsw->getDataByInternalId(static_cast<hnswlib::tableint>(id)), out + i * g->dim);
         }
     });
 }
