@@ -64,7 +64,7 @@ class Results:
     passes: int
     clients: int
     client_queries: int
-    concurrency_ef: int
+    concurrency_efs: list[int]
     floor_ef: int
     client_mode: str = "threads"
     names: dict[str, str] = field(default_factory=dict)
@@ -140,8 +140,8 @@ def pgvector_single(r: Results) -> list[dict[str, Any]]:
 def concurrency_rows(r: Results) -> list[dict[str, Any]]:
     """Per shard count: Shoal's concurrent QPS against pgvector's and hnswlib's one-thread QPS at its recall."""
     out = []
-    for shards in r.shards:
-        s = r.concurrent_at(shoal_role(shards), r.concurrency_ef)
+    for shards, ef in ((s, e) for s in r.shards for e in r.concurrency_efs):
+        s = r.concurrent_at(shoal_role(shards), ef)
         if s is None:
             continue
         pg, pg_equal = matching(r.concurrent.get(PGVECTOR, []), s.recall, lambda x: x.recall, lambda x: x.ef)
@@ -191,13 +191,14 @@ def judge_targets(r: Results) -> list[dict[str, Any]]:
                                f"{_fmt(x['pg_recall'], '.4f')})"})
     for x in concurrency_rows(r):
         ok = x["pg_equal_recall"] and x["pg_ratio"] is not None and x["pg_ratio"] > 1
-        out.append({"target": f"{r.clients}-client QPS above pgvector's at equal recall ({x['shards']} shards)",
+        out.append({"target": f"{r.clients}-client QPS above pgvector's at equal recall ({x['shards']} shards, "
+                              f"ef {x['ef']})",
                     "verdict": _verdict(ok), "figures": f"{x['shoal_qps']:,.0f} vs {_fmt(x['pg_qps'], ',.0f')} q/s "
                                                         f"(pgvector ef {x['pg_ef']}) = {_fmt(x['pg_ratio'])}x"})
         ok = None if x["hnswlib_ratio"] is None else x["hnswlib_equal_recall"] and x["hnswlib_ratio"] >= \
             CONCURRENT_TARGET
         out.append({"target": f"{r.clients}-client QPS >= {CONCURRENT_TARGET}x hnswlib's single-thread QPS at equal "
-                              f"recall ({x['shards']} shards)", "verdict": _verdict(ok),
+                              f"recall ({x['shards']} shards, ef {x['ef']})", "verdict": _verdict(ok),
                     "figures": f"{x['shoal_qps']:,.0f} vs {_fmt(x['hnswlib_qps'], ',.0f')} q/s (hnswlib ef "
                                f"{x['hnswlib_ef']}) = {_fmt(x['hnswlib_ratio'])}x"})
     for shards in r.shards:
@@ -230,7 +231,7 @@ def results_json(r: Results) -> dict[str, Any]:
         "setup": {"client_mode": r.client_mode, "shards": r.shards, "m": r.m, "ef_construction": r.ef_construction,
                   "ef_search_default": r.ef_search_default, "k": r.k, "search_batch": r.batch,
                   "ingest_batch": r.ingest_batch, "hnswlib_threads": r.threads, "passes": r.passes,
-                  "clients": r.clients, "client_queries": r.client_queries, "concurrency_ef": r.concurrency_ef,
+                  "clients": r.clients, "client_queries": r.client_queries, "concurrency_efs": r.concurrency_efs,
                   "floor_ef": r.floor_ef},
         "systems": r.names,
         "curves": {role: [p.to_dict() for p in pts] for role, pts in r.curves.items()},
@@ -466,9 +467,9 @@ def _setup_lines(r: Results) -> list[str]:
         "those hops dearer than Shoal pays them.",
         f"- Concurrency: {r.clients} clients, {_client_mode(r)}, each with its own `shoal.Client` (or psycopg "
         f"connection), start together and send {r.client_queries} single-vector searches each, one after another; "
-        "QPS = all searches / wall time. pgvector runs at the same "
-        "ef and at the cheapest ef_search whose recall is "
-        "at least Shoal's; hnswlib's one-thread QPS (batched knn_query, num_threads=1) likewise.",
+        f"QPS = all searches / wall time. Shoal runs at ef {', '.join(map(str, r.concurrency_efs))}; pgvector at "
+        "the same efs and at the cheapest ef_search whose recall is at least Shoal's; hnswlib's one-thread QPS "
+        "(batched knn_query, num_threads=1) likewise.",
         f"- {r.passes} passes; in each pass every system takes its turn at every measurement, and the best pass "
         "counts (highest QPS; lowest p50). BLAS is pinned to one thread in the benchmark process (threadpoolctl); "
         "the servers use their own settings.",

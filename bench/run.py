@@ -75,7 +75,7 @@ HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 200
 EF_SEARCH_DEFAULT = 128
 FLOOR_EF = 128
-CONCURRENCY_EF = 64
+CONCURRENCY_EFS = [64, 128]   # the concurrent-client runs: the issue's peer figure (ef 64) and the floor's ef
 CLIENTS = 16
 CLIENT_QUERIES = 200            # single searches per concurrent client and pass
 PASSES = 3
@@ -119,7 +119,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="single searches per concurrent client and pass")
     p.add_argument("--client-processes", action="store_true",
                    help="concurrent clients as processes of their own (default: threads of the benchmark process)")
-    p.add_argument("--concurrency-ef", type=int, default=CONCURRENCY_EF, help="ef of the concurrent-client runs")
+    p.add_argument("--concurrency-ef", type=int, nargs="+", default=CONCURRENCY_EFS,
+                   help="ef values of the concurrent-client runs")
     p.add_argument("--ingest-batch", type=int, default=INGEST_BATCH, help="vectors per upsert / add_items call")
     p.add_argument("--m", type=int, default=HNSW_M, help="HNSW M (every system)")
     p.add_argument("--ef-construction", type=int, default=HNSW_EF_CONSTRUCTION,
@@ -144,7 +145,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
              args.client_queries, *args.shards)
     if min(sizes) < 1 or args.n < K or min(args.memory_collections, args.memory_vectors) < 0:
         p.error(f"--n must be at least {K}, and sizes, shards, passes, clients and batches positive")
-    if min([*args.ef, *args.hnswlib_extra_ef, *args.pg_ef, args.floor_ef, args.concurrency_ef]) < K:
+    if min([*args.ef, *args.hnswlib_extra_ef, *args.pg_ef, args.floor_ef, *args.concurrency_ef]) < K:
         p.error(f"every ef must be at least k={K}")
     if args.memory_collections and (args.memory_shards < 1 or args.memory_vectors < args.memory_shards):
         p.error("--memory-shards must be positive and --memory-vectors at least that")
@@ -338,7 +339,8 @@ class Bench:
         for shards in args.shards:
             opener = Opener(Shoal.connect, (self.cluster.address, self.shoal[shards].collection, shards,
                                             CLIENT_TIMEOUT_S))
-            self._concurrent(shoal_role(shards), opener, args.concurrency_ef)
+            for ef in args.concurrency_ef:
+                self._concurrent(shoal_role(shards), opener, ef)
         if not self.pg_concurrency_efs:   # the first pass picks the efs that match Shoal's recall
             self._pick_matching_efs()
         for ef in self.pg_concurrency_efs:
@@ -360,10 +362,11 @@ class Bench:
         """pgvector at the concurrency ef and at the cheapest ef reaching each Shoal run's recall; hnswlib
         (one thread) likewise, from recall measured in this pass."""
         args = self.args
-        shoal_recalls = [self.concurrent_passes[(shoal_role(s), args.concurrency_ef)][0].recall for s in args.shards]
+        shoal_recalls = [self.concurrent_passes[(shoal_role(s), ef)][0].recall
+                         for s in args.shards for ef in args.concurrency_ef]
         pg_recall = {ef: self.latency_passes[(PGVECTOR, ef)][0].recall for ef in args.pg_ef}
         hnsw_recall = {p.ef: p.recall for p in self.curve_passes[HNSWLIB][0]}
-        pg_efs = {args.concurrency_ef}
+        pg_efs = set(args.concurrency_ef)
         hnsw_efs = set()
         for recall in shoal_recalls:
             pg_efs.add(cheapest_ef_reaching(pg_recall, recall) or max(pg_recall))
@@ -426,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                   data=spec, shards=args.shards, m=args.m, ef_construction=args.ef_construction,
                   ef_search_default=EF_SEARCH_DEFAULT, k=K, batch=args.batch, ingest_batch=args.ingest_batch,
                   threads=args.threads, passes=args.passes, clients=args.clients,
-                  client_queries=args.client_queries, concurrency_ef=args.concurrency_ef, floor_ef=args.floor_ef,
+                  client_queries=args.client_queries, concurrency_efs=args.concurrency_ef, floor_ef=args.floor_ef,
                   client_mode="processes" if args.client_processes else "threads")
     # The harness's own numpy work (ground truth, recall) must not spread over the cores the servers use.
     with threadpool_limits(limits=1):

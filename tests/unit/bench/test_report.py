@@ -24,7 +24,7 @@ from bench.report import (
 def _results() -> Results:
     return Results(command="c", machine={}, data=DataSpec(n=10, queries=1, dim=4, seed=1), shards=[2], m=16,
                    ef_construction=200, ef_search_default=128, k=10, batch=5, ingest_batch=5, threads=1, passes=1,
-                   clients=2, client_queries=3, concurrency_ef=64, floor_ef=128)
+                   clients=2, client_queries=3, concurrency_efs=[64], floor_ef=128)
 
 
 def _lat(ef: int, p50: float, recall: float | None = None) -> Latency:
