@@ -26,7 +26,9 @@ class EmbedderSettings(ServerTLSSettings):
     state_dir: str = field(default=".shoal-data/embedder", metadata={
         "help": "where digests of models without a pinned digest are recorded on first load"})
     preload: str = field(default="", metadata={"help": "comma-separated models to load at start (default: default)"})
-    threads: int = field(default=0, metadata={"help": "threads per model (0 = the library's choice)"})
+    threads: int = field(default=0, metadata={
+        "help": "threads per model (0 = the library's choice; for the ONNX multilingual-e5-small builds, one per CPU "
+                "the embedder may run on, each running whole length buckets)"})
     max_batch_items: int = field(default=64, metadata={"help": "most items encoded together in one batch"})
     # 0: continuous batching. An idle encoder starts on a request at once, and the requests that arrive while it
     # runs form the next batch, so a lone query never waits and a loaded embedder still encodes full batches.
