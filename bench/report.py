@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -140,7 +141,7 @@ def pgvector_single(r: Results) -> list[dict[str, Any]]:
 def concurrency_rows(r: Results) -> list[dict[str, Any]]:
     """Per shard count: Shoal's concurrent QPS against pgvector's and hnswlib's one-thread QPS at its recall."""
     out = []
-    for shards, ef in ((s, e) for s in r.shards for e in r.concurrency_efs):
+    for shards, ef in itertools.product(r.shards, r.concurrency_efs):
         s = r.concurrent_at(shoal_role(shards), ef)
         if s is None:
             continue

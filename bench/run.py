@@ -332,7 +332,7 @@ class Bench:
                 self.latency_passes.setdefault((role, ef), []).append(x)
 
     def concurrent(self) -> None:
-        """Many clients at once: Shoal at the concurrency ef; pgvector there and at Shoal's recall; and
+        """Many clients at once: Shoal at each concurrency ef; pgvector there and at Shoal's recalls; and
         hnswlib's single-thread QPS at Shoal's recall."""
         args = self.args
         assert self.cluster is not None and self.pg is not None
@@ -359,7 +359,7 @@ class Bench:
         self.concurrent_passes.setdefault((role, ef), []).append(x)
 
     def _pick_matching_efs(self) -> None:
-        """pgvector at the concurrency ef and at the cheapest ef reaching each Shoal run's recall; hnswlib
+        """pgvector at the concurrency efs and at the cheapest ef reaching each Shoal run's recall; hnswlib
         (one thread) likewise, from recall measured in this pass."""
         args = self.args
         shoal_recalls = [self.concurrent_passes[(shoal_role(s), ef)][0].recall

@@ -40,11 +40,11 @@ FP32_FILE = "model.fp32.onnx"
 DIM = 384
 WINDOW = 512                 # positions the model has, <s> and </s> included
 MAX_WINDOWS = 8              # longest text read: 8 x 510 content tokens
-# Padded tokens per engine call (rows x longest in the bucket). Measured on 64 corpus passages in calls of 64, two
-# one-thread buckets side by side (1.2.0, Xeon with 2 MB L2 per core): 1024 -> 97-101 passages/s, 768 -> 96-101,
-# 512 -> 100-107, 384 -> 100-111; one bucket on one thread: 4 x 93 tokens 73/s, 16 x 93 57/s (out of the cache).
-# 512 also splits a call of 8 passages into two buckets. (1.0.0, one bucket at a time on an EPYC: 8192 -> 4.2,
-# 2048 -> 6.9, 1024 -> 13.8, 512 -> 11.2.)
+# Padded tokens per engine call (rows x longest in the bucket). Measured on 64 corpus passages in calls of 64,
+# buckets side by side on two one-thread sessions (1.2.0, Xeon with 2 MB L2 per core): 1024 -> 87-89 passages/s,
+# 768 -> 101, 512 -> 103-110, 384 -> 105-111; on one shared session, 768 -> 96-98 and 512 -> 96-104. One bucket on
+# one thread: 4 x 93 tokens 71-73/s, 16 x 93 57/s (out of the cache). 512 also splits a call of 8 passages into
+# two buckets. (1.0.0, one bucket at a time on an EPYC: 8192 -> 4.2, 2048 -> 6.9, 1024 -> 13.8, 512 -> 11.2.)
 BUCKET_TOKENS = 512
 BUCKET_ROWS = 64             # most windows per engine call
 MODELS_DIR_ENV = "SHOAL_MODELS_DIR"
@@ -80,14 +80,13 @@ class OnnxE5Encoder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1   # buckets, not operators, are spread over the threads
         options.inter_op_num_threads = 1
-        self._workers = threads or len(os.sched_getaffinity(0))
-        self._pool = (ThreadPoolExecutor(self._workers, thread_name_prefix="e5-bucket") if self._workers > 1
-                      else None)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         graph = graph or GRAPHS[spec.version]
         disabled = list(NORM_FUSIONS) if spec.version == PLAIN_NORM_VERSION else []
         self._session = ort.InferenceSession(str(directory / graph), options, providers=["CPUExecutionProvider"],
                                              disabled_optimizers=disabled)
+        self._workers = threads or len(os.sched_getaffinity(0))
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="e5-bucket") if self._workers > 1 else None
 
     def embed_texts(self, texts: list[str], kind: str) -> np.ndarray:
         """Embed texts as queries or passages."""
@@ -130,14 +129,13 @@ class OnnxE5Encoder:
     def run_windows(self, windows: list[list[int]]) -> np.ndarray:
         """Mean-pooled vectors of the windows, computed in buckets of similar length."""
         out = np.empty((len(windows), self.spec.dim), dtype=np.float32)
-        buckets = _buckets([len(w) for w in windows])
-        if self._pool is None or len(buckets) == 1 and len(buckets[0]) == 1:
+        buckets = _spread(_buckets([len(w) for w in windows]), self._workers)
+        if self._pool is None or len(buckets) == 1:
             for bucket in buckets:
                 out[bucket] = self._run_bucket([windows[i] for i in bucket])
             return out
         # ONNX Runtime's Run is thread-safe and releases the GIL: one session serves every bucket at once.
-        running = [(b, self._pool.submit(self._run_bucket, [windows[i] for i in b]))
-                   for b in _spread(buckets, self._workers)]
+        running = [(b, self._pool.submit(self._run_bucket, [windows[i] for i in b])) for b in buckets]
         for bucket, done in running:
             out[bucket] = done.result()
         return out
